@@ -1,0 +1,150 @@
+//! kube-apiserver for one test cluster: secure serving on a free loopback port, client
+//! certificates, service-account keys, Node+RBAC authorization and the default admission
+//! plugins.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use crate::pki::{CertFiles, Pki, ServiceAccountKeys};
+use crate::ports::free_port;
+use crate::process::ManagedProcess;
+
+/// The service network of test clusters (`--service-cluster-ip-range`).
+pub const SERVICE_CLUSTER_IP_RANGE: &str = "10.96.0.0/16";
+/// The `kubernetes` Service's ClusterIP in that range (a SAN of the serving certificate).
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+/// The service-account token issuer.
+pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// How long the apiserver may take to report ready; generous, as the machine is shared.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Files the apiserver needs, made by [`Pki`].
+#[derive(Debug, Clone)]
+pub struct ApiServerPki {
+    /// Serving certificate for 127.0.0.1 and the in-cluster names.
+    pub serving: CertFiles,
+    /// Service-account signing keys.
+    pub service_account: ServiceAccountKeys,
+}
+
+impl ApiServerPki {
+    /// Issues the serving certificate and service-account keys.
+    pub fn create(pki: &Pki) -> Result<Self> {
+        let serving = pki.serving_cert(
+            "apiserver",
+            "kube-apiserver",
+            &[
+                "127.0.0.1",
+                "localhost",
+                KUBERNETES_SERVICE_IP,
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ],
+        )?;
+        Ok(ApiServerPki {
+            serving,
+            service_account: pki.service_account_keys()?,
+        })
+    }
+}
+
+/// A running kube-apiserver.
+#[derive(Debug)]
+pub struct ApiServer {
+    process: ManagedProcess,
+    port: u16,
+}
+
+impl ApiServer {
+    /// The flags the harness runs kube-apiserver with.
+    pub fn args(port: u16, etcd_url: &str, ca: &Path, files: &ApiServerPki) -> Vec<String> {
+        vec![
+            format!("--etcd-servers={etcd_url}"),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={port}"),
+            // The endpoint reconciler refuses loopback advertise addresses; nothing in a test
+            // cluster reaches the apiserver through the `kubernetes` Service.
+            "--advertise-address=127.0.0.1".into(),
+            "--endpoint-reconciler-type=none".into(),
+            format!("--tls-cert-file={}", files.serving.cert.display()),
+            format!("--tls-private-key-file={}", files.serving.key.display()),
+            format!("--client-ca-file={}", ca.display()),
+            format!(
+                "--service-account-key-file={}",
+                files.service_account.public.display()
+            ),
+            format!(
+                "--service-account-signing-key-file={}",
+                files.service_account.private.display()
+            ),
+            format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
+            "--authorization-mode=Node,RBAC".into(),
+            format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"),
+            "--allow-privileged=true".into(),
+            "--kubelet-preferred-address-types=InternalIP,Hostname".into(),
+        ]
+    }
+
+    /// Starts kube-apiserver on a free port. Readiness is awaited by the caller
+    /// ([`crate::cluster::TestCluster`]), which has the admin client for `/readyz`.
+    pub fn start(
+        binary: &Path,
+        etcd_url: &str,
+        ca: &Path,
+        files: &ApiServerPki,
+        log: &Path,
+    ) -> Result<ApiServer> {
+        let port = free_port()?;
+        let args = Self::args(port, etcd_url, ca, files);
+        let process = ManagedProcess::spawn("kube-apiserver", binary, &args, log)?;
+        Ok(ApiServer { process, port })
+    }
+
+    /// The secure port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// The apiserver process.
+    pub fn process(&mut self) -> &mut ManagedProcess {
+        &mut self.process
+    }
+
+    /// Polls `/readyz` with `client` until it answers `ok`, failing early if the process dies.
+    pub async fn wait_ready(&mut self, client: &kube::Client) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.process.try_exit_status() {
+                bail!(
+                    "kube-apiserver exited ({status}); log {}:\n{}",
+                    self.process.log_path().display(),
+                    self.process.log_tail(30)
+                );
+            }
+            let request = http::Request::get("/readyz").body(Vec::new())?;
+            let last = match client.request_text(request).await {
+                Ok(body) if body.trim() == "ok" => return Ok(()),
+                Ok(body) => body,
+                Err(err) => err.to_string(),
+            };
+            if Instant::now() > deadline {
+                bail!(
+                    "kube-apiserver not ready within {READY_TIMEOUT:?} (last answer: {last}); \
+                     log:\n{}",
+                    self.process.log_tail(30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}

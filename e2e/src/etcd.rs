@@ -1,0 +1,79 @@
+//! An etcd member for one test cluster, on free loopback ports.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use crate::ports::{free_port, is_listening};
+use crate::process::ManagedProcess;
+
+/// How long etcd may take to accept client connections.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running single-member etcd.
+#[derive(Debug)]
+pub struct Etcd {
+    process: ManagedProcess,
+    client_url: String,
+}
+
+impl Etcd {
+    /// Starts etcd with its data in `data_dir` and its log in `log`. Client and peer ports
+    /// are both free loopback ports, so parallel tests never share or clash.
+    pub fn start(binary: &Path, data_dir: &Path, log: &Path) -> Result<Etcd> {
+        let client_port = free_port()?;
+        let peer_port = free_port()?;
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let args = vec![
+            "--name=default".to_string(),
+            format!("--data-dir={}", data_dir.display()),
+            format!("--listen-client-urls={client_url}"),
+            format!("--advertise-client-urls={client_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=default={peer_url}"),
+            "--initial-cluster-state=new".to_string(),
+            // Tests write little; keep the WAL from growing snapshots we never read.
+            "--snapshot-count=10000".to_string(),
+        ];
+        let mut process = ManagedProcess::spawn("etcd", binary, &args, log)?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !is_listening(client_port) {
+            if let Some(status) = process.try_exit_status() {
+                bail!(
+                    "etcd exited ({status}) before serving; log {}:\n{}",
+                    log.display(),
+                    process.log_tail(20)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "etcd did not listen on {client_url} within {START_TIMEOUT:?}; log:\n{}",
+                    process.log_tail(20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Etcd {
+            process,
+            client_url,
+        })
+    }
+
+    /// The client URL for `--etcd-servers`.
+    pub fn client_url(&self) -> &str {
+        &self.client_url
+    }
+
+    /// The etcd process.
+    pub fn process(&mut self) -> &mut ManagedProcess {
+        &mut self.process
+    }
+
+    /// etcd's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.process.log_path().to_path_buf()
+    }
+}
