@@ -1,1 +1,16 @@
-pub fn placeholder() {}
+//! What every ferrokube component shares, as upstream's k8s.io/component-base: the version,
+//! upstream-compatible flags and strict component-config files, logging, the apiserver
+//! client, the health/metrics server, leader election on Leases, events and shutdown.
+
+pub mod client;
+pub mod config;
+pub mod duration;
+pub mod events;
+pub mod flags;
+pub mod informer;
+pub mod leader_election;
+pub mod logging;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
+pub mod version;

@@ -1,0 +1,272 @@
+//! An event recorder on `events.k8s.io/v1`, with client-go's aggregation of repeats: an
+//! event isomorphic to one recorded in the last six minutes is not created again, but the
+//! first one gains a `series` whose count and lastObservedTime move.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::{Event, EventSeries};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::Api;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a recorded event stays eligible for aggregation (client-go's 6 minutes).
+pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
+
+/// `Normal` or `Warning`, as the Event type field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// Something expected happened.
+    Normal,
+    /// Something an operator should look at.
+    Warning,
+}
+
+impl EventType {
+    fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
+}
+
+/// One event to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSpec {
+    /// The object the event is about.
+    pub regarding: ObjectReference,
+    /// A second object involved, if any.
+    pub related: Option<ObjectReference>,
+    /// `Normal` or `Warning`.
+    pub type_: EventType,
+    /// Short machine-readable reason, e.g. `Scheduled`, `FailedScheduling`.
+    pub reason: String,
+    /// What was done, e.g. `Binding`, `Scheduling`.
+    pub action: String,
+    /// Human-readable note (truncated to 1 KiB as upstream).
+    pub note: String,
+}
+
+/// What the recorder should do with a new event, given what it has recorded recently.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Aggregation {
+    /// Create a new Event object.
+    Create,
+    /// Patch the series of the existing Event `name` to this count.
+    Series {
+        /// The existing event's name.
+        name: String,
+        /// The new series count.
+        count: i32,
+    },
+}
+
+/// Recently recorded events by their isomorphism key.
+#[derive(Debug, Default)]
+pub struct SeriesCache {
+    entries: HashMap<String, (String, i32, Timestamp)>,
+}
+
+/// The key under which two events count as repeats (client-go's getKey).
+pub fn isomorphism_key(e: &EventSpec) -> String {
+    let r = &e.regarding;
+    let rel = e.related.as_ref();
+    [
+        e.action.as_str(),
+        e.reason.as_str(),
+        r.kind.as_deref().unwrap_or(""),
+        r.namespace.as_deref().unwrap_or(""),
+        r.name.as_deref().unwrap_or(""),
+        r.uid.as_deref().unwrap_or(""),
+        r.field_path.as_deref().unwrap_or(""),
+        rel.and_then(|r| r.kind.as_deref()).unwrap_or(""),
+        rel.and_then(|r| r.name.as_deref()).unwrap_or(""),
+        e.type_.as_str(),
+        e.note.as_str(),
+    ]
+    .join("\u{1f}")
+}
+
+impl SeriesCache {
+    /// Decides create-or-series for `e` at `now` and remembers the outcome (the created
+    /// event's name is recorded by [`SeriesCache::created`]).
+    pub fn decide(&mut self, e: &EventSpec, now: Timestamp) -> Aggregation {
+        let window = k8s_openapi::jiff::SignedDuration::try_from(SERIES_WINDOW).unwrap_or_default();
+        self.entries
+            .retain(|_, (_, _, seen)| now.duration_since(*seen) < window);
+        match self.entries.get_mut(&isomorphism_key(e)) {
+            Some((name, count, seen)) => {
+                *count += 1;
+                *seen = now;
+                Aggregation::Series {
+                    name: name.clone(),
+                    count: *count,
+                }
+            }
+            None => Aggregation::Create,
+        }
+    }
+
+    /// Remembers that `e` was created as Event `name`.
+    pub fn created(&mut self, e: &EventSpec, name: String, now: Timestamp) {
+        self.entries.insert(isomorphism_key(e), (name, 1, now));
+    }
+}
+
+/// Records events for one component instance.
+#[derive(Clone)]
+pub struct EventRecorder {
+    client: kube::Client,
+    reporting_controller: String,
+    reporting_instance: String,
+    cache: Arc<Mutex<SeriesCache>>,
+}
+
+impl EventRecorder {
+    /// A recorder reporting as `controller` (e.g. `default-scheduler`) from `instance`
+    /// (e.g. `default-scheduler-<hostname>`).
+    pub fn new(client: kube::Client, controller: &str, instance: &str) -> Self {
+        EventRecorder {
+            client,
+            reporting_controller: controller.into(),
+            reporting_instance: instance.into(),
+            cache: Arc::default(),
+        }
+    }
+
+    /// Records `e`; failures are logged, never returned, as upstream's recorder.
+    pub async fn record(&self, e: EventSpec) {
+        if let Err(err) = self.try_record(&e).await {
+            tracing::warn!(reason = %e.reason, error = %err, "Unable to record event");
+        }
+    }
+
+    /// Records `e`, returning the apiserver's error if any.
+    pub async fn try_record(&self, e: &EventSpec) -> Result<(), kube::Error> {
+        let now = Timestamp::now();
+        let namespace = e
+            .regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let decision = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .decide(e, now);
+        match decision {
+            Aggregation::Series { name, count } => {
+                let patch = serde_json::json!({
+                    "series": EventSeries { count, last_observed_time: MicroTime(now) }
+                });
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+            }
+            Aggregation::Create => {
+                let event = self.build(e, &namespace, now);
+                let created = api.create(&PostParams::default(), &event).await?;
+                if let Some(name) = created.metadata.name {
+                    self.cache
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .created(e, name, now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn build(&self, e: &EventSpec, namespace: &str, now: Timestamp) -> Event {
+        let base = e.regarding.name.clone().unwrap_or_default();
+        let mut note = e.note.clone();
+        if note.len() > 1024 {
+            let mut cut = 1024;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+        }
+        Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{base}.{:x}", now.as_nanosecond())),
+                namespace: Some(namespace.into()),
+                ..Default::default()
+            },
+            event_time: Some(MicroTime(now)),
+            action: Some(e.action.clone()),
+            reason: Some(e.reason.clone()),
+            note: Some(note),
+            regarding: Some(e.regarding.clone()),
+            related: e.related.clone(),
+            reporting_controller: Some(self.reporting_controller.clone()),
+            reporting_instance: Some(self.reporting_instance.clone()),
+            type_: Some(e.type_.as_str().into()),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(reason: &str, note: &str) -> EventSpec {
+        EventSpec {
+            regarding: ObjectReference {
+                kind: Some("Pod".into()),
+                namespace: Some("default".into()),
+                name: Some("web".into()),
+                uid: Some("u1".into()),
+                ..Default::default()
+            },
+            related: None,
+            type_: EventType::Warning,
+            reason: reason.into(),
+            action: "Scheduling".into(),
+            note: note.into(),
+        }
+    }
+
+    #[test]
+    fn repeats_within_the_window_become_a_series() {
+        let mut cache = SeriesCache::default();
+        let t0 = Timestamp::now();
+        let e = ev("FailedScheduling", "0/3 nodes are available");
+        assert_eq!(cache.decide(&e, t0), Aggregation::Create);
+        cache.created(&e, "web.1".into(), t0);
+        assert_eq!(
+            cache.decide(&e, t0 + k8s_openapi::jiff::SignedDuration::from_secs(10)),
+            Aggregation::Series {
+                name: "web.1".into(),
+                count: 2
+            }
+        );
+        assert_eq!(
+            cache.decide(&e, t0 + k8s_openapi::jiff::SignedDuration::from_secs(20)),
+            Aggregation::Series {
+                name: "web.1".into(),
+                count: 3
+            }
+        );
+    }
+
+    #[test]
+    fn different_notes_or_expired_entries_create_anew() {
+        let mut cache = SeriesCache::default();
+        let t0 = Timestamp::now();
+        let e = ev("FailedScheduling", "a");
+        cache.created(&e, "web.1".into(), t0);
+        assert_eq!(
+            cache.decide(&ev("FailedScheduling", "b"), t0),
+            Aggregation::Create
+        );
+        assert_eq!(
+            cache.decide(&e, t0 + k8s_openapi::jiff::SignedDuration::from_mins(7)),
+            Aggregation::Create
+        );
+    }
+}

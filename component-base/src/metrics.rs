@@ -1,0 +1,212 @@
+//! `/metrics` in Prometheus text format (prometheus-client), with the process and build
+//! metrics every upstream component exposes (`process_resident_memory_bytes`,
+//! `process_cpu_seconds_total`, `process_start_time_seconds`, `kubernetes_build_info`, …).
+//!
+//! Note: prometheus-client appends `_total` to counters, so register a counter as
+//! `scheduler_schedule_attempts` to expose upstream's `scheduler_schedule_attempts_total`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+/// A component's metrics registry, shared by everything that registers metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+    process: ProcessMetrics,
+}
+
+#[derive(Clone, Default)]
+struct ProcessMetrics {
+    resident: Gauge,
+    virtual_mem: Gauge,
+    cpu_seconds: Gauge<f64, AtomicU64>,
+    start_time: Gauge<f64, AtomicU64>,
+    open_fds: Gauge,
+    max_fds: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with process and build metrics already in it.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let process = ProcessMetrics::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            process.resident.clone(),
+        );
+        registry.register(
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            process.virtual_mem.clone(),
+        );
+        // A gauge: prometheus-client's counter would not allow setting from /proc.
+        registry.register(
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+            process.cpu_seconds.clone(),
+        );
+        registry.register(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            process.start_time.clone(),
+        );
+        registry.register(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            process.open_fds.clone(),
+        );
+        registry.register(
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            process.max_fds.clone(),
+        );
+        let build_info = Family::<Vec<(String, String)>, Gauge>::default();
+        build_info
+            .get_or_create(&vec![
+                ("git_version".into(), crate::version::version()),
+                ("major".into(), "1".into()),
+                ("minor".into(), "35".into()),
+                (
+                    "platform".into(),
+                    format!("linux/{}", crate::version::go_arch()),
+                ),
+            ])
+            .set(1);
+        registry.register(
+            "kubernetes_build_info",
+            "A metric with a constant '1' value labeled by major, minor, git version, git commit, git tree state, build date, Go version, and compiler from which Kubernetes was built, and platform on which it is running.",
+            build_info,
+        );
+        Metrics {
+            registry: Arc::new(Mutex::new(registry)),
+            process,
+        }
+    }
+
+    /// Registers a metric under `name` (without `_total` for counters).
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        registry.register(name, help, metric);
+    }
+
+    /// Renders every metric in Prometheus text format, refreshing the process metrics.
+    pub fn render(&self) -> String {
+        self.process.refresh();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        if encode(&mut out, &registry).is_err() {
+            tracing::error!("Cannot encode metrics");
+        }
+        out
+    }
+}
+
+impl ProcessMetrics {
+    fn refresh(&self) {
+        let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+            return;
+        };
+        // Fields after the parenthesised command name, which may contain spaces.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            return;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // `rest` starts at field 3 (state); utime=14, stime=15, starttime=22, vsize=23, rss=24.
+        let ticks = clock_ticks() as f64;
+        self.cpu_seconds.set((num(11) + num(12)) as f64 / ticks);
+        self.virtual_mem.set(num(20) as i64);
+        self.resident.set((num(21) * page_size()) as i64);
+        if let Some(boot) = boot_time() {
+            self.start_time.set(boot as f64 + num(19) as f64 / ticks);
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds.set(fds.count() as i64);
+        }
+        if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
+            if let Some(max) = limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse::<i64>().ok())
+            {
+                self.max_fds.set(max);
+            }
+        }
+    }
+}
+
+fn clock_ticks() -> u64 {
+    100
+}
+
+fn page_size() -> u64 {
+    4096
+}
+
+fn boot_time() -> Option<u64> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+}
+
+/// The peak resident set size of this process in bytes (`VmHWM`), for benchmarks.
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::metrics::counter::Counter;
+
+    #[test]
+    fn renders_process_build_and_registered_metrics() {
+        let m = Metrics::new();
+        let c = Counter::<u64>::default();
+        m.register("scheduler_schedule_attempts", "Attempts.", c.clone());
+        c.inc();
+        let text = m.render();
+        assert!(
+            text.contains("scheduler_schedule_attempts_total 1"),
+            "{text}"
+        );
+        let rss_line = text
+            .lines()
+            .find(|l| l.starts_with("process_resident_memory_bytes "))
+            .expect("rss line");
+        let rss: i64 = rss_line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(rss > 1_000_000, "{rss_line}");
+        assert!(
+            text.contains("kubernetes_build_info{git_version=\"v1.35.0+ferrokube."),
+            "{text}"
+        );
+        assert!(peak_rss_bytes(std::process::id()).unwrap() >= rss as u64 / 2);
+    }
+}
