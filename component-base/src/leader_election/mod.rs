@@ -34,3 +34,32 @@ pub fn random_uuid() -> String {
         &h[20..32]
     )
 }
+
+/// Runs `work` as a component's main loop: under leader election when `config.leader_elect`
+/// (registering the `leader_election_master_status` metric and the `leaderElection` health
+/// check on `/healthz` and `/livez`), or directly otherwise. `work` gets a token cancelled
+/// on shutdown or when leadership is lost; a lost lease comes back as [`LeadershipLost`],
+/// on which upstream's components exit non-zero.
+pub async fn lead_or_run<F, Fut>(
+    client: kube::Client,
+    config: &LeaderElectionConfiguration,
+    health: &crate::server::Health,
+    metrics: &crate::metrics::Metrics,
+    shutdown: tokio_util::sync::CancellationToken,
+    work: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    if !config.leader_elect {
+        return work(shutdown).await;
+    }
+    config.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let elector = LeaderElector::new(client, config.clone(), default_identity());
+    elector.register_metrics(metrics);
+    let check = elector.health_check(std::time::Duration::from_secs(20));
+    health.healthz.add("leaderElection", check.clone());
+    health.livez.add("leaderElection", check);
+    elector.run(shutdown, work).await
+}
