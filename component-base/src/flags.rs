@@ -198,6 +198,17 @@ impl FlagTable {
         Ok(out)
     }
 
+    /// Long flags `cmd` implements that upstream's table lacks: a component's unit test
+    /// asserts this is empty (or lists only documented ferrokube additions), so no flag is
+    /// invented by accident.
+    pub fn not_upstream(&self, cmd: &clap::Command) -> Vec<String> {
+        Self::implemented(cmd)
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| self.get(n).is_none() && !ALWAYS_KNOWN.contains(&n.as_str()))
+            .collect()
+    }
+
     fn unknown(&self, text: &str, name: &str, implemented: &[(String, bool)]) -> FlagError {
         let best = implemented
             .iter()
@@ -383,6 +394,13 @@ mod tests {
             err.0.contains("flag needs an argument: --lock-object-name"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn invented_flags_are_reported() {
+        let cmd = cmd().arg(clap::Arg::new("made-up").long("made-up"));
+        assert_eq!(table().not_upstream(&cmd), vec!["made-up"]);
+        assert!(table().not_upstream(&super::tests::cmd()).is_empty());
     }
 
     #[test]
