@@ -1,0 +1,11 @@
+//! ferrokube's kube-controller-manager: upstream's controllers over kube-runtime.
+//!
+//! The binary (`src/main.rs`) parses upstream's flags into [`options::KcmOptions`], builds a
+//! [`context::ControllerContext`] and starts every controller of [`registry::all`] that
+//! `--controllers` enables.
+
+pub mod context;
+pub mod lifecycle;
+pub mod options;
+pub mod registry;
+pub mod workload;

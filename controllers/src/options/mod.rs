@@ -1,0 +1,173 @@
+//! The controller manager's configuration: upstream's flags, parsed and validated.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Parsed kube-controller-manager flags. Defaults are upstream 1.35's.
+#[derive(Debug, Clone)]
+pub struct KcmOptions {
+    /// `--kubeconfig`: kubeconfig file with the apiserver's location and credentials.
+    pub kubeconfig: Option<PathBuf>,
+    /// `--master`: overrides the kubeconfig's server.
+    pub master: Option<String>,
+    /// `--controllers`: the selection as given (`*`, `foo`, `-foo`), aliases resolved.
+    pub controllers: Vec<String>,
+    /// `--use-service-account-credentials`: one service-account identity per controller.
+    pub use_service_account_credentials: bool,
+    /// `--concurrent-*-syncs`: workers per controller.
+    pub concurrency: Concurrency,
+    /// `--allocate-node-cidrs`: node-ipam assigns `spec.podCIDR`.
+    pub allocate_node_cidrs: bool,
+    /// `--cluster-cidr`: the pod CIDR(s), comma separated for dual-stack.
+    pub cluster_cidr: Option<String>,
+    /// `--node-cidr-mask-size`: prefix length of each node's pod CIDR (24 for IPv4 when unset).
+    pub node_cidr_mask_size: Option<u8>,
+    /// `--node-cidr-mask-size-ipv4` (dual-stack).
+    pub node_cidr_mask_size_ipv4: Option<u8>,
+    /// `--node-cidr-mask-size-ipv6` (dual-stack).
+    pub node_cidr_mask_size_ipv6: Option<u8>,
+    /// `--service-cluster-ip-range`: excluded from pod CIDR allocation.
+    pub service_cluster_ip_range: Option<String>,
+    /// `--cluster-signing-*`: CA material for the CSR signer.
+    pub signing: SigningOptions,
+    /// `--root-ca-file`: CA bundle published as `kube-root-ca.crt` and put into token Secrets.
+    pub root_ca_file: Option<PathBuf>,
+    /// `--service-account-private-key-file`: enables legacy token Secrets.
+    pub service_account_private_key_file: Option<PathBuf>,
+    /// `--node-monitor-grace-period` (50s in 1.35).
+    pub node_monitor_grace_period: Duration,
+    /// `--node-startup-grace-period` (1m).
+    pub node_startup_grace_period: Duration,
+    /// `--node-monitor-period` (5s).
+    pub node_monitor_period: Duration,
+    /// `--node-eviction-rate` (0.1 nodes/s).
+    pub node_eviction_rate: f32,
+    /// `--terminated-pod-gc-threshold` (12500; <= 0 disables terminated-pod GC).
+    pub terminated_pod_gc_threshold: i32,
+    /// `--enable-garbage-collector` (true).
+    pub enable_garbage_collector: bool,
+    /// `--namespace-sync-period` (5m).
+    pub namespace_sync_period: Duration,
+    /// `--resource-quota-sync-period` (5m).
+    pub resource_quota_sync_period: Duration,
+    /// `--min-resync-period` (12h).
+    pub min_resync_period: Duration,
+    /// `--cluster-name` ("kubernetes").
+    pub cluster_name: String,
+}
+
+/// Worker counts, one per `--concurrent-*-syncs` flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Concurrency {
+    /// `--concurrent-deployment-syncs` (5).
+    pub deployment: usize,
+    /// `--concurrent-replicaset-syncs` (5).
+    pub replicaset: usize,
+    /// `--concurrent-rc-syncs` (5).
+    pub rc: usize,
+    /// `--concurrent-statefulset-syncs` (5).
+    pub statefulset: usize,
+    /// `--concurrent-daemonset-syncs` (2).
+    pub daemonset: usize,
+    /// `--concurrent-job-syncs` (5).
+    pub job: usize,
+    /// `--concurrent-cron-job-syncs` (5).
+    pub cron_job: usize,
+    /// `--concurrent-endpoint-syncs` (5).
+    pub endpoint: usize,
+    /// `--concurrent-service-endpoint-syncs` (5): the endpointslice controller.
+    pub service_endpoint: usize,
+    /// `--mirroring-concurrent-service-endpoint-syncs` (5).
+    pub mirroring_service_endpoint: usize,
+    /// `--concurrent-gc-syncs` (20).
+    pub gc: usize,
+    /// `--concurrent-namespace-syncs` (10).
+    pub namespace: usize,
+    /// `--concurrent-resource-quota-syncs` (5).
+    pub resource_quota: usize,
+    /// `--concurrent-serviceaccount-token-syncs` (5).
+    pub serviceaccount_token: usize,
+    /// `--concurrent-ttl-after-finished-syncs` (5).
+    pub ttl_after_finished: usize,
+    /// `--concurrent-ephemeralvolume-syncs` (5).
+    pub ephemeral_volume: usize,
+    /// `--concurrent-horizontal-pod-autoscaler-syncs` (5).
+    pub horizontal_pod_autoscaler: usize,
+}
+
+impl Default for Concurrency {
+    fn default() -> Self {
+        Concurrency {
+            deployment: 5,
+            replicaset: 5,
+            rc: 5,
+            statefulset: 5,
+            daemonset: 2,
+            job: 5,
+            cron_job: 5,
+            endpoint: 5,
+            service_endpoint: 5,
+            mirroring_service_endpoint: 5,
+            gc: 20,
+            namespace: 10,
+            resource_quota: 5,
+            serviceaccount_token: 5,
+            ttl_after_finished: 5,
+            ephemeral_volume: 5,
+            horizontal_pod_autoscaler: 5,
+        }
+    }
+}
+
+/// `--cluster-signing-*`: the default CA and the per-signer overrides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SigningOptions {
+    /// `--cluster-signing-cert-file`.
+    pub cert_file: Option<PathBuf>,
+    /// `--cluster-signing-key-file`.
+    pub key_file: Option<PathBuf>,
+    /// `--cluster-signing-duration` (8760h): the longest certificate issued.
+    pub duration: Duration,
+    /// `--cluster-signing-kubelet-serving-{cert,key}-file`.
+    pub kubelet_serving: Option<(PathBuf, PathBuf)>,
+    /// `--cluster-signing-kubelet-client-{cert,key}-file`.
+    pub kubelet_client: Option<(PathBuf, PathBuf)>,
+    /// `--cluster-signing-kube-apiserver-client-{cert,key}-file`.
+    pub kube_apiserver_client: Option<(PathBuf, PathBuf)>,
+    /// `--cluster-signing-legacy-unknown-{cert,key}-file`.
+    pub legacy_unknown: Option<(PathBuf, PathBuf)>,
+}
+
+impl Default for KcmOptions {
+    fn default() -> Self {
+        KcmOptions {
+            kubeconfig: None,
+            master: None,
+            controllers: vec!["*".to_string()],
+            use_service_account_credentials: false,
+            concurrency: Concurrency::default(),
+            allocate_node_cidrs: false,
+            cluster_cidr: None,
+            node_cidr_mask_size: None,
+            node_cidr_mask_size_ipv4: None,
+            node_cidr_mask_size_ipv6: None,
+            service_cluster_ip_range: None,
+            signing: SigningOptions {
+                duration: Duration::from_secs(8760 * 3600),
+                ..SigningOptions::default()
+            },
+            root_ca_file: None,
+            service_account_private_key_file: None,
+            node_monitor_grace_period: Duration::from_secs(50),
+            node_startup_grace_period: Duration::from_secs(60),
+            node_monitor_period: Duration::from_secs(5),
+            node_eviction_rate: 0.1,
+            terminated_pod_gc_threshold: 12500,
+            enable_garbage_collector: true,
+            namespace_sync_period: Duration::from_secs(300),
+            resource_quota_sync_period: Duration::from_secs(300),
+            min_resync_period: Duration::from_secs(12 * 3600),
+            cluster_name: "kubernetes".to_string(),
+        }
+    }
+}

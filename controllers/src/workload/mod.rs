@@ -1,0 +1,3 @@
+pub fn descriptors() -> Vec<crate::registry::ControllerDescriptor> {
+    Vec::new()
+}
