@@ -1,0 +1,5 @@
+//! Helpers over Kubernetes API types: quantities, selectors, tolerations.
+
+pub mod labels;
+pub mod quantity;
+pub mod taints;
