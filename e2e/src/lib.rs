@@ -20,10 +20,12 @@ pub mod etcd;
 pub mod identity;
 pub mod kubeconfig;
 pub mod lease;
+pub mod monitoring;
 pub mod pki;
 pub mod ports;
 pub mod probe;
 pub mod process;
+pub mod prometheus;
 pub mod skip;
 pub mod wait;
 
