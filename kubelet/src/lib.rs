@@ -1,0 +1,6 @@
+//! ferrokube's kubelet: registers the node, keeps its Lease and status, and runs the pods
+//! bound to it through CRI v1, as upstream's kubelet does.
+
+pub mod cri;
+pub mod image;
+pub mod testing;
