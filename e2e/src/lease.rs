@@ -6,6 +6,7 @@ use anyhow::Result;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use kube::Api;
 
+use crate::process::ManagedProcess;
 use crate::wait;
 
 /// How often Lease state is polled.
@@ -25,16 +26,18 @@ pub fn holder(spec: &LeaseSpec) -> Option<&str> {
     spec.holder_identity.as_deref().filter(|h| !h.is_empty())
 }
 
-/// Waits until the Lease is held by someone for whom `accept` returns true; returns the spec.
+/// Waits until the Lease is held by someone for whom `accept` returns true, and returns the
+/// spec; fails early if a `watch`ed process exits.
 pub async fn wait_for_holder(
     client: &kube::Client,
     namespace: &str,
     name: &str,
     timeout: Duration,
+    watch: &mut [&mut ManagedProcess],
     accept: impl Fn(&str) -> bool,
 ) -> Result<LeaseSpec> {
-    let what = format!("a new holder of Lease {namespace}/{name}");
-    wait::until(&what, timeout, POLL, || async {
+    let what = format!("a holder of Lease {namespace}/{name}");
+    wait::until_running(&what, timeout, POLL, watch, || async {
         Ok(get(client, namespace, name)
             .await?
             .filter(|spec| holder(spec).is_some_and(&accept)))

@@ -33,10 +33,11 @@ async fn check_component(
     let mut process = cluster.spawn_component(binary, &args).unwrap();
     let anonymous = Probe::new(&format!("https://127.0.0.1:{port}"), None).unwrap();
 
-    let ready = wait::until(
+    wait::until_running(
         &format!("{binary} /healthz on port {port}"),
         Duration::from_secs(30),
         Duration::from_millis(200),
+        &mut [&mut process],
         || async {
             Ok(anonymous
                 .get("/healthz")
@@ -45,10 +46,8 @@ async fn check_component(
                 .filter(|a| a.status == 200))
         },
     )
-    .await;
-    if let Err(err) = ready {
-        panic!("{err:#}\n{binary} log:\n{}", process.log_tail(30));
-    }
+    .await
+    .unwrap();
 
     // Only the bare paths are always allowed; sub-paths and /metrics need authorization.
     let token = monitoring::metrics_reader_token(&cluster.client())

@@ -12,20 +12,29 @@ use e2e::components::{
 };
 use e2e::lease::{self, holder};
 use e2e::ports::free_port;
+use e2e::process::Signal;
 use e2e::{ManagedProcess, TestCluster};
 use k8s_openapi::api::coordination::v1::LeaseSpec;
-use nix::sys::signal::Signal;
 
 /// Upstream's defaults: lease 15 s, retry 2 s.
 const LEASE_DURATION: Duration = Duration::from_secs(15);
 const RETRY_PERIOD: Duration = Duration::from_secs(2);
 /// Slack for process start, client-go's 1.2 retry jitter and a loaded machine.
 const SLACK: Duration = Duration::from_secs(6);
+/// How long a fresh candidate may take to acquire a free Lease.
+const FIRST_ACQUIRE: Duration = Duration::from_secs(30);
 const NS: &str = "kube-system";
 
 fn start_scheduler(cluster: &TestCluster) -> ManagedProcess {
     let args = scheduler_args(cluster, free_port().unwrap(), true).unwrap();
     cluster.spawn_component(KUBE_SCHEDULER, &args).unwrap()
+}
+
+fn start_controller_manager(cluster: &TestCluster) -> ManagedProcess {
+    let args = controller_manager_args(cluster, free_port().unwrap(), true).unwrap();
+    cluster
+        .spawn_component(KUBE_CONTROLLER_MANAGER, &args)
+        .unwrap()
 }
 
 /// Asserts the fields upstream writes for a held Lease.
@@ -50,11 +59,16 @@ async fn scheduler_leader_holds_lease_and_standby_takes_over_after_kill() {
     let client = cluster.client();
 
     let mut first = start_scheduler(&cluster);
-    let held = lease::wait_for_holder(&client, NS, KUBE_SCHEDULER, Duration::from_secs(30), |_| {
-        true
-    })
+    let held = lease::wait_for_holder(
+        &client,
+        NS,
+        KUBE_SCHEDULER,
+        FIRST_ACQUIRE,
+        &mut [&mut first],
+        |_| true,
+    )
     .await
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", first.log_tail(20)));
+    .unwrap();
     assert_held(&held, "first leader");
     let leader = holder(&held).unwrap().to_string();
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
@@ -94,11 +108,12 @@ async fn scheduler_leader_holds_lease_and_standby_takes_over_after_kill() {
         &client,
         NS,
         KUBE_SCHEDULER,
-        LEASE_DURATION + SLACK + SLACK,
+        LEASE_DURATION + SLACK * 2,
+        &mut [&mut second],
         |h| h != leader,
     )
     .await
-    .unwrap_or_else(|e| panic!("{e:#}\nstandby log:\n{}", second.log_tail(20)));
+    .unwrap();
     let took = killed.elapsed();
     assert!(
         took <= LEASE_DURATION + SLACK,
@@ -127,11 +142,16 @@ async fn scheduler_sigterm_releases_lease_for_immediate_takeover() {
     let client = cluster.client();
 
     let mut first = start_scheduler(&cluster);
-    let held = lease::wait_for_holder(&client, NS, KUBE_SCHEDULER, Duration::from_secs(30), |_| {
-        true
-    })
+    let held = lease::wait_for_holder(
+        &client,
+        NS,
+        KUBE_SCHEDULER,
+        FIRST_ACQUIRE,
+        &mut [&mut first],
+        |_| true,
+    )
     .await
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", first.log_tail(20)));
+    .unwrap();
     let leader = holder(&held).unwrap().to_string();
     let mut second = start_scheduler(&cluster);
     tokio::time::sleep(RETRY_PERIOD * 2).await;
@@ -150,9 +170,14 @@ async fn scheduler_sigterm_releases_lease_for_immediate_takeover() {
         first.log_tail(20)
     );
     // Without a release the standby would wait out the whole lease (15 s).
-    let taken = lease::wait_for_holder(&client, NS, KUBE_SCHEDULER, LEASE_DURATION + SLACK, |h| {
-        h != leader
-    })
+    let taken = lease::wait_for_holder(
+        &client,
+        NS,
+        KUBE_SCHEDULER,
+        LEASE_DURATION + SLACK,
+        &mut [&mut second],
+        |h| h != leader,
+    )
     .await
     .unwrap();
     let took = stopped.elapsed();
@@ -173,11 +198,16 @@ async fn scheduler_release_leaves_an_empty_holder() {
     let client = cluster.client();
 
     let mut only = start_scheduler(&cluster);
-    let held = lease::wait_for_holder(&client, NS, KUBE_SCHEDULER, Duration::from_secs(30), |_| {
-        true
-    })
+    let held = lease::wait_for_holder(
+        &client,
+        NS,
+        KUBE_SCHEDULER,
+        FIRST_ACQUIRE,
+        &mut [&mut only],
+        |_| true,
+    )
     .await
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", only.log_tail(20)));
+    .unwrap();
     only.terminate(Duration::from_secs(15)).unwrap();
     // Nobody else runs, so the released record stays as the leader left it.
     let released = lease::wait_for_release(&client, NS, KUBE_SCHEDULER, Duration::from_secs(5))
@@ -191,25 +221,20 @@ async fn scheduler_release_leaves_an_empty_holder() {
 async fn controller_manager_leader_holds_its_lease() {
     let cluster = e2e::cluster_or_skip!();
     let client = cluster.client();
-    let start = |cluster: &TestCluster| {
-        let args = controller_manager_args(cluster, free_port().unwrap(), true).unwrap();
-        cluster
-            .spawn_component(KUBE_CONTROLLER_MANAGER, &args)
-            .unwrap()
-    };
 
-    let mut first = start(&cluster);
+    let mut first = start_controller_manager(&cluster);
     let held = lease::wait_for_holder(
         &client,
         NS,
         KUBE_CONTROLLER_MANAGER,
-        Duration::from_secs(30),
+        FIRST_ACQUIRE,
+        &mut [&mut first],
         |_| true,
     )
     .await
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", first.log_tail(20)));
+    .unwrap();
     assert_held(&held, "controller-manager");
-    let mut second = start(&cluster);
+    let mut second = start_controller_manager(&cluster);
     tokio::time::sleep(RETRY_PERIOD * 2).await;
     assert!(
         second.is_running(),
