@@ -1,5 +1,174 @@
-//! `kube-controller-manager`: runs ferrokube's controllers against a kube-apiserver.
+//! `kube-controller-manager`: runs ferrokube's controllers against a kube-apiserver, with
+//! upstream's flags, leader election on the `kube-system/kube-controller-manager` Lease and
+//! the secure health/metrics port 10257.
 
-fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use component_base::client::ClientOptions;
+use component_base::leader_election::{default_identity, LeaderElector};
+use component_base::metrics::Metrics;
+use component_base::server::{self, Authorization, Health, ServingOptions, TlsOptions};
+use controllers::context::ControllerContext;
+use controllers::options::{flags, KcmOptions};
+use controllers::registry::{self, Selection};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let (options, ignored) = match flags::parse(std::env::args_os()) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => {
+            println!("{}", component_base::version::version_line());
+            return ExitCode::SUCCESS;
+        }
+        Err(flags::ParseError::Clap(e)) => e.exit(),
+        Err(flags::ParseError::Invalid(message)) => {
+            eprintln!("Error: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    component_base::logging::init(options.logging_format, options.verbosity);
+    component_base::flags::warn_ignored(flags::COMPONENT, &ignored);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "kube-controller-manager failed");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(options: KcmOptions) -> anyhow::Result<()> {
+    tracing::info!(version = %component_base::version::version(), "Starting kube-controller-manager");
+    let shutdown = component_base::shutdown::on_signal();
+    let client_options = ClientOptions {
+        kubeconfig: options.kubeconfig.clone(),
+        master: options.master.clone(),
+        qps: options.kube_api_qps,
+        burst: options.kube_api_burst,
+        content_type: options.kube_api_content_type.clone(),
+        component: flags::COMPONENT.to_string(),
+    };
+    let client = component_base::client::client(&client_options).await?;
+    if options.use_service_account_credentials {
+        tracing::warn!("--use-service-account-credentials is not implemented yet; every controller uses the manager's own credentials");
+    }
+    let selection = Selection::parse(&options.controllers).map_err(anyhow::Error::msg)?;
+    let implemented: BTreeSet<&'static str> = registry::all()
+        .iter()
+        .filter_map(|d| registry::canonical(d.name))
+        .collect();
+    let unimplemented = selection.enabled_but_unimplemented(&implemented);
+    if !unimplemented.is_empty() {
+        tracing::warn!(controllers = %unimplemented.join(","), "Controllers enabled but not implemented by ferrokube; they do not run");
+    }
+
+    let health = Health::default();
+    let metrics = Metrics::new();
+    health.add_shutdown_check(shutdown.clone());
+    let elector = options.leader_election.leader_elect.then(|| {
+        let elector = LeaderElector::new(
+            client.clone(),
+            options.leader_election.clone(),
+            default_identity(),
+        );
+        elector.register_metrics(&metrics);
+        health.add_everywhere(
+            "leaderElection",
+            elector.health_check(Duration::from_secs(20)),
+        );
+        elector
+    });
+    let serving = ServingOptions {
+        bind_address: options.serving.bind_address,
+        port: options.serving.secure_port,
+        tls: Some(TlsOptions {
+            cert_file: options.serving.tls_cert_file.clone(),
+            key_file: options.serving.tls_private_key_file.clone(),
+            cert_dir: options.serving.cert_dir.clone(),
+            alternate_names: Vec::new(),
+        }),
+    };
+    let authorization = Authorization::Delegated {
+        client: client.clone(),
+        always_allow_paths: server::authz::DEFAULT_ALWAYS_ALLOW_PATHS
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
+    };
+    let server = server::serve(
+        flags::COMPONENT,
+        &serving,
+        server::router(health, metrics),
+        authorization,
+        shutdown.clone(),
+    )
+    .await
+    .context("--secure-port")?;
+    if let Some((addr, _)) = &server {
+        tracing::info!(%addr, "Serving securely");
+    }
+
+    let options = Arc::new(options);
+    let work =
+        move |leading: CancellationToken| run_controllers(client, options, selection, leading);
+    let result = match elector {
+        Some(elector) => elector.run(shutdown.clone(), work).await,
+        None => work(shutdown.clone()).await,
+    };
+    shutdown.cancel();
+    if let Some((_, task)) = server {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    result
+}
+
+/// Starts every enabled controller and waits until `leading` is cancelled. A controller
+/// that fails stops the manager, as upstream's does when a controller cannot start.
+async fn run_controllers(
+    client: kube::Client,
+    options: Arc<KcmOptions>,
+    selection: Selection,
+    leading: CancellationToken,
+) -> anyhow::Result<()> {
+    let ctx = ControllerContext {
+        client,
+        options,
+        shutdown: leading.clone(),
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, descriptor) in registry::enabled(&selection) {
+        tracing::info!(controller = name, "Starting controller");
+        let future = (descriptor.start)(ctx.clone());
+        tasks.spawn(async move { (name, future.await) });
+    }
+    let mut failure = None;
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((name, Ok(()))) => tracing::info!(controller = name, "Controller stopped"),
+            Ok((name, Err(e))) => {
+                tracing::error!(controller = name, error = %format!("{e:#}"), "Controller failed");
+                failure.get_or_insert_with(|| e.context(format!("controller {name}")));
+                leading.cancel();
+            }
+            Err(e) => {
+                failure.get_or_insert_with(|| anyhow::anyhow!("controller task panicked: {e}"));
+                leading.cancel();
+            }
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }

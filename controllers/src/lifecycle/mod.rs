@@ -1,9 +1,15 @@
 //! Cluster-lifecycle controllers (issue 5): service accounts, namespaces, garbage
 //! collection, endpoints, nodes, certificates, quota.
 
+pub mod errors;
+pub mod informer;
+pub mod queue;
+pub mod root_ca;
+pub mod serviceaccount;
+
 use crate::registry::ControllerDescriptor;
 
 /// Every cluster-lifecycle controller this crate implements.
 pub fn descriptors() -> Vec<ControllerDescriptor> {
-    Vec::new()
+    vec![serviceaccount::descriptor(), root_ca::descriptor()]
 }

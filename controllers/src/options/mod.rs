@@ -1,7 +1,13 @@
 //! The controller manager's configuration: upstream's flags, parsed and validated.
 
+pub mod flags;
+
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use component_base::leader_election::LeaderElectionConfiguration;
+use component_base::logging::LogFormat;
 
 /// Parsed kube-controller-manager flags. Defaults are upstream 1.35's.
 #[derive(Debug, Clone)]
@@ -54,6 +60,35 @@ pub struct KcmOptions {
     pub min_resync_period: Duration,
     /// `--cluster-name` ("kubernetes").
     pub cluster_name: String,
+    /// `--kube-api-qps` (20).
+    pub kube_api_qps: f32,
+    /// `--kube-api-burst` (30).
+    pub kube_api_burst: u32,
+    /// `--kube-api-content-type` (kube-rs speaks JSON whatever this says).
+    pub kube_api_content_type: String,
+    /// `--leader-elect*`.
+    pub leader_election: LeaderElectionConfiguration,
+    /// `--bind-address`, `--secure-port`, `--tls-*`, `--cert-dir`.
+    pub serving: Serving,
+    /// `-v`.
+    pub verbosity: u8,
+    /// `--logging-format`.
+    pub logging_format: LogFormat,
+}
+
+/// The secure health/metrics endpoint.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    /// `--bind-address` (0.0.0.0).
+    pub bind_address: IpAddr,
+    /// `--secure-port` (10257; 0 disables).
+    pub secure_port: u16,
+    /// `--tls-cert-file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// `--tls-private-key-file`.
+    pub tls_private_key_file: Option<PathBuf>,
+    /// `--cert-dir`: where a self-signed certificate goes.
+    pub cert_dir: Option<PathBuf>,
 }
 
 /// Worker counts, one per `--concurrent-*-syncs` flag.
@@ -168,6 +203,13 @@ impl Default for KcmOptions {
             resource_quota_sync_period: Duration::from_secs(300),
             min_resync_period: Duration::from_secs(12 * 3600),
             cluster_name: "kubernetes".to_string(),
+            kube_api_qps: 20.0,
+            kube_api_burst: 30,
+            kube_api_content_type: "application/vnd.kubernetes.protobuf".to_string(),
+            leader_election: LeaderElectionConfiguration::defaults_for(flags::COMPONENT),
+            serving: Serving::default(),
+            verbosity: 0,
+            logging_format: LogFormat::Text,
         }
     }
 }

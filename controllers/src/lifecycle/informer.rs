@@ -1,0 +1,69 @@
+//! Shared informers: a kube-runtime reflector whose events also call a handler (to enqueue
+//! keys), as client-go's SharedInformer with event handlers.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use futures::StreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+/// What changed, as the handler sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Added or modified (also every object of a (re)list).
+    Applied,
+    /// Deleted.
+    Deleted,
+}
+
+/// Starts a reflector over `api` that calls `handler` for every object it sees, until
+/// `shutdown`. Returns the store; await [`Store::wait_until_ready`] before trusting it.
+pub fn spawn<K, H>(
+    api: Api<K>,
+    config: watcher::Config,
+    shutdown: CancellationToken,
+    handler: H,
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+    H: Fn(&K, Change) + Send + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher::watcher(api, config).default_backoff());
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                e = stream.next() => e,
+            };
+            match event {
+                None => return,
+                Some(Ok(Event::Apply(o) | Event::InitApply(o))) => handler(&o, Change::Applied),
+                Some(Ok(Event::Delete(o))) => handler(&o, Change::Deleted),
+                Some(Ok(Event::Init | Event::InitDone)) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, kind = %K::kind(&Default::default()), "watch failed, retrying")
+                }
+            }
+        }
+    });
+    store
+}
+
+/// Waits for every store, or returns an error when `shutdown` comes first.
+pub async fn wait_synced(
+    shutdown: &CancellationToken,
+    ready: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        _ = shutdown.cancelled() => anyhow::bail!("shut down before caches synced"),
+        _ = ready => Ok(()),
+    }
+}
