@@ -2,6 +2,10 @@
 //! cache and scheduling loop.
 
 pub mod api;
+pub mod cache;
+pub mod config;
 pub mod framework;
 pub mod plugins;
+pub mod queue;
+pub mod schedule;
 pub mod snapshot;
