@@ -3,4 +3,5 @@
 
 pub mod cri;
 pub mod image;
+pub mod pod;
 pub mod testing;

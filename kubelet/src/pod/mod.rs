@@ -1,0 +1,9 @@
+//! Pods: the pure logic of running one pod (QoS, environment, the reconcile step, status)
+//! and the worker that applies it through CRI.
+
+pub mod backoff;
+pub mod env;
+pub mod observed;
+pub mod qos;
+pub mod quantity;
+pub mod reconcile;
