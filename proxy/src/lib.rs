@@ -1,0 +1,4 @@
+//! ferrokube's kube-proxy: Services and EndpointSlices programmed into the kernel's
+//! nftables (one atomic `nft -f` transaction per sync), as upstream's `nftables` proxier.
+
+pub mod model;
