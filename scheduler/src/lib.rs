@@ -3,9 +3,12 @@
 
 pub mod api;
 pub mod cache;
+pub mod cmd;
 pub mod config;
 pub mod framework;
+pub mod metrics;
 pub mod plugins;
 pub mod queue;
 pub mod schedule;
+pub mod scheduler;
 pub mod snapshot;

@@ -91,8 +91,8 @@ pub struct QueuedPod {
     pub info: Arc<PodInfo>,
     /// When the pod was (last) added to the queue, in ms since the queue started.
     pub timestamp_ms: u64,
-    /// When the pod was first seen, in ms since the queue started.
-    pub initial_attempt_ms: Option<u64>,
+    /// When the pod was first queued.
+    pub initial_attempt: Option<std::time::Instant>,
     /// Number of scheduling attempts so far.
     pub attempts: u32,
     /// Plugins that rejected the pod in its last attempt.

@@ -35,7 +35,7 @@ mod tests {
         QueuedPod {
             info: pod("p", json!({"priority": priority})),
             timestamp_ms: ts,
-            initial_attempt_ms: None,
+            initial_attempt: None,
             attempts: 0,
             unschedulable_plugins: Default::default(),
             gated: false,

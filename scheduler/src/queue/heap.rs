@@ -12,16 +12,6 @@ impl<T> Default for Heap<T> {
 }
 
 impl<T> Heap<T> {
-    /// Number of items.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    /// Whether the heap is empty.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
     /// Inserts an item.
     pub fn push(&mut self, item: T, less: impl Fn(&T, &T) -> bool) {
         self.items.push(item);
@@ -62,17 +52,6 @@ impl<T> Heap<T> {
             i = m;
         }
         top
-    }
-
-    /// Keeps only the items for which `keep` holds.
-    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool, less: impl Fn(&T, &T) -> bool) {
-        let items: Vec<T> = std::mem::take(&mut self.items)
-            .into_iter()
-            .filter(keep)
-            .collect();
-        for it in items {
-            self.push(it, &less);
-        }
     }
 }
 

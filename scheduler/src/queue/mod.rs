@@ -159,7 +159,7 @@ impl SchedulingQueue {
         let qp = QueuedPod {
             info,
             timestamp_ms: ts,
-            initial_attempt_ms: Some(ts),
+            initial_attempt: Some(now),
             attempts: 0,
             unschedulable_plugins: HashSet::new(),
             gated,
