@@ -83,6 +83,10 @@ main() {
   pki::serving "${PKI}" apiserver kube-apiserver \
     "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   pki::service_account "${PKI}"
+  # Front proxy (as kubeadm): published in kube-system/extension-apiserver-authentication,
+  # where the components' delegated authentication looks for it.
+  pki::ca "${PKI}" front-proxy-ca front-proxy-ca
+  pki::client "${PKI}" front-proxy-client front-proxy-client "" front-proxy-ca
   local server="https://127.0.0.1:${API_PORT}" user stem group
   for entry in "admin|kubernetes-admin|system:masters" \
     "kube-scheduler|system:kube-scheduler|" \
@@ -115,6 +119,14 @@ main() {
     --service-account-signing-key-file="${PKI}/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --authorization-mode=Node,RBAC --allow-privileged=true \
+    --enable-admission-plugins=NodeRestriction \
+    --requestheader-client-ca-file="${PKI}/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="${PKI}/front-proxy-client.crt" \
+    --proxy-client-key-file="${PKI}/front-proxy-client.key" \
     --service-cluster-ip-range="${SERVICE_CIDR}" \
     --kubelet-preferred-address-types=InternalIP,Hostname
 

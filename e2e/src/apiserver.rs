@@ -2,7 +2,7 @@
 //! certificates, service-account keys, Node+RBAC authorization and the default admission
 //! plugins.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -21,6 +21,9 @@ pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster
 /// How long the apiserver may take to report ready; generous, as the machine is shared.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The front-proxy client's name (`--requestheader-allowed-names`), as kubeadm's.
+pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
+
 /// Files the apiserver needs, made by [`Pki`].
 #[derive(Debug, Clone)]
 pub struct ApiServerPki {
@@ -28,11 +31,21 @@ pub struct ApiServerPki {
     pub serving: CertFiles,
     /// Service-account signing keys.
     pub service_account: ServiceAccountKeys,
+    /// The front-proxy CA certificate (`--requestheader-client-ca-file`): published in
+    /// `kube-system/extension-apiserver-authentication`, where components' delegated
+    /// authentication expects it.
+    pub front_proxy_ca: PathBuf,
+    /// The apiserver's front-proxy client certificate (`--proxy-client-cert-file`).
+    pub front_proxy_client: CertFiles,
 }
 
 impl ApiServerPki {
-    /// Issues the serving certificate and service-account keys.
-    pub fn create(pki: &Pki) -> Result<Self> {
+    /// Issues the serving certificate, service-account keys and a front-proxy CA and client
+    /// certificate beside the cluster CA.
+    pub fn create(pki: &Pki, dir: &Path) -> Result<Self> {
+        let front_proxy = Pki::create_named(dir, "front-proxy-ca", "front-proxy-ca")?;
+        let front_proxy_client =
+            front_proxy.client_cert(FRONT_PROXY_CLIENT, FRONT_PROXY_CLIENT, None)?;
         let serving = pki.serving_cert(
             "apiserver",
             "kube-apiserver",
@@ -49,6 +62,8 @@ impl ApiServerPki {
         Ok(ApiServerPki {
             serving,
             service_account: pki.service_account_keys()?,
+            front_proxy_ca: front_proxy.ca_cert().to_path_buf(),
+            front_proxy_client,
         })
     }
 }
@@ -84,6 +99,24 @@ impl ApiServer {
             ),
             format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
             "--authorization-mode=Node,RBAC".into(),
+            // The default admission plugins plus NodeRestriction, as kubeadm runs them.
+            "--enable-admission-plugins=NodeRestriction".into(),
+            format!(
+                "--requestheader-client-ca-file={}",
+                files.front_proxy_ca.display()
+            ),
+            format!("--requestheader-allowed-names={FRONT_PROXY_CLIENT}"),
+            "--requestheader-username-headers=X-Remote-User".into(),
+            "--requestheader-group-headers=X-Remote-Group".into(),
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
+            format!(
+                "--proxy-client-cert-file={}",
+                files.front_proxy_client.cert.display()
+            ),
+            format!(
+                "--proxy-client-key-file={}",
+                files.front_proxy_client.key.display()
+            ),
             format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"),
             "--allow-privileged=true".into(),
             "--kubelet-preferred-address-types=InternalIP,Hostname".into(),

@@ -88,8 +88,9 @@ impl TestCluster {
             .context("creating cluster dir")?;
         let logs = dir.path().join("logs");
         std::fs::create_dir_all(&logs)?;
-        let pki = Pki::create(&dir.path().join("pki"))?;
-        let files = ApiServerPki::create(&pki)?;
+        let pki_dir = dir.path().join("pki");
+        let pki = Pki::create(&pki_dir)?;
+        let files = ApiServerPki::create(&pki, &pki_dir)?;
 
         // etcd fsyncs every write: keep its data in memory when /dev/shm exists.
         let shm = Path::new("/dev/shm");

@@ -41,14 +41,20 @@ pub struct Pki {
 }
 
 impl Pki {
-    /// Creates a new CA (`ca.crt`, `ca.key`) in `dir`.
+    /// Creates the cluster CA (`ca.crt`, `ca.key`) in `dir`.
     pub fn create(dir: &Path) -> Result<Pki> {
+        Self::create_named(dir, "ca", "ferrokube-test-ca")
+    }
+
+    /// Creates a CA `<stem>.crt`/`<stem>.key` named `common_name` in `dir` (e.g. the
+    /// front-proxy CA beside the cluster CA). Certificates it issues are written to `dir`.
+    pub fn create_named(dir: &Path, stem: &str, common_name: &str) -> Result<Pki> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name
-            .push(DnType::CommonName, "ferrokube-test-ca");
+            .push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -58,7 +64,7 @@ impl Pki {
         let key = KeyPair::generate()?;
         let key_pem = key.serialize_pem();
         let ca = CertifiedIssuer::self_signed(params, key)?;
-        let ca_files = write_pair(dir, "ca", &ca.pem(), &key_pem)?;
+        let ca_files = write_pair(dir, stem, &ca.pem(), &key_pem)?;
         Ok(Pki {
             dir: dir.to_path_buf(),
             ca,

@@ -4,23 +4,24 @@
 # service-account keys, and kubeconfigs. RSA 2048 throughout, as kubeadm makes them.
 # Source this file; every function writes into the directory given as its first argument.
 
-# pki::ca DIR — ca.crt / ca.key.
+# pki::ca DIR [STEM [CN]] — a CA STEM.crt / STEM.key (default ca, ferrokube-local-ca).
 pki::ca() {
-  local dir="$1"
+  local dir="$1" stem="${2:-ca}" cn="${3:-ferrokube-local-ca}"
   openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 365 \
-    -keyout "${dir}/ca.key" -out "${dir}/ca.crt" -subj "/CN=ferrokube-local-ca" \
+    -keyout "${dir}/${stem}.key" -out "${dir}/${stem}.crt" -subj "/CN=${cn}" \
     -addext "basicConstraints=critical,CA:TRUE" \
     -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
-  chmod 600 "${dir}/ca.key"
+  chmod 600 "${dir}/${stem}.key"
 }
 
-# pki::sign DIR STEM SUBJECT EXTENSIONS — STEM.crt / STEM.key signed by the CA in DIR.
+# pki::sign DIR STEM SUBJECT EXTENSIONS [CA] — STEM.crt / STEM.key signed by the CA CA.crt
+# (default ca) in DIR.
 pki::sign() {
-  local dir="$1" stem="$2" subject="$3" extensions="$4"
+  local dir="$1" stem="$2" subject="$3" extensions="$4" ca="${5:-ca}"
   openssl req -new -newkey rsa:2048 -nodes -sha256 \
     -keyout "${dir}/${stem}.key" -out "${dir}/${stem}.csr" -subj "${subject}" 2>/dev/null
   openssl x509 -req -sha256 -days 365 -in "${dir}/${stem}.csr" \
-    -CA "${dir}/ca.crt" -CAkey "${dir}/ca.key" -CAcreateserial \
+    -CA "${dir}/${ca}.crt" -CAkey "${dir}/${ca}.key" -CAcreateserial \
     -out "${dir}/${stem}.crt" -extfile <(printf '%b' "${extensions}") 2>/dev/null
   rm -f "${dir}/${stem}.csr"
   chmod 600 "${dir}/${stem}.key"
@@ -32,12 +33,14 @@ pki::serving() {
     "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=$4\n"
 }
 
-# pki::client DIR STEM USER [GROUP] — a client certificate for USER in GROUP.
+# pki::client DIR STEM USER [GROUP [CA]] — a client certificate for USER in GROUP, signed by
+# CA (default ca).
 pki::client() {
   local subject="/CN=$3"
   [[ -n "${4:-}" ]] && subject="/O=$4/CN=$3"
   pki::sign "$1" "$2" "${subject}" \
-    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
+    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n" \
+    "${5:-ca}"
 }
 
 # pki::service_account DIR — sa.key / sa.pub, the service-account token signing pair.
