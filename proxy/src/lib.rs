@@ -2,3 +2,4 @@
 //! nftables (one atomic `nft -f` transaction per sync), as upstream's `nftables` proxier.
 
 pub mod model;
+pub mod nftables;

@@ -1,0 +1,131 @@
+//! Running `nft`: applying a transaction from stdin (`nft -f -`), listing our chains and
+//! sets, deleting the table. Optionally inside a named network namespace (`ip netns exec`),
+//! which is how tests and the benchmark keep their rules off the host.
+
+use super::names::TABLE;
+use super::proxier::Inventory;
+use super::tx::{nft_family, Transaction};
+use crate::model::IpFamily;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// How to reach `nft`.
+#[derive(Debug, Clone, Default)]
+pub struct Nft {
+    /// Run inside this network namespace (`ip netns exec NAME nft …`).
+    pub netns: Option<String>,
+}
+
+/// A failed `nft` run, with its stderr.
+#[derive(Debug, thiserror::Error)]
+#[error("nft {args}: {message}")]
+pub struct NftError {
+    /// The arguments.
+    pub args: String,
+    /// stderr, or the spawn error.
+    pub message: String,
+}
+
+impl Nft {
+    /// `nft` in the host namespace.
+    pub fn host() -> Self {
+        Nft::default()
+    }
+
+    /// `nft` in network namespace `name`.
+    pub fn in_netns(name: &str) -> Self {
+        Nft {
+            netns: Some(name.to_string()),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "nft"]);
+                c
+            }
+            None => Command::new("nft"),
+        };
+        cmd.args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
+        let err = |message: String| NftError {
+            args: args.join(" "),
+            message,
+        };
+        let mut child = self
+            .command(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| err(format!("cannot run nft: {e}")))?;
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(text.as_bytes())
+                .map_err(|e| err(format!("writing the transaction: {e}")))?;
+        }
+        let out = child.wait_with_output().map_err(|e| err(e.to_string()))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+        }
+    }
+
+    /// Applies `tx` atomically (`nft -f -`).
+    pub fn apply(&self, tx: &Transaction) -> Result<(), NftError> {
+        if tx.is_empty() {
+            return Ok(());
+        }
+        self.run(&["-f", "-"], Some(tx.text())).map(|_| ())
+    }
+
+    /// Our table's chains and sets in `family`, or `None` if the table does not exist.
+    pub fn inventory(&self, family: IpFamily) -> Result<Option<Inventory>, NftError> {
+        let fam = nft_family(family);
+        let listed = match self.run(&["-j", "list", "table", fam, TABLE], None) {
+            Ok(text) => text,
+            Err(e) if e.message.contains("No such file") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let json: serde_json::Value = serde_json::from_str(&listed).map_err(|e| NftError {
+            args: format!("-j list table {fam} {TABLE}"),
+            message: format!("unparsable JSON: {e}"),
+        })?;
+        let mut inv = Inventory::default();
+        for item in json["nftables"].as_array().into_iter().flatten() {
+            if let Some(name) = item["chain"]["name"].as_str() {
+                inv.chains.insert(name.to_string());
+            }
+            if let Some(name) = item["set"]["name"].as_str() {
+                inv.sets.insert(name.to_string());
+            }
+        }
+        Ok(Some(inv))
+    }
+
+    /// The table as `nft list table` prints it (empty if absent).
+    pub fn list(&self, family: IpFamily) -> Result<String, NftError> {
+        match self.run(&["list", "table", nft_family(family), TABLE], None) {
+            Err(e) if e.message.contains("No such file") => Ok(String::new()),
+            other => other,
+        }
+    }
+
+    /// Deletes our table in `family` (`--cleanup`); absent is fine.
+    pub fn delete_table(&self, family: IpFamily) -> Result<bool, NftError> {
+        match self.run(&["delete", "table", nft_family(family), TABLE], None) {
+            Ok(_) => Ok(true),
+            Err(e) if e.message.contains("No such file") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
