@@ -1,7 +1,10 @@
 //! ferrokube's kubelet: registers the node, keeps its Lease and status, and runs the pods
 //! bound to it through CRI v1, as upstream's kubelet does.
 
+pub mod cgroups;
 pub mod cri;
 pub mod image;
 pub mod pod;
+pub mod runtime;
 pub mod testing;
+pub mod volumes;

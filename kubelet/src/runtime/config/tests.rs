@@ -1,0 +1,108 @@
+use super::*;
+
+fn ctx() -> NodeContext {
+    NodeContext {
+        pod_logs_dir: "/var/log/pods".into(),
+        cgroups: crate::cgroups::Hierarchy::new("/"),
+        cluster_dns: vec!["10.96.0.10".into()],
+        cluster_domain: "cluster.local".into(),
+        host_resolv_conf: "nameserver 1.1.1.1\nsearch example.com\n".into(),
+        memory_capacity: 8 << 30,
+    }
+}
+
+fn pod(extra: serde_json::Value) -> Pod {
+    let mut v = serde_json::json!({
+        "metadata": {"name": "web", "namespace": "ns", "uid": "u1", "labels": {"app": "web"}},
+        "spec": {"containers": [{
+            "name": "c", "image": "busybox",
+            "ports": [{"containerPort": 80, "hostPort": 8080}],
+            "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}, "requests": {"cpu": "250m", "memory": "32Mi"}},
+            "volumeMounts": [{"name": "data", "mountPath": "/data", "subPath": "x"}]
+        }]}
+    });
+    if let serde_json::Value::Object(m) = extra {
+        for (k, val) in m {
+            v["spec"][k] = val;
+        }
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn sandbox_has_upstream_layout() {
+    let s = sandbox_config(&ctx(), &pod(serde_json::json!({})), 2);
+    let m = s.metadata.unwrap();
+    assert_eq!(
+        (
+            m.name.as_str(),
+            m.namespace.as_str(),
+            m.uid.as_str(),
+            m.attempt
+        ),
+        ("web", "ns", "u1", 2)
+    );
+    assert_eq!(s.hostname, "web");
+    assert_eq!(s.log_directory, "/var/log/pods/ns_web_u1");
+    assert_eq!(s.labels["app"], "web");
+    assert_eq!(s.labels[labels::POD_UID], "u1");
+    assert_eq!(s.port_mappings[0].host_port, 8080);
+    assert_eq!(s.linux.unwrap().cgroup_parent, "/kubepods/burstable/podu1");
+    let dns = s.dns_config.unwrap();
+    assert_eq!(dns.servers, vec!["10.96.0.10"]);
+    assert_eq!(
+        dns.searches,
+        vec![
+            "ns.svc.cluster.local",
+            "svc.cluster.local",
+            "cluster.local",
+            "example.com"
+        ]
+    );
+    assert_eq!(dns.options, vec!["ndots:5"]);
+}
+
+#[test]
+fn host_network_pods_have_no_hostname_and_host_dns() {
+    let s = sandbox_config(&ctx(), &pod(serde_json::json!({"hostNetwork": true})), 0);
+    assert_eq!(s.hostname, "");
+    let ns = s
+        .linux
+        .unwrap()
+        .security_context
+        .unwrap()
+        .namespace_options
+        .unwrap();
+    assert_eq!(ns.network, cri::NamespaceMode::Node as i32);
+    assert_eq!(s.dns_config.unwrap().servers, vec!["1.1.1.1"]);
+}
+
+#[test]
+fn container_config_carries_resources_mounts_and_readoption_labels() {
+    let p = pod(serde_json::json!({}));
+    let c = &p.spec.as_ref().unwrap().containers[0];
+    let inputs = ContainerInputs {
+        volumes: HashMap::from([(
+            "data".to_string(),
+            PathBuf::from("/var/lib/kubelet/pods/u1/volumes/data"),
+        )]),
+        image: "docker.io/library/busybox:1.35".into(),
+        ..Default::default()
+    };
+    let cfg = container_config(&ctx(), &p, c, 3, &inputs);
+    assert_eq!(cfg.log_path, "c/3.log");
+    assert_eq!(cfg.metadata.unwrap().attempt, 3);
+    assert_eq!(labels::restart_count(&cfg.annotations), 3);
+    assert_eq!(cfg.labels[labels::CONTAINER_NAME], "c");
+    assert_eq!(
+        cfg.mounts[0].host_path,
+        "/var/lib/kubelet/pods/u1/volumes/data/x"
+    );
+    let r = cfg.linux.unwrap().resources.unwrap();
+    assert_eq!(
+        (r.cpu_shares, r.cpu_quota, r.cpu_period),
+        (256, 50_000, 100_000)
+    );
+    assert_eq!(r.memory_limit_in_bytes, 64 << 20);
+    assert!(r.oom_score_adj > 2 && r.oom_score_adj < 1000);
+}

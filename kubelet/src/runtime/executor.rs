@@ -1,0 +1,430 @@
+//! Applies reconcile steps through CRI: creates sandboxes (pod cgroup, log directory),
+//! starts containers (image per pull policy, env, mounts), stops them gracefully (preStop,
+//! then SIGTERM → SIGKILL after the grace period, which CRI's StopContainer implements)
+//! and cleans a pod up completely.
+
+use super::config::{self, ContainerInputs, NodeContext};
+use super::images::{self, ImageError};
+use super::observe;
+use crate::cgroups::CgroupManager;
+use crate::cri::labels::PodRef;
+use crate::cri::Cri;
+use crate::pod::env::{self, EnvSources};
+use crate::pod::observed::{ContainerState, ObservedPod};
+use crate::pod::qos::{self, QosClass};
+use crate::pod::reconcile::{compute_pod_actions, PodActions};
+use anyhow::{Context, Result};
+use k8s_cri::v1 as cri;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a pod needs from outside the runtime to start its containers.
+#[derive(Debug, Clone, Default)]
+pub struct PodInputs {
+    /// For environment variables.
+    pub env: EnvSources,
+    /// Host directories of the pod's volumes, by volume name.
+    pub volumes: HashMap<String, PathBuf>,
+}
+
+/// A container that could not start, with upstream's waiting reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartFailure {
+    /// e.g. `ErrImagePull`, `CreateContainerConfigError`, `RunContainerError`.
+    pub reason: String,
+    /// Details.
+    pub message: String,
+}
+
+/// The outcome of one sync of one pod.
+#[derive(Debug, Clone, Default)]
+pub struct SyncResult {
+    /// The runtime's state after the sync.
+    pub observed: ObservedPod,
+    /// Containers waiting on something: name → (reason, message).
+    pub waiting: BTreeMap<String, (String, String)>,
+    /// When to sync again at the latest.
+    pub requeue_after: Option<Duration>,
+}
+
+/// The kubelet's runtime side: CRI plus the node's cgroups and directories.
+#[derive(Clone)]
+pub struct PodRuntime {
+    /// CRI client.
+    pub cri: Cri,
+    /// The node's cgroup hierarchy.
+    pub cgroups: Arc<dyn CgroupManager>,
+    /// Settings for CRI configs.
+    pub ctx: NodeContext,
+    /// `--root-dir` (`/var/lib/kubelet`).
+    pub root_dir: PathBuf,
+}
+
+fn grace_period(pod: &Pod) -> i64 {
+    pod.metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30)
+        .max(0)
+}
+
+fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
+    let spec = pod.spec.as_ref()?;
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == name)
+}
+
+impl PodRuntime {
+    /// The pod's directory under the root dir.
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.root_dir.join("pods").join(uid)
+    }
+
+    /// Creates the QoS cgroups (`kubepods`, `burstable`, `besteffort`).
+    pub fn ensure_qos_cgroups(&self, allocatable_milli_cpu: i64) -> Result<()> {
+        self.ctx
+            .cgroups
+            .ensure_top(self.cgroups.as_ref(), allocatable_milli_cpu, None)
+            .context("create the kubepods cgroups")
+    }
+
+    /// One sync: applies reconcile steps until the pod needs nothing more right now.
+    /// Start failures become waiting reasons, as upstream reports them.
+    pub async fn sync_pod(
+        &self,
+        pod: &Pod,
+        terminating: bool,
+        inputs: &PodInputs,
+    ) -> Result<SyncResult> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let mut result = SyncResult::default();
+        for _ in 0..16 {
+            let observed = observe::observe_pod(&self.cri, &uid).await?;
+            let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+            let actions = compute_pod_actions(pod, &observed, terminating, now);
+            result.waiting.extend(actions.waiting.clone());
+            result.requeue_after = actions.requeue_after;
+            result.observed = observed.clone();
+            if actions.is_noop() {
+                return Ok(result);
+            }
+            let failures = self.apply(pod, &observed, &actions, inputs).await?;
+            if !failures.is_empty() {
+                for (name, f) in failures {
+                    result.waiting.insert(name, (f.reason, f.message));
+                }
+                result.observed = observe::observe_pod(&self.cri, &uid).await?;
+                result.requeue_after = Some(Duration::from_secs(10));
+                return Ok(result);
+            }
+        }
+        Ok(result)
+    }
+
+    /// Applies one step; returns containers that could not start.
+    pub async fn apply(
+        &self,
+        pod: &Pod,
+        observed: &ObservedPod,
+        actions: &PodActions,
+        inputs: &PodInputs,
+    ) -> Result<Vec<(String, StartFailure)>> {
+        if actions.kill_pod {
+            self.kill_pod(pod, observed, grace_period(pod)).await?;
+        }
+        if let Some(attempt) = actions.create_sandbox {
+            self.create_sandbox(pod, attempt).await?;
+            return Ok(Vec::new());
+        }
+        for (id, name, why) in &actions.kill {
+            tracing::info!(pod = ?pod.metadata.name, container = %name, reason = %why, "Killing container");
+            let c = find_container(pod, name);
+            self.kill_container(id, c, grace_period(pod)).await?;
+        }
+        let mut failures = Vec::new();
+        let Some(sandbox) = observed.sandbox().filter(|s| s.ready) else {
+            return Ok(failures);
+        };
+        for start in &actions.start {
+            let Some(c) = find_container(pod, &start.name) else {
+                continue;
+            };
+            if let Err(f) = self
+                .start_container(
+                    pod,
+                    c,
+                    &sandbox.id,
+                    &sandbox.ips,
+                    start.restart_count,
+                    inputs,
+                )
+                .await
+            {
+                tracing::warn!(pod = ?pod.metadata.name, container = %c.name, reason = %f.reason, message = %f.message, "Container did not start");
+                failures.push((c.name.clone(), f));
+            }
+        }
+        Ok(failures)
+    }
+
+    /// Creates the pod cgroup and log directory, then the sandbox.
+    pub async fn create_sandbox(&self, pod: &Pod, attempt: u32) -> Result<String> {
+        let r = config::pod_ref(pod);
+        let qos_class = qos::qos_class(pod);
+        let limits = qos::pod_cgroup_config(pod);
+        let cgroup = self.ctx.cgroups.pod(qos_class, &r.uid);
+        self.cgroups
+            .apply(&cgroup, &limits)
+            .with_context(|| format!("create pod cgroup {cgroup}"))?;
+        let sandbox = config::sandbox_config(&self.ctx, pod, attempt);
+        std::fs::create_dir_all(&sandbox.log_directory)
+            .with_context(|| format!("create {}", sandbox.log_directory))?;
+        std::fs::create_dir_all(self.pod_dir(&r.uid).join("containers"))?;
+        let response = self
+            .cri
+            .runtime
+            .clone()
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(sandbox),
+                runtime_handler: String::new(),
+            })
+            .await
+            .with_context(|| format!("RunPodSandbox for pod {}/{}", r.namespace, r.name))?;
+        Ok(response.into_inner().pod_sandbox_id)
+    }
+
+    /// Resolves env, image and mounts, then creates and starts one container.
+    pub async fn start_container(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        sandbox_id: &str,
+        pod_ips: &[String],
+        restart_count: i32,
+        inputs: &PodInputs,
+    ) -> Result<String, StartFailure> {
+        let image = c.image.clone().unwrap_or_default();
+        if let Err(e) = images::ensure_image(&self.cri, &image, &images::pull_policy(c)).await {
+            return Err(StartFailure {
+                reason: e.reason().into(),
+                message: e.to_string(),
+            });
+        }
+        let mut sources = inputs.env.clone();
+        sources.pod_ips = pod_ips.to_vec();
+        let env = env::container_env(pod, c, &sources).map_err(|e| StartFailure {
+            reason: "CreateContainerConfigError".into(),
+            message: e.to_string(),
+        })?;
+        let command = env::command_line(c, &env);
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let pod_dir = self.pod_dir(&uid);
+        let termination_log = config::termination_log_path(&pod_dir, &c.name, restart_count);
+        let io_err = |e: std::io::Error| StartFailure {
+            reason: "CreateContainerConfigError".into(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = termination_log.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err)?;
+        }
+        std::fs::write(&termination_log, b"").map_err(io_err)?;
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let etc_hosts = if host_network {
+            None
+        } else {
+            let path = pod_dir.join("etc-hosts");
+            std::fs::write(&path, etc_hosts_file(pod, pod_ips)).map_err(io_err)?;
+            Some(path)
+        };
+        let container_inputs = ContainerInputs {
+            env,
+            command,
+            volumes: inputs.volumes.clone(),
+            termination_log: Some(termination_log),
+            etc_hosts,
+            image,
+        };
+        let sandbox_config = config::sandbox_config(&self.ctx, pod, 0);
+        let cfg = config::container_config(&self.ctx, pod, c, restart_count, &container_inputs);
+        let mut rt = self.cri.runtime.clone();
+        let created = rt
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sandbox_id.to_string(),
+                config: Some(cfg),
+                sandbox_config: Some(sandbox_config),
+            })
+            .await
+            .map_err(|s| StartFailure {
+                reason: "CreateContainerError".into(),
+                message: s.message().to_string(),
+            })?
+            .into_inner()
+            .container_id;
+        rt.start_container(cri::StartContainerRequest {
+            container_id: created.clone(),
+        })
+        .await
+        .map_err(|s| StartFailure {
+            reason: "RunContainerError".into(),
+            message: s.message().to_string(),
+        })?;
+        Ok(created)
+    }
+
+    /// Stops one container: its preStop exec hook (within the grace period), then CRI's
+    /// StopContainer (SIGTERM, SIGKILL when the rest of the grace period is over).
+    pub async fn kill_container(
+        &self,
+        id: &str,
+        c: Option<&Container>,
+        grace_secs: i64,
+    ) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut rt = self.cri.runtime.clone();
+        let pre_stop = c
+            .and_then(|c| c.lifecycle.as_ref())
+            .and_then(|l| l.pre_stop.as_ref());
+        if let Some(cmd) = pre_stop
+            .and_then(|h| h.exec.as_ref())
+            .and_then(|e| e.command.clone())
+        {
+            let hook = rt.exec_sync(cri::ExecSyncRequest {
+                container_id: id.to_string(),
+                cmd,
+                timeout: grace_secs,
+            });
+            if let Err(e) = hook.await {
+                tracing::warn!(container = id, error = %e.message(), "PreStop hook failed");
+            }
+        }
+        if let Some(sleep) = pre_stop.and_then(|h| h.sleep.as_ref()) {
+            tokio::time::sleep(Duration::from_secs(
+                sleep.seconds.clamp(0, grace_secs) as u64
+            ))
+            .await;
+        }
+        // Upstream gives at least 2 seconds after the hook.
+        let left = (grace_secs - started.elapsed().as_secs() as i64).max(2);
+        rt.stop_container(cri::StopContainerRequest {
+            container_id: id.to_string(),
+            timeout: left,
+        })
+        .await
+        .with_context(|| format!("StopContainer {id}"))?;
+        Ok(())
+    }
+
+    /// Stops every container of the pod in parallel, then its sandboxes.
+    pub async fn kill_pod(&self, pod: &Pod, observed: &ObservedPod, grace_secs: i64) -> Result<()> {
+        let running = observed
+            .containers
+            .iter()
+            .filter(|c| matches!(c.state, ContainerState::Running | ContainerState::Created));
+        let kills =
+            running.map(|c| self.kill_container(&c.id, find_container(pod, &c.name), grace_secs));
+        for r in futures::future::join_all(kills).await {
+            r?;
+        }
+        let mut rt = self.cri.runtime.clone();
+        for sb in observed.sandboxes.iter().filter(|s| s.ready) {
+            rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: sb.id.clone(),
+            })
+            .await
+            .with_context(|| format!("StopPodSandbox {}", sb.id))?;
+        }
+        Ok(())
+    }
+
+    /// Removes everything of a pod that has stopped: containers, sandboxes, the pod cgroup
+    /// and the pod directory (logs stay, as upstream's log GC owns them).
+    pub async fn remove_pod(&self, r: &PodRef, observed: &ObservedPod) -> Result<()> {
+        let mut rt = self.cri.runtime.clone();
+        for c in &observed.containers {
+            rt.remove_container(cri::RemoveContainerRequest {
+                container_id: c.id.clone(),
+            })
+            .await?;
+        }
+        for sb in &observed.sandboxes {
+            rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: sb.id.clone(),
+            })
+            .await?;
+            rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: sb.id.clone(),
+            })
+            .await?;
+        }
+        for qos_class in [
+            QosClass::Guaranteed,
+            QosClass::Burstable,
+            QosClass::BestEffort,
+        ] {
+            let path = self.ctx.cgroups.pod(qos_class, &r.uid);
+            if self.cgroups.exists(&path) {
+                self.cgroups
+                    .remove(&path)
+                    .with_context(|| format!("remove cgroup {path}"))?;
+            }
+        }
+        crate::volumes::teardown_pod_dir(&self.pod_dir(&r.uid))?;
+        Ok(())
+    }
+}
+
+/// The kubelet-managed /etc/hosts of a pod, as upstream writes it.
+pub fn etc_hosts_file(pod: &Pod, pod_ips: &[String]) -> String {
+    let mut out = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    let spec = pod.spec.as_ref();
+    let hostname = config::hostname(pod);
+    let fqdn = spec.and_then(|s| s.subdomain.clone()).map(|sub| {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        format!("{hostname}.{sub}.{ns}.svc.cluster.local")
+    });
+    for ip in pod_ips {
+        match &fqdn {
+            Some(f) => out.push_str(&format!("{ip}\t{f}\t{hostname}\n")),
+            None => out.push_str(&format!("{ip}\t{hostname}\n")),
+        }
+    }
+    let aliases = spec
+        .and_then(|s| s.host_aliases.clone())
+        .unwrap_or_default();
+    if !aliases.is_empty() {
+        out.push_str("\n# Entries added by HostAliases.\n");
+        for a in aliases {
+            out.push_str(&format!(
+                "{}\t{}\n",
+                a.ip,
+                a.hostnames.unwrap_or_default().join("\t")
+            ));
+        }
+    }
+    out
+}
+
+/// An [`ImageError`] as a start failure.
+impl From<ImageError> for StartFailure {
+    fn from(e: ImageError) -> Self {
+        StartFailure {
+            reason: e.reason().into(),
+            message: e.to_string(),
+        }
+    }
+}

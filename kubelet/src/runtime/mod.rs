@@ -1,0 +1,9 @@
+//! Running pods through CRI: translating pods into CRI configs, observing what the runtime
+//! holds, and applying the reconcile steps.
+
+pub mod config;
+pub mod executor;
+pub mod images;
+pub mod observe;
+
+pub use executor::{PodInputs, PodRuntime, SyncResult};

@@ -1,0 +1,71 @@
+use super::*;
+
+fn pod() -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u", "labels": {"app": "web", "tier": "a"}},
+        "spec": {
+            "containers": [{"name": "c", "image": "busybox"}],
+            "volumes": [
+                {"name": "cache", "emptyDir": {}},
+                {"name": "cfg", "configMap": {"name": "cm", "items": [{"key": "k", "path": "dir/file", "mode": 256}]}},
+                {"name": "info", "downwardAPI": {"items": [
+                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                    {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}
+                ]}},
+                {"name": "host", "hostPath": {"path": "/tmp", "type": "Directory"}}
+            ]
+        }
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn disk_volumes_are_set_up_with_upstream_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = StaticVolumeSource::default();
+    src.config_maps.insert(
+        "ns/cm".into(),
+        BTreeMap::from([("k".to_string(), b"v".to_vec())]),
+    );
+    let paths = setup(&pod(), dir.path(), &src).await.unwrap();
+    assert_eq!(
+        paths["cache"],
+        dir.path().join("volumes/kubernetes.io~empty-dir/cache")
+    );
+    assert!(paths["cache"].is_dir());
+    let cfg = &paths["cfg"];
+    assert_eq!(std::fs::read_to_string(cfg.join("dir/file")).unwrap(), "v");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(cfg.join("dir/file"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o400
+    );
+    let info = &paths["info"];
+    assert_eq!(
+        std::fs::read_to_string(info.join("labels")).unwrap(),
+        "app=\"web\"\ntier=\"a\""
+    );
+    assert_eq!(std::fs::read_to_string(info.join("name")).unwrap(), "p");
+    assert_eq!(paths["host"], PathBuf::from("/tmp"));
+    teardown_pod_dir(dir.path()).unwrap();
+    assert!(!dir.path().exists());
+}
+
+#[tokio::test]
+async fn missing_configmap_and_bad_host_path_fail_the_mount() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = setup(&pod(), dir.path(), &StaticVolumeSource::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.volume, "cfg");
+    assert!(
+        err.to_string().contains("configmap \"cm\" not found"),
+        "{err}"
+    );
+    assert!(check_host_path(Path::new("/etc/hostname-nope"), "File").is_err());
+    assert!(check_host_path(Path::new("/etc"), "Directory").is_ok());
+}
