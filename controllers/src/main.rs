@@ -12,7 +12,7 @@ use component_base::client::ClientOptions;
 use component_base::leader_election::{default_identity, LeaderElector};
 use component_base::metrics::Metrics;
 use component_base::server::{self, Authorization, Health, ServingOptions, TlsOptions};
-use controllers::context::ControllerContext;
+use controllers::context::{ControllerContext, Credentials};
 use controllers::options::{flags, KcmOptions};
 use controllers::registry::{self, Selection};
 use tokio_util::sync::CancellationToken;
@@ -59,10 +59,17 @@ async fn run(options: KcmOptions) -> anyhow::Result<()> {
         content_type: options.kube_api_content_type.clone(),
         component: flags::COMPONENT.to_string(),
     };
-    let client = component_base::client::client(&client_options).await?;
-    if options.use_service_account_credentials {
-        tracing::warn!("--use-service-account-credentials is not implemented yet; every controller uses the manager's own credentials");
-    }
+    let config = component_base::client::config(&client_options).await?;
+    let client = component_base::client::client_from_config(
+        config.clone(),
+        options.kube_api_qps,
+        options.kube_api_burst,
+    )?;
+    let credentials = Arc::new(if options.use_service_account_credentials {
+        Credentials::service_accounts(config, options.kube_api_qps, options.kube_api_burst)?
+    } else {
+        Credentials::Shared
+    });
     let selection = Selection::parse(&options.controllers).map_err(anyhow::Error::msg)?;
     let implemented: BTreeSet<&'static str> = registry::all()
         .iter()
@@ -120,8 +127,15 @@ async fn run(options: KcmOptions) -> anyhow::Result<()> {
     }
 
     let options = Arc::new(options);
-    let work =
-        move |leading: CancellationToken| run_controllers(client, options, selection, leading);
+    let work = move |leading: CancellationToken| {
+        let ctx = ControllerContext {
+            client,
+            options,
+            shutdown: leading,
+            credentials,
+        };
+        run_controllers(ctx, selection)
+    };
     let result = match elector {
         Some(elector) => elector.run(shutdown.clone(), work).await,
         None => work(shutdown.clone()).await,
@@ -133,19 +147,10 @@ async fn run(options: KcmOptions) -> anyhow::Result<()> {
     result
 }
 
-/// Starts every enabled controller and waits until `leading` is cancelled. A controller
+/// Starts every enabled controller and waits until `ctx.shutdown` is cancelled. A controller
 /// that fails stops the manager, as upstream's does when a controller cannot start.
-async fn run_controllers(
-    client: kube::Client,
-    options: Arc<KcmOptions>,
-    selection: Selection,
-    leading: CancellationToken,
-) -> anyhow::Result<()> {
-    let ctx = ControllerContext {
-        client,
-        options,
-        shutdown: leading.clone(),
-    };
+async fn run_controllers(ctx: ControllerContext, selection: Selection) -> anyhow::Result<()> {
+    let leading = ctx.shutdown.clone();
     let mut tasks = tokio::task::JoinSet::new();
     for (name, descriptor) in registry::enabled(&selection) {
         tracing::info!(controller = name, "Starting controller");

@@ -1,8 +1,10 @@
 //! Cluster-lifecycle controllers (issue 5): service accounts, namespaces, garbage
 //! collection, endpoints, nodes, certificates, quota.
 
+pub mod discovery;
 pub mod errors;
 pub mod informer;
+pub mod namespace;
 pub mod queue;
 pub mod root_ca;
 pub mod serviceaccount;
@@ -11,5 +13,9 @@ use crate::registry::ControllerDescriptor;
 
 /// Every cluster-lifecycle controller this crate implements.
 pub fn descriptors() -> Vec<ControllerDescriptor> {
-    vec![serviceaccount::descriptor(), root_ca::descriptor()]
+    vec![
+        serviceaccount::descriptor(),
+        root_ca::descriptor(),
+        namespace::descriptor(),
+    ]
 }

@@ -28,6 +28,9 @@ pub const DESCRIPTION: &str = "Contains a CA bundle that can be used to verify t
 const DESCRIPTION_KEY: &str = "kubernetes.io/description";
 const IN_CLUSTER_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
 
+/// The identity it acts as with `--use-service-account-credentials`.
+pub const SERVICE_ACCOUNT: &str = "root-ca-cert-publisher";
+
 /// Registry entry.
 pub fn descriptor() -> ControllerDescriptor {
     ControllerDescriptor {
@@ -163,7 +166,7 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
         let _ = configmaps.wait_until_ready().await;
     })
     .await?;
-    let client = ctx.client.clone();
+    let client = ctx.client_for(SERVICE_ACCOUNT).await?;
     let state = Arc::new((namespaces, configmaps, ca));
     queue
         .run(

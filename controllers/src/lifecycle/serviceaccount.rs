@@ -16,6 +16,9 @@ use crate::registry::ControllerDescriptor;
 /// The service accounts every namespace gets.
 pub const MANAGED_NAMES: &[&str] = &["default"];
 
+/// The identity it acts as with `--use-service-account-credentials`.
+pub const SERVICE_ACCOUNT: &str = "service-account-controller";
+
 /// Registry entry.
 pub fn descriptor() -> ControllerDescriptor {
     ControllerDescriptor {
@@ -94,7 +97,7 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     .await?;
     // Upstream runs this controller with one worker.
     let workers = 1;
-    let client = ctx.client.clone();
+    let client = ctx.client_for(SERVICE_ACCOUNT).await?;
     let state = Arc::new((namespaces, accounts));
     queue
         .run("serviceaccount", workers, ctx.shutdown.clone(), move |ns| {

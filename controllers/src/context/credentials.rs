@@ -1,0 +1,172 @@
+//! `--use-service-account-credentials`: each controller talks to the apiserver as its own
+//! service account in kube-system, so RBAC's `system:controller:*` roles apply, as
+//! upstream's SAControllerClientBuilder does. Tokens come from the TokenRequest API, are
+//! kept in files kube-rs re-reads every minute, and are refreshed well before they expire.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{ObjectMeta, PostParams};
+use kube::config::AuthInfo;
+use kube::Api;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+/// Namespace of the controllers' service accounts.
+pub const NAMESPACE: &str = "kube-system";
+/// Lifetime requested for each token.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Where controllers' clients come from.
+pub enum Credentials {
+    /// Every controller uses the manager's client.
+    Shared,
+    /// Each controller gets a client with its service account's token.
+    ServiceAccounts(ServiceAccountClients),
+}
+
+/// Clients per service account, built from the manager's config with the token swapped in.
+pub struct ServiceAccountClients {
+    base: kube::Config,
+    qps: f32,
+    burst: u32,
+    dir: tempfile::TempDir,
+    clients: Mutex<HashMap<String, kube::Client>>,
+}
+
+impl Credentials {
+    /// Per-service-account clients derived from `base` (the manager's resolved config).
+    pub fn service_accounts(base: kube::Config, qps: f32, burst: u32) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("kcm-tokens-")
+            .tempdir()
+            .context("token directory")?;
+        Ok(Credentials::ServiceAccounts(ServiceAccountClients {
+            base,
+            qps,
+            burst,
+            dir,
+            clients: Mutex::default(),
+        }))
+    }
+
+    /// The client for `service_account` (see [`super::ControllerContext::client_for`]).
+    pub async fn client_for(
+        &self,
+        service_account: &str,
+        manager: &kube::Client,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<kube::Client> {
+        match self {
+            Credentials::Shared => Ok(manager.clone()),
+            Credentials::ServiceAccounts(sa) => {
+                sa.client_for(service_account, manager, shutdown).await
+            }
+        }
+    }
+}
+
+impl ServiceAccountClients {
+    async fn client_for(
+        &self,
+        name: &str,
+        manager: &kube::Client,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<kube::Client> {
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get(name) {
+            return Ok(c.clone());
+        }
+        let file = self.dir.path().join(name);
+        refresh(manager, name, &file)
+            .await
+            .with_context(|| format!("token for service account {NAMESPACE}/{name}"))?;
+        let mut cfg = self.base.clone();
+        cfg.auth_info = AuthInfo {
+            token_file: Some(file.display().to_string()),
+            ..Default::default()
+        };
+        if let Ok(ua) = http::HeaderValue::from_str(&format!(
+            "{}/{name}",
+            component_base::version::user_agent("kube-controller-manager")
+        )) {
+            cfg.headers.retain(|(k, _)| k != http::header::USER_AGENT);
+            cfg.headers.push((http::header::USER_AGENT, ua));
+        }
+        let client = component_base::client::client_from_config(cfg, self.qps, self.burst)?;
+        tokio::spawn(keep_fresh(
+            manager.clone(),
+            name.to_string(),
+            file,
+            shutdown.clone(),
+        ));
+        clients.insert(name.to_string(), client.clone());
+        Ok(client)
+    }
+}
+
+/// Ensures the service account exists and writes a fresh token for it to `file`.
+async fn refresh(manager: &kube::Client, name: &str, file: &PathBuf) -> anyhow::Result<()> {
+    let api: Api<ServiceAccount> = Api::namespaced(manager.clone(), NAMESPACE);
+    if api.get_opt(name).await?.is_none() {
+        let sa = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match api.create(&PostParams::default(), &sa).await {
+            Ok(_) => {}
+            Err(e) if crate::lifecycle::errors::is_conflict(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(TOKEN_LIFETIME.as_secs() as i64),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let issued = api
+        .create_token_request(name, &PostParams::default(), &request)
+        .await?;
+    let token = issued
+        .status
+        .map(|s| s.token)
+        .filter(|t| !t.is_empty())
+        .context("TokenRequest returned no token")?;
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, token)?;
+    std::fs::rename(&tmp, file)?;
+    Ok(())
+}
+
+/// Refreshes the token at 70% of its lifetime (retrying every 10 s on failure) until shutdown.
+async fn keep_fresh(
+    manager: kube::Client,
+    name: String,
+    file: PathBuf,
+    shutdown: CancellationToken,
+) {
+    let mut wait = TOKEN_LIFETIME.mul_f32(0.7);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = match refresh(&manager, &name, &file).await {
+            Ok(()) => TOKEN_LIFETIME.mul_f32(0.7),
+            Err(e) => {
+                tracing::warn!(service_account = %name, error = %format!("{e:#}"), "Token refresh failed");
+                Duration::from_secs(10)
+            }
+        };
+    }
+}

@@ -1,0 +1,35 @@
+//! What every controller is started with.
+
+pub mod credentials;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::options::KcmOptions;
+pub use credentials::Credentials;
+
+/// Shared handles a controller's `start` function receives. Cheap to clone.
+#[derive(Clone)]
+pub struct ControllerContext {
+    /// Client for the kube-apiserver with the manager's own identity (already rate-limited
+    /// by `--kube-api-qps/-burst`). Controllers should prefer [`ControllerContext::client_for`].
+    pub client: kube::Client,
+    /// The parsed command line.
+    pub options: Arc<KcmOptions>,
+    /// Cancelled on SIGTERM or when leadership is lost: controllers stop at once.
+    pub shutdown: CancellationToken,
+    /// Per-controller identities (`--use-service-account-credentials`).
+    pub credentials: Arc<Credentials>,
+}
+
+impl ControllerContext {
+    /// A client acting as the controller's service account `kube-system/<name>` (upstream's
+    /// names, e.g. `replicaset-controller`, `generic-garbage-collector`) when
+    /// `--use-service-account-credentials` is set, else the manager's own client.
+    pub async fn client_for(&self, service_account: &str) -> anyhow::Result<kube::Client> {
+        self.credentials
+            .client_for(service_account, &self.client, &self.shutdown)
+            .await
+    }
+}

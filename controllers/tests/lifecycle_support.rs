@@ -1,0 +1,42 @@
+//! Shared by the `lifecycle_*` e2e tests (included with `#[path]`): a real etcd +
+//! kube-apiserver and ferrokube's kube-controller-manager running as a process, as an
+//! operator runs it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use e2e::components::{controller_manager_args, KUBE_CONTROLLER_MANAGER};
+use e2e::{ManagedProcess, TestCluster};
+
+/// Starts the controller manager against `cluster` with only `controllers` enabled plus
+/// `extra` flags.
+pub fn start_kcm(cluster: &TestCluster, controllers: &str, extra: &[&str]) -> ManagedProcess {
+    let port = e2e::ports::free_port().expect("free port");
+    let mut args = controller_manager_args(cluster, port, false).expect("kcm args");
+    args.push(format!("--controllers={controllers}"));
+    args.push("--v=2".into());
+    args.push("--use-service-account-credentials=true".into());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    cluster
+        .spawn_component(KUBE_CONTROLLER_MANAGER, &args)
+        .expect("start kube-controller-manager")
+}
+
+/// Polls `check` every 200ms for up to `timeout`, failing with the manager's log tail.
+pub async fn eventually<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    kcm: &mut ManagedProcess,
+    check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    match e2e::wait::until_running(what, timeout, Duration::from_millis(200), &mut [kcm], check)
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => panic!("{e:#}"),
+    }
+}
