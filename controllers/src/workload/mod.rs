@@ -1,3 +1,27 @@
-pub fn descriptors() -> Vec<crate::registry::ControllerDescriptor> {
-    Vec::new()
+//! Workload controllers (issue 4): ReplicaSet, ReplicationController, Deployment, Job,
+//! CronJob, DaemonSet and StatefulSet.
+//!
+//! Shared machinery: [`informer`] (shared informers with old/new handlers), [`factory`]
+//! (one watch per type for the whole process), [`expectations`], [`owner`] (controller
+//! references and claims), [`pods`] (readiness, availability, deletion order) and
+//! [`pod_control`] (slow-start creation). The reconcile decisions of each controller are
+//! pure functions over observed state, unit-tested without a server.
+
+pub mod expectations;
+pub mod factory;
+pub mod informer;
+pub mod owner;
+pub mod pod_control;
+pub mod pods;
+pub mod replicaset;
+pub mod selector;
+
+use crate::registry::ControllerDescriptor;
+
+/// Every workload controller this crate implements.
+pub fn descriptors() -> Vec<ControllerDescriptor> {
+    vec![
+        replicaset::replicaset_descriptor(),
+        replicaset::replicationcontroller_descriptor(),
+    ]
 }
