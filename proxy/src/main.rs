@@ -1,1 +1,5 @@
+//! `kube-proxy`: ferrokube's drop-in replacement for upstream's network proxy.
+
+mod cmd;
+
 fn main() {}
