@@ -2,6 +2,7 @@
 //! bound to it through CRI v1, as upstream's kubelet does.
 
 pub mod cgroups;
+pub mod config;
 pub mod cri;
 pub mod image;
 pub mod pod;

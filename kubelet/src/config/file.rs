@@ -1,0 +1,659 @@
+//! `KubeletConfiguration` (kubelet.config.k8s.io/v1beta1), every field upstream 1.35 has,
+//! read strictly: an unknown field is an error naming it and the file. Fields the kubelet
+//! acts on are typed; the others are accepted as written (and ignored with one warning).
+//! Generated from upstream's field list; keep in sync with `upstream_fields()`.
+
+use component_base::duration::GoDuration;
+use k8s_openapi::api::core::v1::Taint;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The kubelet's component config file, as kubeadm and kind write it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeletConfiguration {
+    /// `kubelet.config.k8s.io/v1beta1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    /// `KubeletConfiguration`.
+    pub kind: String,
+    /// `enableServer`: Serve the kubelet API (default true).
+    #[serde(rename = "enableServer")]
+    pub enable_server: Option<bool>,
+    /// `staticPodPath`: Directory of static pod manifests.
+    #[serde(rename = "staticPodPath")]
+    pub static_pod_path: Option<String>,
+    /// `podLogsDir`: Where container logs go (default /var/log/pods).
+    #[serde(rename = "podLogsDir")]
+    pub pod_logs_dir: Option<String>,
+    /// `syncFrequency`: Max period between pod syncs (default 1m).
+    #[serde(rename = "syncFrequency")]
+    pub sync_frequency: Option<GoDuration>,
+    /// `fileCheckFrequency`: Accepted for compatibility; not implemented.
+    #[serde(rename = "fileCheckFrequency")]
+    pub file_check_frequency: Option<serde_yaml::Value>,
+    /// `httpCheckFrequency`: Accepted for compatibility; not implemented.
+    #[serde(rename = "httpCheckFrequency")]
+    pub http_check_frequency: Option<serde_yaml::Value>,
+    /// `staticPodURL`: Accepted for compatibility; not implemented.
+    #[serde(rename = "staticPodURL")]
+    pub static_pod_url: Option<serde_yaml::Value>,
+    /// `staticPodURLHeader`: Accepted for compatibility; not implemented.
+    #[serde(rename = "staticPodURLHeader")]
+    pub static_pod_url_header: Option<serde_yaml::Value>,
+    /// `address`: Address of the kubelet API (default 0.0.0.0).
+    #[serde(rename = "address")]
+    pub address: Option<String>,
+    /// `port`: Port of the kubelet API (default 10250).
+    #[serde(rename = "port")]
+    pub port: Option<u16>,
+    /// `readOnlyPort`: Read-only port (default 0: disabled).
+    #[serde(rename = "readOnlyPort")]
+    pub read_only_port: Option<u16>,
+    /// `tlsCertFile`: Serving certificate.
+    #[serde(rename = "tlsCertFile")]
+    pub tls_cert_file: Option<String>,
+    /// `tlsPrivateKeyFile`: Serving key.
+    #[serde(rename = "tlsPrivateKeyFile")]
+    pub tls_private_key_file: Option<String>,
+    /// `tlsCipherSuites`: Accepted for compatibility; not implemented.
+    #[serde(rename = "tlsCipherSuites")]
+    pub tls_cipher_suites: Option<serde_yaml::Value>,
+    /// `tlsMinVersion`: Accepted for compatibility; not implemented.
+    #[serde(rename = "tlsMinVersion")]
+    pub tls_min_version: Option<serde_yaml::Value>,
+    /// `rotateCertificates`: Accepted for compatibility; not implemented.
+    #[serde(rename = "rotateCertificates")]
+    pub rotate_certificates: Option<serde_yaml::Value>,
+    /// `serverTLSBootstrap`: Accepted for compatibility; not implemented.
+    #[serde(rename = "serverTLSBootstrap")]
+    pub server_tls_bootstrap: Option<serde_yaml::Value>,
+    /// `authentication`: Accepted for compatibility; not implemented.
+    #[serde(rename = "authentication")]
+    pub authentication: Option<serde_yaml::Value>,
+    /// `authorization`: Accepted for compatibility; not implemented.
+    #[serde(rename = "authorization")]
+    pub authorization: Option<serde_yaml::Value>,
+    /// `registryPullQPS`: Accepted for compatibility; not implemented.
+    #[serde(rename = "registryPullQPS")]
+    pub registry_pull_qps: Option<serde_yaml::Value>,
+    /// `registryBurst`: Accepted for compatibility; not implemented.
+    #[serde(rename = "registryBurst")]
+    pub registry_burst: Option<serde_yaml::Value>,
+    /// `imagePullCredentialsVerificationPolicy`: Accepted for compatibility; not implemented.
+    #[serde(rename = "imagePullCredentialsVerificationPolicy")]
+    pub image_pull_credentials_verification_policy: Option<serde_yaml::Value>,
+    /// `preloadedImagesVerificationAllowlist`: Accepted for compatibility; not implemented.
+    #[serde(rename = "preloadedImagesVerificationAllowlist")]
+    pub preloaded_images_verification_allowlist: Option<serde_yaml::Value>,
+    /// `eventRecordQPS`: Accepted for compatibility; not implemented.
+    #[serde(rename = "eventRecordQPS")]
+    pub event_record_qps: Option<serde_yaml::Value>,
+    /// `eventBurst`: Accepted for compatibility; not implemented.
+    #[serde(rename = "eventBurst")]
+    pub event_burst: Option<serde_yaml::Value>,
+    /// `enableDebuggingHandlers`: Accepted for compatibility; not implemented.
+    #[serde(rename = "enableDebuggingHandlers")]
+    pub enable_debugging_handlers: Option<serde_yaml::Value>,
+    /// `enableContentionProfiling`: Accepted for compatibility; not implemented.
+    #[serde(rename = "enableContentionProfiling")]
+    pub enable_contention_profiling: Option<serde_yaml::Value>,
+    /// `healthzPort`: Healthz port (default 10248).
+    #[serde(rename = "healthzPort")]
+    pub healthz_port: Option<u16>,
+    /// `healthzBindAddress`: Healthz address (default 127.0.0.1).
+    #[serde(rename = "healthzBindAddress")]
+    pub healthz_bind_address: Option<String>,
+    /// `oomScoreAdj`: Accepted for compatibility; not implemented.
+    #[serde(rename = "oomScoreAdj")]
+    pub oom_score_adj: Option<serde_yaml::Value>,
+    /// `clusterDomain`: Cluster DNS domain.
+    #[serde(rename = "clusterDomain")]
+    pub cluster_domain: Option<String>,
+    /// `clusterDNS`: Cluster DNS server IPs.
+    #[serde(rename = "clusterDNS")]
+    pub cluster_dns: Option<Vec<String>>,
+    /// `streamingConnectionIdleTimeout`: Accepted for compatibility; not implemented.
+    #[serde(rename = "streamingConnectionIdleTimeout")]
+    pub streaming_connection_idle_timeout: Option<serde_yaml::Value>,
+    /// `nodeStatusUpdateFrequency`: How often node status is computed and posted on change (default 10s).
+    #[serde(rename = "nodeStatusUpdateFrequency")]
+    pub node_status_update_frequency: Option<GoDuration>,
+    /// `nodeStatusReportFrequency`: How often node status is posted without change (default 5m).
+    #[serde(rename = "nodeStatusReportFrequency")]
+    pub node_status_report_frequency: Option<GoDuration>,
+    /// `nodeLeaseDurationSeconds`: Lease duration (default 40).
+    #[serde(rename = "nodeLeaseDurationSeconds")]
+    pub node_lease_duration_seconds: Option<i32>,
+    /// `imageMinimumGCAge`: Accepted for compatibility; not implemented.
+    #[serde(rename = "imageMinimumGCAge")]
+    pub image_minimum_gc_age: Option<serde_yaml::Value>,
+    /// `imageMaximumGCAge`: Accepted for compatibility; not implemented.
+    #[serde(rename = "imageMaximumGCAge")]
+    pub image_maximum_gc_age: Option<serde_yaml::Value>,
+    /// `imageGCHighThresholdPercent`: Accepted for compatibility; not implemented.
+    #[serde(rename = "imageGCHighThresholdPercent")]
+    pub image_gc_high_threshold_percent: Option<serde_yaml::Value>,
+    /// `imageGCLowThresholdPercent`: Accepted for compatibility; not implemented.
+    #[serde(rename = "imageGCLowThresholdPercent")]
+    pub image_gc_low_threshold_percent: Option<serde_yaml::Value>,
+    /// `volumeStatsAggPeriod`: Accepted for compatibility; not implemented.
+    #[serde(rename = "volumeStatsAggPeriod")]
+    pub volume_stats_agg_period: Option<serde_yaml::Value>,
+    /// `kubeletCgroups`: Accepted for compatibility; not implemented.
+    #[serde(rename = "kubeletCgroups")]
+    pub kubelet_cgroups: Option<serde_yaml::Value>,
+    /// `systemCgroups`: Accepted for compatibility; not implemented.
+    #[serde(rename = "systemCgroups")]
+    pub system_cgroups: Option<serde_yaml::Value>,
+    /// `cgroupRoot`: Root of the kubelet's cgroups.
+    #[serde(rename = "cgroupRoot")]
+    pub cgroup_root: Option<String>,
+    /// `cgroupsPerQOS`: Create the QoS cgroup hierarchy (default true).
+    #[serde(rename = "cgroupsPerQOS")]
+    pub cgroups_per_qos: Option<bool>,
+    /// `cgroupDriver`: cgroupfs or systemd.
+    #[serde(rename = "cgroupDriver")]
+    pub cgroup_driver: Option<String>,
+    /// `cpuManagerPolicy`: Accepted for compatibility; not implemented.
+    #[serde(rename = "cpuManagerPolicy")]
+    pub cpu_manager_policy: Option<serde_yaml::Value>,
+    /// `singleProcessOOMKill`: Accepted for compatibility; not implemented.
+    #[serde(rename = "singleProcessOOMKill")]
+    pub single_process_oom_kill: Option<serde_yaml::Value>,
+    /// `cpuManagerPolicyOptions`: Accepted for compatibility; not implemented.
+    #[serde(rename = "cpuManagerPolicyOptions")]
+    pub cpu_manager_policy_options: Option<serde_yaml::Value>,
+    /// `cpuManagerReconcilePeriod`: Accepted for compatibility; not implemented.
+    #[serde(rename = "cpuManagerReconcilePeriod")]
+    pub cpu_manager_reconcile_period: Option<serde_yaml::Value>,
+    /// `memoryManagerPolicy`: Accepted for compatibility; not implemented.
+    #[serde(rename = "memoryManagerPolicy")]
+    pub memory_manager_policy: Option<serde_yaml::Value>,
+    /// `topologyManagerPolicy`: Accepted for compatibility; not implemented.
+    #[serde(rename = "topologyManagerPolicy")]
+    pub topology_manager_policy: Option<serde_yaml::Value>,
+    /// `topologyManagerScope`: Accepted for compatibility; not implemented.
+    #[serde(rename = "topologyManagerScope")]
+    pub topology_manager_scope: Option<serde_yaml::Value>,
+    /// `topologyManagerPolicyOptions`: Accepted for compatibility; not implemented.
+    #[serde(rename = "topologyManagerPolicyOptions")]
+    pub topology_manager_policy_options: Option<serde_yaml::Value>,
+    /// `qosReserved`: Accepted for compatibility; not implemented.
+    #[serde(rename = "qosReserved")]
+    pub qos_reserved: Option<serde_yaml::Value>,
+    /// `runtimeRequestTimeout`: Accepted for compatibility; not implemented.
+    #[serde(rename = "runtimeRequestTimeout")]
+    pub runtime_request_timeout: Option<serde_yaml::Value>,
+    /// `hairpinMode`: Accepted for compatibility; not implemented.
+    #[serde(rename = "hairpinMode")]
+    pub hairpin_mode: Option<serde_yaml::Value>,
+    /// `maxPods`: Pod capacity (default 110).
+    #[serde(rename = "maxPods")]
+    pub max_pods: Option<i32>,
+    /// `podCIDR`: Pod CIDR in standalone mode.
+    #[serde(rename = "podCIDR")]
+    pub pod_cidr: Option<String>,
+    /// `podPidsLimit`: Accepted for compatibility; not implemented.
+    #[serde(rename = "podPidsLimit")]
+    pub pod_pids_limit: Option<serde_yaml::Value>,
+    /// `resolvConf`: Host resolv.conf for dnsPolicy Default.
+    #[serde(rename = "resolvConf")]
+    pub resolv_conf: Option<String>,
+    /// `runOnce`: Accepted for compatibility; not implemented.
+    #[serde(rename = "runOnce")]
+    pub run_once: Option<serde_yaml::Value>,
+    /// `cpuCFSQuota`: Accepted for compatibility; not implemented.
+    #[serde(rename = "cpuCFSQuota")]
+    pub cpu_cfs_quota: Option<serde_yaml::Value>,
+    /// `cpuCFSQuotaPeriod`: Accepted for compatibility; not implemented.
+    #[serde(rename = "cpuCFSQuotaPeriod")]
+    pub cpu_cfs_quota_period: Option<serde_yaml::Value>,
+    /// `nodeStatusMaxImages`: Accepted for compatibility; not implemented.
+    #[serde(rename = "nodeStatusMaxImages")]
+    pub node_status_max_images: Option<serde_yaml::Value>,
+    /// `maxOpenFiles`: Accepted for compatibility; not implemented.
+    #[serde(rename = "maxOpenFiles")]
+    pub max_open_files: Option<serde_yaml::Value>,
+    /// `contentType`: Accepted for compatibility; not implemented.
+    #[serde(rename = "contentType")]
+    pub content_type: Option<serde_yaml::Value>,
+    /// `kubeAPIQPS`: Client QPS (default 50).
+    #[serde(rename = "kubeAPIQPS")]
+    pub kube_api_qps: Option<i32>,
+    /// `kubeAPIBurst`: Client burst (default 100).
+    #[serde(rename = "kubeAPIBurst")]
+    pub kube_api_burst: Option<i32>,
+    /// `serializeImagePulls`: Accepted for compatibility; not implemented.
+    #[serde(rename = "serializeImagePulls")]
+    pub serialize_image_pulls: Option<serde_yaml::Value>,
+    /// `maxParallelImagePulls`: Accepted for compatibility; not implemented.
+    #[serde(rename = "maxParallelImagePulls")]
+    pub max_parallel_image_pulls: Option<serde_yaml::Value>,
+    /// `evictionHard`: Hard eviction thresholds.
+    #[serde(rename = "evictionHard")]
+    pub eviction_hard: Option<BTreeMap<String, String>>,
+    /// `evictionSoft`: Accepted for compatibility; not implemented.
+    #[serde(rename = "evictionSoft")]
+    pub eviction_soft: Option<serde_yaml::Value>,
+    /// `evictionSoftGracePeriod`: Accepted for compatibility; not implemented.
+    #[serde(rename = "evictionSoftGracePeriod")]
+    pub eviction_soft_grace_period: Option<serde_yaml::Value>,
+    /// `evictionPressureTransitionPeriod`: Accepted for compatibility; not implemented.
+    #[serde(rename = "evictionPressureTransitionPeriod")]
+    pub eviction_pressure_transition_period: Option<serde_yaml::Value>,
+    /// `evictionMaxPodGracePeriod`: Accepted for compatibility; not implemented.
+    #[serde(rename = "evictionMaxPodGracePeriod")]
+    pub eviction_max_pod_grace_period: Option<serde_yaml::Value>,
+    /// `evictionMinimumReclaim`: Accepted for compatibility; not implemented.
+    #[serde(rename = "evictionMinimumReclaim")]
+    pub eviction_minimum_reclaim: Option<serde_yaml::Value>,
+    /// `mergeDefaultEvictionSettings`: Accepted for compatibility; not implemented.
+    #[serde(rename = "mergeDefaultEvictionSettings")]
+    pub merge_default_eviction_settings: Option<serde_yaml::Value>,
+    /// `podsPerCore`: Accepted for compatibility; not implemented.
+    #[serde(rename = "podsPerCore")]
+    pub pods_per_core: Option<serde_yaml::Value>,
+    /// `enableControllerAttachDetach`: Accepted for compatibility; not implemented.
+    #[serde(rename = "enableControllerAttachDetach")]
+    pub enable_controller_attach_detach: Option<serde_yaml::Value>,
+    /// `protectKernelDefaults`: Accepted for compatibility; not implemented.
+    #[serde(rename = "protectKernelDefaults")]
+    pub protect_kernel_defaults: Option<serde_yaml::Value>,
+    /// `makeIPTablesUtilChains`: Accepted for compatibility; not implemented.
+    #[serde(rename = "makeIPTablesUtilChains")]
+    pub make_ip_tables_util_chains: Option<serde_yaml::Value>,
+    /// `iptablesMasqueradeBit`: Accepted for compatibility; not implemented.
+    #[serde(rename = "iptablesMasqueradeBit")]
+    pub iptables_masquerade_bit: Option<serde_yaml::Value>,
+    /// `iptablesDropBit`: Accepted for compatibility; not implemented.
+    #[serde(rename = "iptablesDropBit")]
+    pub iptables_drop_bit: Option<serde_yaml::Value>,
+    /// `featureGates`: Feature gates.
+    #[serde(rename = "featureGates")]
+    pub feature_gates: Option<BTreeMap<String, bool>>,
+    /// `failSwapOn`: Fail when swap is on (default true).
+    #[serde(rename = "failSwapOn")]
+    pub fail_swap_on: Option<bool>,
+    /// `memorySwap`: Accepted for compatibility; not implemented.
+    #[serde(rename = "memorySwap")]
+    pub memory_swap: Option<serde_yaml::Value>,
+    /// `containerLogMaxSize`: Accepted for compatibility; not implemented.
+    #[serde(rename = "containerLogMaxSize")]
+    pub container_log_max_size: Option<serde_yaml::Value>,
+    /// `containerLogMaxFiles`: Accepted for compatibility; not implemented.
+    #[serde(rename = "containerLogMaxFiles")]
+    pub container_log_max_files: Option<serde_yaml::Value>,
+    /// `containerLogMaxWorkers`: Accepted for compatibility; not implemented.
+    #[serde(rename = "containerLogMaxWorkers")]
+    pub container_log_max_workers: Option<serde_yaml::Value>,
+    /// `containerLogMonitorInterval`: Accepted for compatibility; not implemented.
+    #[serde(rename = "containerLogMonitorInterval")]
+    pub container_log_monitor_interval: Option<serde_yaml::Value>,
+    /// `configMapAndSecretChangeDetectionStrategy`: Accepted for compatibility; not implemented.
+    #[serde(rename = "configMapAndSecretChangeDetectionStrategy")]
+    pub config_map_and_secret_change_detection_strategy: Option<serde_yaml::Value>,
+    /// `systemReserved`: Resources reserved for the system.
+    #[serde(rename = "systemReserved")]
+    pub system_reserved: Option<BTreeMap<String, String>>,
+    /// `kubeReserved`: Resources reserved for Kubernetes daemons.
+    #[serde(rename = "kubeReserved")]
+    pub kube_reserved: Option<BTreeMap<String, String>>,
+    /// `reservedSystemCPUs`: Accepted for compatibility; not implemented.
+    #[serde(rename = "reservedSystemCPUs")]
+    pub reserved_system_cp_us: Option<serde_yaml::Value>,
+    /// `showHiddenMetricsForVersion`: Accepted for compatibility; not implemented.
+    #[serde(rename = "showHiddenMetricsForVersion")]
+    pub show_hidden_metrics_for_version: Option<serde_yaml::Value>,
+    /// `systemReservedCgroup`: Accepted for compatibility; not implemented.
+    #[serde(rename = "systemReservedCgroup")]
+    pub system_reserved_cgroup: Option<serde_yaml::Value>,
+    /// `kubeReservedCgroup`: Accepted for compatibility; not implemented.
+    #[serde(rename = "kubeReservedCgroup")]
+    pub kube_reserved_cgroup: Option<serde_yaml::Value>,
+    /// `enforceNodeAllocatable`: Enforcement levels (default [pods]).
+    #[serde(rename = "enforceNodeAllocatable")]
+    pub enforce_node_allocatable: Option<Vec<String>>,
+    /// `allowedUnsafeSysctls`: Accepted for compatibility; not implemented.
+    #[serde(rename = "allowedUnsafeSysctls")]
+    pub allowed_unsafe_sysctls: Option<serde_yaml::Value>,
+    /// `volumePluginDir`: Accepted for compatibility; not implemented.
+    #[serde(rename = "volumePluginDir")]
+    pub volume_plugin_dir: Option<serde_yaml::Value>,
+    /// `providerID`: Node spec.providerID.
+    #[serde(rename = "providerID")]
+    pub provider_id: Option<String>,
+    /// `kernelMemcgNotification`: Accepted for compatibility; not implemented.
+    #[serde(rename = "kernelMemcgNotification")]
+    pub kernel_memcg_notification: Option<serde_yaml::Value>,
+    /// `logging`: Accepted for compatibility; not implemented.
+    #[serde(rename = "logging")]
+    pub logging: Option<serde_yaml::Value>,
+    /// `enableSystemLogHandler`: Accepted for compatibility; not implemented.
+    #[serde(rename = "enableSystemLogHandler")]
+    pub enable_system_log_handler: Option<serde_yaml::Value>,
+    /// `enableSystemLogQuery`: Accepted for compatibility; not implemented.
+    #[serde(rename = "enableSystemLogQuery")]
+    pub enable_system_log_query: Option<serde_yaml::Value>,
+    /// `shutdownGracePeriod`: Accepted for compatibility; not implemented.
+    #[serde(rename = "shutdownGracePeriod")]
+    pub shutdown_grace_period: Option<serde_yaml::Value>,
+    /// `shutdownGracePeriodCriticalPods`: Accepted for compatibility; not implemented.
+    #[serde(rename = "shutdownGracePeriodCriticalPods")]
+    pub shutdown_grace_period_critical_pods: Option<serde_yaml::Value>,
+    /// `shutdownGracePeriodByPodPriority`: Accepted for compatibility; not implemented.
+    #[serde(rename = "shutdownGracePeriodByPodPriority")]
+    pub shutdown_grace_period_by_pod_priority: Option<serde_yaml::Value>,
+    /// `crashLoopBackOff`: Accepted for compatibility; not implemented.
+    #[serde(rename = "crashLoopBackOff")]
+    pub crash_loop_back_off: Option<serde_yaml::Value>,
+    /// `reservedMemory`: Accepted for compatibility; not implemented.
+    #[serde(rename = "reservedMemory")]
+    pub reserved_memory: Option<serde_yaml::Value>,
+    /// `enableProfilingHandler`: Accepted for compatibility; not implemented.
+    #[serde(rename = "enableProfilingHandler")]
+    pub enable_profiling_handler: Option<serde_yaml::Value>,
+    /// `enableDebugFlagsHandler`: Accepted for compatibility; not implemented.
+    #[serde(rename = "enableDebugFlagsHandler")]
+    pub enable_debug_flags_handler: Option<serde_yaml::Value>,
+    /// `seccompDefault`: Accepted for compatibility; not implemented.
+    #[serde(rename = "seccompDefault")]
+    pub seccomp_default: Option<serde_yaml::Value>,
+    /// `memoryThrottlingFactor`: Accepted for compatibility; not implemented.
+    #[serde(rename = "memoryThrottlingFactor")]
+    pub memory_throttling_factor: Option<serde_yaml::Value>,
+    /// `registerWithTaints`: Taints the node registers with.
+    #[serde(rename = "registerWithTaints")]
+    pub register_with_taints: Option<Vec<Taint>>,
+    /// `registerNode`: Register the node (default true).
+    #[serde(rename = "registerNode")]
+    pub register_node: Option<bool>,
+    /// `tracing`: Accepted for compatibility; not implemented.
+    #[serde(rename = "tracing")]
+    pub tracing: Option<serde_yaml::Value>,
+    /// `localStorageCapacityIsolation`: Accepted for compatibility; not implemented.
+    #[serde(rename = "localStorageCapacityIsolation")]
+    pub local_storage_capacity_isolation: Option<serde_yaml::Value>,
+    /// `containerRuntimeEndpoint`: CRI endpoint.
+    #[serde(rename = "containerRuntimeEndpoint")]
+    pub container_runtime_endpoint: Option<String>,
+    /// `imageServiceEndpoint`: Accepted for compatibility; not implemented.
+    #[serde(rename = "imageServiceEndpoint")]
+    pub image_service_endpoint: Option<serde_yaml::Value>,
+    /// `failCgroupV1`: Refuse to start on cgroup v1 hosts (default false in this 1.35 tree).
+    #[serde(rename = "failCgroupV1")]
+    pub fail_cgroup_v1: Option<bool>,
+    /// `userNamespaces`: Accepted for compatibility; not implemented.
+    #[serde(rename = "userNamespaces")]
+    pub user_namespaces: Option<serde_yaml::Value>,
+}
+
+/// The fields set in the file that ferrokube does not act on (for one warning).
+pub fn unimplemented_fields_set(c: &KubeletConfiguration) -> Vec<&'static str> {
+    let mut set = Vec::new();
+    if c.file_check_frequency.is_some() {
+        set.push("fileCheckFrequency");
+    }
+    if c.http_check_frequency.is_some() {
+        set.push("httpCheckFrequency");
+    }
+    if c.static_pod_url.is_some() {
+        set.push("staticPodURL");
+    }
+    if c.static_pod_url_header.is_some() {
+        set.push("staticPodURLHeader");
+    }
+    if c.tls_cipher_suites.is_some() {
+        set.push("tlsCipherSuites");
+    }
+    if c.tls_min_version.is_some() {
+        set.push("tlsMinVersion");
+    }
+    if c.rotate_certificates.is_some() {
+        set.push("rotateCertificates");
+    }
+    if c.server_tls_bootstrap.is_some() {
+        set.push("serverTLSBootstrap");
+    }
+    if c.authentication.is_some() {
+        set.push("authentication");
+    }
+    if c.authorization.is_some() {
+        set.push("authorization");
+    }
+    if c.registry_pull_qps.is_some() {
+        set.push("registryPullQPS");
+    }
+    if c.registry_burst.is_some() {
+        set.push("registryBurst");
+    }
+    if c.image_pull_credentials_verification_policy.is_some() {
+        set.push("imagePullCredentialsVerificationPolicy");
+    }
+    if c.preloaded_images_verification_allowlist.is_some() {
+        set.push("preloadedImagesVerificationAllowlist");
+    }
+    if c.event_record_qps.is_some() {
+        set.push("eventRecordQPS");
+    }
+    if c.event_burst.is_some() {
+        set.push("eventBurst");
+    }
+    if c.enable_debugging_handlers.is_some() {
+        set.push("enableDebuggingHandlers");
+    }
+    if c.enable_contention_profiling.is_some() {
+        set.push("enableContentionProfiling");
+    }
+    if c.oom_score_adj.is_some() {
+        set.push("oomScoreAdj");
+    }
+    if c.streaming_connection_idle_timeout.is_some() {
+        set.push("streamingConnectionIdleTimeout");
+    }
+    if c.image_minimum_gc_age.is_some() {
+        set.push("imageMinimumGCAge");
+    }
+    if c.image_maximum_gc_age.is_some() {
+        set.push("imageMaximumGCAge");
+    }
+    if c.image_gc_high_threshold_percent.is_some() {
+        set.push("imageGCHighThresholdPercent");
+    }
+    if c.image_gc_low_threshold_percent.is_some() {
+        set.push("imageGCLowThresholdPercent");
+    }
+    if c.volume_stats_agg_period.is_some() {
+        set.push("volumeStatsAggPeriod");
+    }
+    if c.kubelet_cgroups.is_some() {
+        set.push("kubeletCgroups");
+    }
+    if c.system_cgroups.is_some() {
+        set.push("systemCgroups");
+    }
+    if c.cpu_manager_policy.is_some() {
+        set.push("cpuManagerPolicy");
+    }
+    if c.single_process_oom_kill.is_some() {
+        set.push("singleProcessOOMKill");
+    }
+    if c.cpu_manager_policy_options.is_some() {
+        set.push("cpuManagerPolicyOptions");
+    }
+    if c.cpu_manager_reconcile_period.is_some() {
+        set.push("cpuManagerReconcilePeriod");
+    }
+    if c.memory_manager_policy.is_some() {
+        set.push("memoryManagerPolicy");
+    }
+    if c.topology_manager_policy.is_some() {
+        set.push("topologyManagerPolicy");
+    }
+    if c.topology_manager_scope.is_some() {
+        set.push("topologyManagerScope");
+    }
+    if c.topology_manager_policy_options.is_some() {
+        set.push("topologyManagerPolicyOptions");
+    }
+    if c.qos_reserved.is_some() {
+        set.push("qosReserved");
+    }
+    if c.runtime_request_timeout.is_some() {
+        set.push("runtimeRequestTimeout");
+    }
+    if c.hairpin_mode.is_some() {
+        set.push("hairpinMode");
+    }
+    if c.pod_pids_limit.is_some() {
+        set.push("podPidsLimit");
+    }
+    if c.run_once.is_some() {
+        set.push("runOnce");
+    }
+    if c.cpu_cfs_quota.is_some() {
+        set.push("cpuCFSQuota");
+    }
+    if c.cpu_cfs_quota_period.is_some() {
+        set.push("cpuCFSQuotaPeriod");
+    }
+    if c.node_status_max_images.is_some() {
+        set.push("nodeStatusMaxImages");
+    }
+    if c.max_open_files.is_some() {
+        set.push("maxOpenFiles");
+    }
+    if c.content_type.is_some() {
+        set.push("contentType");
+    }
+    if c.serialize_image_pulls.is_some() {
+        set.push("serializeImagePulls");
+    }
+    if c.max_parallel_image_pulls.is_some() {
+        set.push("maxParallelImagePulls");
+    }
+    if c.eviction_soft.is_some() {
+        set.push("evictionSoft");
+    }
+    if c.eviction_soft_grace_period.is_some() {
+        set.push("evictionSoftGracePeriod");
+    }
+    if c.eviction_pressure_transition_period.is_some() {
+        set.push("evictionPressureTransitionPeriod");
+    }
+    if c.eviction_max_pod_grace_period.is_some() {
+        set.push("evictionMaxPodGracePeriod");
+    }
+    if c.eviction_minimum_reclaim.is_some() {
+        set.push("evictionMinimumReclaim");
+    }
+    if c.merge_default_eviction_settings.is_some() {
+        set.push("mergeDefaultEvictionSettings");
+    }
+    if c.pods_per_core.is_some() {
+        set.push("podsPerCore");
+    }
+    if c.enable_controller_attach_detach.is_some() {
+        set.push("enableControllerAttachDetach");
+    }
+    if c.protect_kernel_defaults.is_some() {
+        set.push("protectKernelDefaults");
+    }
+    if c.make_ip_tables_util_chains.is_some() {
+        set.push("makeIPTablesUtilChains");
+    }
+    if c.iptables_masquerade_bit.is_some() {
+        set.push("iptablesMasqueradeBit");
+    }
+    if c.iptables_drop_bit.is_some() {
+        set.push("iptablesDropBit");
+    }
+    if c.memory_swap.is_some() {
+        set.push("memorySwap");
+    }
+    if c.container_log_max_size.is_some() {
+        set.push("containerLogMaxSize");
+    }
+    if c.container_log_max_files.is_some() {
+        set.push("containerLogMaxFiles");
+    }
+    if c.container_log_max_workers.is_some() {
+        set.push("containerLogMaxWorkers");
+    }
+    if c.container_log_monitor_interval.is_some() {
+        set.push("containerLogMonitorInterval");
+    }
+    if c.config_map_and_secret_change_detection_strategy.is_some() {
+        set.push("configMapAndSecretChangeDetectionStrategy");
+    }
+    if c.reserved_system_cp_us.is_some() {
+        set.push("reservedSystemCPUs");
+    }
+    if c.show_hidden_metrics_for_version.is_some() {
+        set.push("showHiddenMetricsForVersion");
+    }
+    if c.system_reserved_cgroup.is_some() {
+        set.push("systemReservedCgroup");
+    }
+    if c.kube_reserved_cgroup.is_some() {
+        set.push("kubeReservedCgroup");
+    }
+    if c.allowed_unsafe_sysctls.is_some() {
+        set.push("allowedUnsafeSysctls");
+    }
+    if c.volume_plugin_dir.is_some() {
+        set.push("volumePluginDir");
+    }
+    if c.kernel_memcg_notification.is_some() {
+        set.push("kernelMemcgNotification");
+    }
+    if c.logging.is_some() {
+        set.push("logging");
+    }
+    if c.enable_system_log_handler.is_some() {
+        set.push("enableSystemLogHandler");
+    }
+    if c.enable_system_log_query.is_some() {
+        set.push("enableSystemLogQuery");
+    }
+    if c.shutdown_grace_period.is_some() {
+        set.push("shutdownGracePeriod");
+    }
+    if c.shutdown_grace_period_critical_pods.is_some() {
+        set.push("shutdownGracePeriodCriticalPods");
+    }
+    if c.shutdown_grace_period_by_pod_priority.is_some() {
+        set.push("shutdownGracePeriodByPodPriority");
+    }
+    if c.crash_loop_back_off.is_some() {
+        set.push("crashLoopBackOff");
+    }
+    if c.reserved_memory.is_some() {
+        set.push("reservedMemory");
+    }
+    if c.enable_profiling_handler.is_some() {
+        set.push("enableProfilingHandler");
+    }
+    if c.enable_debug_flags_handler.is_some() {
+        set.push("enableDebugFlagsHandler");
+    }
+    if c.seccomp_default.is_some() {
+        set.push("seccompDefault");
+    }
+    if c.memory_throttling_factor.is_some() {
+        set.push("memoryThrottlingFactor");
+    }
+    if c.tracing.is_some() {
+        set.push("tracing");
+    }
+    if c.local_storage_capacity_isolation.is_some() {
+        set.push("localStorageCapacityIsolation");
+    }
+    if c.image_service_endpoint.is_some() {
+        set.push("imageServiceEndpoint");
+    }
+    if c.user_namespaces.is_some() {
+        set.push("userNamespaces");
+    }
+    set
+}

@@ -1,0 +1,115 @@
+//! The command line: upstream's flag names (clap). Upstream flags ferrokube does not
+//! implement are accepted with one warning (component-base's FlagTable); anything else is
+//! an error with a suggestion.
+
+use clap::{Arg, ArgAction, Command};
+use component_base::flags::{bool_flag, FlagTable};
+use std::path::PathBuf;
+
+/// Upstream 1.35's flag table (`kubelet --help`).
+pub const UPSTREAM_FLAGS: &str = include_str!("upstream_flags.txt");
+/// Binary and user agent name.
+pub const COMPONENT: &str = "kubelet";
+
+/// The upstream flag table.
+pub fn table() -> FlagTable {
+    FlagTable::parse(COMPONENT, UPSTREAM_FLAGS)
+}
+
+fn value(id: &'static str, help: &'static str) -> Arg {
+    Arg::new(id).long(id).action(ArgAction::Set).help(help)
+}
+
+fn path(id: &'static str, help: &'static str) -> Arg {
+    value(id, help).value_parser(clap::value_parser!(PathBuf))
+}
+
+/// The clap command of the implemented flags (defaults live in [`super::options`], so that
+/// "set on the command line" is distinguishable from "defaulted").
+pub fn command() -> Command {
+    Command::new(COMPONENT)
+        .about("The kubelet is the primary node agent that runs on each node (ferrokube).")
+        .arg(path("config", "The Kubelet will load its initial configuration from this file."))
+        .arg(path("kubeconfig", "Path to a kubeconfig file, specifying how to connect to the API server."))
+        .arg(path("bootstrap-kubeconfig", "Path to a kubeconfig file used to get a client certificate (used as the kubeconfig when --kubeconfig does not exist)."))
+        .arg(value("container-runtime-endpoint", "The endpoint of the remote runtime service (unix socket)."))
+        .arg(value("node-ip", "IP address (or comma-separated dual-stack IP addresses) of the node."))
+        .arg(value("node-labels", "Labels to add when registering the node in the cluster (key=value pairs, comma separated)."))
+        .arg(value("provider-id", "Unique identifier for identifying the node in a machine database."))
+        .arg(value("pod-infra-container-image", "The image whose network/ipc namespaces containers in each pod will use (the runtime's sandbox image wins)."))
+        .arg(bool_flag("fail-swap-on", true).help("Makes the Kubelet fail to start if swap is enabled on the node."))
+        .arg(bool_flag("fail-cgroupv1", false).help("Prevent the kubelet from starting on the host using cgroup v1."))
+        .arg(value("cgroup-root", "Optional root cgroup to use for pods."))
+        .arg(value("cgroup-driver", "Driver that the kubelet uses to manipulate cgroups on the host (cgroupfs)."))
+        .arg(bool_flag("cgroups-per-qos", true).help("Enable creation of QoS cgroup hierarchy."))
+        .arg(path("root-dir", "Directory path for managing kubelet files (volume mounts, etc)."))
+        .arg(value("hostname-override", "If non-empty, will use this string as identification instead of the actual hostname."))
+        .arg(value("register-with-taints", "Register the node with the given list of taints (\"<key>=<value>:<effect>\", comma separated)."))
+        .arg(bool_flag("register-node", true).help("Register the node with the apiserver."))
+        .arg(value("cluster-dns", "Comma-separated list of DNS server IP addresses."))
+        .arg(value("cluster-domain", "Domain for this cluster."))
+        .arg(value("max-pods", "Number of Pods that can run on this Kubelet.").value_parser(clap::value_parser!(i32)))
+        .arg(value("pod-cidr", "The CIDR to use for pod IP addresses (standalone mode)."))
+        .arg(value("healthz-port", "The port of the localhost healthz endpoint (0 disables).").value_parser(clap::value_parser!(u16)))
+        .arg(value("healthz-bind-address", "The IP address for the healthz server to serve on."))
+        .arg(value("port", "The port for the Kubelet to serve on.").value_parser(clap::value_parser!(u16)))
+        .arg(value("address", "The IP address for the Kubelet to serve on."))
+        .arg(path("tls-cert-file", "File containing x509 Certificate used for serving HTTPS."))
+        .arg(path("tls-private-key-file", "File containing x509 private key matching --tls-cert-file."))
+        .arg(path("pod-manifest-path", "Path to the directory containing static pod files to run."))
+        .arg(value("resolv-conf", "Resolver configuration file used as the basis for the container DNS resolution configuration."))
+        .arg(value("kube-api-qps", "QPS to use while talking with kubernetes apiserver.").value_parser(clap::value_parser!(i32)))
+        .arg(value("kube-api-burst", "Burst to use while talking with kubernetes apiserver.").value_parser(clap::value_parser!(i32)))
+        .arg(value("node-status-update-frequency", "How often kubelet posts node status to master."))
+        .arg(value("v", "number for the log level verbosity").short('v').value_parser(clap::value_parser!(u8)))
+        .arg(value("logging-format", "Sets the log format (text or json)."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_parses_and_no_flag_is_invented() {
+        let t = table();
+        assert!(t.flags().len() > 140, "the whole upstream table");
+        assert_eq!(t.get("register-with-taints").unwrap().kind, "[]v1.Taint");
+        assert!(
+            t.not_upstream(&command()).is_empty(),
+            "{:?}",
+            t.not_upstream(&command())
+        );
+    }
+
+    #[test]
+    fn unknown_flags_fail_with_a_suggestion_and_known_ones_are_accepted() {
+        let argv = |a: &[&str]| {
+            a.iter()
+                .map(|s| s.into())
+                .collect::<Vec<std::ffi::OsString>>()
+        };
+        let err = component_base::flags::try_parse(
+            &table(),
+            command(),
+            argv(&["kubelet", "--node-lables=a=b"]),
+        )
+        .err()
+        .expect("unknown flag")
+        .to_string();
+        assert!(err.contains("did you mean --node-labels"), "{err}");
+        let ok = component_base::flags::try_parse(
+            &table(),
+            command(),
+            argv(&[
+                "kubelet",
+                "--image-gc-high-threshold",
+                "80",
+                "--node-ip=10.0.0.1",
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(ok.ignored, vec!["image-gc-high-threshold"]);
+        assert_eq!(ok.matches.get_one::<String>("node-ip").unwrap(), "10.0.0.1");
+    }
+}

@@ -1,0 +1,312 @@
+//! Resolving the command line and the config file into the settings the kubelet runs with:
+//! upstream's defaults, then the file, then explicitly set flags.
+
+use super::file::{unimplemented_fields_set, KubeletConfiguration};
+use anyhow::{bail, Context, Result};
+use clap::ArgMatches;
+use component_base::flags::explicitly_set;
+use k8s_openapi::api::core::v1::Taint;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The accepted `(apiVersion, kind)` of the config file.
+pub const CONFIG_TYPES: &[(&str, &str)] =
+    &[("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration")];
+
+/// Everything the kubelet runs with.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The node's name (hostname, lower-cased, or `--hostname-override`).
+    pub node_name: String,
+    /// `--kubeconfig` (or the bootstrap kubeconfig when the former does not exist).
+    pub kubeconfig: Option<PathBuf>,
+    /// CRI endpoint.
+    pub runtime_endpoint: String,
+    /// `--node-ip`: addresses reported as InternalIP.
+    pub node_ips: Vec<IpAddr>,
+    /// `--node-labels`.
+    pub node_labels: BTreeMap<String, String>,
+    /// Taints to register with.
+    pub register_with_taints: Vec<Taint>,
+    /// Whether to register the node.
+    pub register_node: bool,
+    /// `--provider-id`.
+    pub provider_id: Option<String>,
+    /// `--root-dir`.
+    pub root_dir: PathBuf,
+    /// `podLogsDir`.
+    pub pod_logs_dir: PathBuf,
+    /// `--cgroup-root`.
+    pub cgroup_root: String,
+    /// `cgroupsPerQOS`.
+    pub cgroups_per_qos: bool,
+    /// `clusterDNS`.
+    pub cluster_dns: Vec<String>,
+    /// `clusterDomain`.
+    pub cluster_domain: String,
+    /// `resolvConf`.
+    pub resolv_conf: PathBuf,
+    /// `maxPods`.
+    pub max_pods: i32,
+    /// `podCIDR` (standalone; the node's spec.podCIDR wins when set).
+    pub pod_cidr: Option<String>,
+    /// `failSwapOn`.
+    pub fail_swap_on: bool,
+    /// `failCgroupV1`.
+    pub fail_cgroup_v1: bool,
+    /// Healthz address and port (port 0 disables).
+    pub healthz: (IpAddr, u16),
+    /// Kubelet API address and port.
+    pub server: (IpAddr, u16),
+    /// Serving certificate and key.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `nodeStatusUpdateFrequency`.
+    pub node_status_update_frequency: Duration,
+    /// `nodeStatusReportFrequency`.
+    pub node_status_report_frequency: Duration,
+    /// `nodeLeaseDurationSeconds`.
+    pub node_lease_duration_seconds: i32,
+    /// `kubeAPIQPS` / `kubeAPIBurst`.
+    pub api_qps_burst: (f32, u32),
+    /// `staticPodPath`.
+    pub static_pod_path: Option<PathBuf>,
+    /// Fields of the file and flags accepted but not acted on (for one warning).
+    pub unimplemented: Vec<String>,
+}
+
+/// Parses `key=value:Effect` / `key:Effect` taints, as `--register-with-taints`.
+pub fn parse_taints(s: &str) -> Result<Vec<Taint>> {
+    s.split(',')
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| {
+            let (kv, effect) = t.trim().rsplit_once(':').with_context(|| {
+                format!("invalid taint spec {t:?}: want <key>=<value>:<effect>")
+            })?;
+            if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+                bail!("invalid taint effect {effect:?} in {t:?}");
+            }
+            let (key, value) = match kv.split_once('=') {
+                Some((k, v)) => (k, Some(v.to_string())),
+                None => (kv, None),
+            };
+            Ok(Taint {
+                key: key.to_string(),
+                value,
+                effect: effect.to_string(),
+                time_added: None,
+            })
+        })
+        .collect()
+}
+
+/// Parses `a=b,c=d` (`--node-labels`).
+pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>> {
+    s.split(',')
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (k, v) = l
+                .split_once('=')
+                .with_context(|| format!("invalid label {l:?}: want key=value"))?;
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+fn default_hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+        .to_lowercase()
+}
+
+impl Options {
+    /// Resolves flags (`m`) over the config file (if `--config` was given) over defaults.
+    pub fn resolve(m: &ArgMatches) -> Result<Options> {
+        let file: KubeletConfiguration = match m.get_one::<PathBuf>("config") {
+            Some(p) => component_base::config::load_strict(p, CONFIG_TYPES)?,
+            None => KubeletConfiguration::default(),
+        };
+        Self::resolve_with(m, file)
+    }
+
+    /// [`Options::resolve`] with the file already loaded.
+    pub fn resolve_with(m: &ArgMatches, f: KubeletConfiguration) -> Result<Options> {
+        let flag = |id: &str| {
+            explicitly_set(m, id)
+                .then(|| m.get_one::<String>(id).cloned())
+                .flatten()
+        };
+        let flag_bool = |id: &str| {
+            explicitly_set(m, id)
+                .then(|| m.get_one::<bool>(id).copied())
+                .flatten()
+        };
+        let flag_u16 = |id: &str| {
+            explicitly_set(m, id)
+                .then(|| m.get_one::<u16>(id).copied())
+                .flatten()
+        };
+        let flag_i32 = |id: &str| {
+            explicitly_set(m, id)
+                .then(|| m.get_one::<i32>(id).copied())
+                .flatten()
+        };
+        let flag_path = |id: &str| m.get_one::<PathBuf>(id).cloned();
+        let ip = |s: String, what: &str| -> Result<IpAddr> {
+            s.parse()
+                .with_context(|| format!("{what}: invalid IP address {s:?}"))
+        };
+        let kubeconfig = match (flag_path("kubeconfig"), flag_path("bootstrap-kubeconfig")) {
+            (Some(k), Some(b)) if !k.exists() && b.exists() => Some(b),
+            (k, _) => k,
+        };
+        let node_ips = flag("node-ip")
+            .map(|s| {
+                s.split(',')
+                    .map(|i| ip(i.trim().to_string(), "--node-ip"))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let taints = match flag("register-with-taints") {
+            Some(s) => parse_taints(&s)?,
+            None => f.register_with_taints.clone().unwrap_or_default(),
+        };
+        let dur = |v: &Option<component_base::duration::GoDuration>, d: u64| {
+            v.as_ref().map(|g| g.0).unwrap_or(Duration::from_secs(d))
+        };
+        let status_update = match flag("node-status-update-frequency") {
+            Some(s) => {
+                s.parse::<component_base::duration::GoDuration>()
+                    .map_err(|e| anyhow::anyhow!("--node-status-update-frequency: {e}"))?
+                    .0
+            }
+            None => dur(&f.node_status_update_frequency, 10),
+        };
+        let tls = match (
+            flag_path("tls-cert-file").or(f.tls_cert_file.clone().map(PathBuf::from)),
+            flag_path("tls-private-key-file").or(f.tls_private_key_file.clone().map(PathBuf::from)),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            _ => None,
+        };
+        let mut unimplemented: Vec<String> = unimplemented_fields_set(&f)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        if f.cgroup_driver.as_deref().is_some_and(|d| d != "cgroupfs")
+            || flag("cgroup-driver").is_some_and(|d| d != "cgroupfs")
+        {
+            unimplemented.push("cgroupDriver (only cgroupfs is implemented)".into());
+        }
+        Ok(Options {
+            node_name: flag("hostname-override")
+                .map(|h| h.to_lowercase())
+                .unwrap_or_else(default_hostname),
+            kubeconfig,
+            runtime_endpoint: flag("container-runtime-endpoint")
+                .or(f.container_runtime_endpoint.clone())
+                .unwrap_or_else(|| crate::cri::DEFAULT_ENDPOINT.into()),
+            node_ips,
+            node_labels: flag("node-labels")
+                .map(|s| parse_labels(&s))
+                .transpose()?
+                .unwrap_or_default(),
+            register_with_taints: taints,
+            register_node: flag_bool("register-node")
+                .or(f.register_node)
+                .unwrap_or(true),
+            provider_id: flag("provider-id")
+                .or(f.provider_id.clone())
+                .filter(|p| !p.is_empty()),
+            root_dir: flag_path("root-dir").unwrap_or_else(|| "/var/lib/kubelet".into()),
+            pod_logs_dir: f
+                .pod_logs_dir
+                .clone()
+                .unwrap_or_else(|| "/var/log/pods".into())
+                .into(),
+            cgroup_root: flag("cgroup-root")
+                .or(f.cgroup_root.clone())
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| "/".into()),
+            cgroups_per_qos: flag_bool("cgroups-per-qos")
+                .or(f.cgroups_per_qos)
+                .unwrap_or(true),
+            cluster_dns: flag("cluster-dns")
+                .map(|s| s.split(',').map(str::to_string).collect())
+                .or(f.cluster_dns.clone())
+                .unwrap_or_default(),
+            cluster_domain: flag("cluster-domain")
+                .or(f.cluster_domain.clone())
+                .unwrap_or_default(),
+            resolv_conf: flag("resolv-conf")
+                .or(f.resolv_conf.clone())
+                .unwrap_or_else(|| "/etc/resolv.conf".into())
+                .into(),
+            max_pods: flag_i32("max-pods").or(f.max_pods).unwrap_or(110),
+            pod_cidr: flag("pod-cidr")
+                .or(f.pod_cidr.clone())
+                .filter(|c| !c.is_empty()),
+            fail_swap_on: flag_bool("fail-swap-on").or(f.fail_swap_on).unwrap_or(true),
+            fail_cgroup_v1: flag_bool("fail-cgroupv1")
+                .or(f.fail_cgroup_v1)
+                .unwrap_or(false),
+            healthz: (
+                ip(
+                    flag("healthz-bind-address")
+                        .or(f.healthz_bind_address.clone())
+                        .unwrap_or_else(|| "127.0.0.1".into()),
+                    "healthzBindAddress",
+                )?,
+                flag_u16("healthz-port").or(f.healthz_port).unwrap_or(10248),
+            ),
+            server: (
+                ip(
+                    flag("address")
+                        .or(f.address.clone())
+                        .unwrap_or_else(|| "0.0.0.0".into()),
+                    "address",
+                )?,
+                if f.enable_server == Some(false) {
+                    0
+                } else {
+                    flag_u16("port").or(f.port).unwrap_or(10250)
+                },
+            ),
+            tls,
+            node_status_update_frequency: status_update,
+            node_status_report_frequency: dur(&f.node_status_report_frequency, 300),
+            node_lease_duration_seconds: f.node_lease_duration_seconds.unwrap_or(40),
+            api_qps_burst: (
+                flag_i32("kube-api-qps").or(f.kube_api_qps).unwrap_or(50) as f32,
+                flag_i32("kube-api-burst")
+                    .or(f.kube_api_burst)
+                    .unwrap_or(100) as u32,
+            ),
+            static_pod_path: flag_path("pod-manifest-path")
+                .or(f.static_pod_path.clone().map(PathBuf::from)),
+            unimplemented,
+        })
+    }
+
+    /// Checks the host against the settings, as upstream's start-up does.
+    pub fn validate_host(&self) -> Result<()> {
+        if self.fail_cgroup_v1 && crate::cgroups::is_v1() {
+            bail!("kubelet is configured to not run on a host using cgroup v1. cgroup v1 support is in maintenance mode");
+        }
+        if self.fail_swap_on && swap_on(Path::new("/proc/swaps")) {
+            bail!("running with swap on is not supported, please disable swap or set --fail-swap-on flag to false");
+        }
+        Ok(())
+    }
+}
+
+fn swap_on(swaps: &Path) -> bool {
+    std::fs::read_to_string(swaps).is_ok_and(|s| s.lines().count() > 1)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,138 @@
+use super::*;
+use crate::config::flags::{command, table};
+
+fn matches(args: &[&str]) -> ArgMatches {
+    let argv: Vec<std::ffi::OsString> = std::iter::once("kubelet")
+        .chain(args.iter().copied())
+        .map(Into::into)
+        .collect();
+    component_base::flags::try_parse(&table(), command(), argv)
+        .unwrap()
+        .unwrap()
+        .matches
+}
+
+fn config_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("config.yaml");
+    std::fs::write(&p, text).unwrap();
+    (dir, p)
+}
+
+/// What kubeadm writes to /var/lib/kubelet/config.yaml (trimmed of nothing).
+const KUBEADM: &str = r#"apiVersion: kubelet.config.k8s.io/v1beta1
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    cacheTTL: 0s
+    enabled: true
+  x509:
+    clientCAFile: /etc/kubernetes/pki/ca.crt
+authorization:
+  mode: Webhook
+  webhook:
+    cacheAuthorizedTTL: 0s
+    cacheUnauthorizedTTL: 0s
+cgroupDriver: cgroupfs
+clusterDNS:
+- 10.96.0.10
+clusterDomain: cluster.local
+containerRuntimeEndpoint: ""
+cpuManagerReconcilePeriod: 0s
+evictionPressureTransitionPeriod: 0s
+failSwapOn: false
+fileCheckFrequency: 0s
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+httpCheckFrequency: 0s
+imageMinimumGCAge: 0s
+imageMaximumGCAge: 0s
+kind: KubeletConfiguration
+logging:
+  flushFrequency: 0
+  options:
+    json:
+      infoBufferSize: "0"
+    text:
+      infoBufferSize: "0"
+  verbosity: 0
+memorySwap: {}
+nodeStatusReportFrequency: 0s
+nodeStatusUpdateFrequency: 0s
+rotateCertificates: true
+runtimeRequestTimeout: 0s
+shutdownGracePeriod: 0s
+shutdownGracePeriodCriticalPods: 0s
+staticPodPath: /etc/kubernetes/manifests
+streamingConnectionIdleTimeout: 0s
+syncFrequency: 0s
+volumeStatsAggPeriod: 0s
+"#;
+
+#[test]
+fn kubeadm_config_loads_and_flags_override_it() {
+    let (_d, p) = config_file(KUBEADM);
+    let f: KubeletConfiguration = component_base::config::load_strict(&p, CONFIG_TYPES).unwrap();
+    let o = Options::resolve_with(
+        &matches(&[
+            "--cluster-domain=example.org",
+            "--node-ip=10.200.0.5",
+            "--node-labels=a=b,c=d",
+            "--register-with-taints=k=v:NoSchedule,x:NoExecute",
+        ]),
+        f,
+    )
+    .unwrap();
+    assert_eq!(o.cluster_dns, vec!["10.96.0.10"]);
+    assert_eq!(o.cluster_domain, "example.org", "flag wins over file");
+    assert!(!o.fail_swap_on);
+    assert!(
+        !o.fail_cgroup_v1,
+        "upstream 1.35 tree defaults failCgroupV1 to false"
+    );
+    assert_eq!(
+        o.static_pod_path,
+        Some(PathBuf::from("/etc/kubernetes/manifests"))
+    );
+    assert_eq!(o.node_ips, vec!["10.200.0.5".parse::<IpAddr>().unwrap()]);
+    assert_eq!(o.node_labels["c"], "d");
+    assert_eq!(o.register_with_taints.len(), 2);
+    assert_eq!(o.register_with_taints[1].value, None);
+    assert_eq!(o.healthz.1, 10248);
+    assert!(o.unimplemented.contains(&"authentication".to_string()));
+}
+
+#[test]
+fn bad_files_name_the_field_and_file() {
+    let (_d, p) = config_file(
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nclusterDomian: x\n",
+    );
+    let err = component_base::config::load_strict::<KubeletConfiguration>(&p, CONFIG_TYPES)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("clusterDomian") && err.contains("config.yaml"),
+        "{err}"
+    );
+    let (_d, p) = config_file("apiVersion: kubelet.config.k8s.io/v1\nkind: KubeletConfiguration\n");
+    let err = component_base::config::load_strict::<KubeletConfiguration>(&p, CONFIG_TYPES)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("apiVersion") || err.contains("v1"), "{err}");
+    let (_d, p) = config_file(
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nmaxPods: many\n",
+    );
+    let err = component_base::config::load_strict::<KubeletConfiguration>(&p, CONFIG_TYPES)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("maxPods"), "{err}");
+}
+
+#[test]
+fn taints_and_labels_parse_strictly() {
+    assert!(parse_taints("k=v:Bogus").is_err());
+    assert!(parse_taints("novalue").is_err());
+    assert!(parse_labels("a").is_err());
+    assert_eq!(parse_taints("").unwrap(), vec![]);
+}
