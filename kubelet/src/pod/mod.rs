@@ -7,3 +7,4 @@ pub mod observed;
 pub mod qos;
 pub mod quantity;
 pub mod reconcile;
+pub mod status;

@@ -1,0 +1,233 @@
+use super::*;
+use crate::pod::observed::ObservedSandbox;
+use crate::pod::reconcile::container_hash;
+
+const SEC: i64 = 1_000_000_000;
+
+fn pod() -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+        "spec": {
+            "initContainers": [{"name": "init", "image": "busybox:1.35"}],
+            "containers": [{"name": "app", "image": "busybox:1.35"}]
+        },
+        "status": {"conditions": [{"type": "PodScheduled", "status": "True"}]}
+    }))
+    .unwrap()
+}
+
+fn c(p: &Pod, name: &str, state: ContainerState, exit: i32, rc: i32) -> ObservedContainer {
+    let spec = p.spec.as_ref().unwrap();
+    let cs = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == name)
+        .unwrap();
+    ObservedContainer {
+        id: format!("{name}{rc}"),
+        sandbox_id: "sb".into(),
+        name: name.into(),
+        restart_count: rc,
+        hash: container_hash(cs),
+        state,
+        exit_code: exit,
+        reason: String::new(),
+        message: String::new(),
+        created_at: SEC,
+        started_at: 2 * SEC,
+        finished_at: if state == ContainerState::Exited {
+            3 * SEC
+        } else {
+            0
+        },
+        image: "busybox:1.35".into(),
+        image_ref: "sha256:abc".into(),
+    }
+}
+
+fn sandbox() -> ObservedSandbox {
+    ObservedSandbox {
+        id: "sb".into(),
+        attempt: 0,
+        ready: true,
+        created_at: SEC,
+        ips: vec!["10.244.0.7".into()],
+    }
+}
+
+fn inputs() -> StatusInputs {
+    StatusInputs {
+        host_ips: vec!["10.200.0.1".into()],
+        runtime_name: "containerd".into(),
+        ..Default::default()
+    }
+}
+
+fn cond<'a>(s: &'a PodStatus, t: &str) -> &'a PodCondition {
+    s.conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == t)
+        .unwrap()
+}
+
+#[test]
+fn pending_pod_waits_in_pod_initializing() {
+    let p = pod();
+    let o = ObservedPod {
+        sandboxes: vec![sandbox()],
+        containers: vec![c(&p, "init", ContainerState::Running, 0, 0)],
+    };
+    let s = pod_status(&p, &o, &inputs(), Timestamp::now());
+    assert_eq!(s.phase.as_deref(), Some("Pending"));
+    assert_eq!(cond(&s, "Initialized").status, "False");
+    assert_eq!(
+        cond(&s, "Initialized").reason.as_deref(),
+        Some("ContainersNotInitialized")
+    );
+    assert_eq!(cond(&s, "PodReadyToStartContainers").status, "True");
+    let app = &s.container_statuses.as_ref().unwrap()[0];
+    assert_eq!(
+        app.state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("PodInitializing")
+    );
+    assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
+}
+
+#[test]
+fn running_pod_reports_upstream_shape() {
+    let p = pod();
+    let o = ObservedPod {
+        sandboxes: vec![sandbox()],
+        containers: vec![
+            c(&p, "init", ContainerState::Exited, 0, 0),
+            c(&p, "app", ContainerState::Running, 0, 0),
+        ],
+    };
+    let s = pod_status(&p, &o, &inputs(), Timestamp::now());
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+    for t in [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+        "PodScheduled",
+    ] {
+        assert_eq!(cond(&s, t).status, "True", "{t}");
+    }
+    assert_eq!(s.pod_ip.as_deref(), Some("10.244.0.7"));
+    assert_eq!(s.host_ip.as_deref(), Some("10.200.0.1"));
+    let app = &s.container_statuses.as_ref().unwrap()[0];
+    assert_eq!(app.container_id.as_deref(), Some("containerd://app0"));
+    assert_eq!(app.image_id, "sha256:abc");
+    assert!(app.ready && app.started == Some(true));
+    let init = &s.init_container_statuses.as_ref().unwrap()[0];
+    assert_eq!(
+        init.state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("Completed")
+    );
+}
+
+#[test]
+fn crash_loop_shows_waiting_with_last_state() {
+    let p = pod();
+    let o = ObservedPod {
+        sandboxes: vec![sandbox()],
+        containers: vec![
+            c(&p, "init", ContainerState::Exited, 0, 0),
+            c(&p, "app", ContainerState::Exited, 1, 0),
+            c(&p, "app", ContainerState::Exited, 2, 1),
+        ],
+    };
+    let mut i = inputs();
+    i.waiting.insert(
+        "app".into(),
+        (
+            "CrashLoopBackOff".into(),
+            "back-off 10s restarting failed container=app pod=p_ns(u1)".into(),
+        ),
+    );
+    let s = pod_status(&p, &o, &i, Timestamp::now());
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+    let app = &s.container_statuses.as_ref().unwrap()[0];
+    assert_eq!(app.restart_count, 1);
+    assert_eq!(
+        app.state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("CrashLoopBackOff")
+    );
+    let last = app
+        .last_state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .as_ref()
+        .unwrap();
+    assert_eq!((last.exit_code, last.reason.as_deref()), (2, Some("Error")));
+    assert_eq!(
+        cond(&s, "Ready").reason.as_deref(),
+        Some("ContainersNotReady")
+    );
+    assert_eq!(
+        cond(&s, "Ready").message.as_deref(),
+        Some("containers with unready status: [app]")
+    );
+}
+
+#[test]
+fn finished_pods_succeed_or_fail_and_unchanged_status_is_not_rewritten() {
+    let mut p = pod();
+    p.spec.as_mut().unwrap().restart_policy = Some("Never".into());
+    let o = ObservedPod {
+        sandboxes: vec![sandbox()],
+        containers: vec![
+            c(&p, "init", ContainerState::Exited, 0, 0),
+            c(&p, "app", ContainerState::Exited, 0, 0),
+        ],
+    };
+    let s = pod_status(&p, &o, &inputs(), Timestamp::now());
+    assert_eq!(s.phase.as_deref(), Some("Succeeded"));
+    assert_eq!(cond(&s, "Ready").reason.as_deref(), Some("PodCompleted"));
+    p.status = Some(s.clone());
+    let again = pod_status(
+        &p,
+        &o,
+        &inputs(),
+        Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(30),
+    );
+    assert!(!status_changed(&s, &again));
+    let failed = ObservedPod {
+        sandboxes: vec![sandbox()],
+        containers: vec![
+            c(&p, "init", ContainerState::Exited, 0, 0),
+            c(&p, "app", ContainerState::Exited, 1, 0),
+        ],
+    };
+    assert_eq!(phase(&p, &failed), "Failed");
+    assert!(status_changed(
+        &s,
+        &pod_status(&p, &failed, &inputs(), Timestamp::now())
+    ));
+}
