@@ -7,6 +7,7 @@
 //! [`pod_control`] (slow-start creation). The reconcile decisions of each controller are
 //! pure functions over observed state, unit-tested without a server.
 
+pub mod deployment;
 pub mod expectations;
 pub mod factory;
 pub mod informer;
@@ -21,6 +22,7 @@ use crate::registry::ControllerDescriptor;
 /// Every workload controller this crate implements.
 pub fn descriptors() -> Vec<ControllerDescriptor> {
     vec![
+        deployment::descriptor(),
         replicaset::replicaset_descriptor(),
         replicaset::replicationcontroller_descriptor(),
     ]

@@ -1,0 +1,53 @@
+//! deployment-controller: rolls a pod template out through ReplicaSets (RollingUpdate or
+//! Recreate), with revisions, rollback by template, pause, proportional scaling and the
+//! Progressing/Available conditions.
+
+pub mod controller;
+pub mod plan;
+pub mod replicasets;
+pub mod status;
+pub mod util;
+
+use futures::future::FutureExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::registry::ControllerDescriptor;
+use crate::workload::factory::InformerFactory;
+use controller::{DeploymentController, NAME};
+
+/// Registry entry.
+pub fn descriptor() -> ControllerDescriptor {
+    ControllerDescriptor {
+        name: "deployment",
+        enabled_by_default: true,
+        start: |ctx| {
+            async move {
+                let client = ctx.client_for(NAME).await?;
+                let factory = InformerFactory::shared(&ctx.client, &ctx.shutdown);
+                let (d, rs, p) = (
+                    factory.informer::<Deployment>(),
+                    factory.informer::<ReplicaSet>(),
+                    factory.informer::<Pod>(),
+                );
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return Ok(()),
+                    _ = async { d.wait_synced().await; rs.wait_synced().await; p.wait_synced().await } => {}
+                }
+                let c = DeploymentController::new(client, d, rs, p);
+                c.watch();
+                let workers = ctx.options.concurrency.deployment;
+                tracing::info!(controller = NAME, workers, "caches synced, starting workers");
+                let this = c.clone();
+                c.queue()
+                    .run(NAME, workers, ctx.shutdown.clone(), move |key| {
+                        let this = this.clone();
+                        async move { this.sync(key).await }
+                    })
+                    .await;
+                Ok(())
+            }
+            .boxed()
+        },
+    }
+}
