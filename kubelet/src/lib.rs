@@ -5,6 +5,7 @@ pub mod cgroups;
 pub mod config;
 pub mod cri;
 pub mod image;
+pub mod node;
 pub mod pod;
 pub mod runtime;
 pub mod testing;

@@ -1,0 +1,196 @@
+//! Registering the node and keeping it fresh: status computed every
+//! `nodeStatusUpdateFrequency` (10s) and posted when it changed or when
+//! `nodeStatusReportFrequency` (5m) passed; the Lease renewed every 10s.
+
+use super::host::{self, HostFacts};
+use super::lease;
+use super::status::{initial_node, node_status, node_status_changed, RuntimeHealth};
+use crate::config::Options;
+use crate::cri::Cri;
+use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Asks CRI whether the runtime and its network are ready.
+pub async fn runtime_health(cri: &Cri) -> RuntimeHealth {
+    let version = cri.runtime_version().await.unwrap_or_default();
+    let status = cri
+        .runtime
+        .clone()
+        .status(k8s_cri::v1::StatusRequest { verbose: false })
+        .await;
+    let not_ready = match status {
+        Err(e) => Some(format!(
+            "container runtime status check may not have completed yet: {}",
+            e.message()
+        )),
+        Ok(r) => {
+            let conditions = r
+                .into_inner()
+                .status
+                .map(|s| s.conditions)
+                .unwrap_or_default();
+            let bad: Vec<String> = conditions
+                .iter()
+                .filter(|c| !c.status)
+                .map(|c| {
+                    format!(
+                        "{}={} reason:{} message:{}",
+                        c.r#type, c.status, c.reason, c.message
+                    )
+                })
+                .collect();
+            if bad.is_empty() {
+                None
+            } else if bad.iter().any(|b| b.starts_with("NetworkReady")) {
+                Some(format!(
+                    "container runtime network not ready: {}",
+                    bad.join(", ")
+                ))
+            } else {
+                Some(format!("container runtime is down: {}", bad.join(", ")))
+            }
+        }
+    };
+    RuntimeHealth { version, not_ready }
+}
+
+/// Keeps the node registered, its status and its lease fresh.
+pub struct NodeSync {
+    /// API client.
+    pub client: kube::Client,
+    /// CRI client.
+    pub cri: Cri,
+    /// Resolved options.
+    pub opts: Options,
+    /// `kubeReserved` and `systemReserved`.
+    pub reserved: (BTreeMap<String, String>, BTreeMap<String, String>),
+}
+
+impl NodeSync {
+    fn facts(&self) -> HostFacts {
+        host::gather(&self.opts.root_dir)
+    }
+
+    /// Registers the node (or adopts an existing one, updating labels and status).
+    pub async fn register(&self) -> Result<Node> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let health = runtime_health(&self.cri).await;
+        let now = Timestamp::now();
+        let status = node_status(
+            &self.opts,
+            &self.facts(),
+            &health,
+            None,
+            &now,
+            (&self.reserved.0, &self.reserved.1),
+        );
+        let node = initial_node(&self.opts, status.clone());
+        match api.create(&PostParams::default(), &node).await {
+            Ok(created) => {
+                tracing::info!(node = %self.opts.node_name, "Successfully registered node");
+                let patched = self.post_status(&status).await?;
+                Ok(Node {
+                    metadata: created.metadata,
+                    ..patched
+                })
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tracing::info!(node = %self.opts.node_name, "Node was previously registered");
+                let labels = serde_json::json!({"metadata": {"labels": node.metadata.labels}});
+                api.patch(
+                    &self.opts.node_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&labels),
+                )
+                .await?;
+                let existing = api.get(&self.opts.node_name).await?;
+                let status = node_status(
+                    &self.opts,
+                    &self.facts(),
+                    &health,
+                    existing.status.as_ref(),
+                    &now,
+                    (&self.reserved.0, &self.reserved.1),
+                );
+                self.post_status(&status).await
+            }
+            Err(e) => Err(e).context("register node"),
+        }
+    }
+
+    async fn post_status(&self, status: &k8s_openapi::api::core::v1::NodeStatus) -> Result<Node> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let patch = serde_json::json!({"status": status});
+        Ok(api
+            .patch_status(
+                &self.opts.node_name,
+                &PatchParams::default(),
+                &Patch::Strategic(&patch),
+            )
+            .await
+            .context("update node status")?)
+    }
+
+    /// Runs the status and lease loops until `stop`.
+    pub async fn run(self, mut node: Node, stop: CancellationToken) {
+        let lease_every = lease::renew_interval(self.opts.node_lease_duration_seconds);
+        let mut lease_tick = tokio::time::interval(lease_every);
+        let mut status_tick = tokio::time::interval(self.opts.node_status_update_frequency);
+        let mut last_report = Instant::now();
+        let mut last_status = node.status.clone().unwrap_or_default();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = lease_tick.tick() => {
+                    if let Err(e) = lease::renew(&self.client, &node, self.opts.node_lease_duration_seconds).await {
+                        tracing::warn!(error = %e, "Failed to renew the node lease");
+                    }
+                }
+                _ = status_tick.tick() => {
+                    let health = runtime_health(&self.cri).await;
+                    let now = Timestamp::now();
+                    let status = node_status(&self.opts, &self.facts(), &health, Some(&last_status), &now, (&self.reserved.0, &self.reserved.1));
+                    let due = last_report.elapsed() >= self.opts.node_status_report_frequency;
+                    if due || node_status_changed(&last_status, &status) {
+                        match self.post_status(&status).await {
+                            Ok(n) => {
+                                last_status = status;
+                                last_report = Instant::now();
+                                if n.metadata.uid.is_some() {
+                                    node.metadata = n.metadata;
+                                }
+                                node.spec = n.spec;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "Error updating node status, will retry"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Waits (bounded) until the node has a podCIDR, from the API or `--pod-cidr`.
+pub async fn pod_cidr(client: &kube::Client, opts: &Options, wait: Duration) -> Option<String> {
+    if let Some(c) = &opts.pod_cidr {
+        return Some(c.clone());
+    }
+    let api: Api<Node> = Api::all(client.clone());
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Ok(n) = api.get(&opts.node_name).await {
+            if let Some(c) = n.spec.and_then(|s| s.pod_cidr) {
+                return Some(c);
+            }
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
