@@ -1,4 +1,7 @@
-//! The `kube-proxy` binary: flags, config file, and the run loop.
+//! The `kube-proxy` binary: flags, config file, health server, node facts and the run loop.
 
 pub mod config;
+pub mod healthz;
+pub mod node;
 pub mod options;
+pub mod run;
