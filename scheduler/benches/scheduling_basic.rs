@@ -166,6 +166,7 @@ async fn run_one(label: &str, binary: &str, flags: &[String], nodes: usize, pods
     e2e::monitoring::wait_until_authenticated(&c, &token).await?;
     let probe = e2e::probe::Probe::new(&format!("https://127.0.0.1:{port}"), Some(&token))?;
     let metrics = probe.get("/metrics").await?.body;
+    let _ = std::fs::write(std::env::temp_dir().join(format!("bench-metrics-{label}.txt")), &metrics);
     let buckets = attempt_buckets(&metrics);
     let _ = proc.kill();
     let (first, last) = (first.unwrap(), last.unwrap());

@@ -138,6 +138,11 @@ pub fn select_victims(input: &PostFilterInput<'_>, idx: usize) -> Result<Candida
     })
 }
 
+/// Upstream's candidate budget: 10% of the nodes, at least 100.
+pub fn num_candidates(nodes: usize) -> usize {
+    (nodes * 10 / 100).max(100).min(nodes)
+}
+
 /// Upstream's pickOneNodeForPreemption ordering: fewest PDB violations, lowest highest
 /// victim priority, lowest priority sum, fewest victims.
 pub fn pick_candidate(cands: &[Candidate]) -> Option<&Candidate> {
@@ -182,7 +187,14 @@ impl PostFilterPlugin for DefaultPreemption {
             .collect();
         let mut statuses: Vec<(String, Status)> = Vec::new();
         let mut cands = Vec::new();
-        for i in potential {
+        // As upstream: dry-run from a random offset until enough candidates are found.
+        let wanted = num_candidates(n);
+        let offset = if potential.is_empty() { 0 } else { rand::random_range(0..potential.len()) };
+        for k in 0..potential.len() {
+            let i = potential[(offset + k) % potential.len()];
+            if cands.len() >= wanted {
+                break;
+            }
             match select_victims(input, i) {
                 Ok(c) => cands.push(c),
                 Err(s) => statuses.push((input.snapshot.nodes[i].name.clone(), s)),

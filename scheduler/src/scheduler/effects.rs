@@ -112,6 +112,9 @@ pub fn condition_unchanged(
     same_cond && nominated.as_ref().is_none_or(|n| *n == current)
 }
 
+/// Event and status writes allowed in flight at once.
+pub const MAX_WRITES_IN_FLIGHT: usize = 32;
+
 /// Starts the writer task; returns the channel to send effects to. Events are dropped
 /// (with a log) when the channel is full, as upstream's broadcaster drops under load.
 pub fn start(
@@ -119,8 +122,11 @@ pub fn start(
     recorders: HashMap<String, EventRecorder>,
 ) -> mpsc::Sender<Effect> {
     let (tx, mut rx) = mpsc::channel::<Effect>(4096);
+    // Bounded concurrency keeps HTTP/1.1 connections few and reused.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_WRITES_IN_FLIGHT));
     tokio::spawn(async move {
         while let Some(e) = rx.recv().await {
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
             let client = client.clone();
             let recorder = match &e {
                 Effect::Event { profile, .. } | Effect::Evict { profile, .. } => {
@@ -128,7 +134,10 @@ pub fn start(
                 }
                 Effect::Unschedulable { .. } => None,
             };
-            tokio::spawn(async move { apply(client, recorder, e).await });
+            tokio::spawn(async move {
+                apply(client, recorder, e).await;
+                drop(permit);
+            });
         }
     });
     tx

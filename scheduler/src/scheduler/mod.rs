@@ -42,7 +42,14 @@ pub struct Shared {
     pub effects: Option<mpsc::Sender<Effect>>,
     /// Set to stop the loop.
     pub stop: AtomicBool,
+    /// Bounds concurrent binding cycles: kube-rs speaks HTTP/1.1, so each request in
+    /// flight holds a connection; a bounded set of kept-alive connections is much faster
+    /// than thousands of TLS handshakes.
+    pub bind_slots: tokio::sync::Semaphore,
 }
+
+/// Binding cycles allowed in flight at once.
+pub const MAX_BINDS_IN_FLIGHT: usize = 64;
 
 impl Shared {
     /// Builds the shared state; the queue's order and PreEnqueue come from the profiles
@@ -77,6 +84,7 @@ impl Shared {
             percentage,
             effects,
             stop: AtomicBool::new(false),
+            bind_slots: tokio::sync::Semaphore::new(MAX_BINDS_IN_FLIGHT),
         })
     }
 
@@ -306,6 +314,7 @@ async fn bind(
     start: Instant,
 ) {
     let pod = qp.info.clone();
+    let Ok(_slot) = shared.bind_slots.acquire().await else { return };
     let mut s = fw.run_pre_bind(&state, &pod, &node).await;
     if s.is_success() {
         s = fw.run_bind(&state, &pod, &node).await;
