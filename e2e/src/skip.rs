@@ -42,17 +42,15 @@ pub fn record_skip_to(log: Option<&Path>, test: &str, reason: &str) {
     }
 }
 
-/// Turns a function's `type_name` into the libtest name of the test it belongs to: drops the
-/// crate name, closure segments (async test bodies) and the marker function's own name.
+/// Turns a function's `type_name` into `<test binary>::<libtest name>` of the test it belongs
+/// to (unique across binaries): drops closure segments (async test bodies) and the marker
+/// function's own name.
 pub fn test_name_from_type_name(type_name: &str) -> String {
     let mut segments: Vec<&str> = type_name
         .split("::")
         .filter(|s| !s.starts_with("{{"))
         .collect();
     segments.pop(); // the marker fn
-    if segments.len() > 1 {
-        segments.remove(0); // the crate
-    }
     segments.join("::")
 }
 
@@ -98,17 +96,20 @@ mod tests {
     fn test_names_drop_crate_closures_and_marker() {
         assert_eq!(
             test_name_from_type_name("leader_election::takeover::{{closure}}::marker"),
-            "takeover"
+            "leader_election::takeover"
         );
         assert_eq!(
             test_name_from_type_name("smoke::health::probes::{{closure}}::{{closure}}::marker"),
-            "health::probes"
+            "smoke::health::probes"
         );
     }
 
     #[test]
     fn macro_names_this_test() {
-        assert_eq!(crate::test_name!(), "skip::tests::macro_names_this_test");
+        assert_eq!(
+            crate::test_name!(),
+            "e2e::skip::tests::macro_names_this_test"
+        );
     }
 
     #[test]
