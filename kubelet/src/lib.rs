@@ -1,12 +1,16 @@
 //! ferrokube's kubelet: registers the node, keeps its Lease and status, and runs the pods
 //! bound to it through CRI v1, as upstream's kubelet does.
 
+pub mod app;
 pub mod cgroups;
+pub mod cni;
 pub mod config;
 pub mod cri;
 pub mod image;
+pub mod manager;
 pub mod node;
 pub mod pod;
 pub mod runtime;
+pub mod server;
 pub mod testing;
 pub mod volumes;

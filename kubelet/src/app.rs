@@ -1,0 +1,142 @@
+//! Starting the kubelet: options, host checks, runtime and API connections, cgroups, the
+//! node, the pod network config, the servers and the pod manager — then running until a
+//! termination signal. Stopping the kubelet stops no container (a restart re-adopts them).
+
+use crate::config::Options;
+use crate::cri::Cri;
+use crate::manager::{self, Shared};
+use crate::node::sync::{pod_cidr, NodeSync};
+use crate::runtime::config::NodeContext;
+use crate::runtime::PodRuntime;
+use crate::volumes::ApiVolumeSource;
+use anyhow::{Context, Result};
+use component_base::client::ClientOptions;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+async fn connect_runtime(endpoint: &str) -> Result<Cri> {
+    let mut last = None;
+    for _ in 0..30 {
+        match Cri::connect(endpoint).await {
+            Ok(c) if c.runtime_version().await.is_ok() => return Ok(c),
+            Ok(_) => {}
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("runtime did not answer Version")))
+        .context("container runtime is not available")
+}
+
+/// Runs the kubelet with resolved options until SIGTERM/SIGINT.
+pub async fn run(opts: Options) -> Result<()> {
+    if !opts.unimplemented.is_empty() {
+        tracing::warn!(fields = %opts.unimplemented.join(","), "KubeletConfiguration fields accepted for compatibility but not implemented by ferrokube; they are ignored");
+    }
+    opts.validate_host()?;
+    if crate::cgroups::is_v1() {
+        tracing::warn!("cgroup v1 support is in maintenance mode, please migrate to cgroup v2");
+    }
+    let stop = component_base::shutdown::on_signal();
+    let cri = connect_runtime(&opts.runtime_endpoint).await?;
+    let runtime_version = cri.runtime_version().await?;
+    tracing::info!(runtime = %runtime_version, endpoint = %opts.runtime_endpoint, "Container runtime connected");
+    let mut client_opts = ClientOptions::new("kubelet");
+    client_opts.kubeconfig = opts.kubeconfig.clone();
+    client_opts.qps = opts.api_qps_burst.0;
+    client_opts.burst = opts.api_qps_burst.1;
+    let client = component_base::client::client(&client_opts)
+        .await
+        .context("build the apiserver client")?;
+    let facts = crate::node::host::gather(&opts.root_dir);
+    let cgroups: Arc<dyn crate::cgroups::CgroupManager> = Arc::from(crate::cgroups::detect());
+    let ctx = NodeContext {
+        pod_logs_dir: opts.pod_logs_dir.clone(),
+        cgroups: crate::cgroups::Hierarchy::new(&opts.cgroup_root),
+        cluster_dns: opts.cluster_dns.clone(),
+        cluster_domain: opts.cluster_domain.clone(),
+        host_resolv_conf: std::fs::read_to_string(&opts.resolv_conf).unwrap_or_default(),
+        memory_capacity: facts.memory,
+    };
+    let runtime = PodRuntime {
+        cri: cri.clone(),
+        cgroups,
+        ctx,
+        root_dir: opts.root_dir.clone(),
+    };
+    std::fs::create_dir_all(opts.root_dir.join("pods")).context("create the root dir")?;
+    if opts.cgroups_per_qos {
+        runtime.ensure_qos_cgroups(facts.cpus * 1000)?;
+    }
+    let empty = BTreeMap::new();
+    let node_sync = NodeSync {
+        client: client.clone(),
+        cri: cri.clone(),
+        opts: opts.clone(),
+        reserved: (empty.clone(), empty),
+    };
+    let node = if opts.register_node {
+        let mut tries = 0;
+        loop {
+            match node_sync.register().await {
+                Ok(n) => break n,
+                Err(e) if tries < 30 => {
+                    tries += 1;
+                    tracing::warn!(error = %format!("{e:#}"), "Unable to register node with API server, retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    } else {
+        Default::default()
+    };
+    tokio::spawn(node_sync.run(node, stop.clone()));
+    // The pod network: our conflist from the node's podCIDR, when it has one.
+    let (cni_client, cni_opts, cni_cri) = (client.clone(), opts.clone(), cri.clone());
+    tokio::spawn(async move {
+        if let Some(cidr) = pod_cidr(&cni_client, &cni_opts, Duration::from_secs(600)).await {
+            let bridge = std::env::var("FERROKUBE_CNI_BRIDGE").unwrap_or_else(|_| "cni0".into());
+            match crate::cni::write_conflist(&crate::cni::conf_dir(), &cidr, &bridge) {
+                Ok(p) => {
+                    tracing::info!(pod_cidr = %cidr, conflist = %p.display(), "Pod network configured")
+                }
+                Err(e) => tracing::warn!(error = %e, "Failed to write the CNI config"),
+            }
+            if let Err(e) = crate::cni::update_runtime_config(&cni_cri, &cidr).await {
+                tracing::warn!(error = %e, "UpdateRuntimeConfig failed");
+            }
+        }
+    });
+    let host_ips = opts.node_ips.iter().map(|ip| ip.to_string()).collect();
+    let shared = Arc::new(Shared::new(
+        client.clone(),
+        runtime,
+        host_ips,
+        (facts.cpus * 1000, facts.memory),
+        Arc::new(ApiVolumeSource::new(client.clone())),
+        runtime_version
+            .split("://")
+            .next()
+            .unwrap_or("containerd")
+            .to_string(),
+    ));
+    let health = component_base::server::Health::default();
+    health.add_shutdown_check(stop.clone());
+    let metrics = component_base::metrics::Metrics::new();
+    crate::server::start(
+        shared.clone(),
+        health,
+        metrics,
+        opts.healthz,
+        opts.server,
+        opts.tls.clone(),
+        opts.root_dir.join("pki"),
+        stop.clone(),
+    )
+    .await?;
+    manager::run(shared, opts.node_name.clone(), stop.clone()).await;
+    tracing::info!("Kubelet stopped; containers keep running and are re-adopted on restart");
+    Ok(())
+}

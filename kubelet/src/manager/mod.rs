@@ -1,0 +1,207 @@
+//! The pod manager: watches the pods bound to this node, runs one worker per pod, relists
+//! the runtime every second to wake workers whose containers changed (upstream's PLEG),
+//! and removes runtime pods that no longer exist in the API.
+
+pub mod inputs;
+pub mod worker;
+
+use crate::cri::labels::PodRef;
+use crate::pod::observed::ObservedPod;
+use crate::runtime::{observe, PodRuntime};
+use crate::volumes::VolumeSource;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher;
+use kube::Api;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+/// What every worker shares.
+pub struct Shared {
+    /// API client.
+    pub client: kube::Client,
+    /// The runtime side.
+    pub runtime: PodRuntime,
+    /// Node IPs (hostIP(s)).
+    pub host_ips: Vec<String>,
+    /// Allocatable CPU (millicores) and memory (bytes).
+    pub allocatable: (i64, i64),
+    /// Where volume contents come from.
+    pub volumes: Arc<dyn VolumeSource>,
+    /// `containerd`, for container IDs in status.
+    pub runtime_name: String,
+    /// Pods known from the watch, by UID (served on /pods).
+    pub pods: Mutex<HashMap<String, Pod>>,
+    /// Pod references by UID, kept after a pod leaves the API so it can be cleaned up.
+    refs: Mutex<HashMap<String, PodRef>>,
+}
+
+impl Shared {
+    /// Builds the shared state.
+    pub fn new(
+        client: kube::Client,
+        runtime: PodRuntime,
+        host_ips: Vec<String>,
+        allocatable: (i64, i64),
+        volumes: Arc<dyn VolumeSource>,
+        runtime_name: String,
+    ) -> Self {
+        Shared {
+            client,
+            runtime,
+            host_ips,
+            allocatable,
+            volumes,
+            runtime_name,
+            pods: Mutex::default(),
+            refs: Mutex::default(),
+        }
+    }
+
+    /// The pod's reference, kept after it left the API (only the UID when never seen).
+    fn pod_ref_of(&self, uid: &str) -> PodRef {
+        let refs = self.refs.lock().expect("refs lock");
+        refs.get(uid).cloned().unwrap_or_else(|| PodRef {
+            uid: uid.to_string(),
+            namespace: String::new(),
+            name: String::new(),
+        })
+    }
+
+    /// The pods bound to this node, as `/pods` serves them.
+    pub fn pod_list(&self) -> Vec<Pod> {
+        let mut pods: Vec<Pod> = self
+            .pods
+            .lock()
+            .expect("pods lock")
+            .values()
+            .cloned()
+            .collect();
+        pods.sort_by(|a, b| {
+            (&a.metadata.namespace, &a.metadata.name)
+                .cmp(&(&b.metadata.namespace, &b.metadata.name))
+        });
+        pods
+    }
+}
+
+struct WorkerHandle {
+    tx: watch::Sender<Option<Pod>>,
+    wake: Arc<Notify>,
+}
+
+/// A cheap summary of a pod's runtime state: a change wakes its worker.
+fn fingerprint(o: &ObservedPod) -> Vec<(String, String)> {
+    let mut f: Vec<(String, String)> = o
+        .sandboxes
+        .iter()
+        .map(|s| (s.id.clone(), format!("{}", s.ready)))
+        .chain(
+            o.containers
+                .iter()
+                .map(|c| (c.id.clone(), format!("{:?}", c.state))),
+        )
+        .collect();
+    f.sort();
+    f
+}
+
+/// Runs the pod manager until `stop`.
+pub async fn run(shared: Arc<Shared>, node_name: String, stop: CancellationToken) {
+    let api: Api<Pod> = Api::all(shared.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
+    let mut events = watcher(api, config).boxed();
+    let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let mut relist = tokio::time::interval(Duration::from_secs(1));
+    let mut fingerprints: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    let mut synced = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            Some(uid) = done_rx.recv() => {
+                workers.remove(&uid);
+                shared.pods.lock().expect("pods lock").remove(&uid);
+            }
+            event = events.next() => {
+                let Some(event) = event else { return };
+                match event {
+                    Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                        upsert(&shared, &mut workers, &done_tx, pod);
+                    }
+                    Ok(watcher::Event::Delete(pod)) => {
+                        let uid = pod.metadata.uid.clone().unwrap_or_default();
+                        shared.pods.lock().expect("pods lock").remove(&uid);
+                        if let Some(w) = workers.get(&uid) {
+                            let _ = w.tx.send(None);
+                        }
+                    }
+                    Ok(watcher::Event::InitDone) => synced = true,
+                    Ok(watcher::Event::Init) => {}
+                    Err(e) => tracing::warn!(error = %e, "Pod watch failed; retrying"),
+                }
+            }
+            _ = relist.tick() => {
+                let Ok(all) = observe::observe_all(&shared.runtime.cri).await else { continue };
+                for (uid, (r, observed)) in &all {
+                    let f = fingerprint(observed);
+                    if fingerprints.get(uid) != Some(&f) {
+                        if let Some(w) = workers.get(uid) {
+                            w.wake.notify_one();
+                        }
+                        fingerprints.insert(uid.clone(), f);
+                    }
+                    shared.refs.lock().expect("refs lock").entry(uid.clone()).or_insert_with(|| r.clone());
+                    // Pods deleted while the kubelet was down: stop and remove them.
+                    if synced && !workers.contains_key(uid) {
+                        let (shared, r, observed) = (shared.clone(), r.clone(), observed.clone());
+                        tracing::info!(pod = %format!("{}/{}", r.namespace, r.name), "Cleaning up orphaned pod");
+                        tokio::spawn(async move {
+                            let _ = shared.runtime.kill_pod(&Pod::default(), &observed, 0).await;
+                            let observed = observe::observe_pod(&shared.runtime.cri, &r.uid).await.unwrap_or(observed);
+                            if let Err(e) = shared.runtime.remove_pod(&r, &observed).await {
+                                tracing::warn!(error = %format!("{e:#}"), "Failed to remove orphaned pod");
+                            }
+                        });
+                    }
+                }
+                fingerprints.retain(|uid, _| all.contains_key(uid));
+            }
+        }
+    }
+}
+
+fn upsert(
+    shared: &Arc<Shared>,
+    workers: &mut HashMap<String, WorkerHandle>,
+    done: &mpsc::UnboundedSender<String>,
+    pod: Pod,
+) {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    shared
+        .pods
+        .lock()
+        .expect("pods lock")
+        .insert(uid.clone(), pod.clone());
+    let r = crate::runtime::config::pod_ref(&pod);
+    shared
+        .refs
+        .lock()
+        .expect("refs lock")
+        .insert(uid.clone(), r);
+    if let Some(w) = workers.get(&uid) {
+        let _ = w.tx.send(Some(pod));
+        return;
+    }
+    let (tx, rx) = watch::channel(Some(pod));
+    let wake = Arc::new(Notify::new());
+    let (shared, done, wake2, uid2) = (shared.clone(), done.clone(), wake.clone(), uid.clone());
+    tokio::spawn(async move {
+        worker::run(shared, uid2.clone(), rx, wake2).await;
+        let _ = done.send(uid2);
+    });
+    workers.insert(uid, WorkerHandle { tx, wake });
+}

@@ -1,0 +1,187 @@
+//! One worker per pod: mounts volumes, resolves the environment, syncs the pod through the
+//! runtime, writes its status when it changed, and on deletion stops it gracefully,
+//! cleans it up and removes it from the API.
+
+use super::inputs::env_sources;
+use super::Shared;
+use crate::pod::status::{pod_status, status_changed, StatusInputs};
+use crate::runtime::{observe, PodInputs, SyncResult};
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// How often a pod is synced without any event (upstream's resync is 1m; events from the
+/// runtime relist wake workers sooner).
+const RESYNC: Duration = Duration::from_secs(10);
+
+/// Runs the worker until the pod is gone from the API and the node.
+pub async fn run(
+    shared: Arc<Shared>,
+    uid: String,
+    mut rx: watch::Receiver<Option<Pod>>,
+    wake: Arc<Notify>,
+) {
+    let start_time = Timestamp::now();
+    let mut last_written: Option<PodStatus> = None;
+    loop {
+        let current = rx.borrow_and_update().clone();
+        let Some(pod) = current else {
+            // Gone from the API (force-deleted): stop and clean up without a grace period.
+            cleanup(&shared, &uid, None).await;
+            return;
+        };
+        let terminating = pod.metadata.deletion_timestamp.is_some();
+        let (result, mount_error) = sync_once(&shared, &pod, terminating).await;
+        let requeue = result.requeue_after;
+        let inputs = StatusInputs {
+            waiting: result.waiting.clone(),
+            host_ips: shared.host_ips.clone(),
+            start_time: Some(start_time),
+            runtime_name: shared.runtime_name.clone(),
+            mount_error: mount_error.clone(),
+        };
+        let status = pod_status(&pod, &result.observed, &inputs, Timestamp::now());
+        let previous = last_written
+            .clone()
+            .or(pod.status.clone())
+            .unwrap_or_default();
+        if status_changed(&previous, &status) {
+            match write_status(&shared.client, &pod, &status).await {
+                Ok(()) => last_written = Some(status),
+                Err(e) => {
+                    tracing::warn!(pod = ?pod.metadata.name, error = %e, "Failed to update pod status")
+                }
+            }
+        }
+        if terminating {
+            let stopped = !result.observed.any_running()
+                && result.observed.sandboxes.iter().all(|s| !s.ready);
+            if stopped {
+                cleanup(&shared, &uid, Some(&result)).await;
+                delete_from_api(&shared.client, &pod).await;
+                return;
+            }
+        }
+        let wait = if mount_error.is_some() {
+            Duration::from_secs(2)
+        } else {
+            requeue.unwrap_or(RESYNC).min(RESYNC)
+        };
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = wake.notified() => {},
+            _ = tokio::time::sleep(wait) => {},
+        }
+    }
+}
+
+/// Prepares inputs and syncs once; a volume that cannot be mounted holds the pod back.
+async fn sync_once(shared: &Shared, pod: &Pod, terminating: bool) -> (SyncResult, Option<String>) {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let mut inputs = PodInputs::default();
+    if !terminating {
+        let pod_dir = shared.runtime.pod_dir(&uid);
+        match crate::volumes::setup(pod, &pod_dir, shared.volumes.as_ref()).await {
+            Ok(v) => inputs.volumes = v,
+            Err(e) => {
+                tracing::warn!(pod = ?pod.metadata.name, error = %e, "Unable to mount volumes");
+                let observed = observe::observe_pod(&shared.runtime.cri, &uid)
+                    .await
+                    .unwrap_or_default();
+                return (
+                    SyncResult {
+                        observed,
+                        ..Default::default()
+                    },
+                    Some(e.to_string()),
+                );
+            }
+        }
+        inputs.env = env_sources(&shared.client, pod, &shared.host_ips, shared.allocatable).await;
+    }
+    match shared.runtime.sync_pod(pod, terminating, &inputs).await {
+        Ok(r) => (r, None),
+        Err(e) => {
+            tracing::warn!(pod = ?pod.metadata.name, error = %format!("{e:#}"), "Error syncing pod, skipping");
+            let observed = observe::observe_pod(&shared.runtime.cri, &uid)
+                .await
+                .unwrap_or_default();
+            (
+                SyncResult {
+                    observed,
+                    requeue_after: Some(Duration::from_secs(2)),
+                    ..Default::default()
+                },
+                None,
+            )
+        }
+    }
+}
+
+async fn write_status(client: &kube::Client, pod: &Pod, status: &PodStatus) -> kube::Result<()> {
+    let api: Api<Pod> = Api::namespaced(
+        client.clone(),
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+    );
+    let patch = serde_json::json!({
+        "metadata": {"uid": pod.metadata.uid},
+        "status": status,
+    });
+    api.patch_status(
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Stops whatever still runs and removes the pod's runtime objects, cgroup and directory.
+async fn cleanup(shared: &Shared, uid: &str, last: Option<&SyncResult>) {
+    let observed = match last {
+        Some(r) => r.observed.clone(),
+        None => observe::observe_pod(&shared.runtime.cri, uid)
+            .await
+            .unwrap_or_default(),
+    };
+    let pod_ref = shared.pod_ref_of(uid);
+    let placeholder = Pod::default();
+    if let Err(e) = shared.runtime.kill_pod(&placeholder, &observed, 0).await {
+        tracing::warn!(uid, error = %e, "Failed to stop pod");
+    }
+    let observed = observe::observe_pod(&shared.runtime.cri, uid)
+        .await
+        .unwrap_or(observed);
+    if let Err(e) = shared.runtime.remove_pod(&pod_ref, &observed).await {
+        tracing::warn!(uid, error = %format!("{e:#}"), "Failed to remove pod");
+    }
+}
+
+/// Finishes a graceful deletion, as upstream's status manager does once the pod stopped.
+async fn delete_from_api(client: &kube::Client, pod: &Pod) {
+    let api: Api<Pod> = Api::namespaced(
+        client.clone(),
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+    );
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: pod.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api
+        .delete(pod.metadata.name.as_deref().unwrap_or_default(), &dp)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(pod = ?pod.metadata.name, "Pod deleted from the API after stopping")
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+        Err(e) => tracing::warn!(pod = ?pod.metadata.name, error = %e, "Failed to delete pod"),
+    }
+}
