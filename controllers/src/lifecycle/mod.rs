@@ -2,6 +2,7 @@
 //! collection, endpoints, nodes, certificates, quota.
 
 pub mod discovery;
+pub mod endpoints;
 pub mod errors;
 pub mod informer;
 pub mod namespace;
@@ -17,5 +18,7 @@ pub fn descriptors() -> Vec<ControllerDescriptor> {
         serviceaccount::descriptor(),
         root_ca::descriptor(),
         namespace::descriptor(),
+        endpoints::slice_descriptor(),
+        endpoints::endpoints_descriptor(),
     ]
 }

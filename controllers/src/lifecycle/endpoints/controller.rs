@@ -1,0 +1,284 @@
+//! The informers and workers around [`super::slices`] and [`super::legacy`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::Api;
+
+use super::{legacy, pods, slices};
+use crate::context::ControllerContext;
+use crate::lifecycle::{errors, informer, queue::WorkQueue};
+
+/// Which of the two controllers runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// endpointslice-controller.
+    Slices,
+    /// endpoints-controller.
+    Endpoints,
+}
+
+struct State {
+    client: kube::Client,
+    services: Store<Service>,
+    pods: Store<Pod>,
+    slices: Store<EndpointSlice>,
+    endpoints: Store<Endpoints>,
+}
+
+fn key(ns: Option<&String>, name: Option<&String>) -> Option<(String, String)> {
+    Some((ns?.clone(), name?.clone()))
+}
+
+/// Runs one of the controllers until shutdown.
+pub async fn run(ctx: ControllerContext, kind: Kind) -> anyhow::Result<()> {
+    let queue: WorkQueue<(String, String)> = WorkQueue::new();
+    let sd = ctx.shutdown.clone();
+    let q = queue.clone();
+    let services = informer::spawn(
+        Api::<Service>::all(ctx.client.clone()),
+        watcher::Config::default(),
+        sd.clone(),
+        move |s: &Service, _| {
+            enqueue(
+                &q,
+                key(s.metadata.namespace.as_ref(), s.metadata.name.as_ref()),
+            );
+        },
+    );
+    // Pods map to the services of their namespace whose selector matches them.
+    let q = queue.clone();
+    let svc_store = services.clone();
+    // Remembers which services each pod matched, so a pod whose labels change also
+    // updates the services it leaves (the informer does not hand out the old object).
+    let matched: Mutex<HashMap<(String, String), Vec<(String, String)>>> = Mutex::default();
+    let pods = informer::spawn(
+        Api::<Pod>::all(ctx.client.clone()),
+        watcher::Config::default(),
+        sd.clone(),
+        move |p: &Pod, change| {
+            let Some(pod_key) = key(p.metadata.namespace.as_ref(), p.metadata.name.as_ref()) else {
+                return;
+            };
+            let now: Vec<(String, String)> = svc_store
+                .state()
+                .iter()
+                .filter(|s| {
+                    s.metadata.namespace == p.metadata.namespace
+                        && pods::selector(s).is_some_and(|sel| pods::selects(sel, p))
+                })
+                .filter_map(|s| key(s.metadata.namespace.as_ref(), s.metadata.name.as_ref()))
+                .collect();
+            let mut matched = matched.lock().unwrap_or_else(|e| e.into_inner());
+            let before = match change {
+                informer::Change::Deleted => matched.remove(&pod_key),
+                informer::Change::Applied => matched.insert(pod_key, now.clone()),
+            };
+            for k in now.into_iter().chain(before.unwrap_or_default()) {
+                q.add(k);
+            }
+        },
+    );
+    let q = queue.clone();
+    let (slice_store, endpoints_store) = match kind {
+        Kind::Slices => {
+            let cfg = watcher::Config::default().labels(&format!(
+                "{}={}",
+                slices::MANAGED_BY_LABEL,
+                slices::MANAGED_BY
+            ));
+            let store = informer::spawn(
+                Api::<EndpointSlice>::all(ctx.client.clone()),
+                cfg,
+                sd.clone(),
+                move |s: &EndpointSlice, _| {
+                    let svc = s
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(slices::SERVICE_NAME_LABEL));
+                    enqueue(&q, key(s.metadata.namespace.as_ref(), svc));
+                },
+            );
+            (store, None)
+        }
+        Kind::Endpoints => {
+            let store = informer::spawn(
+                Api::<Endpoints>::all(ctx.client.clone()),
+                watcher::Config::default(),
+                sd.clone(),
+                move |e: &Endpoints, _| {
+                    enqueue(
+                        &q,
+                        key(e.metadata.namespace.as_ref(), e.metadata.name.as_ref()),
+                    );
+                },
+            );
+            (reflector_unused(), Some(store))
+        }
+    };
+    informer::wait_synced(&sd, async {
+        let _ = services.wait_until_ready().await;
+        let _ = pods.wait_until_ready().await;
+        match &endpoints_store {
+            Some(e) => drop(e.wait_until_ready().await),
+            None => drop(slice_store.wait_until_ready().await),
+        }
+    })
+    .await?;
+    let (name, sa, workers) = match kind {
+        Kind::Slices => (
+            "endpointslice",
+            "endpointslice-controller",
+            ctx.options.concurrency.service_endpoint,
+        ),
+        Kind::Endpoints => (
+            "endpoint",
+            "endpoint-controller",
+            ctx.options.concurrency.endpoint,
+        ),
+    };
+    let state = Arc::new(State {
+        client: ctx.client_for(sa).await?,
+        services,
+        pods,
+        slices: slice_store,
+        endpoints: endpoints_store.unwrap_or_else(reflector_unused),
+    });
+    queue
+        .run(name, workers, sd, move |(ns, svc)| {
+            let state = state.clone();
+            async move {
+                match kind {
+                    Kind::Slices => sync_slices(&state, &ns, &svc).await,
+                    Kind::Endpoints => sync_endpoints(&state, &ns, &svc).await,
+                }
+            }
+        })
+        .await;
+    Ok(())
+}
+
+/// An empty store for the informer a controller does not run.
+fn reflector_unused<K>() -> Store<K>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    kube::runtime::reflector::store().0
+}
+
+fn enqueue(queue: &WorkQueue<(String, String)>, key: Option<(String, String)>) {
+    if let Some(k) = key {
+        queue.add(k);
+    }
+}
+
+/// The pods of `all` that `svc` selects.
+fn selected<'a>(svc: &Service, all: &'a [Arc<Pod>]) -> Vec<&'a Pod> {
+    let Some(sel) = pods::selector(svc) else {
+        return Vec::new();
+    };
+    all.iter()
+        .map(|p| p.as_ref())
+        .filter(|p| p.metadata.namespace == svc.metadata.namespace && pods::selects(sel, p))
+        .collect()
+}
+
+async fn sync_slices(state: &State, ns: &str, name: &str) -> anyhow::Result<()> {
+    let api: Api<EndpointSlice> = Api::namespaced(state.client.clone(), ns);
+    let existing: Vec<EndpointSlice> = state
+        .slices
+        .state()
+        .iter()
+        .filter(|s| {
+            s.metadata.namespace.as_deref() == Some(ns)
+                && s.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(slices::SERVICE_NAME_LABEL))
+                    .map(String::as_str)
+                    == Some(name)
+        })
+        .map(|s| s.as_ref().clone())
+        .collect();
+    let svc = state.services.get(&ObjectRef::new(name).within(ns));
+    let Some(svc) =
+        svc.filter(|s| pods::selector(s).is_some() && s.metadata.deletion_timestamp.is_none())
+    else {
+        // Service gone or selector-less: garbage collection removes owned slices; a
+        // selector removed from a live Service leaves slices for us to delete.
+        for s in existing {
+            if let Some(n) = &s.metadata.name {
+                errors::ignore_not_found(api.delete(n, &DeleteParams::default()).await)?;
+            }
+        }
+        return Ok(());
+    };
+    let all = state.pods.state();
+    let pods = selected(&svc, &all);
+    let plan = slices::plan(
+        &svc,
+        slices::desired(&svc, &pods, slices::MAX_ENDPOINTS_PER_SLICE),
+        &existing,
+    );
+    for s in &plan.update {
+        api.replace(
+            s.metadata.name.as_deref().unwrap_or_default(),
+            &PostParams::default(),
+            s,
+        )
+        .await?;
+    }
+    for s in &plan.create {
+        match api.create(&PostParams::default(), s).await {
+            Err(e) if errors::is_namespace_terminating(&e) => return Ok(()),
+            r => drop(r?),
+        }
+    }
+    for n in &plan.delete {
+        errors::ignore_not_found(api.delete(n, &DeleteParams::default()).await)?;
+    }
+    Ok(())
+}
+
+async fn sync_endpoints(state: &State, ns: &str, name: &str) -> anyhow::Result<()> {
+    let api: Api<Endpoints> = Api::namespaced(state.client.clone(), ns);
+    let current = state.endpoints.get(&ObjectRef::new(name).within(ns));
+    let Some(svc) = state.services.get(&ObjectRef::new(name).within(ns)) else {
+        // Service deleted: its Endpoints go too (same name, no owner reference upstream).
+        if current.is_some() {
+            errors::ignore_not_found(api.delete(name, &DeleteParams::default()).await)?;
+        }
+        return Ok(());
+    };
+    if pods::selector(&svc).is_none() {
+        return Ok(()); // user-managed Endpoints
+    }
+    let all = state.pods.state();
+    let want = legacy::desired(&svc, &selected(&svc, &all));
+    match current {
+        Some(cur) if legacy::up_to_date(&cur, &want) => Ok(()),
+        Some(cur) => {
+            let mut next = cur.as_ref().clone();
+            next.subsets = want.subsets;
+            next.metadata.labels = want.metadata.labels;
+            let mut ann = next.metadata.annotations.take().unwrap_or_default();
+            ann.remove(legacy::OVER_CAPACITY);
+            ann.extend(want.metadata.annotations.unwrap_or_default());
+            next.metadata.annotations = (!ann.is_empty()).then_some(ann);
+            api.replace(name, &PostParams::default(), &next).await?;
+            Ok(())
+        }
+        None => match api.create(&PostParams::default(), &want).await {
+            Ok(_) => Ok(()),
+            Err(e) if errors::is_namespace_terminating(&e) || errors::is_conflict(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        },
+    }
+}

@@ -1,0 +1,162 @@
+//! A Service with ready pods gets EndpointSlices and Endpoints (no kubelet: the test posts
+//! pod status as a kubelet would); readiness and termination show in the conditions.
+
+#[path = "lifecycle_support.rs"]
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::Api;
+use serde_json::json;
+
+async fn running_pod(pods: &Api<Pod>, name: &str, ip: &str, ready: bool) {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "busybox", "ports": [{"name": "http", "containerPort": 8080}]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    set_status(pods, name, ip, ready).await;
+}
+
+async fn set_status(pods: &Api<Pod>, name: &str, ip: &str, ready: bool) {
+    let status = json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+        "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]}});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn service_with_ready_pods_gets_slices_and_endpoints() {
+    let cluster = e2e::cluster_or_skip!();
+    let mut kcm = support::start_kcm(&cluster, "serviceaccount,endpointslice,endpoint", &[]);
+    let client = cluster.client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    support::eventually(
+        "default ServiceAccount",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async {
+            Ok(
+                Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
+                    client.clone(),
+                    "default",
+                )
+                .get_opt("default")
+                .await?,
+            )
+        },
+    )
+    .await;
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
+    }))
+    .unwrap();
+    Api::<Service>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &svc)
+        .await
+        .unwrap();
+    running_pod(&pods, "a", "10.244.0.10", true).await;
+    running_pod(&pods, "b", "10.244.0.11", false).await;
+
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let lp = ListParams::default().labels("kubernetes.io/service-name=web");
+    let slice = support::eventually(
+        "an EndpointSlice with both pods",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async {
+            Ok(slices
+                .list(&lp)
+                .await?
+                .items
+                .into_iter()
+                .find(|s| s.endpoints.len() == 2))
+        },
+    )
+    .await;
+    assert_eq!(slice.address_type, "IPv4");
+    assert_eq!(
+        slice.metadata.labels.as_ref().unwrap()["endpointslice.kubernetes.io/managed-by"],
+        "endpointslice-controller.k8s.io"
+    );
+    assert_eq!(slice.ports.as_ref().unwrap()[0].port, Some(8080));
+    let by_ip = |ip: &str| {
+        slice
+            .endpoints
+            .iter()
+            .find(|e| e.addresses[0] == ip)
+            .unwrap()
+            .conditions
+            .clone()
+            .unwrap()
+    };
+    assert_eq!(by_ip("10.244.0.10").ready, Some(true));
+    assert_eq!(by_ip("10.244.0.11").ready, Some(false));
+
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let ep = support::eventually(
+        "Endpoints web",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async { Ok(endpoints.get_opt("web").await?) },
+    )
+    .await;
+    let subset = &ep.subsets.unwrap()[0];
+    assert_eq!(subset.addresses.as_ref().unwrap()[0].ip, "10.244.0.10");
+    assert_eq!(
+        subset.not_ready_addresses.as_ref().unwrap()[0].ip,
+        "10.244.0.11"
+    );
+
+    // b becomes ready: both show up as ready.
+    set_status(&pods, "b", "10.244.0.11", true).await;
+    support::eventually(
+        "b ready in the slice",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async {
+            let all = slices.list(&lp).await?.items;
+            Ok(all
+                .iter()
+                .flat_map(|s| &s.endpoints)
+                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+                .count()
+                .eq(&2)
+                .then_some(()))
+        },
+    )
+    .await;
+
+    // Relabelling a pod out of the selector removes it.
+    pods.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"labels": {"app": "other"}}})),
+    )
+    .await
+    .unwrap();
+    support::eventually(
+        "a gone from Endpoints",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async {
+            let ep = endpoints.get("web").await?;
+            let ips: Vec<String> = ep
+                .subsets
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|s| s.addresses.clone().unwrap_or_default())
+                .map(|a| a.ip)
+                .collect();
+            Ok((ips == vec!["10.244.0.11".to_string()]).then_some(()))
+        },
+    )
+    .await;
+    kcm.terminate(Duration::from_secs(10)).unwrap();
+}
