@@ -27,8 +27,14 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
-    let n: usize = std::env::var("BENCH_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
-    let cycles: usize = std::env::var("BENCH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let n: usize = std::env::var("BENCH_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let cycles: usize = std::env::var("BENCH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
     let nodes: Vec<Arc<NodeInfo>> = (0..n)
         .map(|i| {
             let name = format!("node-{i:05}");
@@ -51,19 +57,39 @@ fn main() {
     let nominated = Nominated::new();
     // Warm up (rayon pool, allocations).
     for _ in 0..20 {
-        schedule_pod(&fw, &mut CycleState::default(), &incoming, &snap, &mut rotation, &nominated, 0).unwrap();
+        schedule_pod(
+            &fw,
+            &mut CycleState::default(),
+            &incoming,
+            &snap,
+            &mut rotation,
+            &nominated,
+            0,
+        )
+        .unwrap();
     }
     let mut times = Vec::with_capacity(cycles);
     let start = Instant::now();
     for _ in 0..cycles {
         let t = Instant::now();
-        let r = schedule_pod(&fw, &mut CycleState::default(), &incoming, &snap, &mut rotation, &nominated, 0).unwrap();
+        let r = schedule_pod(
+            &fw,
+            &mut CycleState::default(),
+            &incoming,
+            &snap,
+            &mut rotation,
+            &nominated,
+            0,
+        )
+        .unwrap();
         std::hint::black_box(r);
         times.push(t.elapsed());
     }
     let total = start.elapsed();
     times.sort();
-    let pct = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)].as_secs_f64() * 1e6;
+    let pct = |q: f64| {
+        times[((times.len() as f64 * q) as usize).min(times.len() - 1)].as_secs_f64() * 1e6
+    };
     println!(
         "scheduling cycle over {n} nodes ({} threads): {cycles} cycles, mean {:.1} µs, p50 {:.1} µs, p99 {:.1} µs → {:.0} cycles/s",
         rayon::current_num_threads(),

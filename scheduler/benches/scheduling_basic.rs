@@ -17,7 +17,10 @@ use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
 
 fn env_usize(k: &str, d: usize) -> usize {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 async fn create_nodes(c: &kube::Client, n: usize) -> anyhow::Result<()> {
@@ -35,7 +38,12 @@ async fn create_nodes(c: &kube::Client, n: usize) -> anyhow::Result<()> {
                 }))?;
                 api.create(&PostParams::default(), &node).await?;
                 // Drop the not-ready taint TaintNodesByCondition adds on create.
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"taints": null}}))).await?;
+                api.patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"spec": {"taints": null}})),
+                )
+                .await?;
                 anyhow::Ok(())
             }
         })
@@ -92,15 +100,40 @@ fn quantile(q: f64, buckets: &[(f64, f64)]) -> f64 {
 fn attempt_buckets(text: &str) -> Vec<(f64, f64)> {
     let mut by_le: std::collections::BTreeMap<String, f64> = Default::default();
     for l in text.lines() {
-        let Some(rest) = l.strip_prefix("scheduler_scheduling_attempt_duration_seconds_bucket{") else { continue };
+        let Some(rest) = l.strip_prefix("scheduler_scheduling_attempt_duration_seconds_bucket{")
+        else {
+            continue;
+        };
         if !rest.contains("result=\"scheduled\"") {
             continue;
         }
-        let Some(le) = rest.split("le=\"").nth(1).and_then(|s| s.split('"').next()) else { continue };
-        let Some(v) = l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else { continue };
+        // `le` is its own label: not the tail of `profile="`.
+        let labels = format!(",{rest}");
+        let Some(le) = labels
+            .split(",le=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+        else {
+            continue;
+        };
+        let Some(v) = l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
         *by_le.entry(le.to_string()).or_default() += v;
     }
-    let mut b: Vec<(f64, f64)> = by_le.into_iter().map(|(le, v)| (if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::INFINITY) }, v)).collect();
+    let mut b: Vec<(f64, f64)> = by_le
+        .into_iter()
+        .map(|(le, v)| {
+            (
+                if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap_or(f64::INFINITY)
+                },
+                v,
+            )
+        })
+        .collect();
     b.sort_by(|a, b| a.0.total_cmp(&b.0));
     b
 }
@@ -114,21 +147,40 @@ struct Figures {
     peak_rss_mib: f64,
 }
 
-async fn run_one(label: &str, binary: &str, flags: &[String], nodes: usize, pods: usize) -> anyhow::Result<Figures> {
+async fn run_one(
+    label: &str,
+    binary: &str,
+    flags: &[String],
+    nodes: usize,
+    pods: usize,
+) -> anyhow::Result<Figures> {
     let cluster = match e2e::TestCluster::start().await {
         Ok(c) => c,
-        Err(e2e::StartError::MissingAssets(m)) => anyhow::bail!("SKIPPED: {}", e2e::cluster::skip_reason(&m)),
+        Err(e2e::StartError::MissingAssets(m)) => {
+            anyhow::bail!("SKIPPED: {}", e2e::cluster::skip_reason(&m))
+        }
         Err(e2e::StartError::Failed(e)) => return Err(e),
     };
     let c = cluster.client();
     let sa: Api<ServiceAccount> = Api::namespaced(c.clone(), "default");
-    let _ = sa.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "default"}}))?).await;
+    let _ = sa
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "default"}}))?,
+        )
+        .await;
     let t = Instant::now();
     create_nodes(&c, nodes).await?;
-    eprintln!("[{label}] {nodes} nodes created in {:.1}s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "[{label}] {nodes} nodes created in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     create_pods(&c, pods).await?;
-    eprintln!("[{label}] {pods} pods created in {:.1}s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "[{label}] {pods} pods created in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
 
     // Watch bindings before the scheduler starts.
     let api: Api<Pod> = Api::namespaced(c.clone(), "default");
@@ -138,7 +190,9 @@ async fn run_one(label: &str, binary: &str, flags: &[String], nodes: usize, pods
         let stream = watcher::watcher(api, watcher::Config::default()).applied_objects();
         let mut stream = std::pin::pin!(stream);
         while let Some(Ok(p)) = stream.next().await {
-            if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() && bound.insert(p.metadata.name.clone().unwrap_or_default()) {
+            if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
+                && bound.insert(p.metadata.name.clone().unwrap_or_default())
+            {
                 let now = Instant::now();
                 first.get_or_insert(now);
                 last = Some(now);
@@ -159,14 +213,20 @@ async fn run_one(label: &str, binary: &str, flags: &[String], nodes: usize, pods
     let budget = Duration::from_secs(60 + (pods as u64) / 20);
     let (count, first, last) = match tokio::time::timeout(budget, watch).await {
         Ok(r) => r?,
-        Err(_) => anyhow::bail!("[{label}] timed out after {budget:?}; log: {}", proc.log_tail(20)),
+        Err(_) => anyhow::bail!(
+            "[{label}] timed out after {budget:?}; log: {}",
+            proc.log_tail(20)
+        ),
     };
     let peak = component_base::metrics::peak_rss_bytes(pid).unwrap_or(0) as f64 / (1024.0 * 1024.0);
     let token = e2e::monitoring::metrics_reader_token(&c).await?;
     e2e::monitoring::wait_until_authenticated(&c, &token).await?;
     let probe = e2e::probe::Probe::new(&format!("https://127.0.0.1:{port}"), Some(&token))?;
     let metrics = probe.get("/metrics").await?.body;
-    let _ = std::fs::write(std::env::temp_dir().join(format!("bench-metrics-{label}.txt")), &metrics);
+    let _ = std::fs::write(
+        std::env::temp_dir().join(format!("bench-metrics-{label}.txt")),
+        &metrics,
+    );
     let buckets = attempt_buckets(&metrics);
     let _ = proc.kill();
     let (first, last) = (first.unwrap(), last.unwrap());
@@ -194,7 +254,10 @@ async fn main() -> anyhow::Result<()> {
         .map(str::to_string)
         .collect();
     let ours = e2e::binaries::ferrokube_binary("kube-scheduler")?;
-    let default = format!("ferrokube={};upstream=/opt/upstream/bin/kube-scheduler", ours.display());
+    let default = format!(
+        "ferrokube={};upstream=/opt/upstream/bin/kube-scheduler",
+        ours.display()
+    );
     let spec = std::env::var("BENCH_SCHEDULERS").unwrap_or(default);
     let mut results = Vec::new();
     for entry in spec.split(';').filter(|s| !s.is_empty()) {
@@ -205,13 +268,35 @@ async fn main() -> anyhow::Result<()> {
             Err(e) => eprintln!("[{label}] FAILED: {e:#}"),
         }
     }
-    println!("\nSchedulingBasic {nodes} nodes / {pods} pods, flags: {}", flags.join(" "));
-    println!("{:<12} {:>10} {:>12} {:>12} {:>12} {:>14}", "scheduler", "pods/s", "first→last", "p50 attempt", "p99 attempt", "peak RSS");
+    println!(
+        "\nSchedulingBasic {nodes} nodes / {pods} pods, flags: {}",
+        flags.join(" ")
+    );
+    println!(
+        "{:<12} {:>10} {:>12} {:>12} {:>12} {:>14}",
+        "scheduler", "pods/s", "first→last", "p50 attempt", "p99 attempt", "peak RSS"
+    );
     for f in &results {
-        println!("{:<12} {:>10.1} {:>11.2}s {:>10.2}ms {:>10.2}ms {:>10.1} MiB", f.label, f.pods_per_sec, f.first_to_last.as_secs_f64(), f.p50_ms, f.p99_ms, f.peak_rss_mib);
+        println!(
+            "{:<12} {:>10.1} {:>11.2}s {:>10.2}ms {:>10.2}ms {:>10.1} MiB",
+            f.label,
+            f.pods_per_sec,
+            f.first_to_last.as_secs_f64(),
+            f.p50_ms,
+            f.p99_ms,
+            f.peak_rss_mib
+        );
     }
-    if let (Some(a), Some(b)) = (results.iter().find(|f| f.label == "ferrokube"), results.iter().find(|f| f.label == "upstream")) {
-        println!("ratio ferrokube/upstream: throughput ×{:.2}, p99 ×{:.2}, peak RSS ×{:.2}", a.pods_per_sec / b.pods_per_sec, a.p99_ms / b.p99_ms, a.peak_rss_mib / b.peak_rss_mib);
+    if let (Some(a), Some(b)) = (
+        results.iter().find(|f| f.label == "ferrokube"),
+        results.iter().find(|f| f.label == "upstream"),
+    ) {
+        println!(
+            "ratio ferrokube/upstream: throughput ×{:.2}, p99 ×{:.2}, peak RSS ×{:.2}",
+            a.pods_per_sec / b.pods_per_sec,
+            a.p99_ms / b.p99_ms,
+            a.peak_rss_mib / b.peak_rss_mib
+        );
     }
     Ok(())
 }

@@ -189,7 +189,11 @@ impl PostFilterPlugin for DefaultPreemption {
         let mut cands = Vec::new();
         // As upstream: dry-run from a random offset until enough candidates are found.
         let wanted = num_candidates(n);
-        let offset = if potential.is_empty() { 0 } else { rand::random_range(0..potential.len()) };
+        let offset = if potential.is_empty() {
+            0
+        } else {
+            rand::random_range(0..potential.len())
+        };
         for k in 0..potential.len() {
             let i = potential[(offset + k) % potential.len()];
             if cands.len() >= wanted {

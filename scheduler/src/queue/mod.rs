@@ -44,6 +44,8 @@ struct Slot {
 #[derive(Default)]
 struct Inner {
     slots: HashMap<String, Slot>,
+    /// Uids of pods in the unschedulable pool (incl. gated), so events need not scan all.
+    unschedulable: HashSet<String>,
     active: Heap<(QueuedPod, u64)>,
     backoff: BTreeSet<(Instant, u64, String)>,
     seq: u64,
@@ -111,6 +113,7 @@ impl SchedulingQueue {
     fn push_active(&self, inner: &mut Inner, uid: &str) {
         inner.seq += 1;
         let seq = inner.seq;
+        inner.unschedulable.remove(uid);
         let Some(slot) = inner.slots.get_mut(uid) else {
             return;
         };
@@ -125,6 +128,7 @@ impl SchedulingQueue {
     fn push_backoff(&self, inner: &mut Inner, uid: &str) {
         inner.seq += 1;
         let seq = inner.seq;
+        inner.unschedulable.remove(uid);
         let Some(slot) = inner.slots.get_mut(uid) else {
             return;
         };
@@ -175,7 +179,9 @@ impl SchedulingQueue {
                 updated_in_flight: false,
             },
         );
-        if !gated {
+        if gated {
+            inner.unschedulable.insert(uid);
+        } else {
             self.push_active(&mut inner, &uid);
         }
     }
@@ -209,7 +215,9 @@ impl SchedulingQueue {
 
     /// Forgets a pod (deleted, or scheduled by someone else).
     pub fn delete(&self, uid: &str) {
-        self.lock().slots.remove(uid);
+        let mut inner = self.lock();
+        inner.slots.remove(uid);
+        inner.unschedulable.remove(uid);
     }
 
     /// Waits up to `timeout` for the next pod; returns it with its scheduling cycle number.
@@ -295,6 +303,7 @@ impl SchedulingQueue {
             self.push_backoff(&mut inner, &uid);
         } else {
             slot.place = Place::Unschedulable;
+            inner.unschedulable.insert(uid);
         }
     }
 
@@ -305,8 +314,9 @@ impl SchedulingQueue {
         inner.move_request_cycle = inner.scheduling_cycle;
         let now = Instant::now();
         let movable: Vec<String> = inner
-            .slots
+            .unschedulable
             .iter()
+            .filter_map(|uid| inner.slots.get(uid).map(|s| (uid, s)))
             .filter(|(_, s)| s.place == Place::Unschedulable && !s.qp.gated)
             .filter(|(_, s)| {
                 s.qp.unschedulable_plugins.is_empty()
@@ -344,8 +354,9 @@ impl SchedulingQueue {
             }
         }
         let stale: Vec<String> = inner
-            .slots
+            .unschedulable
             .iter()
+            .filter_map(|uid| inner.slots.get(uid).map(|s| (uid, s)))
             .filter(|(_, s)| {
                 s.place == Place::Unschedulable
                     && !s.qp.gated

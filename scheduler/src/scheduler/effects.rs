@@ -126,7 +126,9 @@ pub fn start(
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_WRITES_IN_FLIGHT));
     tokio::spawn(async move {
         while let Some(e) = rx.recv().await {
-            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let client = client.clone();
             let recorder = match &e {
                 Effect::Event { profile, .. } | Effect::Evict { profile, .. } => {

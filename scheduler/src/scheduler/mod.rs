@@ -314,7 +314,9 @@ async fn bind(
     start: Instant,
 ) {
     let pod = qp.info.clone();
-    let Ok(_slot) = shared.bind_slots.acquire().await else { return };
+    let Ok(_slot) = shared.bind_slots.acquire().await else {
+        return;
+    };
     let mut s = fw.run_pre_bind(&state, &pod, &node).await;
     if s.is_success() {
         s = fw.run_bind(&state, &pod, &node).await;
