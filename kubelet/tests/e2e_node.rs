@@ -1,0 +1,286 @@
+//! e2e: the kubelet binary, run as a process against a real kube-apiserver + etcd and a
+//! real containerd. The node registers Ready and renews its Lease; a pod bound to it runs,
+//! gets an IP from CNI, reads its configMap/secret/token volumes and reports upstream
+//! status; deletion stops it gracefully; a crashing container backs off.
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret, ServiceAccount};
+use kube::api::{Api, DeleteParams, PostParams};
+use kubelet::testing::{containerd::unavailable_reason, TestContainerd};
+use std::time::{Duration, Instant};
+
+async fn wait<T, F: Fn() -> Fut, Fut: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    timeout: Duration,
+    f: F,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn condition(node: &Node, kind: &str) -> Option<String> {
+    node.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| c.status.clone())
+}
+
+#[tokio::test]
+async fn node_runs_pods_end_to_end() {
+    let cluster = e2e::cluster_or_skip!();
+    if let Some(reason) = unavailable_reason() {
+        e2e::skip_test!("{reason}");
+    }
+    let containerd = TestContainerd::start().await.expect("start containerd");
+    let id = std::process::id() % 10000;
+    let node_name = format!("e2e-node-{id}");
+    let bridge = format!("fk{id}");
+    let pod_cidr = format!("10.88.{}.0/24", id % 250);
+    let dir = containerd.dir().join("kubelet");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, format!(
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\npodLogsDir: {}\nclusterDNS: [10.96.0.10]\nclusterDomain: cluster.local\nfailSwapOn: false\nauthentication:\n  anonymous:\n    enabled: false\n",
+        dir.join("logs").display()
+    )).unwrap();
+    let kubeconfig = cluster
+        .kubeconfig_for(&e2e::Identity::Node(node_name.clone()))
+        .unwrap();
+    let kubelet_bin = e2e::binaries::ferrokube_binary("kubelet").unwrap();
+    let mut args = vec![
+        format!(
+            "FERROKUBE_CNI_CONF_DIR={}",
+            containerd.cni_conf_dir().display()
+        ),
+        format!("FERROKUBE_CNI_BRIDGE={bridge}"),
+        kubelet_bin.display().to_string(),
+        format!("--config={}", config.display()),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--container-runtime-endpoint={}", containerd.endpoint()),
+        format!("--root-dir={}", dir.join("root").display()),
+        format!("--hostname-override={node_name}"),
+        "--node-ip=127.0.0.1".into(),
+        format!("--pod-cidr={pod_cidr}"),
+        format!("--cgroup-root=/ferrokube-e2e-{id}"),
+        format!("--healthz-port={}", e2e::ports::free_port().unwrap()),
+        format!("--port={}", e2e::ports::free_port().unwrap()),
+        "--node-labels=ferrokube.io/e2e=true".into(),
+        "--v=2".into(),
+    ];
+    let mut kubelet = cluster
+        .spawn("kubelet", std::path::Path::new("/usr/bin/env"), &args)
+        .unwrap();
+    let client = cluster.client();
+    let nodes: Api<Node> = Api::all(client.clone());
+
+    // The node registers and turns Ready (CNI config written from the podCIDR).
+    let node = wait("node Ready", Duration::from_secs(60), || async {
+        let n = nodes.get_opt(&node_name).await.ok().flatten()?;
+        (condition(&n, "Ready").as_deref() == Some("True")).then_some(n)
+    })
+    .await;
+    let labels = node.metadata.labels.clone().unwrap();
+    assert_eq!(labels["kubernetes.io/hostname"], node_name);
+    assert_eq!(labels["ferrokube.io/e2e"], "true");
+    let status = node.status.clone().unwrap();
+    assert_eq!(status.addresses.as_ref().unwrap()[0].address, "127.0.0.1");
+    assert!(status
+        .node_info
+        .as_ref()
+        .unwrap()
+        .container_runtime_version
+        .starts_with("containerd://"));
+    for c in ["MemoryPressure", "DiskPressure", "PIDPressure"] {
+        assert_eq!(condition(&node, c).as_deref(), Some("False"), "{c}");
+    }
+    // The Lease is renewed (every 10s).
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let first = wait("lease", Duration::from_secs(20), || async {
+        leases.get_opt(&node_name).await.ok().flatten()
+    })
+    .await;
+    let t0 = first.spec.as_ref().unwrap().renew_time.clone().unwrap();
+    assert_eq!(
+        first.spec.as_ref().unwrap().holder_identity.as_deref(),
+        Some(node_name.as_str())
+    );
+    wait("lease renewal", Duration::from_secs(25), || async {
+        let l = leases.get_opt(&node_name).await.ok().flatten()?;
+        (l.spec?.renew_time? != t0).then_some(())
+    })
+    .await;
+
+    // No controller-manager here: create what it would (default SA, kube-root-ca.crt).
+    let ns = "default";
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let _ = sas
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
+        )
+        .await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let ca = std::fs::read_to_string(cluster.pki().ca_cert()).unwrap_or_else(|_| "ca".into());
+    let _ = cms.create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": ca}})).unwrap()).await;
+    cms.create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": "app-config"}, "data": {"greeting": "hello-from-configmap"}})).unwrap()).await.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    secrets.create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": "app-secret"}, "stringData": {"password": "s3cret"}})).unwrap()).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let web: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "nodeName": node_name,
+            "terminationGracePeriodSeconds": 20,
+            "containers": [{
+                "name": "app", "image": "busybox:1.35",
+                "command": ["sh", "-c", "cat /cfg/greeting; echo; cat /sec/password; echo; echo token-bytes=$(wc -c < /var/run/secrets/kubernetes.io/serviceaccount/token); echo ip=$(hostname -i); trap 'echo got-term; exit 0' TERM; while true; do sleep 0.2; done"],
+                "env": [{"name": "FROM_CM", "valueFrom": {"configMapKeyRef": {"name": "app-config", "key": "greeting"}}}],
+                "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}, {"name": "sec", "mountPath": "/sec"}]
+            }],
+            "volumes": [{"name": "cfg", "configMap": {"name": "app-config"}}, {"name": "sec", "secret": {"secretName": "app-secret"}}]
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &web).await.unwrap();
+    let running = wait("pod Running and Ready", Duration::from_secs(60), || async {
+        let p = pods.get_opt("web").await.ok().flatten()?;
+        let s = p.status.clone()?;
+        (s.phase.as_deref() == Some("Running")
+            && s.conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True"))
+        .then_some(p)
+    })
+    .await;
+    let s = running.status.unwrap();
+    let ip = s.pod_ip.clone().expect("podIP");
+    let prefix = pod_cidr.trim_end_matches("0/24");
+    assert!(ip.starts_with(prefix), "pod IP {ip} from CNI in {pod_cidr}");
+    assert_eq!(s.host_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
+    assert!(s.start_time.is_some());
+    let cs = &s.container_statuses.as_ref().unwrap()[0];
+    assert!(cs
+        .container_id
+        .as_deref()
+        .unwrap()
+        .starts_with("containerd://"));
+    assert!(cs.image_id.starts_with("sha256:"), "{cs:?}");
+    assert_eq!(cs.restart_count, 0);
+    let types: Vec<&str> = s
+        .conditions
+        .iter()
+        .flatten()
+        .map(|c| c.type_.as_str())
+        .collect();
+    for t in [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+        "PodScheduled",
+    ] {
+        assert!(types.contains(&t), "{t} in {types:?}");
+    }
+    let uid = running.metadata.uid.clone().unwrap();
+    let log = dir
+        .join("logs")
+        .join(format!("default_web_{uid}"))
+        .join("app/0.log");
+    let text = wait(
+        "volume contents in the log",
+        Duration::from_secs(20),
+        || async {
+            let t = std::fs::read_to_string(&log).ok()?;
+            t.contains("token-bytes=").then_some(t)
+        },
+    )
+    .await;
+    assert!(text.contains("hello-from-configmap"), "{text}");
+    assert!(text.contains("s3cret"), "{text}");
+    let token_len: usize = text
+        .split("token-bytes=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(token_len > 100, "a real service-account token: {text}");
+
+    // Graceful deletion: SIGTERM reaches the app, then the kubelet removes the pod from the API.
+    let started = Instant::now();
+    pods.delete("web", &DeleteParams::default()).await.unwrap();
+    wait("pod gone from the API", Duration::from_secs(30), || async {
+        pods.get_opt("web")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "graceful stop took {:?}",
+        started.elapsed()
+    );
+    assert!(std::fs::read_to_string(&log).unwrap().contains("got-term"));
+
+    // A crashing container backs off.
+    let crash: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "crash"},
+        "spec": {"nodeName": node_name, "terminationGracePeriodSeconds": 1, "automountServiceAccountToken": false,
+                 "containers": [{"name": "c", "image": "busybox:1.35", "command": ["sh", "-c", "exit 1"]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &crash).await.unwrap();
+    let status = wait("CrashLoopBackOff", Duration::from_secs(40), || async {
+        let p = pods.get_opt("crash").await.ok().flatten()?;
+        let cs = p.status?.container_statuses?.into_iter().next()?;
+        let waiting = cs.state.as_ref()?.waiting.as_ref()?.reason.clone()?;
+        (waiting == "CrashLoopBackOff").then_some(cs)
+    })
+    .await;
+    assert!(status.restart_count >= 1);
+    assert_eq!(status.last_state.unwrap().terminated.unwrap().exit_code, 1);
+    pods.delete("crash", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait("crash pod gone", Duration::from_secs(30), || async {
+        pods.get_opt("crash")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    kubelet.terminate(Duration::from_secs(5)).unwrap();
+    args.clear();
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", &bridge])
+        .status();
+    for cg in ["kubepods/burstable", "kubepods/besteffort", "kubepods", ""] {
+        for ctl in [
+            "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
+        ] {
+            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}/ferrokube-e2e-{id}/{cg}"));
+        }
+    }
+}
