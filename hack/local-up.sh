@@ -25,6 +25,9 @@ SERVICE_CIDR="10.96.0.0/16"
 CLUSTER_CIDR="10.244.0.0/16"
 NODE_NAME="$(hostname)"
 BIN_DIR="${CARGO_TARGET_DIR:-${ROOT}/target}/debug"
+# The ferrokube components started (KUBELET/KUBE-PROXY: add kubelet and kube-proxy here when
+# local-up starts them, see below).
+COMPONENTS=(kube-scheduler kube-controller-manager)
 
 log() { echo "local-up: $*"; }
 
@@ -74,8 +77,11 @@ main() {
   done
 
   if [[ "${FERROKUBE_SKIP_BUILD:-0}" != 1 ]]; then
-    log "building the ferrokube binaries"
-    (cd "${ROOT}" && cargo build --workspace --bins --quiet)
+    # Only what is started here, so a half-written crate elsewhere cannot block the cluster.
+    log "building ${COMPONENTS[*]}"
+    local bins=()
+    for c in "${COMPONENTS[@]}"; do bins+=(--bin "${c}"); done
+    (cd "${ROOT}" && cargo build --quiet "${bins[@]}")
   fi
 
   log "making the PKI in ${PKI}"
