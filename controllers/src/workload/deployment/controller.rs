@@ -152,7 +152,7 @@ impl DeploymentController {
                         .patch(
                             &rs.name_any(),
                             &PatchParams::default(),
-                            &Patch::Merge(owner::adopt_patch(&r, &uid)),
+                            &Patch::Strategic(owner::adopt_patch(&r, &uid)),
                         )
                         .await?;
                     out.push(patched);
@@ -339,17 +339,16 @@ impl DeploymentController {
             if rev.is_some()
                 && util::annotation(&d.metadata.annotations, util::REVISION) != rev.as_deref()
             {
-                let patch =
-                    serde_json::json!({ "metadata": { "annotations": { util::REVISION: rev } } });
+                // `update`, as upstream's RBAC allows no `patch` on deployments.
+                let mut obj = d.clone();
+                obj.metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(util::REVISION.into(), rev.unwrap_or_default());
                 let api: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
-                let fresh = api
-                    .patch(
-                        &d.name_any(),
-                        &PatchParams::default(),
-                        &Patch::Merge(&patch),
-                    )
+                *d = api
+                    .replace(&d.name_any(), &PostParams::default(), &obj)
                     .await?;
-                d.metadata = fresh.metadata;
             }
         }
         Ok(idx)
@@ -625,15 +624,13 @@ impl DeploymentController {
         if d.status.as_ref() == Some(&s) {
             return Ok(d.clone());
         }
+        // Upstream's RBAC grants `update` (not `patch`) on deployments/status.
         let api: Api<Deployment> =
             Api::namespaced(self.client.clone(), &d.namespace().unwrap_or_default());
-        let patch = serde_json::json!({ "status": s });
+        let mut obj = d.clone();
+        obj.status = Some(s);
         Ok(api
-            .patch_status(
-                &d.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
+            .replace_status(&d.name_any(), &PostParams::default(), &obj)
             .await?)
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 
 use super::kind::ReplicatedKind;
@@ -292,12 +292,12 @@ impl<K: ReplicatedKind> ReplicaController<K> {
             now,
         );
         if new_status != previous {
+            // Upstream's RBAC grants `update` (not `patch`) on the status subresource.
             let api = Api::<K>::namespaced(self.client.clone(), ns);
-            let patch = serde_json::json!({ "status": new_status });
-            match api
-                .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
+            let mut obj = serde_json::to_value(o.as_ref())?;
+            obj["status"] = serde_json::to_value(&new_status)?;
+            let obj: K = serde_json::from_value(obj)?;
+            match api.replace_status(name, &PostParams::default(), &obj).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
                 Err(e) => return Err(e.into()),
