@@ -126,14 +126,13 @@ impl NodeSync {
     async fn post_status(&self, status: &k8s_openapi::api::core::v1::NodeStatus) -> Result<Node> {
         let api: Api<Node> = Api::all(self.client.clone());
         let patch = serde_json::json!({"status": status});
-        Ok(api
-            .patch_status(
-                &self.opts.node_name,
-                &PatchParams::default(),
-                &Patch::Strategic(&patch),
-            )
-            .await
-            .context("update node status")?)
+        api.patch_status(
+            &self.opts.node_name,
+            &PatchParams::default(),
+            &Patch::Strategic(&patch),
+        )
+        .await
+        .context("update node status")
     }
 
     /// Runs the status and lease loops until `stop`.

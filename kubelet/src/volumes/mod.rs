@@ -14,20 +14,15 @@ use std::path::{Path, PathBuf};
 
 pub use source::{ApiVolumeSource, StaticVolumeSource};
 
+/// Key → bytes of a ConfigMap or Secret, `None` when it does not exist.
+pub type DataFuture<'a> = BoxFuture<'a, anyhow::Result<Option<BTreeMap<String, Vec<u8>>>>>;
+
 /// Where volume contents come from: the apiserver, or fixed maps in tests.
 pub trait VolumeSource: Send + Sync {
     /// A ConfigMap's data (binaryData included), `None` if it does not exist.
-    fn config_map<'a>(
-        &'a self,
-        ns: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<Option<BTreeMap<String, Vec<u8>>>>>;
+    fn config_map<'a>(&'a self, ns: &'a str, name: &'a str) -> DataFuture<'a>;
     /// A Secret's data, `None` if it does not exist.
-    fn secret<'a>(
-        &'a self,
-        ns: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<Option<BTreeMap<String, Vec<u8>>>>>;
+    fn secret<'a>(&'a self, ns: &'a str, name: &'a str) -> DataFuture<'a>;
     /// A token for the pod's service account (TokenRequest bound to the pod).
     fn token<'a>(
         &'a self,
@@ -113,9 +108,8 @@ fn downward(
                     crate::pod::env::field_ref(pod, path, &Default::default()).map_err(|e| e.0)?
                 }
             }
-        } else if item.resource_field_ref.is_some() {
+        } else if let Some(r) = &item.resource_field_ref {
             // Container resources: reported in the env form (same rounding rules).
-            let r = item.resource_field_ref.as_ref().expect("checked");
             let c = pod
                 .spec
                 .as_ref()

@@ -1,7 +1,7 @@
 //! [`VolumeSource`]s: the apiserver (ConfigMaps, Secrets, TokenRequest bound to the pod),
 //! and fixed maps for component tests.
 
-use super::VolumeSource;
+use super::{DataFuture, VolumeSource};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
@@ -57,11 +57,7 @@ pub fn secret_bytes(s: &Secret) -> BTreeMap<String, Vec<u8>> {
 }
 
 impl VolumeSource for ApiVolumeSource {
-    fn config_map<'a>(
-        &'a self,
-        ns: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<Option<BTreeMap<String, Vec<u8>>>>> {
+    fn config_map<'a>(&'a self, ns: &'a str, name: &'a str) -> DataFuture<'a> {
         async move {
             let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
             Ok(api.get_opt(name).await?.as_ref().map(config_map_bytes))
@@ -69,11 +65,7 @@ impl VolumeSource for ApiVolumeSource {
         .boxed()
     }
 
-    fn secret<'a>(
-        &'a self,
-        ns: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<Option<BTreeMap<String, Vec<u8>>>>> {
+    fn secret<'a>(&'a self, ns: &'a str, name: &'a str) -> DataFuture<'a> {
         async move {
             let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
             Ok(api.get_opt(name).await?.as_ref().map(secret_bytes))
@@ -130,20 +122,12 @@ pub struct StaticVolumeSource {
 }
 
 impl VolumeSource for StaticVolumeSource {
-    fn config_map<'a>(
-        &'a self,
-        ns: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<Option<BTreeMap<String, Vec<u8>>>>> {
+    fn config_map<'a>(&'a self, ns: &'a str, name: &'a str) -> DataFuture<'a> {
         let found = self.config_maps.get(&format!("{ns}/{name}")).cloned();
         async move { Ok(found) }.boxed()
     }
 
-    fn secret<'a>(
-        &'a self,
-        ns: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<Option<BTreeMap<String, Vec<u8>>>>> {
+    fn secret<'a>(&'a self, ns: &'a str, name: &'a str) -> DataFuture<'a> {
         let found = self.secrets.get(&format!("{ns}/{name}")).cloned();
         async move { Ok(found) }.boxed()
     }
