@@ -26,7 +26,7 @@ pub enum Credentials {
     /// Every controller uses the manager's client.
     Shared,
     /// Each controller gets a client with its service account's token.
-    ServiceAccounts(ServiceAccountClients),
+    ServiceAccounts(Box<ServiceAccountClients>),
 }
 
 /// Clients per service account, built from the manager's config with the token swapped in.
@@ -45,13 +45,15 @@ impl Credentials {
             .prefix("kcm-tokens-")
             .tempdir()
             .context("token directory")?;
-        Ok(Credentials::ServiceAccounts(ServiceAccountClients {
-            base,
-            qps,
-            burst,
-            dir,
-            clients: Mutex::default(),
-        }))
+        Ok(Credentials::ServiceAccounts(Box::new(
+            ServiceAccountClients {
+                base,
+                qps,
+                burst,
+                dir,
+                clients: Mutex::default(),
+            },
+        )))
     }
 
     /// The client for `service_account` (see [`super::ControllerContext::client_for`]).

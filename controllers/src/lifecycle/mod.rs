@@ -6,9 +6,11 @@ pub mod endpoints;
 pub mod errors;
 pub mod informer;
 pub mod namespace;
+pub mod node;
 pub mod queue;
 pub mod root_ca;
 pub mod serviceaccount;
+pub mod taint_eviction;
 
 use crate::registry::ControllerDescriptor;
 
@@ -20,5 +22,7 @@ pub fn descriptors() -> Vec<ControllerDescriptor> {
         namespace::descriptor(),
         endpoints::slice_descriptor(),
         endpoints::endpoints_descriptor(),
+        node::descriptor(),
+        taint_eviction::descriptor(),
     ]
 }

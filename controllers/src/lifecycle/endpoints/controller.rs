@@ -23,6 +23,9 @@ pub enum Kind {
     Endpoints,
 }
 
+/// `(namespace, name)`.
+type Key = (String, String);
+
 struct State {
     client: kube::Client,
     services: Store<Service>,
@@ -56,7 +59,7 @@ pub async fn run(ctx: ControllerContext, kind: Kind) -> anyhow::Result<()> {
     let svc_store = services.clone();
     // Remembers which services each pod matched, so a pod whose labels change also
     // updates the services it leaves (the informer does not hand out the old object).
-    let matched: Mutex<HashMap<(String, String), Vec<(String, String)>>> = Mutex::default();
+    let matched: Mutex<HashMap<Key, Vec<Key>>> = Mutex::default();
     let pods = informer::spawn(
         Api::<Pod>::all(ctx.client.clone()),
         watcher::Config::default(),

@@ -1,0 +1,251 @@
+//! taint-eviction-controller: deletes pods bound to nodes with NoExecute taints they do not
+//! tolerate, at once or after the shortest matching `tolerationSeconds`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::FutureExt;
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::Api;
+use serde_json::json;
+
+use super::node::taints::tolerates;
+use super::{errors, informer, queue::WorkQueue};
+use crate::context::ControllerContext;
+use crate::registry::ControllerDescriptor;
+
+/// Registry entry.
+pub fn descriptor() -> ControllerDescriptor {
+    ControllerDescriptor {
+        name: "taint-eviction-controller",
+        enabled_by_default: true,
+        start: |ctx| run(ctx).boxed(),
+    }
+}
+
+/// What to do with one pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Tolerates every NoExecute taint forever (or there are none).
+    Keep,
+    /// Delete now.
+    EvictNow,
+    /// Delete once this much more time has passed.
+    EvictIn(Duration),
+}
+
+/// Upstream's rule: a pod not tolerating some NoExecute taint is evicted at once; otherwise
+/// after the minimum `tolerationSeconds` of the tolerations used, counted from when each
+/// taint was added (`elapsed(taint)`); tolerations without seconds last forever.
+pub fn decide(pod: &Pod, node_taints: &[Taint], elapsed: impl Fn(&Taint) -> Duration) -> Decision {
+    let tolerations = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.clone())
+        .unwrap_or_default();
+    let mut soonest: Option<Duration> = None;
+    for taint in node_taints.iter().filter(|t| t.effect == "NoExecute") {
+        let matching: Vec<_> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+        if matching.is_empty() {
+            return Decision::EvictNow;
+        }
+        // The most lenient matching toleration applies for this taint.
+        let allowed = if matching.iter().any(|t| t.toleration_seconds.is_none()) {
+            None
+        } else {
+            matching
+                .iter()
+                .filter_map(|t| t.toleration_seconds)
+                .max()
+                .map(|s| Duration::from_secs(s.max(0) as u64))
+        };
+        if let Some(allowed) = allowed {
+            let left = allowed.saturating_sub(elapsed(taint));
+            soonest = Some(soonest.map_or(left, |s| s.min(left)));
+        }
+    }
+    match soonest {
+        None => Decision::Keep,
+        Some(d) if d.is_zero() => Decision::EvictNow,
+        Some(d) => Decision::EvictIn(d),
+    }
+}
+
+struct State {
+    client: kube::Client,
+    pods: Store<Pod>,
+    nodes: Store<Node>,
+}
+
+async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
+    let queue: WorkQueue<(String, String)> = WorkQueue::new();
+    let sd = ctx.shutdown.clone();
+    let q = queue.clone();
+    let pods = informer::spawn(
+        Api::<Pod>::all(ctx.client.clone()),
+        watcher::Config::default(),
+        sd.clone(),
+        move |p: &Pod, change| {
+            let bound = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+            if let (true, informer::Change::Applied, Some(ns), Some(n)) =
+                (bound, change, &p.metadata.namespace, &p.metadata.name)
+            {
+                q.add((ns.clone(), n.clone()));
+            }
+        },
+    );
+    let (q, pod_store) = (queue.clone(), pods.clone());
+    let nodes = informer::spawn(
+        Api::<Node>::all(ctx.client.clone()),
+        watcher::Config::default(),
+        sd.clone(),
+        move |n: &Node, _| {
+            let has_no_execute = n
+                .spec
+                .as_ref()
+                .and_then(|s| s.taints.as_ref())
+                .is_some_and(|t| t.iter().any(|t| t.effect == "NoExecute"));
+            if !has_no_execute {
+                return;
+            }
+            for p in pod_store.state() {
+                if p.spec.as_ref().and_then(|s| s.node_name.as_ref()) == n.metadata.name.as_ref() {
+                    if let (Some(ns), Some(name)) = (&p.metadata.namespace, &p.metadata.name) {
+                        q.add((ns.clone(), name.clone()));
+                    }
+                }
+            }
+        },
+    );
+    informer::wait_synced(&sd, async {
+        let _ = pods.wait_until_ready().await;
+        let _ = nodes.wait_until_ready().await;
+    })
+    .await?;
+    let state = Arc::new(State {
+        client: ctx.client_for(super::node::SERVICE_ACCOUNT).await?,
+        pods,
+        nodes,
+    });
+    let q = queue.clone();
+    queue
+        .run("taint-eviction", 8, sd, move |key| {
+            let (state, q) = (state.clone(), q.clone());
+            async move {
+                if let Some(after) = sync(&state, &key).await? {
+                    q.add_after(key, after);
+                }
+                Ok(())
+            }
+        })
+        .await;
+    Ok(())
+}
+
+async fn sync(state: &State, (ns, name): &(String, String)) -> anyhow::Result<Option<Duration>> {
+    let Some(pod) = state.pods.get(&ObjectRef::new(name).within(ns)) else {
+        return Ok(None);
+    };
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Ok(None);
+    }
+    let Some(node_name) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+        return Ok(None);
+    };
+    let Some(node) = state.nodes.get(&ObjectRef::new(&node_name)) else {
+        return Ok(None);
+    };
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
+    let now = jiff::Timestamp::now();
+    let elapsed = |t: &Taint| {
+        t.time_added
+            .as_ref()
+            .map(|at| Duration::try_from(now.duration_since(at.0)).unwrap_or_default())
+            .unwrap_or_default()
+    };
+    match decide(&pod, &taints, elapsed) {
+        Decision::Keep => Ok(None),
+        Decision::EvictIn(d) => Ok(Some(d)),
+        Decision::EvictNow => {
+            tracing::info!(pod = %format!("{ns}/{name}"), node = %node_name, "Deleting pod (NoExecute taint)");
+            let api: Api<Pod> = Api::namespaced(state.client.clone(), ns);
+            let condition = json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
+                "message": "Taint manager: deleting due to NoExecute taint", "lastTransitionTime": jiff::Timestamp::now().to_string()}]}});
+            errors::ignore_not_found(
+                api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&condition))
+                    .await,
+            )?;
+            errors::ignore_not_found(api.delete(name, &DeleteParams::default()).await)?;
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(tolerations: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [], "tolerations": tolerations}})).unwrap()
+    }
+
+    fn unreachable() -> Vec<Taint> {
+        vec![Taint {
+            key: "node.kubernetes.io/unreachable".into(),
+            effect: "NoExecute".into(),
+            ..Default::default()
+        }]
+    }
+
+    #[test]
+    fn untolerated_taint_evicts_now() {
+        assert_eq!(
+            decide(&pod(json!([])), &unreachable(), |_| Duration::ZERO),
+            Decision::EvictNow
+        );
+    }
+
+    #[test]
+    fn toleration_seconds_delay_eviction_from_time_added() {
+        let p = pod(
+            json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]),
+        );
+        assert_eq!(
+            decide(&p, &unreachable(), |_| Duration::from_secs(100)),
+            Decision::EvictIn(Duration::from_secs(200))
+        );
+        assert_eq!(
+            decide(&p, &unreachable(), |_| Duration::from_secs(300)),
+            Decision::EvictNow
+        );
+    }
+
+    #[test]
+    fn forever_tolerations_and_no_taints_keep() {
+        let p = pod(json!([{"operator": "Exists"}]));
+        assert_eq!(
+            decide(&p, &unreachable(), |_| Duration::from_secs(1_000_000)),
+            Decision::Keep
+        );
+        assert_eq!(
+            decide(&pod(json!([])), &[], |_| Duration::ZERO),
+            Decision::Keep
+        );
+        let no_schedule = vec![Taint {
+            key: "x".into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        }];
+        assert_eq!(
+            decide(&pod(json!([])), &no_schedule, |_| Duration::ZERO),
+            Decision::Keep
+        );
+    }
+}
