@@ -4,14 +4,15 @@
 #   unit: N passed, N failed, N skipped        lib and bin unit tests of every crate
 #   component: ...                             integration tests (tests/) of the component
 #                                              crates, with real containerd / nftables / netns
-#   e2e: ...                                   e2e/tests against a real kube-apiserver + etcd;
-#                                              tests that skip (no kube-apiserver) count as
-#                                              skipped, never as passed
+#   e2e: ...                                   e2e/tests against a real kube-apiserver + etcd
 #   lint: ...                                  cargo fmt --check, cargo clippy -D warnings
-# Exits non-zero if anything failed. Uses cargo-nextest when installed, else cargo test.
+# In every tier, tests that record a skip (no kube-apiserver, no containerd: see e2e::skip)
+# count as skipped, never as passed. Exits non-zero if anything failed. Uses cargo-nextest
+# when installed, else cargo test.
 #
-# Environment: FERROKUBE_TEST_RUNNER=cargo|nextest forces a runner; FERROKUBE_TEST_TIERS (default "unit component e2e lint") to run fewer tiers;
-# FERROKUBE_E2E_REQUIRED=1 makes e2e skips failures; KUBEBUILDER_ASSETS as for hack/local-up.sh.
+# Environment: FERROKUBE_TEST_RUNNER=cargo|nextest forces a runner; FERROKUBE_TEST_TIERS
+# (default "unit component e2e lint") runs fewer tiers; FERROKUBE_E2E_REQUIRED=1 makes skips
+# for a missing control plane failures; KUBEBUILDER_ASSETS as for hack/local-up.sh.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -56,9 +57,14 @@ count_cargo() {
     END { printf "%d %d %d\n", p, f, s }'
 }
 
-# run_tier NAME SKIPLOG NEXTEST_ARGS... -- CARGO_TEST_ARGS...
+# run_tier NAME NEXTEST_ARGS... -- CARGO_TEST_ARGS...
+# Tests that cannot run here (no kube-apiserver, no containerd, ...) record their names in
+# $FERROKUBE_SKIP_LOG (see e2e::skip); they are moved from "passed" to "skipped".
 run_tier() {
-  local name="$1" skiplog="$2"; shift 2
+  local name="$1"; shift
+  local skiplog="${WORK}/${name}.skipped"
+  : >"${skiplog}"
+  export FERROKUBE_SKIP_LOG="${skiplog}"
   local nextest_args=() cargo_args=() seen=0 arg
   for arg in "$@"; do
     if [[ "${arg}" == -- && ${seen} == 0 ]]; then seen=1; continue; fi
@@ -77,13 +83,17 @@ run_tier() {
   fi
   local passed failed skipped
   read -r passed failed skipped <<<"${counts}"
-  if [[ -n "${skiplog}" && -s "${skiplog}" ]]; then
+  if [[ -s "${skiplog}" ]]; then
     local recorded
     recorded="$(sort -u "${skiplog}" | wc -l)"
     passed=$((passed - recorded))
     skipped=$((skipped + recorded))
     ((passed >= 0)) || passed=0
+    echo
+    echo "SKIPPED ${name} tests (${recorded}):"
+    sort -u "${skiplog}" | sed -E 's/^(SKIPPED: )?/  SKIPPED: /'
   fi
+  unset FERROKUBE_SKIP_LOG
   if ((rc != 0 && failed == 0)); then
     failed=1 # the build or the runner itself failed: see the output above
   fi
@@ -124,19 +134,12 @@ main() {
   for tier in ${TIERS}; do
     case "${tier}" in
       unit)
-        run_tier unit "" --workspace --lib --bins -- --workspace --lib --bins ;;
+        run_tier unit --workspace --lib --bins -- --workspace --lib --bins ;;
       component)
-        run_tier component "" --workspace --exclude e2e -E 'kind(test)' \
+        run_tier component --workspace --exclude e2e -E 'kind(test)' \
           -- --workspace --exclude e2e --test '*' ;;
       e2e)
-        export FERROKUBE_SKIP_LOG="${WORK}/e2e.skipped"
-        : >"${FERROKUBE_SKIP_LOG}"
-        run_tier e2e "${FERROKUBE_SKIP_LOG}" -p e2e -E 'kind(test)' -- -p e2e --test '*'
-        if [[ -s "${FERROKUBE_SKIP_LOG}" ]]; then
-          echo
-          echo "SKIPPED e2e tests ($(sort -u "${FERROKUBE_SKIP_LOG}" | wc -l)): no kube-apiserver/etcd (set KUBEBUILDER_ASSETS):"
-          sort -u "${FERROKUBE_SKIP_LOG}" | sed 's/^/  SKIPPED: /'
-        fi ;;
+        run_tier e2e -p e2e -E 'kind(test)' -- -p e2e --test '*' ;;
       lint) lint ;;
       *) echo "unknown tier ${tier}" >&2; exit 2 ;;
     esac
