@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use nix::sys::signal::kill;
+/// Signals, for [`ManagedProcess::signal`].
 pub use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
@@ -23,14 +24,29 @@ pub struct ManagedProcess {
 impl ManagedProcess {
     /// Starts `program` with `args`; stdout and stderr both go to `log` (created/truncated).
     /// stdin is closed.
+    ///
+    /// The child gets SIGKILL if the spawning thread dies first (`PR_SET_PDEATHSIG`), so a
+    /// test killed by a timeout leaves no etcd or apiserver behind. Spawn from the test's own
+    /// thread (as tests do), not from a short-lived thread such as tokio's blocking pool.
     pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<Self> {
+        use std::os::unix::process::CommandExt;
+
         let out = File::create(log).with_context(|| format!("creating log {}", log.display()))?;
         let err = out.try_clone()?;
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(args)
             .stdin(Stdio::null())
             .stdout(out)
-            .stderr(err)
+            .stderr(err);
+        // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+        // async-signal-safe; it allocates nothing and touches no locks.
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
+        let child = command
             .spawn()
             .with_context(|| format!("starting {name} ({})", program.display()))?;
         Ok(ManagedProcess {
@@ -167,5 +183,19 @@ mod tests {
         drop(q);
         // Reaped: the pid no longer names our child.
         assert!(kill(Pid::from_raw(pid), None).is_err());
+    }
+
+    #[test]
+    fn child_dies_with_the_spawning_thread() {
+        use std::os::unix::process::ExitStatusExt;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("t.log");
+        let mut p = std::thread::spawn(move || sh("exec sleep 30", &log))
+            .join()
+            .unwrap();
+        let status = p
+            .wait_timeout(Duration::from_secs(10))
+            .expect("child outlived the thread that spawned it");
+        assert_eq!(status.signal(), Some(Signal::SIGKILL as i32));
     }
 }
