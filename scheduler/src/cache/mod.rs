@@ -231,7 +231,7 @@ impl Cache {
     /// Brings `snap` up to date: a full rebuild when the node set changed, otherwise only
     /// the NodeInfos that changed are swapped in (unchanged ones stay shared).
     pub fn update_snapshot(&mut self, snap: &mut Snapshot) {
-        if self.topology_changed || snap.nodes.is_empty() && !self.nodes.is_empty() {
+        if self.topology_changed || (snap.nodes.is_empty() && !self.nodes.is_empty()) {
             let live: Vec<Arc<NodeInfo>> = self
                 .nodes
                 .values()

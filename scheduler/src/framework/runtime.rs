@@ -167,12 +167,7 @@ impl Framework {
             }
             let Some(f) = p.as_filter() else { continue };
             let s = f.filter(state, pod, node);
-            if !s.is_success() {
-                let s = if s.code == Code::Skip {
-                    continue;
-                } else {
-                    s
-                };
+            if !s.is_success() && s.code != Code::Skip {
                 return s.by(p.name());
             }
         }

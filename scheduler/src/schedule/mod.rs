@@ -51,7 +51,7 @@ pub enum ScheduleError {
     /// The pod fits nowhere; `statuses` has each node's Filter status (by snapshot index).
     Fit {
         /// The diagnosis.
-        error: FitError,
+        error: Box<FitError>,
         /// Per snapshot index, the node's status (None: feasible or not evaluated).
         statuses: Vec<Option<Status>>,
     },
@@ -91,10 +91,10 @@ fn fit_error(
     }
     d.unschedulable_plugins.remove("");
     ScheduleError::Fit {
-        error: FitError {
+        error: Box::new(FitError {
             num_all_nodes: n,
             diagnosis: d,
-        },
+        }),
         statuses,
     }
 }

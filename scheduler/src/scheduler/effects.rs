@@ -24,7 +24,7 @@ pub enum Effect {
         /// schedulerName of the profile.
         profile: String,
         /// The event.
-        spec: EventSpec,
+        spec: Box<EventSpec>,
     },
     /// Patch PodScheduled=False (and nominatedNodeName) on the pod's status.
     Unschedulable {
@@ -149,7 +149,7 @@ async fn apply(client: kube::Client, recorder: Option<EventRecorder>, e: Effect)
     match e {
         Effect::Event { spec, .. } => {
             if let Some(r) = recorder {
-                r.record(spec).await;
+                r.record(*spec).await;
             }
         }
         Effect::Unschedulable {

@@ -61,7 +61,8 @@ fn event(shared: &Shared, resource: EventResource, action: Action) {
     }
 }
 
-fn node_upsert(shared: &Shared, known: &mut HashMap<String, Arc<Node>>, n: Node) {
+fn node_upsert(shared: &Shared, known: &mut HashMap<String, Arc<Node>>, mut n: Node) {
+    n.metadata.managed_fields = None;
     let name = n.metadata.name.clone().unwrap_or_default();
     let n = Arc::new(n);
     let action = match known.insert(name, n.clone()) {
@@ -118,7 +119,9 @@ pub async fn watch_nodes(
 }
 
 /// Routes one observed pod: assigned pods to the cache, ours unassigned to the queue.
-fn pod_upsert(shared: &Shared, known: &mut HashMap<String, Arc<PodInfo>>, p: Pod) {
+fn pod_upsert(shared: &Shared, known: &mut HashMap<String, Arc<PodInfo>>, mut p: Pod) {
+    // As upstream's informers: managedFields are never read, so never kept.
+    p.metadata.managed_fields = None;
     let info = PodInfo::new(Arc::new(p));
     let was = known.insert(info.uid.clone(), info.clone());
     if info.node_name().is_some() {

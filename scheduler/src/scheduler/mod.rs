@@ -294,7 +294,7 @@ fn fail(
     shared.queue.requeue(pod.clone(), cycle, rejected, is_error);
     shared.emit(Effect::Event {
         profile: fw.profile_name.clone(),
-        spec: failed_event(&pod, &message),
+        spec: Box::new(failed_event(&pod, &message)),
     });
     shared.emit(Effect::Unschedulable {
         pod,
@@ -354,6 +354,6 @@ async fn bind(
     shared.metrics.scheduled(qp.attempts, since);
     shared.emit(Effect::Event {
         profile: fw.profile_name.clone(),
-        spec: scheduled_event(&pod, &node),
+        spec: Box::new(scheduled_event(&pod, &node)),
     });
 }
