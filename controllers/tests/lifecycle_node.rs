@@ -47,7 +47,7 @@ async fn silent_node_is_tainted_and_its_pods_evicted() {
     }
     let mut kcm = support::start_kcm(
         &cluster,
-        "serviceaccount,nodelifecycle,taint-eviction-controller",
+        "serviceaccount,nodelifecycle,taint-eviction-controller,nodeipam",
         &[
             "--node-monitor-period=1s",
             "--node-monitor-grace-period=8s",
@@ -80,6 +80,28 @@ async fn silent_node_is_tainted_and_its_pods_evicted() {
         },
     )
     .await;
+
+    // node-ipam gives each node its own block of --cluster-cidr (10.244.0.0/16 here).
+    let cidrs = support::eventually(
+        "pod CIDRs on both nodes",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async {
+            let mut cidrs = Vec::new();
+            for n in ["alive", "silent"] {
+                cidrs.extend(nodes.get(n).await?.spec.and_then(|s| s.pod_cidr));
+            }
+            Ok((cidrs.len() == 2).then_some(cidrs))
+        },
+    )
+    .await;
+    assert_ne!(cidrs[0], cidrs[1]);
+    assert!(
+        cidrs
+            .iter()
+            .all(|c| c.starts_with("10.244.") && c.ends_with("/24")),
+        "{cidrs:?}"
+    );
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     support::eventually(

@@ -4,9 +4,11 @@
 pub mod discovery;
 pub mod endpoints;
 pub mod errors;
+pub mod gc;
 pub mod informer;
 pub mod namespace;
 pub mod node;
+pub mod node_ipam;
 pub mod queue;
 pub mod root_ca;
 pub mod serviceaccount;
@@ -20,9 +22,11 @@ pub fn descriptors() -> Vec<ControllerDescriptor> {
         serviceaccount::descriptor(),
         root_ca::descriptor(),
         namespace::descriptor(),
+        gc::descriptor(),
         endpoints::slice_descriptor(),
         endpoints::endpoints_descriptor(),
         node::descriptor(),
+        node_ipam::descriptor(),
         taint_eviction::descriptor(),
     ]
 }

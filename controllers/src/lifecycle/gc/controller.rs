@@ -1,0 +1,381 @@
+//! Watches, the graph's upkeep and the workers that act on [`super::graph::decide`].
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{
+    DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
+};
+use kube::core::PartialObjectMeta;
+use kube::discovery::{verbs, ApiResource};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Api;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::graph::{self, Action, Graph, Location, Object, OwnerState, Propagation};
+use crate::context::ControllerContext;
+use crate::lifecycle::discovery::{self, Served};
+use crate::lifecycle::{errors, queue::WorkQueue};
+
+/// How often discovery is re-run to pick up new resources (CRDs), as upstream's 30 s.
+const RESYNC_DISCOVERY: Duration = Duration::from_secs(30);
+
+struct Shared {
+    client: kube::Client,
+    graph: Mutex<Graph>,
+    resources: RwLock<Vec<Served>>,
+    queue: WorkQueue<String>,
+}
+
+/// Runs until shutdown.
+pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
+    if !ctx.options.enable_garbage_collector {
+        tracing::info!("--enable-garbage-collector=false: garbage collector disabled");
+        ctx.shutdown.cancelled().await;
+        return Ok(());
+    }
+    let shared = Arc::new(Shared {
+        client: ctx.client_for(super::SERVICE_ACCOUNT).await?,
+        graph: Mutex::default(),
+        resources: RwLock::default(),
+        queue: WorkQueue::new(),
+    });
+    let (watch_client, sd) = (ctx.client.clone(), ctx.shutdown.clone());
+    let disc = shared.clone();
+    tokio::spawn(async move {
+        loop {
+            match discovery::served(&watch_client).await {
+                Ok(all) => add_watches(&disc, &watch_client, all, &sd),
+                Err(e) => tracing::warn!(error = %e, "garbage collector discovery failed"),
+            }
+            tokio::select! {
+                _ = sd.cancelled() => return,
+                _ = tokio::time::sleep(RESYNC_DISCOVERY) => {}
+            }
+        }
+    });
+    let workers = shared.clone();
+    shared
+        .queue
+        .run(
+            "garbage-collector",
+            ctx.options.concurrency.gc,
+            ctx.shutdown.clone(),
+            move |uid| {
+                let s = workers.clone();
+                async move { sync(&s, &uid).await }
+            },
+        )
+        .await;
+    Ok(())
+}
+
+/// Starts a metadata-only watch for each deletable resource not watched yet.
+fn add_watches(
+    shared: &Arc<Shared>,
+    client: &kube::Client,
+    all: Vec<Served>,
+    sd: &CancellationToken,
+) {
+    let mut resources = shared.resources.write().unwrap_or_else(|e| e.into_inner());
+    for s in all.into_iter().filter(|s| {
+        s.supports(verbs::LIST) && s.supports(verbs::WATCH) && s.supports(verbs::DELETE)
+    }) {
+        if resources
+            .iter()
+            .any(|r| r.resource.group == s.resource.group && r.resource.kind == s.resource.kind)
+        {
+            continue;
+        }
+        let index = resources.len();
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &s.resource);
+        let (shared, sd) = (shared.clone(), sd.clone());
+        tokio::spawn(async move {
+            let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+            let mut stream = std::pin::pin!(stream);
+            loop {
+                let event = tokio::select! {
+                    _ = sd.cancelled() => return,
+                    e = stream.next() => e,
+                };
+                match event {
+                    None => return,
+                    Some(Ok(Event::Apply(o) | Event::InitApply(o))) => {
+                        observe(&shared, index, &o, false)
+                    }
+                    Some(Ok(Event::Delete(o))) => observe(&shared, index, &o, true),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => tracing::debug!(error = %e, "garbage collector watch error"),
+                }
+            }
+        });
+        resources.push(s);
+    }
+}
+
+/// Updates the graph with one event and queues what it may affect.
+fn observe(shared: &Shared, resource: usize, o: &PartialObjectMeta<DynamicObject>, deleted: bool) {
+    let Some(uid) = o.metadata.uid.clone() else {
+        return;
+    };
+    let mut g = shared.graph.lock().unwrap_or_else(|e| e.into_inner());
+    if deleted {
+        for d in g.remove(&uid) {
+            shared.queue.add(d);
+        }
+        return;
+    }
+    let obj = Object {
+        location: Location {
+            resource,
+            namespace: o.metadata.namespace.clone(),
+            name: o.metadata.name.clone().unwrap_or_default(),
+        },
+        owners: o.metadata.owner_references.clone().unwrap_or_default(),
+        deleting: o.metadata.deletion_timestamp.is_some(),
+        finalizers: o.metadata.finalizers.clone().unwrap_or_default(),
+    };
+    let owners: Vec<String> = obj.owners.iter().map(|r| r.uid.clone()).collect();
+    let interesting = !obj.owners.is_empty()
+        || (obj.deleting && (obj.has(graph::ORPHAN) || obj.has(graph::FOREGROUND)));
+    g.upsert(&uid, obj);
+    drop(g);
+    if interesting {
+        shared.queue.add(uid);
+    }
+    // An owner in foreground deletion re-checks when a dependent changes.
+    for owner in owners {
+        shared.queue.add(owner);
+    }
+}
+
+fn api_for(shared: &Shared, loc: &Location) -> Option<Api<DynamicObject>> {
+    let resources = shared.resources.read().unwrap_or_else(|e| e.into_inner());
+    let ar = &resources.get(loc.resource)?.resource;
+    Some(match &loc.namespace {
+        Some(ns) => Api::namespaced_with(shared.client.clone(), ns, ar),
+        None => Api::all_with(shared.client.clone(), ar),
+    })
+}
+
+/// The resource an owner reference names (by group and kind), with its scope.
+fn owner_resource(shared: &Shared, api_version: &str, kind: &str) -> Option<(ApiResource, bool)> {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let resources = shared.resources.read().unwrap_or_else(|e| e.into_inner());
+    let s = resources
+        .iter()
+        .find(|s| s.resource.group == group && s.resource.kind == kind)?;
+    let mut ar = s.resource.clone();
+    ar.version = version.to_string();
+    ar.api_version = api_version.to_string();
+    Some((ar, s.namespaced()))
+}
+
+/// Classifies one owner reference, asking the apiserver when the graph does not know it.
+async fn owner_state(
+    shared: &Shared,
+    dependent: &Object,
+    r: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+) -> anyhow::Result<OwnerState> {
+    let known = shared
+        .graph
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&r.uid)
+        .cloned();
+    if let Some(owner) = known {
+        let waiting =
+            owner.deleting && owner.has(graph::FOREGROUND) && r.block_owner_deletion == Some(true);
+        return Ok(if waiting {
+            OwnerState::WaitingForDependents
+        } else {
+            OwnerState::Solid
+        });
+    }
+    let Some((ar, namespaced)) = owner_resource(shared, &r.api_version, &r.kind) else {
+        // Unknown kind (e.g. a CRD not yet discovered): never guess.
+        anyhow::bail!("owner kind {}/{} not discovered yet", r.api_version, r.kind);
+    };
+    let api: Api<DynamicObject> = match (&dependent.location.namespace, namespaced) {
+        (Some(ns), true) => Api::namespaced_with(shared.client.clone(), ns, &ar),
+        (None, true) => return Ok(OwnerState::Dangling), // cluster-scoped dependent, namespaced owner: invalid
+        (_, false) => Api::all_with(shared.client.clone(), &ar),
+    };
+    match api.get_metadata_opt(&r.name).await? {
+        Some(o) if o.metadata.uid.as_deref() == Some(r.uid.as_str()) => Ok(OwnerState::Solid),
+        _ => Ok(OwnerState::Dangling),
+    }
+}
+
+async fn sync(shared: &Shared, uid: &str) -> anyhow::Result<()> {
+    let Some(obj) = shared
+        .graph
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(uid)
+        .cloned()
+    else {
+        return Ok(());
+    };
+    let Some(api) = api_for(shared, &obj.location) else {
+        return Ok(());
+    };
+    let name = obj.location.name.clone();
+    if obj.deleting && obj.has(graph::ORPHAN) {
+        return orphan_dependents(shared, uid, &obj, &api).await;
+    }
+    if obj.deleting && obj.has(graph::FOREGROUND) {
+        return foreground(shared, uid, &obj, &api).await;
+    }
+    let mut states = Vec::with_capacity(obj.owners.len());
+    for r in &obj.owners {
+        states.push(owner_state(shared, &obj, r).await?);
+    }
+    let has_dependents = !shared
+        .graph
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .dependents_of(uid)
+        .is_empty();
+    match graph::decide(&obj, &states, has_dependents) {
+        Action::Nothing => Ok(()),
+        Action::RemoveReferences(drop) => {
+            let keep: Vec<_> = obj
+                .owners
+                .iter()
+                .filter(|r| !drop.contains(&r.uid))
+                .collect();
+            let patch = json!({"metadata": {"ownerReferences": keep, "uid": uid}});
+            errors::ignore_not_found(
+                api.patch_metadata(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await,
+            )?;
+            Ok(())
+        }
+        Action::Delete(policy) => {
+            tracing::info!(object = %format!("{}/{}", obj.location.namespace.as_deref().unwrap_or(""), name), ?policy, "Deleting object whose owners are gone");
+            let dp = DeleteParams {
+                propagation_policy: Some(match policy {
+                    Propagation::Background => PropagationPolicy::Background,
+                    Propagation::Foreground => PropagationPolicy::Foreground,
+                    Propagation::Orphan => PropagationPolicy::Orphan,
+                }),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.to_string()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match api.delete(&name, &dp).await {
+                Ok(_) => Ok(()),
+                Err(e) if errors::is_not_found(&e) || errors::is_conflict(&e) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Orphan propagation: remove the owner's reference from every dependent, then the
+/// `orphan` finalizer from the owner.
+async fn orphan_dependents(
+    shared: &Shared,
+    uid: &str,
+    obj: &Object,
+    api: &Api<DynamicObject>,
+) -> anyhow::Result<()> {
+    let dependents: Vec<Object> = {
+        let g = shared.graph.lock().unwrap_or_else(|e| e.into_inner());
+        g.dependents_of(uid)
+            .iter()
+            .filter_map(|d| g.get(d).cloned())
+            .collect()
+    };
+    for d in dependents {
+        let Some(dapi) = api_for(shared, &d.location) else {
+            continue;
+        };
+        let keep: Vec<_> = d.owners.iter().filter(|r| r.uid != uid).collect();
+        let patch = json!({"metadata": {"ownerReferences": keep}});
+        errors::ignore_not_found(
+            dapi.patch_metadata(
+                &d.location.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await,
+        )?;
+    }
+    remove_finalizer(api, obj, graph::ORPHAN).await
+}
+
+/// Foreground propagation: delete blocking dependents (in the foreground themselves) and
+/// release the owner once none is left.
+async fn foreground(
+    shared: &Shared,
+    uid: &str,
+    obj: &Object,
+    api: &Api<DynamicObject>,
+) -> anyhow::Result<()> {
+    let blocking: Vec<(String, Object)> = {
+        let g = shared.graph.lock().unwrap_or_else(|e| e.into_inner());
+        g.blocking_dependents(uid)
+            .into_iter()
+            .filter_map(|d| g.get(&d).cloned().map(|o| (d, o)))
+            .collect()
+    };
+    if blocking.is_empty() {
+        return remove_finalizer(api, obj, graph::FOREGROUND).await;
+    }
+    for (duid, d) in blocking.into_iter().filter(|(_, d)| !d.deleting) {
+        let Some(dapi) = api_for(shared, &d.location) else {
+            continue;
+        };
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Foreground),
+            preconditions: Some(Preconditions {
+                uid: Some(duid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match dapi.delete(&d.location.name, &dp).await {
+            Ok(_) => {}
+            Err(e) if errors::is_not_found(&e) || errors::is_conflict(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+async fn remove_finalizer(
+    api: &Api<DynamicObject>,
+    obj: &Object,
+    finalizer: &str,
+) -> anyhow::Result<()> {
+    let Some(current) = api.get_metadata_opt(&obj.location.name).await? else {
+        return Ok(());
+    };
+    let finalizers: Vec<String> = current
+        .metadata
+        .finalizers
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| f != finalizer)
+        .collect();
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": current.metadata.resource_version}});
+    match api
+        .patch_metadata(
+            &obj.location.name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if errors::is_not_found(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,119 @@
+//! The garbage collector with each propagation policy, on plain ConfigMaps as owners and
+//! dependents (what it does is independent of the kinds).
+
+#[path = "lifecycle_support.rs"]
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::Api;
+use serde_json::json;
+
+async fn pair(cms: &Api<ConfigMap>, owner: &str, dependent: &str, dependent_finalizers: &[&str]) {
+    let o: ConfigMap = serde_json::from_value(json!({"metadata": {"name": owner}})).unwrap();
+    let o = cms.create(&PostParams::default(), &o).await.unwrap();
+    let d: ConfigMap = serde_json::from_value(json!({"metadata": {"name": dependent, "finalizers": dependent_finalizers,
+        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": owner, "uid": o.metadata.uid.unwrap(), "blockOwnerDeletion": true}]}}))
+    .unwrap();
+    cms.create(&PostParams::default(), &d).await.unwrap();
+}
+
+fn policy(p: PropagationPolicy) -> DeleteParams {
+    DeleteParams {
+        propagation_policy: Some(p),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn propagation_policies() {
+    let cluster = e2e::cluster_or_skip!();
+    let mut kcm = support::start_kcm(&cluster, "garbagecollector", &[]);
+    let cms: Api<ConfigMap> = Api::namespaced(cluster.client(), "default");
+
+    // Background: the owner goes at once, the dependent is collected.
+    pair(&cms, "bg-owner", "bg-dep", &[]).await;
+    cms.delete("bg-owner", &policy(PropagationPolicy::Background))
+        .await
+        .unwrap();
+    support::eventually(
+        "bg-dep collected",
+        Duration::from_secs(60),
+        &mut kcm,
+        || async { Ok(cms.get_opt("bg-dep").await?.is_none().then_some(())) },
+    )
+    .await;
+
+    // Orphan: the dependent stays, without its owner reference.
+    pair(&cms, "or-owner", "or-dep", &[]).await;
+    cms.delete("or-owner", &policy(PropagationPolicy::Orphan))
+        .await
+        .unwrap();
+    support::eventually(
+        "or-owner deleted",
+        Duration::from_secs(60),
+        &mut kcm,
+        || async { Ok(cms.get_opt("or-owner").await?.is_none().then_some(())) },
+    )
+    .await;
+    let dep = cms.get("or-dep").await.unwrap();
+    assert!(dep.metadata.owner_references.unwrap_or_default().is_empty());
+    assert!(dep.metadata.deletion_timestamp.is_none());
+
+    // Foreground: the owner waits (foregroundDeletion finalizer) until its blocking
+    // dependent is gone.
+    pair(&cms, "fg-owner", "fg-dep", &["example.com/hold"]).await;
+    cms.delete("fg-owner", &policy(PropagationPolicy::Foreground))
+        .await
+        .unwrap();
+    support::eventually(
+        "fg-dep being deleted",
+        Duration::from_secs(60),
+        &mut kcm,
+        || async {
+            Ok(cms
+                .get("fg-dep")
+                .await?
+                .metadata
+                .deletion_timestamp
+                .map(|_| ()))
+        },
+    )
+    .await;
+    let owner = cms.get("fg-owner").await.unwrap();
+    assert!(owner
+        .metadata
+        .finalizers
+        .unwrap_or_default()
+        .contains(&"foregroundDeletion".to_string()));
+    cms.patch(
+        "fg-dep",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    support::eventually(
+        "fg-owner released",
+        Duration::from_secs(60),
+        &mut kcm,
+        || async { Ok(cms.get_opt("fg-owner").await?.is_none().then_some(())) },
+    )
+    .await;
+
+    // A dependent created with an owner that never existed is collected as dangling.
+    let d: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "dangling",
+        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "ghost", "uid": "00000000-0000-0000-0000-000000000001"}]}}))
+    .unwrap();
+    cms.create(&PostParams::default(), &d).await.unwrap();
+    support::eventually(
+        "dangling collected",
+        Duration::from_secs(60),
+        &mut kcm,
+        || async { Ok(cms.get_opt("dangling").await?.is_none().then_some(())) },
+    )
+    .await;
+    kcm.terminate(Duration::from_secs(10)).unwrap();
+}
