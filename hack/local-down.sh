@@ -6,6 +6,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "${ROOT}/hack/lib/local.sh"
+source "${ROOT}/hack/lib/node.sh"
 
 if [[ ! -f "${PIDS}" ]]; then
   echo "local-down: nothing to stop (no ${PIDS})"
@@ -38,3 +39,5 @@ for entry in "${entries[@]}"; do
   fi
 done
 rm -f "${PIDS}"
+# Pods outlive containerd in their shims: end the ones our containerd started.
+node::cleanup

@@ -15,6 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "${ROOT}/hack/lib/assets.sh"
 source "${ROOT}/hack/lib/pki.sh"
 source "${ROOT}/hack/lib/local.sh"
+source "${ROOT}/hack/lib/node.sh"
 
 API_PORT="${FERROKUBE_API_PORT:-6443}"
 ETCD_PORT="${FERROKUBE_ETCD_PORT:-2379}"
@@ -25,9 +26,9 @@ SERVICE_CIDR="10.96.0.0/16"
 CLUSTER_CIDR="10.244.0.0/16"
 NODE_NAME="$(hostname)"
 BIN_DIR="${CARGO_TARGET_DIR:-${ROOT}/target}/debug"
-# The ferrokube components started (KUBELET/KUBE-PROXY: add kubelet and kube-proxy here when
-# local-up starts them, see below).
+# The ferrokube binaries local-up starts (the node's too unless FERROKUBE_NODE=0).
 COMPONENTS=(kube-scheduler kube-controller-manager)
+[[ "${FERROKUBE_NODE:-1}" != 1 ]] || COMPONENTS+=(kubelet kube-proxy ferrokube-load-image)
 
 log() { echo "local-up: $*"; }
 
@@ -72,7 +73,8 @@ main() {
   : >"${PIDS}"
 
   for p in "${API_PORT}:kube-apiserver" "${ETCD_PORT}:etcd" "${ETCD_PEER_PORT}:etcd peer" \
-    "${SCHEDULER_PORT}:kube-scheduler" "${CONTROLLER_MANAGER_PORT}:kube-controller-manager"; do
+    "${SCHEDULER_PORT}:kube-scheduler" "${CONTROLLER_MANAGER_PORT}:kube-controller-manager" \
+    10248:kubelet-healthz 10250:kubelet 10249:kube-proxy-metrics 10256:kube-proxy-healthz; do
     port_free_or_die "${p%%:*}" "${p#*:}"
   done
 
@@ -175,11 +177,14 @@ main() {
   fi
   start kube-controller-manager "${BIN_DIR}/kube-controller-manager" "${kcm_flags[@]}"
 
-  # KUBE-PROXY (later issue): start "${BIN_DIR}/kube-proxy" --kubeconfig="${DIR}/kube-proxy.kubeconfig"
-  #   --proxy-mode=nftables --cluster-cidr="${CLUSTER_CIDR}" --bind-address=127.0.0.1 ...
-  # KUBELET (later issue): start containerd (fresh socket/state under ${DIR}), import the
-  #   pause and busybox images, then start "${BIN_DIR}/kubelet" --kubeconfig="${DIR}/kubelet.kubeconfig"
-  #   --config=<KubeletConfiguration with failCgroupV1: false> --container-runtime-endpoint=...
+  # This machine as the cluster's node: containerd + images, kubelet, kube-proxy.
+  # FERROKUBE_NODE=0 brings up the control plane only.
+  if [[ "${FERROKUBE_NODE:-1}" == 1 ]]; then
+    node::network
+    node::containerd
+    node::kubelet
+    node::proxy
+  fi
 
   log "waiting for the components to hold their Leases"
   local lease holder
@@ -198,6 +203,8 @@ main() {
       echo "local-up: WARNING: ${lease} runs but holds no Lease after 30 s (see ${LOGS}/${lease}.log)" >&2
     fi
   done
+
+  [[ "${FERROKUBE_NODE:-1}" != 1 ]] || node::wait_ready
 
   echo
   echo "ferrokube local cluster is up (state in ${DIR}; stop it with hack/local-down.sh)."
