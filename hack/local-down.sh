@@ -14,8 +14,11 @@ if [[ ! -f "${PIDS}" ]]; then
 fi
 
 # Ours: the pid still runs the binary recorded at start (guards against pid reuse).
+# A binary rebuilt since (cargo replaces the file) reads as "PATH (deleted)": still ours.
 ours() {
-  [[ "$(readlink -f "/proc/$1/exe" 2>/dev/null)" == "$2" ]]
+  local exe
+  exe="$(readlink "/proc/$1/exe" 2>/dev/null)" || return 1
+  [[ "${exe% (deleted)}" == "$2" ]]
 }
 
 # Components first, the apiserver and etcd last: reverse start order.
