@@ -123,7 +123,12 @@ fn observe(shared: &Shared, resource: usize, o: &PartialObjectMeta<DynamicObject
     };
     let mut g = shared.graph.lock().unwrap_or_else(|e| e.into_inner());
     if deleted {
-        for d in g.remove(&uid) {
+        // Its dependents may now be dangling; owners in foreground deletion may be free.
+        let owners: Vec<String> = g
+            .get(&uid)
+            .map(|o| o.owners.iter().map(|r| r.uid.clone()).collect())
+            .unwrap_or_default();
+        for d in g.remove(&uid).into_iter().chain(owners) {
             shared.queue.add(d);
         }
         return;
