@@ -13,7 +13,7 @@
 //! No kubelet runs: pods are counted once created (the apiserver's `remainingItemCount`
 //! on a one-item list keeps the polling cheap).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use e2e::components::controller_manager_args;
@@ -75,7 +75,7 @@ fn deployment(replicas: i32) -> Deployment {
     .expect("deployment")
 }
 
-async fn run_once(binary: &PathBuf, replicas: i32) -> anyhow::Result<(Duration, f64)> {
+async fn run_once(binary: &Path, replicas: i32) -> anyhow::Result<(Duration, f64)> {
     let cluster = match TestCluster::start().await {
         Ok(c) => c,
         Err(e) => anyhow::bail!("SKIPPED: no kube-apiserver ({e})"),

@@ -133,17 +133,13 @@ where
         }
     }
 
-    /// Forgets `o` and tells the handlers.
+    /// Forgets `o` and tells the handlers (with the watch's final state of it).
     pub fn delete(&self, o: &K) {
-        let key = key_of(o);
-        let removed = self
-            .inner
+        self.inner
             .objects
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
-        // Tell the last state known to the apiserver (the watch's), as client-go does.
-        let _ = removed;
+            .remove(&key_of(o));
         self.notify(Change::Deleted(o));
     }
 

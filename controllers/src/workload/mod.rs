@@ -11,6 +11,7 @@ pub mod deployment;
 pub mod expectations;
 pub mod factory;
 pub mod informer;
+pub mod job;
 pub mod owner;
 pub mod pod_control;
 pub mod pods;
@@ -23,6 +24,7 @@ use crate::registry::ControllerDescriptor;
 pub fn descriptors() -> Vec<ControllerDescriptor> {
     vec![
         deployment::descriptor(),
+        job::descriptor(),
         replicaset::replicaset_descriptor(),
         replicaset::replicationcontroller_descriptor(),
     ]

@@ -243,7 +243,7 @@ mod tests {
             .map(|r| r.metadata.name.clone().unwrap())
             .collect();
         assert_eq!(got, ["rs1"]);
-        assert!(is_scaling_event(&deploy("v1"), &[&c]) == false);
+        assert!(!is_scaling_event(&deploy("v1"), &[&c]));
         let mut d5 = deploy("v1");
         d5.spec.as_mut().unwrap().replicas = Some(5);
         assert!(is_scaling_event(&d5, &[&c]));

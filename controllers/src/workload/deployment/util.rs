@@ -121,7 +121,9 @@ fn without_hash(t: &PodTemplateSpec) -> serde_json::Value {
     if let Some(l) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         l.remove(POD_TEMPLATE_HASH);
         if l.is_empty() {
-            t.metadata.as_mut().map(|m| m.labels = None);
+            if let Some(m) = t.metadata.as_mut() {
+                m.labels = None;
+            }
         }
     }
     serde_json::to_value(t).unwrap_or_default()
