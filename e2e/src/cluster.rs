@@ -47,6 +47,30 @@ impl From<anyhow::Error> for StartError {
     }
 }
 
+/// Prefix of etcd data directories in /dev/shm: `<prefix><pid>-<random>`.
+const ETCD_DATA_PREFIX: &str = "ferrokube-etcd-";
+
+/// Removes etcd data directories in `dir` whose owning test process no longer exists.
+fn sweep_orphaned_etcd_data(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(ETCD_DATA_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// The one-line reason printed when a test is skipped for `missing` binaries.
 pub fn skip_reason(missing: &MissingAssets) -> String {
     if missing.lacks_apiserver() {
@@ -92,11 +116,14 @@ impl TestCluster {
         let pki = Pki::create(&pki_dir)?;
         let files = ApiServerPki::create(&pki, &pki_dir)?;
 
-        // etcd fsyncs every write: keep its data in memory when /dev/shm exists.
+        // etcd fsyncs every write: keep its data in memory when /dev/shm exists. The name
+        // carries our pid so that data left by a test process that was killed (no Drop) is
+        // swept by the next cluster.
         let shm = Path::new("/dev/shm");
         let etcd_data = if shm.is_dir() {
+            sweep_orphaned_etcd_data(shm);
             tempfile::Builder::new()
-                .prefix("ferrokube-etcd-")
+                .prefix(&format!("{ETCD_DATA_PREFIX}{}-", std::process::id()))
                 .tempdir_in(shm)
         } else {
             tempfile::Builder::new()
@@ -279,5 +306,27 @@ impl Drop for TestCluster {
                 eprintln!("kept cluster dir {}", dir.keep().display());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweeps_only_data_of_dead_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir
+            .path()
+            .join(format!("{ETCD_DATA_PREFIX}{}-abc", std::process::id()));
+        // Pid numbers above the kernel's pid_max (4194304 at most) never exist.
+        let dead = dir.path().join(format!("{ETCD_DATA_PREFIX}4294967-abc"));
+        let foreign = dir.path().join(format!("{ETCD_DATA_PREFIX}xyz"));
+        for d in [&live, &dead, &foreign] {
+            std::fs::create_dir(d).unwrap();
+        }
+        sweep_orphaned_etcd_data(dir.path());
+        assert!(live.exists() && foreign.exists());
+        assert!(!dead.exists());
     }
 }
