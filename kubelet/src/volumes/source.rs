@@ -8,18 +8,34 @@ use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, T
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use kube::api::{Api, PostParams};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Reads volume contents from the apiserver.
 #[derive(Clone)]
 pub struct ApiVolumeSource {
     client: kube::Client,
+    /// Issued tokens by (pod UID, audience): (token, issued, TTL).
+    tokens: Arc<Mutex<HashMap<(String, String), CachedToken>>>,
 }
+
+/// A token with when it was issued and for how long.
+type CachedToken = (String, Instant, Duration);
 
 impl ApiVolumeSource {
     /// A source using `client` (the node's credentials).
     pub fn new(client: kube::Client) -> Self {
-        ApiVolumeSource { client }
+        ApiVolumeSource {
+            client,
+            tokens: Arc::default(),
+        }
     }
+}
+
+/// Whether a cached token must be renewed: after 80% of its lifetime, as upstream's token
+/// manager does.
+pub fn needs_refresh(issued: Instant, ttl: Duration, now: Instant) -> bool {
+    now.duration_since(issued) >= ttl.mul_f64(0.8)
 }
 
 /// A ConfigMap's `data` and `binaryData` as bytes.
@@ -80,6 +96,17 @@ impl VolumeSource for ApiVolumeSource {
         expiration_seconds: i64,
     ) -> BoxFuture<'a, anyhow::Result<String>> {
         async move {
+            let key = (
+                pod.metadata.uid.clone().unwrap_or_default(),
+                audience.unwrap_or_default().to_string(),
+            );
+            if let Some((token, issued, ttl)) =
+                self.tokens.lock().expect("token cache").get(&key).cloned()
+            {
+                if !needs_refresh(issued, ttl, Instant::now()) {
+                    return Ok(token);
+                }
+            }
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
             let sa = pod
                 .spec
@@ -104,7 +131,13 @@ impl VolumeSource for ApiVolumeSource {
             let issued: TokenRequest = api
                 .create_subresource("token", &sa, &PostParams::default(), &body)
                 .await?;
-            Ok(issued.status.map(|s| s.token).unwrap_or_default())
+            let token = issued.status.map(|s| s.token).unwrap_or_default();
+            let ttl = Duration::from_secs(expiration_seconds.max(600) as u64);
+            let mut cache = self.tokens.lock().expect("token cache");
+            // Expired entries belong to pods that are gone (live pods refresh at 80%).
+            cache.retain(|_, (_, issued, ttl)| issued.elapsed() < *ttl);
+            cache.insert(key, (token.clone(), Instant::now(), ttl));
+            Ok(token)
         }
         .boxed()
     }
@@ -140,5 +173,18 @@ impl VolumeSource for StaticVolumeSource {
     ) -> BoxFuture<'a, anyhow::Result<String>> {
         let t = self.token.clone();
         async move { Ok(t) }.boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_refresh_after_eighty_percent_of_their_lifetime() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(3600);
+        assert!(!needs_refresh(t0, ttl, t0 + Duration::from_secs(2879)));
+        assert!(needs_refresh(t0, ttl, t0 + Duration::from_secs(2880)));
     }
 }
