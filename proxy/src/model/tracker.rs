@@ -203,6 +203,17 @@ impl ChangeTracker {
         result
     }
 
+    /// The applied ports of one Service.
+    pub fn ports_of<'a>(
+        &'a self,
+        service: &'a ServiceName,
+    ) -> impl Iterator<Item = &'a ServicePortInfo> + 'a {
+        self.ports
+            .range(first_port_of(service)..)
+            .take_while(move |(k, _)| &k.service == service)
+            .map(|(_, v)| v)
+    }
+
     /// Marks every known Service pending (for a full resync after a failure).
     pub fn mark_all_pending(&mut self) {
         let names = self.services.keys().chain(self.slices.keys()).cloned();

@@ -13,6 +13,7 @@ pub struct ElementStore {
     name: &'static str,
     elements: BTreeMap<String, Option<String>>,
     leftover: BTreeSet<String>,
+    touched: Vec<String>,
 }
 
 impl ElementStore {
@@ -23,6 +24,7 @@ impl ElementStore {
             name,
             elements: BTreeMap::new(),
             leftover: BTreeSet::new(),
+            touched: Vec::new(),
         }
     }
 
@@ -52,6 +54,7 @@ impl ElementStore {
         comment: Option<&str>,
     ) {
         self.leftover.remove(&key);
+        self.touched.push(key.clone());
         match self.elements.get(&key) {
             Some(v) if *v == value => {}
             Some(_) => {
@@ -72,6 +75,19 @@ impl ElementStore {
             tx.delete_element(self.name, &key);
             self.elements.remove(&key);
         }
+    }
+
+    /// The keys ensured since the last call (to learn which elements a service owns).
+    pub fn take_touched(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.touched)
+    }
+
+    /// Deletes `key` if present (an element a changed service no longer has).
+    pub fn remove(&mut self, tx: &mut Transaction, key: &str) {
+        if self.elements.remove(key).is_some() {
+            tx.delete_element(self.name, key);
+        }
+        self.leftover.remove(key);
     }
 
     /// Number of elements believed present.

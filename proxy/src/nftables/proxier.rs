@@ -10,7 +10,7 @@ use super::names::{is_affinity_set, is_service_chain};
 use super::service::{write_service, SyncTally};
 use super::tx::Transaction;
 use crate::model::{ChangeTracker, ServiceName};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 /// How long a flushed service chain waits before it is deleted (as upstream: deleting a
@@ -33,7 +33,10 @@ pub struct Plan {
     pub tx: Transaction,
     /// Whether this is a full sync.
     pub full: bool,
-    tally: SyncTally,
+    active_chains: BTreeSet<String>,
+    active_sets: BTreeSet<String>,
+    dropped_sets: Vec<String>,
+    no_local: (usize, usize),
     newly_stale: Vec<String>,
     deleted_stale: Vec<String>,
 }
@@ -41,8 +44,19 @@ pub struct Plan {
 impl Plan {
     /// Services with endpoints elsewhere but none local (internal, external).
     pub fn no_local_endpoints(&self) -> (usize, usize) {
-        (self.tally.no_local_internal, self.tally.no_local_external)
+        self.no_local
     }
+}
+
+/// What one Service put into the table (so a partial sync can remove what it no longer
+/// needs without looking at any other Service).
+#[derive(Debug, Clone, Default)]
+struct Owned {
+    chains: BTreeSet<String>,
+    sets: BTreeSet<String>,
+    /// (store index in [`Stores::all_mut`] order, element key).
+    elements: BTreeSet<(usize, String)>,
+    no_local: (usize, usize),
 }
 
 /// The state of one family's nftables proxier.
@@ -51,6 +65,8 @@ pub struct NftProxier {
     /// Settings.
     pub cfg: NftConfig,
     stores: Stores,
+    owned: HashMap<ServiceName, Owned>,
+    /// Service chains believed to exist in the kernel.
     chains: BTreeSet<String>,
     affinity_sets: BTreeSet<String>,
     stale: BTreeMap<String, Instant>,
@@ -64,6 +80,7 @@ impl NftProxier {
         NftProxier {
             cfg,
             stores: Stores::default(),
+            owned: HashMap::new(),
             chains: BTreeSet::new(),
             affinity_sets: BTreeSet::new(),
             stale: BTreeMap::new(),
@@ -82,9 +99,45 @@ impl NftProxier {
         self.need_full = true;
     }
 
+    /// Writes every port of `service` and returns what it owns now.
+    fn write_one(
+        &mut self,
+        tx: &mut Transaction,
+        tracker: &ChangeTracker,
+        service: &ServiceName,
+    ) -> Owned {
+        let mut tally = SyncTally::default();
+        for svc in tracker.ports_of(service) {
+            let endpoints = tracker
+                .endpoints
+                .get(&svc.name)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            write_service(
+                tx,
+                &mut self.stores,
+                &self.cfg,
+                svc,
+                endpoints,
+                true,
+                &mut tally,
+            );
+        }
+        let mut elements = BTreeSet::new();
+        for (i, store) in self.stores.all_mut().into_iter().enumerate() {
+            elements.extend(store.take_touched().into_iter().map(|k| (i, k)));
+        }
+        Owned {
+            chains: tally.active_chains,
+            sets: tally.active_sets,
+            elements,
+            no_local: (tally.no_local_internal, tally.no_local_external),
+        }
+    }
+
     /// Builds the transaction for the tracker's applied view. `updated` are the Services
-    /// changed since the last sync; `inventory` is what the kernel holds (used on full
-    /// syncs; `None` trusts memory).
+    /// changed since the last sync (a partial sync looks at nothing else); `inventory` is
+    /// what the kernel holds (used on full syncs; `None` trusts memory).
     pub fn plan(
         &mut self,
         tracker: &ChangeTracker,
@@ -93,8 +146,10 @@ impl NftProxier {
         now: Instant,
     ) -> Plan {
         let full = self.need_full;
+        let mut body = Transaction::new(self.cfg.family);
         let mut tx = Transaction::new(self.cfg.family);
-        let mut deleted_stale = Vec::new();
+        let mut newly_stale = Vec::new();
+        let mut dropped_sets = Vec::new();
         if full {
             write_base(
                 &mut tx,
@@ -116,58 +171,95 @@ impl NftProxier {
                     .cloned()
                     .collect();
             }
-        }
-        for store in self.stores.all_mut() {
-            store.begin();
-        }
-        let mut tally = SyncTally::default();
-        let mut body = Transaction::new(self.cfg.family);
-        for (name, svc) in &tracker.ports {
-            let endpoints = tracker
-                .endpoints
-                .get(name)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            let write = full || updated.contains(&name.service);
-            write_service(
-                &mut body,
-                &mut self.stores,
-                &self.cfg,
-                svc,
-                endpoints,
-                write,
-                &mut tally,
-            );
-        }
-        // Chains flushed by an earlier successful sync and unused since can go now.
-        for (chain, since) in &self.stale {
-            if !tally.active_chains.contains(chain)
-                && now.duration_since(*since) >= STALE_CHAIN_DELAY
-            {
-                tx.delete_chain(chain);
-                deleted_stale.push(chain.clone());
+            for store in self.stores.all_mut() {
+                store.take_touched();
             }
+            let services: BTreeSet<&ServiceName> =
+                tracker.ports.keys().map(|k| &k.service).collect();
+            self.owned.clear();
+            for service in services {
+                let owned = self.write_one(&mut body, tracker, service);
+                self.owned.insert(service.clone(), owned);
+            }
+            let active: BTreeSet<&String> =
+                self.owned.values().flat_map(|o| o.chains.iter()).collect();
+            newly_stale.extend(
+                self.chains
+                    .iter()
+                    .filter(|c| !active.contains(c) && !self.stale.contains_key(*c))
+                    .cloned(),
+            );
+            let sets: BTreeSet<&String> = self.owned.values().flat_map(|o| o.sets.iter()).collect();
+            dropped_sets.extend(
+                self.affinity_sets
+                    .iter()
+                    .filter(|s| !sets.contains(s))
+                    .cloned(),
+            );
+        } else {
+            for service in updated {
+                let old = self.owned.remove(service).unwrap_or_default();
+                let new = self.write_one(&mut body, tracker, service);
+                for (i, key) in old.elements.difference(&new.elements) {
+                    if let Some(store) = self.stores.all_mut().into_iter().nth(*i) {
+                        store.remove(&mut body, key);
+                    }
+                }
+                newly_stale.extend(old.chains.difference(&new.chains).cloned());
+                dropped_sets.extend(old.sets.difference(&new.sets).cloned());
+                if !new.chains.is_empty() || !new.elements.is_empty() {
+                    self.owned.insert(service.clone(), new);
+                }
+            }
+        }
+        // Chains and sets (re)written by this plan: those of every Service on a full sync,
+        // of the updated ones on a partial sync (names are per Service, so no other
+        // Service can own them).
+        let written: Vec<&Owned> = if full {
+            self.owned.values().collect()
+        } else {
+            updated.iter().filter_map(|s| self.owned.get(s)).collect()
+        };
+        let active_chains: BTreeSet<String> = written
+            .iter()
+            .flat_map(|o| o.chains.iter().cloned())
+            .collect();
+        let active_sets: BTreeSet<String> = written
+            .iter()
+            .flat_map(|o| o.sets.iter().cloned())
+            .collect();
+        // Chains flushed by an earlier successful sync and unused since can go now.
+        let deleted_stale: Vec<String> = self
+            .stale
+            .iter()
+            .filter(|(c, since)| {
+                !active_chains.contains(*c) && now.duration_since(**since) >= STALE_CHAIN_DELAY
+            })
+            .map(|(c, _)| c.clone())
+            .collect();
+        for chain in &deleted_stale {
+            tx.delete_chain(chain);
         }
         tx.append(&body);
-        let mut newly_stale = Vec::new();
-        for chain in &self.chains {
-            if !tally.active_chains.contains(chain) && !self.stale.contains_key(chain) {
-                tx.flush_chain(chain);
-                newly_stale.push(chain.clone());
-            }
+        newly_stale.retain(|c| !active_chains.contains(c));
+        for chain in &newly_stale {
+            tx.flush_chain(chain);
         }
-        for set in &self.affinity_sets {
-            if !tally.active_sets.contains(set) {
-                tx.delete_container("set", set);
-            }
+        dropped_sets.retain(|s| !active_sets.contains(s));
+        for set in &dropped_sets {
+            tx.delete_container("set", set);
         }
-        for store in self.stores.all_mut() {
-            store.finish(&mut tx);
-        }
+        let no_local = self
+            .owned
+            .values()
+            .fold((0, 0), |a, o| (a.0 + o.no_local.0, a.1 + o.no_local.1));
         Plan {
             tx,
             full,
-            tally,
+            active_chains,
+            active_sets,
+            dropped_sets,
+            no_local,
             newly_stale,
             deleted_stale,
         }
@@ -191,10 +283,12 @@ impl NftProxier {
         for chain in plan.newly_stale {
             self.stale.insert(chain, now);
         }
-        self.stale
-            .retain(|c, _| !plan.tally.active_chains.contains(c));
-        self.chains.extend(plan.tally.active_chains);
-        self.affinity_sets = plan.tally.active_sets;
+        self.stale.retain(|c, _| !plan.active_chains.contains(c));
+        self.chains.extend(plan.active_chains);
+        for set in &plan.dropped_sets {
+            self.affinity_sets.remove(set);
+        }
+        self.affinity_sets.extend(plan.active_sets);
     }
 
     /// Service chains flushed and waiting for deletion.

@@ -87,6 +87,11 @@ impl Netns {
         Netns { name }
     }
 
+    /// A bare namespace (loopback only) for benchmarks.
+    pub fn create_for_bench(name: &str) -> Self {
+        Netns::create(name.to_string())
+    }
+
     /// Runs `f` on a thread that has entered this namespace (sockets it opens stay there).
     pub fn run<T: Send + 'static>(
         &self,

@@ -1,0 +1,386 @@
+//! kube-proxy benchmark (not a timed test). Run through `proxy/bench/bench-proxy.sh`.
+//!
+//! `rules` mode, in process: N Services × 10 endpoints; a full sync and incremental syncs
+//! (one Service's endpoints changed), with rule generation and kernel apply (`nft -f` in
+//! a throwaway network namespace) timed separately; peak RSS of the process.
+//!
+//! `binary` mode, for any kube-proxy binary (ours or upstream's): a real kube-apiserver
+//! (e2e TestCluster) holding N Services + EndpointSlices; the binary runs inside a
+//! throwaway network namespace (reaching the apiserver through an in-process forwarder);
+//! its own metrics give full/partial sync durations; /proc gives its peak RSS.
+
+#[path = "../tests/lab/mod.rs"]
+#[allow(unused_macros)]
+mod lab;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, PostParams};
+use proxy::model::{IpFamily, ServiceName};
+use proxy::nftables::{Nft, NftConfig};
+use proxy::sync::FamilySyncer;
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+const ENDPOINTS: usize = 10;
+
+fn service(i: usize) -> Service {
+    serde_json::from_value(
+        json!({"metadata": {"namespace": "bench", "name": format!("svc-{i}")},
+        "spec": {"clusterIP": format!("10.100.{}.{}", i / 250, i % 250 + 1),
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}),
+    )
+    .unwrap()
+}
+
+fn slice(i: usize, generation: usize) -> EndpointSlice {
+    let eps: Vec<_> = (0..ENDPOINTS)
+        .map(|e| {
+            let n = i * ENDPOINTS + e + generation;
+            json!({"addresses": [format!("10.{}.{}.{}", 128 + n / 65536 % 64, n / 256 % 256, n % 256)], "conditions": {"ready": true}})
+        })
+        .collect();
+    serde_json::from_value(
+        json!({"metadata": {"namespace": "bench", "name": format!("svc-{i}-abcde"),
+        "labels": {"kubernetes.io/service-name": format!("svc-{i}")}},
+        "addressType": "IPv4", "endpoints": eps,
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}),
+    )
+    .unwrap()
+}
+
+fn peak_rss_kib(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn bench_rules(n: usize) {
+    let ns = lab::Netns::create_for_bench(&format!("fkbench{}r{n}", std::process::id()));
+    let mut cfg = NftConfig::new(IpFamily::V4, "bench-node");
+    cfg.cluster_cidr = Some("10.128.0.0/9".parse().unwrap());
+    let mut s = FamilySyncer::new(cfg, Nft::in_netns(&ns.name));
+    let fold = Instant::now();
+    for i in 0..n {
+        s.tracker.update_service(
+            ServiceName::new("bench", &format!("svc-{i}")),
+            Some(&service(i)),
+        );
+        s.tracker.update_slice(&slice(i, 0), false);
+    }
+    let ingest = fold.elapsed();
+    if let Ok(path) = std::env::var("FERROKUBE_BENCH_DUMP") {
+        let mut copy = proxy::nftables::NftProxier::new(s.proxier.cfg.clone());
+        let mut t = proxy::model::ChangeTracker::new(IpFamily::V4, "bench-node");
+        for i in 0..n {
+            t.update_service(
+                ServiceName::new("bench", &format!("svc-{i}")),
+                Some(&service(i)),
+            );
+            t.update_slice(&slice(i, 0), false);
+        }
+        t.apply();
+        let plan = copy.plan(&t, &Default::default(), None, Instant::now());
+        std::fs::write(format!("{path}.{n}"), plan.tx.text()).unwrap();
+    }
+    let full = s.sync();
+    assert!(full.error.is_none(), "{:?}", full.error);
+    let (mut gens, mut applies) = (Vec::new(), Vec::new());
+    let mut commands = 0;
+    for round in 1..=5 {
+        s.tracker.update_slice(&slice(round * 7 % n, round), false);
+        let out = s.sync();
+        assert!(out.error.is_none() && !out.full, "{:?}", out.error);
+        gens.push(out.generate);
+        applies.push(out.apply);
+        commands = out.commands;
+    }
+    println!(
+        "rules  n={n:<6} ingest {:>9} | full: generate {:>9} apply {:>10} ({} cmds, {} KiB) | incremental (median of 5): generate {:>8} apply {:>8} ({commands} cmds) | peak RSS {} MiB",
+        ms(ingest), ms(full.generate), ms(full.apply), full.commands, full.bytes / 1024,
+        ms(median(gens)), ms(median(applies)), peak_rss_kib("self") / 1024
+    );
+}
+
+/// Accepts connections inside `ns` on 127.0.0.1:`port` and forwards them to the host's
+/// 127.0.0.1:`target` (sockets keep the namespace of the thread that made them).
+fn forward_into(ns: &lab::Netns, port: u16, target: u16) {
+    let path = format!("/var/run/netns/{}", ns.name);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap();
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        tx.send(()).unwrap();
+        for inbound in l.incoming().flatten() {
+            // This thread is in the lab namespace; connect from a host-namespace thread.
+            let (ctx, crx) = std::sync::mpsc::channel();
+            HOST.with(|h| h.send((target, ctx)).unwrap());
+            let Ok(outbound) = crx.recv().unwrap() else {
+                continue;
+            };
+            pipe(inbound, outbound);
+        }
+    });
+    rx.recv().unwrap();
+}
+
+type ConnectRequest = (u16, std::sync::mpsc::Sender<std::io::Result<TcpStream>>);
+
+thread_local! {
+    static HOST: std::sync::mpsc::Sender<ConnectRequest> = HOST_CONNECTOR.lock().unwrap().clone();
+}
+
+static HOST_CONNECTOR: std::sync::LazyLock<
+    std::sync::Mutex<std::sync::mpsc::Sender<ConnectRequest>>,
+> = std::sync::LazyLock::new(|| {
+    let (tx, rx) = std::sync::mpsc::channel::<ConnectRequest>();
+    std::thread::spawn(move || {
+        for (port, reply) in rx {
+            let _ = reply.send(TcpStream::connect(("127.0.0.1", port)));
+        }
+    });
+    std::sync::Mutex::new(tx)
+});
+
+fn pipe(a: TcpStream, b: TcpStream) {
+    let (a2, b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+    let copy = |mut from: TcpStream, mut to: TcpStream| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        })
+    };
+    copy(a, b2);
+    copy(b, a2);
+}
+
+fn metrics_in(ns: &lab::Netns) -> String {
+    ns.run(|| {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", 10249)) else {
+            return String::new();
+        };
+        let _ = write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+    .join()
+    .unwrap()
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn bench_binary(binary: &str, n: usize) {
+    let cluster = match e2e::TestCluster::start().await {
+        Ok(c) => c,
+        Err(e) => {
+            lab::skip("bench binary", &format!("no control plane: {e}"));
+            return;
+        }
+    };
+    let client = cluster.client();
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "bench"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let node: Node = serde_json::from_value(json!({"metadata": {"name": "bench-node"}, "status": {"addresses": [{"type": "InternalIP", "address": "10.99.1.1"}]}})).unwrap();
+    Api::<Node>::all(client.clone())
+        .create(&PostParams::default(), &node)
+        .await
+        .unwrap();
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "bench");
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "bench");
+    let t = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let (svcs, slices) = (svcs.clone(), slices.clone());
+            async move {
+                let mut s = service(i);
+                if let Some(spec) = s.spec.as_mut() {
+                    spec.cluster_ip = None; // let the apiserver allocate
+                }
+                svcs.create(&PostParams::default(), &s).await.unwrap();
+                slices
+                    .create(&PostParams::default(), &slice(i, 0))
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    eprintln!(
+        "created {n} Services + EndpointSlices in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let ns = lab::Netns::create_for_bench(&format!("fkbench{}b{n}", std::process::id()));
+    let api_port: u16 = cluster
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    forward_into(&ns, api_port, api_port);
+    let args = [
+        "--proxy-mode=nftables".to_string(),
+        format!("--kubeconfig={}", cluster.kubeconfig().display()),
+        "--hostname-override=bench-node".into(),
+        "--cluster-cidr=10.128.0.0/9".into(),
+        "--metrics-bind-address=127.0.0.1:10249".into(),
+        "--healthz-bind-address=127.0.0.1:10256".into(),
+        "--conntrack-max-per-core=0".into(),
+        "--oom-score-adj=0".into(),
+        "--iptables-min-sync-period=1s".into(),
+    ];
+    let log = cluster.dir().join("bench-proxy.log");
+    let started = Instant::now();
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name, binary])
+        .args(&args)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let full_count = "kubeproxy_sync_full_proxy_rules_duration_seconds_count";
+    let mut first = None;
+    while started.elapsed() < Duration::from_secs(600) {
+        let m = metrics_in(&ns);
+        let svc_ips = ns
+            .exec(&["nft", "list", "map", "ip", "kube-proxy", "service-ips"])
+            .matches(": goto")
+            .count();
+        if metric(&m, full_count) >= 1.0 && svc_ips >= n {
+            first = Some((started.elapsed(), m));
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{binary} exited {status}: {}",
+                std::fs::read_to_string(log.with_extension("err")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (programmed, m) = first.expect("the proxy never programmed every Service");
+    let full =
+        metric(&m, "kubeproxy_sync_full_proxy_rules_duration_seconds_sum") / metric(&m, full_count);
+    // Incremental: change one EndpointSlice at a time and read the partial-sync histogram.
+    let partial_sum = "kubeproxy_sync_partial_proxy_rules_duration_seconds_sum";
+    let partial_count = "kubeproxy_sync_partial_proxy_rules_duration_seconds_count";
+    let before = metrics_in(&ns);
+    let (s0, c0) = (metric(&before, partial_sum), metric(&before, partial_count));
+    for round in 1..=5 {
+        let mut sl = slice(round * 7 % n, round);
+        sl.metadata.resource_version = slices
+            .get(sl.metadata.name.as_deref().unwrap())
+            .await
+            .unwrap()
+            .metadata
+            .resource_version;
+        slices
+            .replace(
+                sl.metadata.name.clone().unwrap().as_str(),
+                &PostParams::default(),
+                &sl,
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = metrics_in(&ns);
+    let (s1, c1) = (metric(&after, partial_sum), metric(&after, partial_count));
+    let partial = if c1 > c0 {
+        format!("{:.1} ms ({} syncs)", (s1 - s0) / (c1 - c0) * 1e3, c1 - c0)
+    } else {
+        "n/a (no partial syncs reported)".into()
+    };
+    let rss_now = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    println!(
+        "binary n={n:<6} {binary}: start→all programmed {:.2}s | full sync (own metric) {:.1} ms | incremental {partial} | peak RSS {} MiB, RSS now {} MiB",
+        programmed.as_secs_f64(), full * 1e3, peak_rss_kib(&pid) / 1024, rss_now / 1024
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if let Some(why) = lab::unavailable() {
+        lab::skip("bench-proxy", &why);
+        return;
+    }
+    let mut sizes = vec![1000, 10000];
+    let mut binaries = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--sizes" => {
+                sizes = it
+                    .next()
+                    .unwrap()
+                    .split(',')
+                    .map(|s| s.parse().unwrap())
+                    .collect()
+            }
+            "--binary" => binaries.push(it.next().unwrap().clone()),
+            _ => {}
+        }
+    }
+    for &n in &sizes {
+        bench_rules(n);
+    }
+    if binaries.is_empty() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for &n in &sizes {
+        for b in &binaries {
+            rt.block_on(bench_binary(b, n));
+        }
+    }
+}
