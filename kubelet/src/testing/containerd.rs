@@ -164,5 +164,37 @@ impl TestContainerd {
 impl Drop for TestContainerd {
     fn drop(&mut self) {
         self.stop();
+        self.kill_leftover_shims();
+    }
+}
+
+impl TestContainerd {
+    /// Kills the shims (and their containers) this containerd started that outlived it: they
+    /// carry our unique socket path on their command line, so nothing else is touched.
+    fn kill_leftover_shims(&self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let needle = self.socket.display().to_string();
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in procs.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains("containerd-shim") && cmdline.contains(&needle) {
+                let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                    .unwrap_or_default();
+                for child in children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok())
+                {
+                    let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+                }
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
     }
 }
