@@ -114,6 +114,35 @@ impl TestContainerd {
         let busybox = Path::new(BUSYBOX_PATH);
         loader.load(&busybox_image(busybox, BUSYBOX_IMAGE)?).await?;
         loader.load(&pause_image(busybox, PAUSE_IMAGE)?).await?;
+        // The CRI plugin learns of imported images from events, asynchronously: wait for it.
+        let cri = crate::cri::Cri::connect(&self.endpoint()).await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for image in [BUSYBOX_IMAGE, PAUSE_IMAGE] {
+            loop {
+                let spec = k8s_cri::v1::ImageSpec {
+                    image: image.into(),
+                    ..Default::default()
+                };
+                let request = k8s_cri::v1::ImageStatusRequest {
+                    image: Some(spec),
+                    verbose: false,
+                };
+                let seen = cri
+                    .images
+                    .clone()
+                    .image_status(request)
+                    .await
+                    .ok()
+                    .and_then(|r| r.into_inner().image);
+                if seen.is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("CRI does not list the loaded image {image}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         Ok(())
     }
 
