@@ -14,6 +14,7 @@ PACKAGES=(
   nftables iptables conntrack # kube-proxy's data plane and its tests
   busybox-static              # builds the local test images
   openssl                     # PKI for hack/local-up.sh
+  protobuf-compiler           # protoc: the k8s-cri and containerd-client builds need it
   iproute2 procps curl jq     # network namespaces, process tools, scripts
 )
 
