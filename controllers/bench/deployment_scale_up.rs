@@ -56,9 +56,7 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
 async fn pod_count(pods: &Api<Pod>) -> anyhow::Result<usize> {
     // No label selector: the apiserver omits remainingItemCount for selected lists (the
     // namespace holds only the benchmark's pods).
-    let l = pods
-        .list(&ListParams::default().limit(1))
-        .await?;
+    let l = pods.list(&ListParams::default().limit(1)).await?;
     Ok(l.items.len() + l.metadata.remaining_item_count.unwrap_or(0) as usize)
 }
 
