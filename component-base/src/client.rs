@@ -48,7 +48,7 @@ impl ClientOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The kubeconfig could not be read or is invalid.
-    #[error("invalid kubeconfig {path:?}: {source}")]
+    #[error("invalid kubeconfig {path:?}")]
     Kubeconfig {
         /// The file.
         path: PathBuf,

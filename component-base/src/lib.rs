@@ -2,6 +2,7 @@
 //! upstream-compatible flags and strict component-config files, logging, the apiserver
 //! client, the health/metrics server, leader election on Leases, events and shutdown.
 
+pub mod app;
 pub mod client;
 pub mod config;
 pub mod duration;

@@ -32,20 +32,7 @@ fn main() -> ExitCode {
     };
     component_base::logging::init(options.logging_format, options.verbosity);
     component_base::flags::warn_ignored(flags::COMPONENT, &ignored);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(run(options)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "kube-controller-manager failed");
-            ExitCode::from(1)
-        }
-    }
+    component_base::app::block_on("kube-controller-manager", run(options))
 }
 
 async fn run(options: KcmOptions) -> anyhow::Result<()> {

@@ -19,18 +19,5 @@ fn main() -> ExitCode {
     };
     component_base::logging::init(options.logging_format, options.verbosity);
     component_base::flags::warn_ignored(flags::COMPONENT, &ignored);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(cmd::run(options)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "kube-scheduler failed");
-            ExitCode::from(1)
-        }
-    }
+    component_base::app::block_on("kube-scheduler", cmd::run(options))
 }

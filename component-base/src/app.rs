@@ -1,0 +1,27 @@
+//! The end of every component's `main`: run the async main loop on a tokio runtime and turn
+//! its outcome into the process exit status, logging the error as upstream's binaries do.
+
+use std::future::Future;
+use std::process::ExitCode;
+
+/// Runs `main_loop` to completion on a multi-threaded runtime; exits 1 (after logging
+/// `"<component> failed"`) on error or when no runtime can be started.
+pub fn block_on<F>(component: &str, main_loop: F) -> ExitCode
+where
+    F: Future<Output = anyhow::Result<()>>,
+{
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(main_loop) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "{component} failed");
+            ExitCode::from(1)
+        }
+    }
+}
