@@ -95,6 +95,8 @@ main() {
   # where the components' delegated authentication looks for it.
   pki::ca "${PKI}" front-proxy-ca front-proxy-ca
   pki::client "${PKI}" front-proxy-client front-proxy-client "" front-proxy-ca
+  # What the apiserver presents to kubelets for logs/exec/port-forward (kubeadm's name).
+  pki::client "${PKI}" apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
   local server="https://127.0.0.1:${API_PORT}" user stem group
   for entry in "admin|kubernetes-admin|system:masters" \
     "kube-scheduler|system:kube-scheduler|" \
@@ -136,7 +138,9 @@ main() {
     --proxy-client-cert-file="${PKI}/front-proxy-client.crt" \
     --proxy-client-key-file="${PKI}/front-proxy-client.key" \
     --service-cluster-ip-range="${SERVICE_CIDR}" \
-    --kubelet-preferred-address-types=InternalIP,Hostname
+    --kubelet-preferred-address-types=InternalIP,Hostname \
+    --kubelet-client-certificate="${PKI}/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="${PKI}/apiserver-kubelet-client.key"
 
   log "waiting for kube-apiserver /readyz"
   local i

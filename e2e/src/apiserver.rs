@@ -24,6 +24,9 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// The front-proxy client's name (`--requestheader-allowed-names`), as kubeadm's.
 pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
 
+/// The user the apiserver authenticates as to kubelets, as kubeadm names it.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+
 /// Files the apiserver needs, made by [`Pki`].
 #[derive(Debug, Clone)]
 pub struct ApiServerPki {
@@ -37,6 +40,9 @@ pub struct ApiServerPki {
     pub front_proxy_ca: PathBuf,
     /// The apiserver's front-proxy client certificate (`--proxy-client-cert-file`).
     pub front_proxy_client: CertFiles,
+    /// The certificate the apiserver presents to kubelets (`--kubelet-client-certificate`),
+    /// for logs, exec and port-forward: kubeadm's `apiserver-kubelet-client`.
+    pub kubelet_client: CertFiles,
 }
 
 impl ApiServerPki {
@@ -59,8 +65,14 @@ impl ApiServerPki {
                 "kubernetes.default.svc.cluster.local",
             ],
         )?;
+        let kubelet_client = pki.client_cert(
+            "apiserver-kubelet-client",
+            KUBELET_CLIENT_USER,
+            Some("system:masters"),
+        )?;
         Ok(ApiServerPki {
             serving,
+            kubelet_client,
             service_account: pki.service_account_keys()?,
             front_proxy_ca: front_proxy.ca_cert().to_path_buf(),
             front_proxy_client,
@@ -120,6 +132,11 @@ impl ApiServer {
             format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"),
             "--allow-privileged=true".into(),
             "--kubelet-preferred-address-types=InternalIP,Hostname".into(),
+            format!(
+                "--kubelet-client-certificate={}",
+                files.kubelet_client.cert.display()
+            ),
+            format!("--kubelet-client-key={}", files.kubelet_client.key.display()),
         ]
     }
 
