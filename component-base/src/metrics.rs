@@ -152,12 +152,21 @@ impl ProcessMetrics {
     }
 }
 
+/// `sysconf(_SC_CLK_TCK)`: the unit of /proc/self/stat's times (100 on common kernels).
 fn clock_ticks() -> u64 {
-    100
+    sysconf_or(nix::unistd::SysconfVar::CLK_TCK, 100)
 }
 
+/// `sysconf(_SC_PAGESIZE)`: the unit of /proc/self/stat's rss (64 KiB on some arm64 kernels).
 fn page_size() -> u64 {
-    4096
+    sysconf_or(nix::unistd::SysconfVar::PAGE_SIZE, 4096)
+}
+
+fn sysconf_or(var: nix::unistd::SysconfVar, fallback: u64) -> u64 {
+    match nix::unistd::sysconf(var) {
+        Ok(Some(v)) if v > 0 => v as u64,
+        _ => fallback,
+    }
 }
 
 fn boot_time() -> Option<u64> {
