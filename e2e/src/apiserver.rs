@@ -136,7 +136,10 @@ impl ApiServer {
                 "--kubelet-client-certificate={}",
                 files.kubelet_client.cert.display()
             ),
-            format!("--kubelet-client-key={}", files.kubelet_client.key.display()),
+            format!(
+                "--kubelet-client-key={}",
+                files.kubelet_client.key.display()
+            ),
         ]
     }
 
