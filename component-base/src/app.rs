@@ -4,13 +4,27 @@
 use std::future::Future;
 use std::process::ExitCode;
 
-/// Runs `main_loop` to completion on a multi-threaded runtime; exits 1 (after logging
-/// `"<component> failed"`) on error or when no runtime can be started.
+/// Runs `main_loop` to completion on a multi-threaded runtime with one worker per core;
+/// exits 1 (after logging `"<component> failed"`) on error or when no runtime can be started.
 pub fn block_on<F>(component: &str, main_loop: F) -> ExitCode
 where
     F: Future<Output = anyhow::Result<()>>,
 {
-    let runtime = match tokio::runtime::Runtime::new() {
+    block_on_workers(component, None, main_loop)
+}
+
+/// As [`block_on`], with `workers` runtime threads (`None`: one per core). Node agents
+/// (kubelet, kube-proxy) pass a small fixed number so they stay light on big machines.
+pub fn block_on_workers<F>(component: &str, workers: Option<usize>, main_loop: F) -> ExitCode
+where
+    F: Future<Output = anyhow::Result<()>>,
+{
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = workers {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

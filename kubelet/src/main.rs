@@ -2,7 +2,7 @@
 
 use component_base::logging::LogFormat;
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let table = kubelet::config::flags::table();
     let parsed = component_base::flags::parse(&table, kubelet::config::flags::command());
     let verbosity = parsed.matches.get_one::<u8>("v").copied().unwrap_or(0);
@@ -23,13 +23,6 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    if let Err(e) = runtime.block_on(kubelet::app::run(opts)) {
-        tracing::error!(error = %format!("{e:#}"), "command failed");
-        std::process::exit(1);
-    }
+    // Two workers: the kubelet's work is I/O-bound, and it should stay light on big nodes.
+    component_base::app::block_on_workers("kubelet", Some(2), kubelet::app::run(opts))
 }
