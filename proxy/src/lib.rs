@@ -1,7 +1,10 @@
 //! ferrokube's kube-proxy: Services and EndpointSlices programmed into the kernel's
-//! nftables (one atomic `nft -f` transaction per sync), as upstream's `nftables` proxier.
+//! nftables (one atomic `nft -f` transaction per sync) or iptables (one iptables-restore
+//! transaction per sync), as upstream's `nftables` and `iptables` proxiers.
 
+pub mod config;
 pub mod conntrack;
+pub mod iptables;
 pub mod metrics;
 pub mod model;
 pub mod nftables;

@@ -109,7 +109,7 @@ pub struct IptablesConfig {
     pub masquerade_bit: Option<i32>,
     /// SNAT all service traffic.
     pub masquerade_all: bool,
-    /// NodePorts on localhost (accepted).
+    /// NodePorts on localhost (IPv4; default true).
     pub localhost_node_ports: Option<bool>,
     /// Full resync period.
     pub sync_period: Option<GoDuration>,

@@ -70,6 +70,8 @@ pub struct ProxyOptions {
     pub bind_address: Option<IpAddr>,
     /// `--cleanup`: remove our rules and exit.
     pub cleanup: bool,
+    /// `--iptables-localhost-nodeports` (iptables mode, IPv4).
+    pub localhost_nodeports: bool,
     /// `--logging-format`.
     pub log_format: LogFormat,
     /// `-v`.
@@ -100,6 +102,7 @@ pub fn command() -> Command {
         .arg(value("metrics-bind-address", "The IP address and port for the metrics server.").default_value("127.0.0.1:10249"))
         .arg(value("bind-address", "Overrides kube-proxy's idea of what its node's primary IP is.").default_value("0.0.0.0").value_parser(clap::value_parser!(IpAddr)))
         .arg(bool_flag("cleanup", false).help("If true cleanup rules and exit."))
+        .arg(bool_flag("iptables-localhost-nodeports", true).help("If false, iptables mode does not accept NodePort connections on localhost (IPv4)."))
         .arg(value("logging-format", "Sets the log format: text or json.").default_value("text").value_parser(clap::value_parser!(LogFormat)))
         .arg(Arg::new("v").long("v").short('v').help("number for the log level verbosity").default_value("0").value_parser(clap::value_parser!(u8)))
 }
@@ -193,6 +196,7 @@ pub fn resolve(m: &ArgMatches) -> Result<ProxyOptions, String> {
             .copied()
             .filter(|a| !a.is_unspecified()),
         cleanup: m.get_flag_bool("cleanup"),
+        localhost_nodeports: m.get_flag_bool("iptables-localhost-nodeports"),
         log_format: m
             .get_one::<LogFormat>("logging-format")
             .copied()
@@ -264,6 +268,7 @@ fn apply_file(o: &mut ProxyOptions, f: &KubeProxyConfiguration, path: &str) -> R
         }
     };
     o.masquerade_all = all;
+    o.localhost_nodeports = f.iptables.localhost_node_ports.unwrap_or(true);
     o.sync_period = sync.map(|d| d.0).unwrap_or(Duration::from_secs(30));
     o.min_sync_period = min.map(|d| d.0).unwrap_or(Duration::from_secs(1));
     if o.sync_period.is_zero() {

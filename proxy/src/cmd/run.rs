@@ -13,10 +13,12 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
+use proxy::config::ProxierConfig;
+use proxy::iptables::Iptables;
 use proxy::metrics::ProxyMetrics;
 use proxy::model::{IpFamily, ServiceName};
-use proxy::nftables::{Nft, NftConfig};
-use proxy::sync::FamilySyncer;
+use proxy::nftables::Nft;
+use proxy::sync::{FamilySyncer, IptSyncer, Syncer};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -40,10 +42,24 @@ fn nft() -> Nft {
     }
 }
 
-/// Removes our tables in both families (`--cleanup`).
+/// Removes our rules in both families and both modes (`--cleanup`), as upstream cleans
+/// up after every proxier.
 pub fn cleanup() -> anyhow::Result<()> {
     let nft = nft();
+    let netns = target_netns();
     for family in [IpFamily::V4, IpFamily::V6] {
+        match Iptables::new(family, netns.as_deref()).cleanup() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                family = family.api_name(),
+                chains = n,
+                "Deleted the kube-proxy iptables chains"
+            ),
+            // ip6tables may be unusable where IPv6 is off; not an error for cleanup.
+            Err(e) => {
+                tracing::warn!(family = family.api_name(), error = %e, "iptables cleanup failed")
+            }
+        }
         match nft.delete_table(family) {
             Ok(true) => tracing::info!(
                 family = family.api_name(),
@@ -184,9 +200,6 @@ async fn fetch_node(api: &Api<Node>, name: &str, shutdown: &CancellationToken) -
 
 /// Runs the proxy until SIGTERM/SIGINT.
 pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
-    if opts.mode == ProxyMode::Iptables {
-        anyhow::bail!("--proxy-mode=iptables is not implemented by ferrokube yet; use nftables");
-    }
     let shutdown = component_base::shutdown::on_signal();
     let mut copts = ClientOptions::new(COMPONENT);
     copts.kubeconfig = opts.kubeconfig.clone();
@@ -207,10 +220,11 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
         .map(|n| n.labels().clone())
         .unwrap_or_default();
     let local = node::local_addresses();
-    let mut syncers: Vec<FamilySyncer> = families(&opts, &node_ips)
+    let netns = target_netns();
+    let mut syncers: Vec<Box<dyn Syncer>> = families(&opts, &node_ips)
         .into_iter()
         .map(|family| {
-            let mut cfg = NftConfig::new(family, &node_name);
+            let mut cfg = ProxierConfig::new(family, &node_name);
             cfg.masquerade_bit = opts.masquerade_bit;
             cfg.masquerade_all = opts.masquerade_all;
             cfg.cluster_cidr = opts
@@ -225,10 +239,33 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
                 .find(|ip| IpFamily::of(ip) == family)
                 .copied();
             cfg.node_labels = labels.clone();
-            tracing::info!(family = family.api_name(), node = %node_name, "Using nftables proxier");
-            FamilySyncer::new(cfg, nft())
+            cfg.localhost_nodeports = opts.localhost_nodeports;
+            match opts.mode {
+                ProxyMode::Nftables => {
+                    tracing::info!(family = family.api_name(), node = %node_name, "Using nftables proxier");
+                    Box::new(FamilySyncer::new(cfg, nft())) as Box<dyn Syncer>
+                }
+                ProxyMode::Iptables => {
+                    tracing::info!(family = family.api_name(), node = %node_name, "Using iptables proxier");
+                    let ipt = Iptables::new(family, netns.as_deref());
+                    let loopback_nodeports = cfg
+                        .nodeport_ips
+                        .as_ref()
+                        .is_none_or(|ips| ips.iter().any(|ip| ip.is_loopback()));
+                    if family == IpFamily::V4 && cfg.localhost_nodeports && loopback_nodeports {
+                        if let Err(e) = ipt.enable_route_localnet() {
+                            tracing::warn!(error = %e, "Cannot enable route_localnet; localhost NodePorts will not work");
+                        }
+                    }
+                    Box::new(IptSyncer::new(cfg, ipt))
+                }
+            }
         })
         .collect();
+    let mode_name = match opts.mode {
+        ProxyMode::Nftables => "nftables",
+        ProxyMode::Iptables => "iptables",
+    };
 
     let registry = component_base::metrics::Metrics::new();
     let metrics = ProxyMetrics::register(&registry);
@@ -252,8 +289,10 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
         );
     }
     if let Some(addr) = opts.metrics_bind {
-        let app = server::router(Health::default(), registry.clone())
-            .route("/proxyMode", axum::routing::get(|| async { "nftables" }));
+        let app = server::router(Health::default(), registry.clone()).route(
+            "/proxyMode",
+            axum::routing::get(move || async move { mode_name }),
+        );
         let serving = ServingOptions {
             bind_address: addr.ip(),
             port: addr.port(),
@@ -295,7 +334,6 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
         shutdown.clone(),
     );
 
-    let netns = target_netns();
     let mut services = Mirror::<Service>::new();
     let mut slices = Mirror::<EndpointSlice>::new();
     let mut node_mirror = Mirror::<Node>::new();
@@ -321,19 +359,22 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
                 let changed = match ev {
                     Watched::Service(ev) => services.changes(*ev).into_iter().fold(false, |acc, (svc, deleted)| {
                         let name = ServiceName::new(&svc.namespace().unwrap_or_default(), &svc.name_any());
-                        syncers.iter_mut().fold(acc, |acc, s| s.tracker.update_service(name.clone(), (!deleted).then_some(&svc)) | acc)
+                        syncers.iter_mut().fold(acc, |acc, s| s.tracker().update_service(name.clone(), (!deleted).then_some(&svc)) | acc)
                     }),
                     Watched::Slice(ev) => slices.changes(*ev).into_iter().fold(false, |acc, (slice, deleted)| {
-                        syncers.iter_mut().fold(acc, |acc, s| s.tracker.update_slice(&slice, deleted) | acc)
+                        syncers.iter_mut().fold(acc, |acc, s| s.tracker().update_slice(&slice, deleted) | acc)
                     }),
                     Watched::Node(ev) => {
                         for (n, deleted) in node_mirror.changes(*ev) {
                             health.set_node_eligible(!deleted && n.metadata.deletion_timestamp.is_none());
                             let new_labels = n.labels().clone();
-                            for s in syncers.iter_mut().filter(|s| s.proxier.cfg.node_labels != new_labels) {
+                            for s in syncers.iter_mut() {
+                                if s.config().node_labels == new_labels {
+                                    continue;
+                                }
                                 tracing::info!("Node labels changed; full resync");
-                                s.proxier.cfg.node_labels = new_labels.clone();
-                                s.proxier.force_full_sync();
+                                s.config().node_labels = new_labels.clone();
+                                s.force_full_sync();
                                 dirty = true;
                             }
                         }
@@ -343,15 +384,15 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
                 if changed {
                     dirty = true;
                     health.queued();
-                    for s in &syncers {
-                        let (svc, eps) = s.tracker.pending_changes();
+                    for s in syncers.iter_mut() {
+                        let (svc, eps) = s.tracker().pending_changes();
                         metrics.queued(s.family(), svc, eps);
                     }
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {
                 if last_full.elapsed() >= FULL_SYNC_PERIOD {
-                    syncers.iter_mut().for_each(|s| s.proxier.force_full_sync());
+                    syncers.iter_mut().for_each(|s| s.force_full_sync());
                     last_full = Instant::now();
                 }
                 let mut all_ok = true;

@@ -2,9 +2,9 @@
 //! netfilter, the top-level chains they jump to, the dispatch verdict maps and sets, the
 //! masquerade-mark chains and the reject/no-endpoint plumbing — upstream's layout.
 
-use super::config::NftConfig;
 use super::elements::ElementStore;
 use super::tx::{nft_family, Transaction};
+use super::NftConfig;
 use crate::model::IpFamily;
 
 /// Chains with a netfilter hook: (name, type, hook, priority).

@@ -2,7 +2,6 @@
 //! written as one atomic `nft -f` transaction per sync.
 
 pub mod base;
-pub mod config;
 pub mod elements;
 pub mod names;
 pub mod proxier;
@@ -10,7 +9,8 @@ pub mod runner;
 pub mod service;
 pub mod tx;
 
-pub use config::NftConfig;
+/// The nftables proxier's settings (shared with the iptables proxier).
+pub use crate::config::ProxierConfig as NftConfig;
 pub use proxier::{Inventory, NftProxier, Plan};
 pub use runner::Nft;
 pub use tx::Transaction;

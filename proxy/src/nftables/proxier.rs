@@ -5,10 +5,10 @@
 //! with [`NftProxier::commit`].
 
 use super::base::{write_base, Stores};
-use super::config::NftConfig;
 use super::names::{is_affinity_set, is_service_chain};
 use super::service::{write_service, SyncTally};
 use super::tx::Transaction;
+use super::NftConfig;
 use crate::model::{ChangeTracker, ServiceName};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};

@@ -3,9 +3,9 @@
 //! chains, one `endpoint-` chain per reachable endpoint, and ClientIP affinity sets.
 
 use super::base::{addr_type, Stores};
-use super::config::NftConfig;
 use super::names::{endpoint_names, ServiceChains};
 use super::tx::{nft_family, Transaction};
+use super::NftConfig;
 use crate::model::{categorize, Endpoint, ServicePortInfo};
 use std::collections::BTreeSet;
 

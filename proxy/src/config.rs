@@ -1,12 +1,13 @@
-//! What the nftables proxier of one family needs to know besides Services and endpoints.
+//! What the proxier of one family (nftables or iptables) needs to know besides Services
+//! and endpoints.
 
 use crate::model::{Cidr, IpFamily};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-/// Settings of one family's nftables proxier (from flags / KubeProxyConfiguration).
+/// Settings of one family's proxier (from flags / KubeProxyConfiguration).
 #[derive(Debug, Clone)]
-pub struct NftConfig {
+pub struct ProxierConfig {
     /// The family (`ip` or `ip6` table).
     pub family: IpFamily,
     /// `--iptables-masquerade-bit` (default 14): the mark bit for SNAT.
@@ -25,12 +26,18 @@ pub struct NftConfig {
     pub node_name: String,
     /// This Node's labels (topology zone).
     pub node_labels: BTreeMap<String, String>,
+    /// iptables mode: `--iptables-localhost-nodeports` (IPv4 NodePorts on 127.0.0.0/8,
+    /// guarded by the `KUBE-FIREWALL` localnet rule).
+    pub localhost_nodeports: bool,
+    /// `--conntrack-tcp-be-liberal`: when false (default) the iptables proxier drops
+    /// conntrack-INVALID forwarded packets.
+    pub conntrack_tcp_liberal: bool,
 }
 
-impl NftConfig {
+impl ProxierConfig {
     /// Defaults for `family` on `node_name`: upstream's mark bit, nothing masqueraded.
     pub fn new(family: IpFamily, node_name: &str) -> Self {
-        NftConfig {
+        ProxierConfig {
             family,
             masquerade_bit: 14,
             masquerade_all: false,
@@ -40,10 +47,12 @@ impl NftConfig {
             node_ip: None,
             node_name: node_name.to_string(),
             node_labels: BTreeMap::new(),
+            localhost_nodeports: true,
+            conntrack_tcp_liberal: false,
         }
     }
 
-    /// The masquerade mark as nft spells it, e.g. `0x4000`.
+    /// The masquerade mark as nft and iptables spell it, e.g. `0x4000`.
     pub fn mark(&self) -> String {
         format!("{:#x}", 1u32 << self.masquerade_bit.min(31))
     }
