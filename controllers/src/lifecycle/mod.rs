@@ -1,6 +1,7 @@
 //! Cluster-lifecycle controllers (issue 5): service accounts, namespaces, garbage
 //! collection, endpoints, nodes, certificates, quota.
 
+pub mod certificates;
 pub mod discovery;
 pub mod endpoints;
 pub mod errors;
@@ -10,6 +11,7 @@ pub mod namespace;
 pub mod node;
 pub mod node_ipam;
 pub mod queue;
+pub mod resourcequota;
 pub mod root_ca;
 pub mod serviceaccount;
 pub mod taint_eviction;
@@ -28,5 +30,9 @@ pub fn descriptors() -> Vec<ControllerDescriptor> {
         node::descriptor(),
         node_ipam::descriptor(),
         taint_eviction::descriptor(),
+        resourcequota::descriptor(),
+        certificates::approver::descriptor(),
+        certificates::signer::descriptor(),
+        certificates::cleaner::descriptor(),
     ]
 }

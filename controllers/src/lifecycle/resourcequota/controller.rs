@@ -1,0 +1,313 @@
+//! The resourcequota controller's informers, queue and status writes.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota, Secret, Service,
+};
+use kube::api::{DynamicObject, ListParams, PostParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+
+use super::usage::{self, Observed};
+use crate::context::ControllerContext;
+use crate::lifecycle::discovery::{self, Served};
+use crate::lifecycle::informer::{self, Change};
+use crate::lifecycle::queue::WorkQueue;
+
+type Key = (String, String);
+
+/// How long a discovery answer serves generic `count/<resource>.<group>` lookups.
+const DISCOVERY_TTL: Duration = Duration::from_secs(30);
+
+struct State {
+    client: kube::Client,
+    quotas: Store<ResourceQuota>,
+    pods: Store<Pod>,
+    services: Store<Service>,
+    claims: Store<PersistentVolumeClaim>,
+    configmaps: Store<PartialObjectMeta<ConfigMap>>,
+    secrets: Store<PartialObjectMeta<Secret>>,
+    controllers: Store<PartialObjectMeta<ReplicationController>>,
+    discovered: Mutex<Option<(Instant, Arc<Vec<Served>>)>>,
+}
+
+/// Queues every quota of `namespace` (replenishment).
+fn enqueue_namespace(queue: &WorkQueue<Key>, quotas: &Store<ResourceQuota>, namespace: &str) {
+    for q in quotas.state() {
+        if q.metadata.namespace.as_deref() == Some(namespace) {
+            queue.add((namespace.to_string(), q.name_any()));
+        }
+    }
+}
+
+/// Whether a pod change may lower usage: it is gone, finished, or being deleted.
+fn pod_releases(pod: &Pod, change: Change) -> bool {
+    change == Change::Deleted
+        || pod.metadata.deletion_timestamp.is_some()
+        || matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        )
+}
+
+/// Runs the controller until shutdown.
+pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
+    let queue: WorkQueue<Key> = WorkQueue::new();
+    let sd = ctx.shutdown.clone();
+    let client = ctx.client.clone();
+    let q = queue.clone();
+    let quotas = informer::spawn(
+        Api::<ResourceQuota>::all(client.clone()),
+        watcher::Config::default(),
+        sd.clone(),
+        move |rq: &ResourceQuota, _| {
+            if let Some(ns) = &rq.metadata.namespace {
+                q.add((ns.clone(), rq.name_any()));
+            }
+        },
+    );
+    // Replenishment: a change that can lower usage re-syncs the namespace's quotas.
+    let replenish = |only_deletes: bool| {
+        let (q, quotas) = (queue.clone(), quotas.clone());
+        move |ns: Option<&String>, change: Change| {
+            if only_deletes && change != Change::Deleted {
+                return;
+            }
+            if let Some(ns) = ns {
+                enqueue_namespace(&q, &quotas, ns);
+            }
+        }
+    };
+    let on_pod = replenish(false);
+    let pods = informer::spawn(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default(),
+        sd.clone(),
+        move |p: &Pod, change| {
+            if pod_releases(p, change) {
+                on_pod(p.metadata.namespace.as_ref(), change)
+            }
+        },
+    );
+    let on_svc = replenish(false);
+    let services = informer::spawn(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+        sd.clone(),
+        move |s: &Service, change| on_svc(s.metadata.namespace.as_ref(), change),
+    );
+    let on_pvc = replenish(false);
+    let claims = informer::spawn(
+        Api::<PersistentVolumeClaim>::all(client.clone()),
+        watcher::Config::default(),
+        sd.clone(),
+        move |c: &PersistentVolumeClaim, change| on_pvc(c.metadata.namespace.as_ref(), change),
+    );
+    let on_cm = replenish(true);
+    let configmaps = informer::spawn(
+        Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
+        watcher::Config::default(),
+        sd.clone(),
+        move |o: &PartialObjectMeta<ConfigMap>, c| on_cm(o.metadata.namespace.as_ref(), c),
+    );
+    let on_secret = replenish(true);
+    let secrets = informer::spawn(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default(),
+        sd.clone(),
+        move |o: &PartialObjectMeta<Secret>, c| on_secret(o.metadata.namespace.as_ref(), c),
+    );
+    let on_rc = replenish(true);
+    let controllers = informer::spawn(
+        Api::<PartialObjectMeta<ReplicationController>>::all(client.clone()),
+        watcher::Config::default(),
+        sd.clone(),
+        move |o: &PartialObjectMeta<ReplicationController>, c| {
+            on_rc(o.metadata.namespace.as_ref(), c)
+        },
+    );
+    informer::wait_synced(&sd, async {
+        let _ = quotas.wait_until_ready().await;
+        let _ = pods.wait_until_ready().await;
+        let _ = services.wait_until_ready().await;
+        let _ = claims.wait_until_ready().await;
+        let _ = configmaps.wait_until_ready().await;
+        let _ = secrets.wait_until_ready().await;
+        let _ = controllers.wait_until_ready().await;
+    })
+    .await?;
+    let state = Arc::new(State {
+        client: ctx.client_for(super::SERVICE_ACCOUNT).await?,
+        quotas,
+        pods,
+        services,
+        claims,
+        configmaps,
+        secrets,
+        controllers,
+        discovered: Mutex::new(None),
+    });
+    // Full resync of every quota each --resource-quota-sync-period.
+    let period = ctx
+        .options
+        .resource_quota_sync_period
+        .max(Duration::from_secs(1));
+    let (q, st, rsd) = (queue.clone(), state.clone(), sd.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = rsd.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            for rq in st.quotas.state() {
+                if let Some(ns) = &rq.metadata.namespace {
+                    q.add((ns.clone(), rq.name_any()));
+                }
+            }
+        }
+    });
+    let workers = ctx.options.concurrency.resource_quota;
+    queue
+        .run("resourcequota", workers, sd, move |key| {
+            let state = state.clone();
+            async move { sync(&state, &key).await }
+        })
+        .await;
+    Ok(())
+}
+
+fn in_namespace<K: Resource + Clone + 'static>(store: &Store<K>, ns: &str) -> Vec<Arc<K>>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    store
+        .state()
+        .into_iter()
+        .filter(|o| Resource::meta(o.as_ref()).namespace.as_deref() == Some(ns))
+        .collect()
+}
+
+fn count_in<K: Resource + Clone + 'static>(store: &Store<K>, ns: &str) -> i64
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| Resource::meta(o.as_ref()).namespace.as_deref() == Some(ns))
+        .count() as i64
+}
+
+impl State {
+    async fn served(&self) -> anyhow::Result<Arc<Vec<Served>>> {
+        if let Some((at, s)) = &*self.discovered.lock().unwrap_or_else(|e| e.into_inner()) {
+            if at.elapsed() < DISCOVERY_TTL {
+                return Ok(s.clone());
+            }
+        }
+        let s = Arc::new(discovery::served(&self.client).await?);
+        *self.discovered.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), s.clone()));
+        Ok(s)
+    }
+
+    /// Object counts for `count/<resource>[.<group>]` names in `hard` that no informer
+    /// covers, listed (metadata only) from the apiserver.
+    async fn generic_counts(
+        &self,
+        ns: &str,
+        hard: &[String],
+        counts: &mut BTreeMap<String, i64>,
+    ) -> anyhow::Result<()> {
+        let wanted: Vec<&String> = hard
+            .iter()
+            .filter(|n| n.starts_with("count/") && !counts.contains_key(*n))
+            .filter(|n| {
+                !matches!(
+                    n.as_str(),
+                    "count/pods" | "count/services" | "count/persistentvolumeclaims"
+                )
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let served = self.served().await?;
+        for name in wanted {
+            let rest = &name["count/".len()..];
+            let (plural, group) = rest.split_once('.').unwrap_or((rest, ""));
+            let Some(s) = served.iter().find(|s| {
+                s.namespaced()
+                    && s.resource.plural == plural
+                    && s.resource.group == group
+                    && s.supports("list")
+            }) else {
+                continue;
+            };
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.client.clone(), ns, &s.resource);
+            let n = api.list_metadata(&ListParams::default()).await?.items.len();
+            counts.insert(name.clone(), n as i64);
+        }
+        Ok(())
+    }
+}
+
+async fn sync(state: &State, (ns, name): &Key) -> anyhow::Result<()> {
+    let Some(quota) = state.quotas.get(&ObjectRef::new(name).within(ns)) else {
+        return Ok(());
+    };
+    let hard: Vec<String> = quota
+        .spec
+        .as_ref()
+        .and_then(|s| s.hard.as_ref())
+        .map(|h| h.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut counts = BTreeMap::from([
+        (
+            "count/configmaps".to_string(),
+            count_in(&state.configmaps, ns),
+        ),
+        ("count/secrets".to_string(), count_in(&state.secrets, ns)),
+        (
+            "count/replicationcontrollers".to_string(),
+            count_in(&state.controllers, ns),
+        ),
+        (
+            "count/resourcequotas".to_string(),
+            count_in(&state.quotas, ns),
+        ),
+    ]);
+    // A failed generic count leaves those resources at their last observation.
+    if let Err(e) = state.generic_counts(ns, &hard, &mut counts).await {
+        tracing::warn!(namespace = %ns, quota = %name, error = %e, "counting objects for quota failed");
+    }
+    let pods = in_namespace(&state.pods, ns);
+    let services = in_namespace(&state.services, ns);
+    let claims = in_namespace(&state.claims, ns);
+    let observed = Observed {
+        pods: pods.iter().map(|p| p.as_ref()).collect(),
+        services: services.iter().map(|s| s.as_ref()).collect(),
+        claims: claims.iter().map(|c| c.as_ref()).collect(),
+        counts,
+        now: jiff::Timestamp::now(),
+    };
+    let computed = usage::calculate(&quota, &observed);
+    let Some(status) = usage::desired_status(&quota, &computed) else {
+        return Ok(());
+    };
+    let mut updated = (*quota).clone();
+    updated.status = Some(status);
+    let api: Api<ResourceQuota> = Api::namespaced(state.client.clone(), ns);
+    // A stale resourceVersion (admission charged meanwhile) conflicts and is retried.
+    api.replace_status(name, &PostParams::default(), &updated)
+        .await?;
+    tracing::debug!(namespace = %ns, quota = %name, "updated quota status");
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! Resource quantities (`100m`, `64Mi`, `1.5G`, `2e3`) as exact nano-unit integers, added
+//! and printed in canonical form as apimachinery's `resource.Quantity` does.
+
+use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as Wire;
+
+/// How a quantity prints (apimachinery's Format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Powers of 1000 with SI suffixes (`m`, `k`, `M`, ...).
+    DecimalSi,
+    /// Powers of 1024 (`Ki`, `Mi`, ...).
+    BinarySi,
+    /// `e<n>` exponents.
+    DecimalExponent,
+}
+
+/// An exact quantity: `nanos` billionths of a unit.
+#[derive(Debug, Clone, Copy)]
+pub struct Quantity {
+    /// The value in units of 10^-9.
+    pub nanos: i128,
+    /// How it prints.
+    pub format: Format,
+}
+
+const NANO: i128 = 1_000_000_000;
+
+impl PartialEq for Quantity {
+    fn eq(&self, other: &Self) -> bool {
+        self.nanos == other.nanos
+    }
+}
+
+impl Eq for Quantity {}
+
+impl PartialOrd for Quantity {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Quantity {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.nanos.cmp(&other.nanos)
+    }
+}
+
+impl Quantity {
+    /// Zero, printed as a decimal.
+    pub const ZERO: Quantity = Quantity {
+        nanos: 0,
+        format: Format::DecimalSi,
+    };
+
+    /// `n` whole units (a count).
+    pub fn count(n: i64) -> Quantity {
+        Quantity {
+            nanos: n as i128 * NANO,
+            format: Format::DecimalSi,
+        }
+    }
+
+    /// Parses the apiserver's quantity syntax; the error names what is wrong.
+    pub fn parse(s: &str) -> Result<Quantity, String> {
+        let s = s.trim();
+        let bad = || format!("quantity {s:?} is not valid (expected e.g. 100m, 1.5Gi, 2e3)");
+        let (negative, body) = match s.as_bytes().first() {
+            Some(b'-') => (true, &s[1..]),
+            Some(b'+') => (false, &s[1..]),
+            _ => (false, s),
+        };
+        let num_end = body
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(body.len());
+        let (num, suffix) = body.split_at(num_end);
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return Err(bad());
+        }
+        let (int_part, frac_part) = num.split_once('.').unwrap_or((num, ""));
+        // Decimal exponent (power of ten) and binary multiplier of the suffix.
+        let (exp10, mul2): (i32, i128) = match suffix {
+            "" => (0, 1),
+            "n" => (-9, 1),
+            "u" => (-6, 1),
+            "m" => (-3, 1),
+            "k" => (3, 1),
+            "M" => (6, 1),
+            "G" => (9, 1),
+            "T" => (12, 1),
+            "P" => (15, 1),
+            "E" => (18, 1),
+            "Ki" => (0, 1 << 10),
+            "Mi" => (0, 1 << 20),
+            "Gi" => (0, 1 << 30),
+            "Ti" => (0, 1 << 40),
+            "Pi" => (0, 1 << 50),
+            "Ei" => (0, 1 << 60),
+            e if e.starts_with(['e', 'E']) => (e[1..].parse::<i32>().map_err(|_| bad())?, 1),
+            _ => return Err(bad()),
+        };
+        let format = if mul2 > 1 {
+            Format::BinarySi
+        } else if suffix.starts_with(['e', 'E']) {
+            Format::DecimalExponent
+        } else {
+            Format::DecimalSi
+        };
+        // digits as an integer, scaled by 10^-frac_len
+        let digits = format!("{int_part}{frac_part}");
+        let mantissa: i128 = digits.parse().map_err(|_| bad())?;
+        let scale = exp10 + 9 - frac_part.len() as i32;
+        let mut nanos = mantissa.checked_mul(mul2).ok_or_else(bad)?;
+        if scale >= 0 {
+            nanos = nanos
+                .checked_mul(10i128.checked_pow(scale as u32).ok_or_else(bad)?)
+                .ok_or_else(bad)?;
+        } else {
+            // Below a nano: round up, as apimachinery does.
+            let div = 10i128.checked_pow((-scale) as u32).unwrap_or(i128::MAX);
+            nanos = (nanos + div - 1) / div;
+        }
+        Ok(Quantity {
+            nanos: if negative { -nanos } else { nanos },
+            format,
+        })
+    }
+
+    /// Parses a wire quantity.
+    pub fn from_wire(q: &Wire) -> Result<Quantity, String> {
+        Quantity::parse(&q.0)
+    }
+
+    /// The wire form (canonical string).
+    pub fn to_wire(self) -> Wire {
+        Wire(self.to_string())
+    }
+
+    /// `self + other`; a zero takes the other's format (as `Quantity.Add`).
+    pub fn plus(self, other: Quantity) -> Quantity {
+        let format = if self.nanos == 0 {
+            other.format
+        } else {
+            self.format
+        };
+        Quantity {
+            nanos: self.nanos.saturating_add(other.nanos),
+            format,
+        }
+    }
+
+    /// The larger of the two (ties keep `self`).
+    pub fn max(self, other: Quantity) -> Quantity {
+        if other.nanos > self.nanos {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// Rounded up to whole units (storage is counted in whole bytes).
+    pub fn round_up_to_unit(self) -> Quantity {
+        let rem = self.nanos.rem_euclid(NANO);
+        if rem == 0 {
+            return self;
+        }
+        Quantity {
+            nanos: self.nanos - rem + NANO,
+            format: self.format,
+        }
+    }
+
+    /// Whole units, rounded up.
+    pub fn ceil_units(self) -> i128 {
+        self.round_up_to_unit().nanos / NANO
+    }
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.nanos == 0 {
+            return f.write_str("0");
+        }
+        let sign = if self.nanos < 0 { "-" } else { "" };
+        let abs = self.nanos.unsigned_abs();
+        let whole = abs.is_multiple_of(NANO as u128);
+        if self.format == Format::BinarySi && whole && abs / NANO as u128 >= 1024 {
+            let mut units = abs / NANO as u128;
+            let mut i = 0;
+            while units.is_multiple_of(1024) && i < 6 {
+                units /= 1024;
+                i += 1;
+            }
+            let suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][i];
+            return write!(f, "{sign}{units}{suffix}");
+        }
+        // Decimal: the largest power of 1000 (from 10^-9) that divides the value.
+        let mut mantissa = abs;
+        let mut exp = -9i32;
+        while mantissa.is_multiple_of(1000) && exp < 18 {
+            mantissa /= 1000;
+            exp += 3;
+        }
+        if self.format == Format::DecimalExponent {
+            return if exp == 0 {
+                write!(f, "{sign}{mantissa}")
+            } else {
+                write!(f, "{sign}{mantissa}e{exp}")
+            };
+        }
+        let suffix = match exp {
+            -9 => "n",
+            -6 => "u",
+            -3 => "m",
+            0 => "",
+            3 => "k",
+            6 => "M",
+            9 => "G",
+            12 => "T",
+            15 => "P",
+            _ => "E",
+        };
+        write!(f, "{sign}{mantissa}{suffix}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(s: &str) -> Quantity {
+        Quantity::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parses_and_prints_canonically() {
+        for (input, canonical) in [
+            ("100m", "100m"),
+            ("0.5", "500m"),
+            ("1000", "1k"),
+            ("1500", "1500"),
+            ("64Mi", "64Mi"),
+            ("1536", "1536"),
+            ("1Gi", "1Gi"),
+            ("1.5Gi", "1536Mi"),
+            ("2e3", "2e3"),
+            ("1k", "1k"),
+            ("0", "0"),
+            ("-2", "-2"),
+            ("10G", "10G"),
+        ] {
+            assert_eq!(q(input).to_string(), canonical, "{input}");
+        }
+    }
+
+    #[test]
+    fn rejects_garbage_naming_it() {
+        for bad in ["", "abc", "1.2.3", "5Xi", "1e"] {
+            let err = Quantity::parse(bad).unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn adds_keeping_format_and_exactness() {
+        assert_eq!(q("100m").plus(q("200m")).to_string(), "300m");
+        assert_eq!(q("64Mi").plus(q("64Mi")).to_string(), "128Mi");
+        assert_eq!(Quantity::ZERO.plus(q("1Gi")).to_string(), "1Gi");
+        assert_eq!(q("1").plus(q("500m")).to_string(), "1500m");
+        assert_eq!(q("1").plus(q("1")), q("2000m"));
+    }
+
+    #[test]
+    fn rounds_up_to_whole_units() {
+        assert_eq!(q("1500m").round_up_to_unit().to_string(), "2");
+        assert_eq!(q("1n").ceil_units(), 1);
+        assert_eq!(q("3").ceil_units(), 3);
+    }
+}
