@@ -1,7 +1,5 @@
 //! Cluster-lifecycle controllers (issue 5): service accounts, namespaces, garbage
-//! collection, endpoints, nodes, certificates, quota.
 
-pub mod certificates;
 pub mod discovery;
 pub mod endpoints;
 pub mod errors;
@@ -31,8 +29,5 @@ pub fn descriptors() -> Vec<ControllerDescriptor> {
         node_ipam::descriptor(),
         taint_eviction::descriptor(),
         resourcequota::descriptor(),
-        certificates::approver::descriptor(),
-        certificates::signer::descriptor(),
-        certificates::cleaner::descriptor(),
     ]
 }
