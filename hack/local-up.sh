@@ -8,6 +8,7 @@
 #
 # Environment: FERROKUBE_LOCAL_DIR, FERROKUBE_API_PORT (6443), FERROKUBE_ETCD_PORT (2379),
 # FERROKUBE_ETCD_PEER_PORT (2380), FERROKUBE_SKIP_BUILD=1 (use the binaries already built),
+# FERROKUBE_BIN_DIR (where the ferrokube binaries are; default target/debug),
 # KUBEBUILDER_ASSETS (where kube-apiserver, etcd and kubectl are).
 set -euo pipefail
 
@@ -25,7 +26,7 @@ CONTROLLER_MANAGER_PORT=10257
 SERVICE_CIDR="10.96.0.0/16"
 CLUSTER_CIDR="10.244.0.0/16"
 NODE_NAME="$(hostname)"
-BIN_DIR="${CARGO_TARGET_DIR:-${ROOT}/target}/debug"
+BIN_DIR="${FERROKUBE_BIN_DIR:-${CARGO_TARGET_DIR:-${ROOT}/target}/debug}"
 # The ferrokube binaries local-up starts (the node's too unless FERROKUBE_NODE=0).
 COMPONENTS=(kube-scheduler kube-controller-manager)
 [[ "${FERROKUBE_NODE:-1}" != 1 ]] || COMPONENTS+=(kubelet kube-proxy ferrokube-load-image)
