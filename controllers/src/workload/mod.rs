@@ -7,9 +7,11 @@
 //! [`pod_control`] (slow-start creation). The reconcile decisions of each controller are
 //! pure functions over observed state, unit-tested without a server.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod expectations;
 pub mod factory;
+pub mod history;
 pub mod informer;
 pub mod job;
 pub mod owner;
@@ -17,15 +19,18 @@ pub mod pod_control;
 pub mod pods;
 pub mod replicaset;
 pub mod selector;
+pub mod statefulset;
 
 use crate::registry::ControllerDescriptor;
 
 /// Every workload controller this crate implements.
 pub fn descriptors() -> Vec<ControllerDescriptor> {
     vec![
+        daemonset::descriptor(),
         deployment::descriptor(),
         job::descriptor(),
         replicaset::replicaset_descriptor(),
         replicaset::replicationcontroller_descriptor(),
+        statefulset::descriptor(),
     ]
 }

@@ -1,0 +1,65 @@
+//! daemonset-controller: one pod per eligible node (nodeSelector, required node affinity,
+//! taints and tolerations including the automatic daemon tolerations), pinned to its node by
+//! a `metadata.name` node affinity for the scheduler to bind; RollingUpdate with
+//! maxSurge/maxUnavailable or OnDelete; ControllerRevisions; status; failed pods replaced
+//! with per-node backoff.
+
+pub mod backoff;
+pub mod controller;
+pub mod eligibility;
+pub mod plan;
+pub mod status;
+
+use futures::future::FutureExt;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
+use k8s_openapi::api::core::v1::{Node, Pod};
+
+use crate::registry::ControllerDescriptor;
+use crate::workload::factory::InformerFactory;
+use controller::{DaemonSetController, NAME};
+
+/// Registry entry.
+pub fn descriptor() -> ControllerDescriptor {
+    ControllerDescriptor {
+        name: "daemonset",
+        enabled_by_default: true,
+        start: |ctx| {
+            async move {
+                let client = ctx.client_for(NAME).await?;
+                let factory = InformerFactory::shared(&ctx.client, &ctx.shutdown);
+                let (d, p, n, r) = (
+                    factory.informer::<DaemonSet>(),
+                    factory.informer::<Pod>(),
+                    factory.informer::<Node>(),
+                    factory.informer::<ControllerRevision>(),
+                );
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return Ok(()),
+                    _ = async {
+                        d.wait_synced().await;
+                        p.wait_synced().await;
+                        n.wait_synced().await;
+                        r.wait_synced().await;
+                    } => {}
+                }
+                let c = DaemonSetController::new(client, d, p, n, r);
+                c.watch();
+                let workers = ctx.options.concurrency.daemonset;
+                tracing::info!(
+                    controller = NAME,
+                    workers,
+                    "caches synced, starting workers"
+                );
+                let this = c.clone();
+                c.queue()
+                    .run(NAME, workers, ctx.shutdown.clone(), move |key| {
+                        let this = this.clone();
+                        async move { this.sync(key).await }
+                    })
+                    .await;
+                Ok(())
+            }
+            .boxed()
+        },
+    }
+}

@@ -1,0 +1,63 @@
+//! statefulset-controller: pods with stable names `<set>-<ordinal>`, stable storage from
+//! `volumeClaimTemplates`, ordered (`OrderedReady`) or `Parallel` management, rolling
+//! updates with partition and maxUnavailable or `OnDelete`, ControllerRevisions and status.
+
+pub mod claims;
+pub mod controller;
+pub mod identity;
+pub mod plan;
+pub mod status;
+
+use futures::future::FutureExt;
+use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+
+use crate::registry::ControllerDescriptor;
+use crate::workload::factory::InformerFactory;
+use controller::{StatefulSetController, NAME};
+
+/// Registry entry.
+pub fn descriptor() -> ControllerDescriptor {
+    ControllerDescriptor {
+        name: "statefulset",
+        enabled_by_default: true,
+        start: |ctx| {
+            async move {
+                let client = ctx.client_for(NAME).await?;
+                let factory = InformerFactory::shared(&ctx.client, &ctx.shutdown);
+                let (s, p, r, c) = (
+                    factory.informer::<StatefulSet>(),
+                    factory.informer::<Pod>(),
+                    factory.informer::<ControllerRevision>(),
+                    factory.informer::<PersistentVolumeClaim>(),
+                );
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return Ok(()),
+                    _ = async {
+                        s.wait_synced().await;
+                        p.wait_synced().await;
+                        r.wait_synced().await;
+                        c.wait_synced().await;
+                    } => {}
+                }
+                let c = StatefulSetController::new(client, s, p, r, c);
+                c.watch();
+                let workers = ctx.options.concurrency.statefulset;
+                tracing::info!(
+                    controller = NAME,
+                    workers,
+                    "caches synced, starting workers"
+                );
+                let this = c.clone();
+                c.queue()
+                    .run(NAME, workers, ctx.shutdown.clone(), move |key| {
+                        let this = this.clone();
+                        async move { this.sync(key).await }
+                    })
+                    .await;
+                Ok(())
+            }
+            .boxed()
+        },
+    }
+}
