@@ -8,7 +8,12 @@
 //! KCM_BINARY=/opt/upstream/bin/kube-controller-manager \
 //!   cargo bench -p controllers --bench deployment_scale_up                 # upstream
 //! REPLICAS=300 RUNS=3 cargo bench -p controllers --bench deployment_scale_up
+//! KUBE_API_QPS=500 cargo bench -p controllers --bench deployment_scale_up  # lift client limits
 //! ```
+//!
+//! With the default client limits (qps 20, burst 30, as upstream) both controller managers
+//! are bound by the limiter (~20 pods/s); `KUBE_API_QPS` passes `--kube-api-qps=N
+//! --kube-api-burst=2N` to measure the controllers themselves.
 //!
 //! No kubelet runs: pods are counted once created (the apiserver's `remainingItemCount`
 //! on a one-item list keeps the polling cheap).
@@ -84,7 +89,13 @@ async fn run_once(binary: &Path, replicas: i32) -> anyhow::Result<(Duration, f64
     let mut args = controller_manager_args(&cluster, port, false)?;
     args.push("--controllers=serviceaccount,deployment,replicaset".into());
     args.push("--use-service-account-credentials=true".into());
-    // Client rate limits as kubeadm leaves them (upstream defaults: qps 20, burst 30).
+    // Client rate limits as kubeadm leaves them (upstream defaults: qps 20, burst 30) unless
+    // KUBE_API_QPS lifts them.
+    let qps: u32 = env_or("KUBE_API_QPS", 0);
+    if qps > 0 {
+        args.push(format!("--kube-api-qps={qps}"));
+        args.push(format!("--kube-api-burst={}", qps * 2));
+    }
     let mut kcm = cluster.spawn("kube-controller-manager", binary, &args)?;
     let client = cluster.client();
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
@@ -135,7 +146,13 @@ async fn main() {
     let replicas: i32 = env_or("REPLICAS", 1000);
     let runs: usize = env_or("RUNS", 1);
     let binary = kcm_binary();
-    println!("kube-controller-manager: {}", binary.display());
+    let qps: u32 = env_or("KUBE_API_QPS", 0);
+    let limits = if qps > 0 {
+        format!("--kube-api-qps={qps} --kube-api-burst={}", qps * 2)
+    } else {
+        "default client limits (qps 20, burst 30)".to_string()
+    };
+    println!("kube-controller-manager: {} ({limits})", binary.display());
     for run in 1..=runs {
         match run_once(&binary, replicas).await {
             Ok((t, rss)) => println!(
