@@ -43,7 +43,6 @@ fn condition(j: &Job, type_: &str) -> Option<String> {
 }
 
 #[tokio::test]
-#[ignore = "quarantined: the Job controller (issue 4, open) can over-create a pod while its cache lags and sometimes leaves an Indexed Job incomplete; run with --run-ignored"]
 async fn jobs_complete_or_fail_as_specified() {
     let cluster = e2e::cluster_or_skip!();
     let mut kcm = start_kcm(&cluster, "job");

@@ -95,6 +95,51 @@ impl Expectations {
     }
 }
 
+/// Expected removals of a finalizer, by pod UID, per controller key (upstream's
+/// uidTrackingExpectations for the Job controller's tracking finalizer): while a removal
+/// is pending, a cached pod still showing the finalizer must not be counted again.
+#[derive(Debug, Default)]
+pub struct UidExpectations {
+    entries: Mutex<HashMap<String, HashSet<String>>>,
+}
+
+impl UidExpectations {
+    /// None expected.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<String>>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that the finalizers of these pods are about to be removed for `key`.
+    pub fn expect(&self, key: &str, uids: impl IntoIterator<Item = String>) {
+        self.lock().entry(key.to_string()).or_default().extend(uids);
+    }
+
+    /// The removal for pod `uid` was observed (or failed and will not be).
+    pub fn observed(&self, key: &str, uid: &str) {
+        let mut m = self.lock();
+        if let Some(set) = m.get_mut(key) {
+            set.remove(uid);
+            if set.is_empty() {
+                m.remove(key);
+            }
+        }
+    }
+
+    /// The UIDs still expected for `key`.
+    pub fn expected(&self, key: &str) -> HashSet<String> {
+        self.lock().get(key).cloned().unwrap_or_default()
+    }
+
+    /// Forgets `key`.
+    pub fn forget(&self, key: &str) {
+        self.lock().remove(key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +175,19 @@ mod tests {
         assert!(e.satisfied_at("k", later));
         e.forget("k");
         assert!(e.satisfied("k"));
+    }
+
+    #[test]
+    fn uid_expectations_track_each_pod() {
+        let e = UidExpectations::new();
+        e.expect("k", ["a".to_string(), "b".to_string()]);
+        e.observed("k", "a");
+        e.observed("k", "a");
+        assert_eq!(e.expected("k"), ["b".to_string()].into());
+        e.observed("k", "b");
+        assert!(e.expected("k").is_empty());
+        e.expect("k", ["c".to_string()]);
+        e.forget("k");
+        assert!(e.expected("k").is_empty());
     }
 }

@@ -11,6 +11,8 @@ use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::Api;
 
 use super::expectations::Expectations;
+use component_base::events::{EventRecorder, EventSpec, EventType};
+use k8s_openapi::api::core::v1::ObjectReference;
 
 /// Upstream's SlowStartInitialBatchSize.
 pub const SLOW_START_INITIAL_BATCH: usize = 1;
@@ -86,6 +88,54 @@ pub struct PodControl {
     client: kube::Client,
     expectations: Arc<Expectations>,
     field_manager: &'static str,
+    events: Option<EventRecorder>,
+}
+
+/// Upstream's pod-control events, recorded on the pod's controller (`reason`, `note`).
+fn record_on_owner(
+    events: &Option<EventRecorder>,
+    pod: &Pod,
+    warning: bool,
+    reason: &str,
+    note: String,
+) {
+    let Some(recorder) = events.clone() else {
+        return;
+    };
+    let Some(owner) = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+    else {
+        return;
+    };
+    let spec = EventSpec {
+        regarding: ObjectReference {
+            api_version: Some(owner.api_version.clone()),
+            kind: Some(owner.kind.clone()),
+            name: Some(owner.name.clone()),
+            namespace: pod.metadata.namespace.clone(),
+            uid: Some(owner.uid.clone()),
+            ..Default::default()
+        },
+        related: None,
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_string(),
+        action: if reason.contains("Create") {
+            "Create"
+        } else {
+            "Delete"
+        }
+        .to_string(),
+        note,
+    };
+    tokio::spawn(async move { recorder.record(spec).await });
 }
 
 impl PodControl {
@@ -99,7 +149,15 @@ impl PodControl {
             client,
             expectations,
             field_manager,
+            events: None,
         }
+    }
+
+    /// The same, also recording upstream's SuccessfulCreate / FailedCreate /
+    /// SuccessfulDelete / FailedDelete events on each pod's controller.
+    pub fn with_events(mut self, recorder: EventRecorder) -> Self {
+        self.events = Some(recorder);
+        self
     }
 
     /// Creates `pods` for `key` in slow-start batches after expecting them; creations never
@@ -121,16 +179,36 @@ impl PodControl {
                 pod.metadata.namespace.as_deref().unwrap_or("default"),
             );
             let pp = pp.clone();
+            let events = &self.events;
             async move {
                 match api.create(&pp, &pod).await {
-                    Ok(_) => Ok(()),
+                    Ok(created) => {
+                        let name = created.metadata.name.clone().unwrap_or_default();
+                        record_on_owner(
+                            events,
+                            &pod,
+                            false,
+                            "SuccessfulCreate",
+                            format!("Created pod: {name}"),
+                        );
+                        Ok(())
+                    }
                     // The namespace is going away: nothing to retry, upstream ignores it.
                     Err(kube::Error::Api(e))
                         if e.code == 403 && e.message.contains("being terminated") =>
                     {
                         Ok(())
                     }
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        record_on_owner(
+                            events,
+                            &pod,
+                            true,
+                            "FailedCreate",
+                            format!("Error creating: {e}"),
+                        );
+                        Err(e)
+                    }
                 }
             }
         })
@@ -163,13 +241,29 @@ impl PodControl {
             async move {
                 let r = api.delete(&name, &DeleteParams::default()).await;
                 match r {
-                    Ok(_) => Ok(()),
+                    Ok(_) => {
+                        record_on_owner(
+                            &self.events,
+                            p,
+                            false,
+                            "SuccessfulDelete",
+                            format!("Deleted pod: {name}"),
+                        );
+                        Ok(())
+                    }
                     Err(kube::Error::Api(e)) if e.code == 404 => {
                         self.expectations.deletion_observed(key, &uid);
                         Ok(())
                     }
                     Err(e) => {
                         self.expectations.deletion_observed(key, &uid);
+                        record_on_owner(
+                            &self.events,
+                            p,
+                            true,
+                            "FailedDelete",
+                            format!("Error deleting: {e}"),
+                        );
                         Err(e)
                     }
                 }

@@ -1,28 +1,38 @@
-//! The Job controller: claims pods, counts finished ones through the job-tracking
-//! finalizer (`status.uncountedTerminatedPods` first, then the finalizer is removed, then
-//! the counts move), creates or deletes pods and sets the Job's conditions.
+//! The Job controller's I/O around [`plan::decide`]: informer handlers keeping the
+//! expectations, then per sync: delete/create pods, flush the status with the newly
+//! finished pods as uncounted, remove their tracking finalizers, move them into the
+//! counters and enact the terminal condition.
+//!
+//! Stale caches: creations and deletions are expected before they are issued, finalizer
+//! removals are expected by pod UID (a cached pod still showing the finalizer is not
+//! counted twice), and the Job itself is read as the freshest of the informer's copy and
+//! the copy our own last status write returned — a sync never acts on a Job status older
+//! than one it wrote (the informer's Job watch may lag behind the Pod watch).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTerminatedPods};
-use k8s_openapi::api::core::v1::{EnvVar, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use component_base::events::{EventRecorder, EventSpec, EventType};
+use k8s_openapi::api::batch::v1::{Job, JobStatus};
+use k8s_openapi::api::core::v1::{EnvVar, ObjectReference, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 
-use super::plan::{self, Spec, Verdict, COMPLETION_INDEX, TRACKING_FINALIZER};
+use super::backoff;
+use super::indexes::{self, COMPLETION_INDEX};
+use super::plan::{self, DeleteMode, NewPod, Observed, TRACKING_FINALIZER};
 use crate::lifecycle::queue::WorkQueue;
-use crate::workload::expectations::Expectations;
+use crate::workload::expectations::{Expectations, UidExpectations};
 use crate::workload::informer::{queue_key, split_key, Change, Informer};
 use crate::workload::owner::{self, Claim, Claimant};
 use crate::workload::pod_control::{pod_from_template, PodControl};
-use crate::workload::pods;
 
 /// Upstream's controller and service-account name.
 pub const NAME: &str = "job-controller";
+/// Queue keys of pods whose Job is gone but which still carry the tracking finalizer.
+const ORPHAN_PREFIX: &str = "orphan-pod:";
 
 /// The Job controller. Cheap to clone.
 #[derive(Clone)]
@@ -32,69 +42,72 @@ pub struct JobController {
     pods: Informer<Pod>,
     queue: WorkQueue<String>,
     expectations: Arc<Expectations>,
+    finalizers: Arc<UidExpectations>,
+    backoff: Arc<backoff::Store>,
+    written: Arc<Mutex<HashMap<String, Arc<Job>>>>,
     pod_control: PodControl,
+    recorder: EventRecorder,
 }
 
-fn has_finalizer(p: &Pod) -> bool {
-    p.metadata
-        .finalizers
-        .iter()
-        .flatten()
-        .any(|f| f == TRACKING_FINALIZER)
+/// Resource versions are etcd revisions: compare them as numbers when both are.
+fn newer(a: &Job, b: &Job) -> bool {
+    let rv = |j: &Job| {
+        j.metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    matches!((rv(a), rv(b)), (Some(x), Some(y)) if x > y)
 }
 
-fn is_finished(j: &Job) -> bool {
-    j.status
-        .iter()
-        .flat_map(|s| s.conditions.iter().flatten())
-        .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-}
-
-fn finish_time(p: &Pod) -> Option<Timestamp> {
-    p.status
-        .as_ref()?
-        .container_statuses
-        .iter()
-        .flatten()
-        .filter_map(|c| {
-            c.state
-                .as_ref()?
-                .terminated
-                .as_ref()?
-                .finished_at
-                .as_ref()
-                .map(|t| t.0)
-        })
-        .max()
-}
-
-fn set_condition(s: &mut JobStatus, type_: &str, reason: &str, message: &str, now: Timestamp) {
-    let conds = s.conditions.get_or_insert_with(Vec::new);
-    if conds.iter().any(|c| c.type_ == type_ && c.status == "True") {
-        return;
+/// Drops what the apiserver omits (zero counters, empty lists) so that a status compares
+/// equal to its round trip.
+fn normalized(mut s: JobStatus) -> JobStatus {
+    for v in [&mut s.active, &mut s.succeeded, &mut s.failed] {
+        if *v == Some(0) {
+            *v = None;
+        }
     }
-    conds.retain(|c| c.type_ != type_);
-    conds.push(JobCondition {
-        type_: type_.into(),
-        status: "True".into(),
-        reason: Some(reason.into()),
-        message: Some(message.into()),
-        last_probe_time: Some(Time(now)),
-        last_transition_time: Some(Time(now)),
-    });
+    if s.completed_indexes.as_deref() == Some("") {
+        s.completed_indexes = None;
+    }
+    if s.conditions.as_ref().is_some_and(|c| c.is_empty()) {
+        s.conditions = None;
+    }
+    if let Some(u) = s.uncounted_terminated_pods.as_mut() {
+        if u.succeeded.as_ref().is_some_and(|v| v.is_empty()) {
+            u.succeeded = None;
+        }
+        if u.failed.as_ref().is_some_and(|v| v.is_empty()) {
+            u.failed = None;
+        }
+    }
+    s
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 impl JobController {
     /// A controller over shared informers, writing with `client`.
     pub fn new(client: kube::Client, jobs: Informer<Job>, pods: Informer<Pod>) -> Self {
         let expectations = Arc::new(Expectations::new());
+        let recorder = EventRecorder::new(client.clone(), NAME, &format!("{NAME}-{}", hostname()));
         JobController {
-            pod_control: PodControl::new(client.clone(), expectations.clone(), NAME),
+            pod_control: PodControl::new(client.clone(), expectations.clone(), NAME)
+                .with_events(recorder.clone()),
             client,
             jobs,
             pods,
             queue: WorkQueue::new(),
             expectations,
+            finalizers: Arc::new(UidExpectations::new()),
+            backoff: Arc::new(backoff::Store::default()),
+            written: Arc::default(),
+            recorder,
         }
     }
 
@@ -112,71 +125,192 @@ impl JobController {
             }
         });
         let this = self.clone();
-        self.pods.add_handler(move |c| {
-            let (p, created, deleted) = match c {
-                Change::Added(p) => (p, true, false),
-                Change::Updated { new, .. } => {
-                    (new, false, new.metadata.deletion_timestamp.is_some())
-                }
-                Change::Deleted(p) => (p, false, true),
-            };
-            let Some(j) = this.resolve(p) else { return };
-            let key = queue_key(j.as_ref());
-            let uid = p.metadata.uid.as_deref().unwrap_or_default();
-            if created {
-                this.expectations.creation_observed(&key);
-            }
-            if deleted {
-                this.expectations.deletion_observed(&key, uid);
-            }
-            this.queue.add(key);
-        });
+        self.pods.add_handler(move |c| this.on_pod(c));
     }
 
-    fn resolve(&self, p: &Pod) -> Option<Arc<Job>> {
-        let r = owner::controller_of(&p.metadata).filter(|r| r.kind == "Job")?;
+    fn on_pod(&self, c: Change<'_, Pod>) {
+        let (p, created, deleted, final_delete) = match c {
+            Change::Added(p) => (p, true, p.metadata.deletion_timestamp.is_some(), false),
+            Change::Updated { old, new } => {
+                if old.metadata.resource_version == new.metadata.resource_version {
+                    return;
+                }
+                if let (Some(o), n) = (
+                    owner::controller_of(&old.metadata),
+                    owner::controller_of(&new.metadata),
+                ) {
+                    if n.as_ref().map(|n| &n.uid) != Some(&o.uid) {
+                        if let Some(j) = self.resolve_ref(old, &o) {
+                            let key = queue_key(j.as_ref());
+                            self.finalizers
+                                .observed(&key, new.metadata.uid.as_deref().unwrap_or_default());
+                            self.queue.add(key);
+                        }
+                    }
+                }
+                (new, false, new.metadata.deletion_timestamp.is_some(), false)
+            }
+            Change::Deleted(p) => (p, false, true, true),
+        };
+        let uid = p.metadata.uid.as_deref().unwrap_or_default();
+        let Some(j) = self.resolve(p) else {
+            if plan::has_finalizer(p) && !final_delete {
+                self.queue.add(format!("{ORPHAN_PREFIX}{}", queue_key(p)));
+            }
+            return;
+        };
+        let key = queue_key(j.as_ref());
+        if created {
+            self.expectations.creation_observed(&key);
+        }
+        if deleted {
+            self.expectations.deletion_observed(&key, uid);
+        }
+        if final_delete || !plan::has_finalizer(p) {
+            self.finalizers.observed(&key, uid);
+        }
+        if plan::is_finished(&j) && plan::has_finalizer(p) && !final_delete {
+            self.queue.add(format!("{ORPHAN_PREFIX}{}", queue_key(p)));
+        }
+        self.queue.add(key);
+    }
+
+    fn resolve_ref(
+        &self,
+        p: &Pod,
+        r: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    ) -> Option<Arc<Job>> {
+        if r.kind != "Job" {
+            return None;
+        }
         let j = self.jobs.get(p.metadata.namespace.as_deref()?, &r.name)?;
         (j.metadata.uid.as_deref() == Some(r.uid.as_str())).then_some(j)
     }
 
-    async fn write_status(&self, j: &Job, s: JobStatus) -> anyhow::Result<Job> {
-        if j.status.as_ref() == Some(&s) {
+    fn resolve(&self, p: &Pod) -> Option<Arc<Job>> {
+        let r = owner::controller_of(&p.metadata)?;
+        self.resolve_ref(p, &r)
+    }
+
+    /// The freshest copy of the Job: the informer's, unless our own last write is newer.
+    fn freshest(&self, key: &str, cached: Arc<Job>) -> Arc<Job> {
+        let mut w = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        match w.get(key) {
+            Some(mine) if mine.metadata.uid == cached.metadata.uid && newer(mine, &cached) => {
+                mine.clone()
+            }
+            _ => {
+                w.remove(key);
+                cached
+            }
+        }
+    }
+
+    async fn write_status(&self, key: &str, j: &Job, s: JobStatus) -> anyhow::Result<Job> {
+        let s = normalized(s);
+        if j.status.clone().map(normalized).as_ref() == Some(&s) {
             return Ok(j.clone());
         }
         let mut obj = j.clone();
         obj.status = Some(s);
         let api: Api<Job> =
             Api::namespaced(self.client.clone(), &j.namespace().unwrap_or_default());
-        Ok(api
+        let out = api
             .replace_status(&j.name_any(), &PostParams::default(), &obj)
-            .await?)
+            .await?;
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), Arc::new(out.clone()));
+        Ok(out)
     }
 
-    async fn remove_finalizer(&self, p: &Pod) -> anyhow::Result<()> {
+    async fn remove_finalizer(&self, p: &Pod) -> Result<(), kube::Error> {
         let patch = serde_json::json!({
             "metadata": { "$deleteFromPrimitiveList/finalizers": [TRACKING_FINALIZER] }
         });
-        Ok(self
-            .pod_control
+        self.pod_control
             .patch(&p.namespace().unwrap_or_default(), &p.name_any(), &patch)
-            .await?)
+            .await
+    }
+
+    fn record(&self, job: &Job, warning: bool, reason: &str, note: String) {
+        let spec = EventSpec {
+            regarding: ObjectReference {
+                api_version: Some("batch/v1".into()),
+                kind: Some("Job".into()),
+                name: job.metadata.name.clone(),
+                namespace: job.metadata.namespace.clone(),
+                uid: job.metadata.uid.clone(),
+                resource_version: job.metadata.resource_version.clone(),
+                ..Default::default()
+            },
+            related: None,
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            action: "Sync".into(),
+            note,
+        };
+        let r = self.recorder.clone();
+        tokio::spawn(async move { r.record(spec).await });
+    }
+
+    /// Removes the tracking finalizer of a pod whose Job is gone or finished.
+    async fn sync_orphan(&self, key: &str) -> anyhow::Result<()> {
+        let (ns, name) = split_key(key);
+        let Some(p) = self.pods.get(ns, name) else {
+            return Ok(());
+        };
+        if !plan::has_finalizer(&p) {
+            return Ok(());
+        }
+        if let Some(j) = self.resolve(&p) {
+            if !plan::is_finished(&j) {
+                return Ok(());
+            }
+        }
+        Ok(self.remove_finalizer(&p).await?)
     }
 
     /// Reconciles `namespace/name`.
     pub async fn sync(&self, key: String) -> anyhow::Result<()> {
+        if let Some(pod_key) = key.strip_prefix(ORPHAN_PREFIX) {
+            return self.sync_orphan(pod_key).await;
+        }
         let (ns, name) = split_key(&key);
-        let Some(j) = self.jobs.get(ns, name) else {
+        let Some(cached) = self.jobs.get(ns, name) else {
             self.expectations.forget(&key);
+            self.finalizers.forget(&key);
+            self.backoff.remove(&key);
+            self.written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
             return Ok(());
         };
-        let mut job = (*j).clone();
-        let sel = job
+        let j = self.freshest(&key, cached);
+        if plan::is_finished(&j) {
+            self.backoff.remove(&key);
+            return Ok(());
+        }
+        if let Some(m) = j.spec.as_ref().and_then(|s| s.managed_by.as_deref()) {
+            if m != "kubernetes.io/job-controller" {
+                return Ok(());
+            }
+        }
+        // Expectations first: a pod created after this check is seen by the next sync.
+        let satisfied = self.expectations.satisfied(&key);
+        let sel = j
             .spec
             .as_ref()
             .and_then(|s| s.selector.clone())
             .unwrap_or_default();
         let claimant = Claimant {
-            meta: &job.metadata,
+            meta: &j.metadata,
             selector: &sel,
         };
         let all = self.pods.list_namespace(ns);
@@ -185,181 +319,127 @@ impl JobController {
             .map(|p| p.as_ref())
             .filter(|p| owner::claim(&claimant, &p.metadata) == Claim::Owned)
             .collect();
+        let expected_rm = self.finalizers.expected(&key);
         let now = Timestamp::now();
-        let spec = Spec::of(&job);
-        let mut status = job.status.clone().unwrap_or_default();
-        let finished = is_finished(&job);
-
-        // 1. Record newly finished (and deleted) pods as uncounted before touching them.
-        let mut unc = status.uncounted_terminated_pods.clone().unwrap_or_default();
-        let (mut unc_ok, mut unc_fail): (BTreeSet<String>, BTreeSet<String>) = (
-            unc.succeeded
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-            unc.failed.clone().unwrap_or_default().into_iter().collect(),
-        );
-        let mut completed = plan::parse_indexes(status.completed_indexes.as_deref().unwrap_or(""));
-        for p in owned.iter().filter(|p| has_finalizer(p)) {
-            let uid = p.metadata.uid.clone().unwrap_or_default();
-            match pods::phase(p) {
-                "Succeeded" => {
-                    if spec.indexed {
-                        if let Some(i) = plan::index_of(p) {
-                            completed.insert(i);
-                        }
-                    }
-                    unc_ok.insert(uid);
-                }
-                "Failed" => {
-                    unc_fail.insert(uid);
-                }
-                _ if p.metadata.deletion_timestamp.is_some() || finished => {
-                    unc_fail.insert(uid);
-                }
-                _ => {}
-            }
-        }
-        unc.succeeded = Some(unc_ok.iter().cloned().collect());
-        unc.failed = Some(unc_fail.iter().cloned().collect());
-        status.uncounted_terminated_pods = Some(unc.clone());
-        if spec.indexed {
-            status.completed_indexes = Some(plan::format_indexes(&completed));
-        }
-        if status.start_time.is_none() && !spec.suspend && !finished {
-            status.start_time = Some(Time(now));
-        }
-        job = self.write_status(&job, status.clone()).await?;
-
-        // 2. Release the counted pods.
-        for p in owned.iter().filter(|p| has_finalizer(p)) {
-            let uid = p.metadata.uid.as_deref().unwrap_or_default();
-            if unc_ok.contains(uid) || unc_fail.contains(uid) {
-                self.remove_finalizer(p).await?;
-            }
-        }
-
-        // 3. Move them into the counts.
-        status.succeeded = Some(status.succeeded.unwrap_or(0) + unc_ok.len() as i32);
-        status.failed = Some(status.failed.unwrap_or(0) + unc_fail.len() as i32);
-        status.uncounted_terminated_pods = Some(UncountedTerminatedPods::default());
-        let active: Vec<&Pod> = owned
-            .iter()
-            .copied()
-            .filter(|p| pods::is_active(p))
-            .collect();
-        status.active = Some(active.len() as i32);
-        status.ready = Some(active.iter().filter(|p| pods::is_ready(p)).count() as i32);
-        status.terminating = Some(
-            owned
-                .iter()
-                .filter(|p| {
-                    pods::is_terminating(p) && !matches!(pods::phase(p), "Succeeded" | "Failed")
-                })
-                .count() as i32,
-        );
-        if finished {
-            self.write_status(&job, status).await?;
-            return Ok(());
-        }
-        let (succeeded, failed) = (status.succeeded.unwrap_or(0), status.failed.unwrap_or(0));
-        let start = status.start_time.as_ref().map(|t| t.0);
-        let verdict = plan::verdict(
-            &spec,
-            succeeded,
-            failed,
-            &completed,
-            active.len(),
-            start,
+        let d = plan::decide(&Observed {
+            job: &j,
+            pods: owned,
+            expected_rm_finalizers: &expected_rm,
+            expectations_satisfied: satisfied,
+            backoff: self.backoff.get(&key),
             now,
-        );
-        let mut requeue = None;
-        let mut delete: Vec<&Pod> = Vec::new();
-        let mut create: Vec<Option<i32>> = Vec::new();
-        match &verdict {
-            Verdict::Failed(reason, message) => {
-                set_condition(&mut status, "FailureTarget", reason, message, now);
-                delete = active.clone();
-                if active.is_empty() && status.terminating == Some(0) {
-                    set_condition(&mut status, "Failed", reason, message, now);
+        });
+
+        // Pods first, as upstream's manageJob.
+        let mut first_err: Option<anyhow::Error> = None;
+        if !d.delete.is_empty() {
+            if d.delete_mode == DeleteMode::RemoveFinalizer {
+                for p in &d.delete {
+                    if let Err(e) = self.remove_finalizer(p).await {
+                        first_err.get_or_insert(e.into());
+                    }
                 }
             }
-            Verdict::Succeeded => {
-                set_condition(
-                    &mut status,
-                    "SuccessCriteriaMet",
-                    "CompletionsReached",
-                    "Reached expected number of succeeded pods",
-                    now,
-                );
-                delete = active.clone();
-                if active.is_empty() && status.terminating == Some(0) {
-                    set_condition(
-                        &mut status,
-                        "Complete",
-                        "CompletionsReached",
-                        "Reached expected number of succeeded pods",
-                        now,
-                    );
-                    status.completion_time = Some(Time(now));
-                }
+            if let Err(e) = self.pod_control.delete_all(&key, &d.delete).await {
+                first_err.get_or_insert(e.into());
             }
-            Verdict::Running if self.expectations.satisfied(&key) => {
-                if spec.suspend {
-                    set_condition(
-                        &mut status,
-                        "Suspended",
-                        "JobSuspended",
-                        "Job suspended",
-                        now,
-                    );
-                } else if let Some(c) = status.conditions.as_mut() {
-                    c.retain(|c| c.type_ != "Suspended");
-                }
-                let last_failure = owned
-                    .iter()
-                    .filter(|p| pods::phase(p) == "Failed")
-                    .filter_map(|p| finish_time(p))
-                    .max();
-                let p = plan::plan(
-                    &spec,
-                    &active,
-                    succeeded,
-                    failed,
-                    &completed,
-                    last_failure,
-                    now,
-                );
-                delete = p.delete;
-                create = p.create;
-                requeue = p.backoff;
-                if let Some(ads) = spec.active_deadline.filter(|_| !spec.suspend) {
-                    let left = start.map_or(ads, |s| s.as_second() + ads - now.as_second());
-                    requeue = Some(requeue.map_or(left, |r| r.min(left)).max(1));
-                }
-            }
-            Verdict::Running => {}
         }
-        self.write_status(&job, status).await?;
-        self.pod_control.delete_all(&key, &delete).await?;
-        if !create.is_empty() {
-            let pods = create
+        if !d.create.is_empty() {
+            let pods = d
+                .create
                 .iter()
-                .map(|i| self.pod_for(&job, *i))
+                .map(|np| self.pod_for(&j, np))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            self.pod_control.create_all(&key, pods).await?;
+            if let Err(e) = self.pod_control.create_all(&key, pods).await {
+                first_err.get_or_insert(e.into());
+            }
         }
-        if let Some(secs) = requeue {
+        for (warning, reason, msg) in &d.events {
+            self.record(&j, *warning, reason, msg.clone());
+        }
+
+        // Uncounted first, then finalizers, then counters and the terminal condition.
+        let mut job = (*j).clone();
+        if d.needs_flush {
+            job = self.write_status(&key, &job, d.status.clone()).await?;
+        }
+        self.backoff.set(&key, d.backoff);
+        let mut with_finalizer: HashSet<String> = d.uids_with_finalizer.clone();
+        if !d.remove_finalizers.is_empty() {
+            self.finalizers.expect(
+                &key,
+                d.remove_finalizers
+                    .iter()
+                    .filter_map(|p| p.metadata.uid.clone()),
+            );
+            let results = futures::future::join_all(
+                d.remove_finalizers.iter().map(|p| self.remove_finalizer(p)),
+            )
+            .await;
+            for (p, r) in d.remove_finalizers.iter().zip(results) {
+                let uid = p.metadata.uid.clone().unwrap_or_default();
+                match r {
+                    Ok(()) => {
+                        with_finalizer.remove(&uid);
+                    }
+                    Err(e) => {
+                        self.finalizers.observed(&key, &uid);
+                        first_err.get_or_insert(e.into());
+                    }
+                }
+            }
+        }
+        let mut status = job.status.clone().unwrap_or_default();
+        plan::clean_uncounted(&mut status, &with_finalizer);
+        let finished = match &d.finished {
+            Some(c) if !d.reached_max_uncounted => plan::enact_finished(&mut status, c, now),
+            _ => false,
+        };
+        job = self.write_status(&key, &job, status).await?;
+        if finished {
+            if let Some(c) = &d.finished {
+                self.record_finished(&job, c);
+            }
+            self.backoff.remove(&key);
+        }
+        if let Some(after) = d.requeue {
             self.queue
-                .add_after(key, Duration::from_secs(secs.max(1) as u64));
+                .add_after(key, after.max(Duration::from_millis(100)));
         }
-        Ok(())
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
-    /// A pod for `job` (with completion index `index` for Indexed Jobs) carrying the
-    /// tracking finalizer.
-    fn pod_for(&self, job: &Job, index: Option<i32>) -> anyhow::Result<Pod> {
+    fn record_finished(&self, job: &Job, c: &k8s_openapi::api::batch::v1::JobCondition) {
+        if c.type_ == "Complete" {
+            let s = job.status.as_ref();
+            let completions = job.spec.as_ref().and_then(|s| s.completions);
+            if let (Some(c), Some(ok)) = (completions, s.and_then(|s| s.succeeded)) {
+                if ok > c {
+                    self.record(
+                        job,
+                        true,
+                        "TooManySucceededPods",
+                        "Too many succeeded pods running after completion count reached".into(),
+                    );
+                }
+            }
+            self.record(job, false, "Completed", "Job completed".into());
+        } else {
+            self.record(
+                job,
+                true,
+                c.reason.as_deref().unwrap_or("Failed"),
+                c.message.clone().unwrap_or_default(),
+            );
+        }
+    }
+
+    /// A pod for `job` carrying the tracking finalizer (and, for Indexed Jobs, the
+    /// completion index and failure counts).
+    fn pod_for(&self, job: &Job, np: &NewPod) -> anyhow::Result<Pod> {
         let template = job
             .spec
             .as_ref()
@@ -368,20 +448,30 @@ impl JobController {
         let ns = job.namespace().unwrap_or_default();
         let r = owner::controller_ref("batch/v1", "Job", &job.metadata);
         let mut labels = BTreeMap::new();
-        if let Some(i) = index {
+        if let Some(i) = np.index {
             labels.insert(COMPLETION_INDEX.to_string(), i.to_string());
         }
         let mut pod = pod_from_template(&template, &ns, r, None, &labels);
-        pod.metadata
-            .finalizers
-            .get_or_insert_with(Vec::new)
-            .push(TRACKING_FINALIZER.into());
-        if let Some(i) = index {
+        let fins = pod.metadata.finalizers.get_or_insert_with(Vec::new);
+        if !fins.iter().any(|f| f == TRACKING_FINALIZER) {
+            fins.push(TRACKING_FINALIZER.into());
+        }
+        if let Some(i) = np.index {
             pod.metadata.generate_name = Some(format!("{}-{i}-", job.name_any()));
-            pod.metadata
+            let ann = pod
+                .metadata
                 .annotations
-                .get_or_insert_with(Default::default)
-                .insert(COMPLETION_INDEX.into(), i.to_string());
+                .get_or_insert_with(Default::default);
+            ann.insert(COMPLETION_INDEX.into(), i.to_string());
+            if let Some((counted, ignored)) = np.failure_counts {
+                ann.insert(indexes::INDEX_FAILURE_COUNT.into(), counted.to_string());
+                if ignored > 0 {
+                    ann.insert(
+                        indexes::INDEX_IGNORED_FAILURE_COUNT.into(),
+                        ignored.to_string(),
+                    );
+                }
+            }
             if let Some(spec) = pod.spec.as_mut() {
                 spec.hostname = Some(format!("{}-{i}", job.name_any()));
                 for c in spec
@@ -389,11 +479,15 @@ impl JobController {
                     .iter_mut()
                     .chain(spec.init_containers.iter_mut().flatten())
                 {
-                    c.env.get_or_insert_with(Vec::new).push(EnvVar {
+                    let env = c.env.get_or_insert_with(Vec::new);
+                    if env.iter().any(|e| e.name == "JOB_COMPLETION_INDEX") {
+                        continue;
+                    }
+                    env.push(EnvVar {
                         name: "JOB_COMPLETION_INDEX".into(),
                         value: None,
                         value_from: Some(serde_json::from_value(serde_json::json!({
-                            "fieldRef": {"fieldPath": format!("metadata.annotations['{COMPLETION_INDEX}']")}
+                            "fieldRef": {"fieldPath": format!("metadata.labels['{COMPLETION_INDEX}']")}
                         }))?),
                     });
                 }

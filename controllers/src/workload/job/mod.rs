@@ -1,9 +1,14 @@
 //! job-controller: runs pods to completion (NonIndexed and Indexed), with parallelism,
-//! backoffLimit and failure backoff, activeDeadlineSeconds, suspend, finalizer-based
-//! tracking and the FailureTarget/Failed and SuccessCriteriaMet/Complete conditions.
+//! backoffLimit and failure backoff, backoffLimitPerIndex/maxFailedIndexes,
+//! podFailurePolicy, successPolicy, podReplacementPolicy, activeDeadlineSeconds, suspend,
+//! finalizer-based tracking, the FailureTarget/Failed and SuccessCriteriaMet/Complete
+//! conditions and upstream's events.
 
+pub mod backoff;
 pub mod controller;
+pub mod indexes;
 pub mod plan;
+pub mod policy;
 
 use futures::future::FutureExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -48,3 +53,6 @@ pub fn descriptor() -> ControllerDescriptor {
         },
     }
 }
+
+#[cfg(test)]
+mod plan_tests;
