@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod conntrack;
+pub mod healthcheck;
 pub mod iptables;
 pub mod metrics;
 pub mod model;

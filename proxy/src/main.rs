@@ -3,14 +3,15 @@
 mod cmd;
 
 use cmd::options;
+use std::process::ExitCode;
 
-fn main() {
+fn main() -> ExitCode {
     let parsed = component_base::flags::parse(&options::table(), options::command());
     let opts = match options::resolve(&parsed.matches) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("{}: {e}", options::COMPONENT);
-            std::process::exit(1);
+            return ExitCode::from(1);
         }
     };
     component_base::logging::init(opts.log_format, opts.verbosity);
@@ -19,23 +20,10 @@ fn main() {
     if opts.cleanup {
         if let Err(e) = cmd::run::cleanup() {
             tracing::error!(error = %e, "Cleanup failed");
-            std::process::exit(1);
+            return ExitCode::from(1);
         }
-        return;
+        return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("kube-proxy: cannot start the runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(e) = runtime.block_on(cmd::run::run(opts)) {
-        tracing::error!(error = %e, "kube-proxy failed");
-        std::process::exit(1);
-    }
+    // A node agent: two runtime threads whatever the machine's size.
+    component_base::app::block_on_workers(options::COMPONENT, Some(2), cmd::run::run(opts))
 }

@@ -14,6 +14,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
 use proxy::config::ProxierConfig;
+use proxy::healthcheck::{self, ServiceHealthServer};
 use proxy::iptables::Iptables;
 use proxy::metrics::ProxyMetrics;
 use proxy::model::{IpFamily, ServiceName};
@@ -270,6 +271,24 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
     let registry = component_base::metrics::Metrics::new();
     let metrics = ProxyMetrics::register(&registry);
     let health = HealthState::new(2 * opts.sync_period);
+    health.set_node_eligible(healthz::node_eligible(this_node.as_ref()));
+    // healthCheckNodePorts listen on the NodePort addresses (all addresses by default).
+    let mut hc_bind: Vec<std::net::IpAddr> = Vec::new();
+    let mut hc_all = false;
+    for s in syncers.iter_mut() {
+        match &s.config().nodeport_ips {
+            Some(ips) => hc_bind.extend(ips.iter().copied()),
+            None => hc_all = true,
+        }
+    }
+    if hc_all {
+        hc_bind.clear();
+    }
+    let hc_health = health.clone();
+    let mut service_health = ServiceHealthServer::new(
+        hc_bind,
+        std::sync::Arc::new(move || hc_health.healthy(std::time::SystemTime::now())),
+    );
     let mut servers = Vec::new();
     if let Some(addr) = opts.healthz_bind {
         let serving = ServingOptions {
@@ -366,7 +385,7 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
                     }),
                     Watched::Node(ev) => {
                         for (n, deleted) in node_mirror.changes(*ev) {
-                            health.set_node_eligible(!deleted && n.metadata.deletion_timestamp.is_none());
+                            health.set_node_eligible(!deleted && healthz::node_eligible(Some(&n)));
                             let new_labels = n.labels().clone();
                             for s in syncers.iter_mut() {
                                 if s.config().node_labels == new_labels {
@@ -383,8 +402,10 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
                 };
                 if changed {
                     dirty = true;
-                    health.queued();
                     for s in syncers.iter_mut() {
+                        if s.tracker().has_pending() {
+                            health.queued(s.family());
+                        }
                         let (svc, eps) = s.tracker().pending_changes();
                         metrics.queued(s.family(), svc, eps);
                     }
@@ -404,15 +425,17 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
                         generate = ?out.generate, apply = ?out.apply, "SyncProxyRules complete");
                     if out.error.is_some() {
                         all_ok = false;
-                    } else if !out.update.stale_udp.is_empty() {
+                    } else {
+                        health.updated(s.family());
+                    }
+                    if out.error.is_none() && !out.update.stale_udp.is_empty() {
                         let family = s.family();
                         let n = tokio::task::block_in_place(|| proxy::conntrack::clean(&out.update.stale_udp, family, netns.as_deref()));
                         metrics.conntrack_deleted(family, n);
                     }
                 }
-                if all_ok {
-                    health.updated();
-                }
+                let wanted = healthcheck::merge(syncers.iter_mut().map(|s| healthcheck::health_checks(s.tracker())));
+                service_health.sync(&wanted);
                 initial_done = true;
                 dirty = !all_ok;
                 last_sync = Instant::now();

@@ -121,10 +121,14 @@ pub fn service_ports(svc: &Service, family: IpFamily) -> Vec<ServicePortInfo> {
     let external_policy_local =
         externally_typed && spec.external_traffic_policy.as_deref() == Some("Local");
     let internal_policy_local = spec.internal_traffic_policy.as_deref() == Some("Local");
-    let health_check_node_port = spec
-        .health_check_node_port
-        .and_then(|p| u16::try_from(p).ok())
-        .unwrap_or(0);
+    // As upstream's NeedsHealthCheck: only LoadBalancers with the Local policy get one.
+    let health_check_node_port = if type_ == "LoadBalancer" && external_policy_local {
+        spec.health_check_node_port
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(0)
+    } else {
+        0
+    };
     spec.ports
         .iter()
         .flatten()
