@@ -5,6 +5,7 @@ pub mod api;
 pub mod cache;
 pub mod cmd;
 pub mod config;
+#[macro_use]
 pub mod framework;
 pub mod metrics;
 pub mod plugins;

@@ -14,6 +14,30 @@ use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
 /// Highest score a Score plugin may return after normalization.
 pub const MAX_NODE_SCORE: i64 = 100;
 
+/// Inside `impl Plugin for X`, declares the extension points `X` implements:
+/// `extension_points!(PreFilter, Filter, Score);` makes `as_pre_filter`, `as_filter` and
+/// `as_score` return `Some(self)` (the others keep returning `None`).
+macro_rules! extension_points {
+    ($($point:ident),+ $(,)?) => { $( extension_points!(@one $point); )+ };
+    (@one PreEnqueue) => { extension_points!(@fn as_pre_enqueue PreEnqueuePlugin); };
+    (@one QueueSort) => { extension_points!(@fn as_queue_sort QueueSortPlugin); };
+    (@one PreFilter) => { extension_points!(@fn as_pre_filter PreFilterPlugin); };
+    (@one Filter) => { extension_points!(@fn as_filter FilterPlugin); };
+    (@one PostFilter) => { extension_points!(@fn as_post_filter PostFilterPlugin); };
+    (@one PreScore) => { extension_points!(@fn as_pre_score PreScorePlugin); };
+    (@one Score) => { extension_points!(@fn as_score ScorePlugin); };
+    (@one Reserve) => { extension_points!(@fn as_reserve ReservePlugin); };
+    (@one Permit) => { extension_points!(@fn as_permit PermitPlugin); };
+    (@one PreBind) => { extension_points!(@fn as_pre_bind PreBindPlugin); };
+    (@one Bind) => { extension_points!(@fn as_bind BindPlugin); };
+    (@one PostBind) => { extension_points!(@fn as_post_bind PostBindPlugin); };
+    (@fn $method:ident $trait:ident) => {
+        fn $method(&self) -> Option<&dyn $crate::framework::$trait> {
+            Some(self)
+        }
+    };
+}
+
 /// A named plugin, with accessors for each extension point it implements.
 pub trait Plugin: Send + Sync {
     /// The plugin's registry name (e.g. "NodeResourcesFit").

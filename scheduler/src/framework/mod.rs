@@ -4,6 +4,7 @@
 pub mod cycle_state;
 pub mod events;
 pub mod fit_error;
+#[macro_use]
 pub mod interface;
 pub mod runtime;
 pub mod status;

@@ -44,9 +44,7 @@ impl Plugin for DefaultBinder {
     fn name(&self) -> &'static str {
         NAME
     }
-    fn as_bind(&self) -> Option<&dyn BindPlugin> {
-        Some(self)
-    }
+    extension_points!(Bind);
 }
 
 impl BindPlugin for DefaultBinder {

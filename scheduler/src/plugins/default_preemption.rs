@@ -23,9 +23,7 @@ impl Plugin for DefaultPreemption {
     fn name(&self) -> &'static str {
         NAME
     }
-    fn as_post_filter(&self) -> Option<&dyn PostFilterPlugin> {
-        Some(self)
-    }
+    extension_points!(PostFilter);
 }
 
 /// The victims on one node and how many PDBs their eviction would violate.

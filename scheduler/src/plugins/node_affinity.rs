@@ -69,18 +69,7 @@ impl Plugin for NodeAffinity {
             ClusterEvent::new(EventResource::UnscheduledPod, Action::UPDATE),
         ]
     }
-    fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
-        Some(self)
-    }
-    fn as_filter(&self) -> Option<&dyn FilterPlugin> {
-        Some(self)
-    }
-    fn as_pre_score(&self) -> Option<&dyn PreScorePlugin> {
-        Some(self)
-    }
-    fn as_score(&self) -> Option<&dyn ScorePlugin> {
-        Some(self)
-    }
+    extension_points!(PreFilter, Filter, PreScore, Score);
 }
 
 impl PreFilterPlugin for NodeAffinity {

@@ -21,9 +21,7 @@ impl Plugin for NodeName {
     fn events(&self) -> Vec<ClusterEvent> {
         vec![ClusterEvent::new(EventResource::Node, Action::ADD)]
     }
-    fn as_filter(&self) -> Option<&dyn FilterPlugin> {
-        Some(self)
-    }
+    extension_points!(Filter);
 }
 
 impl FilterPlugin for NodeName {

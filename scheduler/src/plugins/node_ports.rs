@@ -22,12 +22,7 @@ impl Plugin for NodePorts {
             ClusterEvent::new(EventResource::Node, Action::ADD),
         ]
     }
-    fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
-        Some(self)
-    }
-    fn as_filter(&self) -> Option<&dyn FilterPlugin> {
-        Some(self)
-    }
+    extension_points!(PreFilter, Filter);
 }
 
 impl PreFilterPlugin for NodePorts {

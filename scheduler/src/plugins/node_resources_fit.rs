@@ -148,15 +148,7 @@ impl Plugin for NodeResourcesFit {
             ClusterEvent::new(EventResource::UnscheduledPod, Action::UPDATE),
         ]
     }
-    fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
-        Some(self)
-    }
-    fn as_filter(&self) -> Option<&dyn FilterPlugin> {
-        Some(self)
-    }
-    fn as_score(&self) -> Option<&dyn ScorePlugin> {
-        Some(self)
-    }
+    extension_points!(PreFilter, Filter, Score);
 }
 
 impl PreFilterPlugin for NodeResourcesFit {

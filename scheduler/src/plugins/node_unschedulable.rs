@@ -30,9 +30,7 @@ impl Plugin for NodeUnschedulable {
             Action::ADD | Action::UPDATE_TAINT | Action::UPDATE_OTHER,
         )]
     }
-    fn as_filter(&self) -> Option<&dyn FilterPlugin> {
-        Some(self)
-    }
+    extension_points!(Filter);
 }
 
 impl FilterPlugin for NodeUnschedulable {

@@ -13,9 +13,7 @@ impl Plugin for PrioritySort {
     fn name(&self) -> &'static str {
         NAME
     }
-    fn as_queue_sort(&self) -> Option<&dyn QueueSortPlugin> {
-        Some(self)
-    }
+    extension_points!(QueueSort);
 }
 
 impl QueueSortPlugin for PrioritySort {

@@ -14,9 +14,7 @@ impl Plugin for SchedulingGates {
     fn name(&self) -> &'static str {
         NAME
     }
-    fn as_pre_enqueue(&self) -> Option<&dyn PreEnqueuePlugin> {
-        Some(self)
-    }
+    extension_points!(PreEnqueue);
 }
 
 impl PreEnqueuePlugin for SchedulingGates {

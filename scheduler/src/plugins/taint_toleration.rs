@@ -34,15 +34,7 @@ impl Plugin for TaintToleration {
             ClusterEvent::new(EventResource::UnscheduledPod, Action::UPDATE),
         ]
     }
-    fn as_filter(&self) -> Option<&dyn FilterPlugin> {
-        Some(self)
-    }
-    fn as_pre_score(&self) -> Option<&dyn PreScorePlugin> {
-        Some(self)
-    }
-    fn as_score(&self) -> Option<&dyn ScorePlugin> {
-        Some(self)
-    }
+    extension_points!(Filter, PreScore, Score);
 }
 
 impl FilterPlugin for TaintToleration {

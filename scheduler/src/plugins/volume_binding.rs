@@ -102,15 +102,7 @@ impl Plugin for VolumeBinding {
             ClusterEvent::new(EventResource::Node, Action::ADD | Action::UPDATE_LABEL),
         ]
     }
-    fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
-        Some(self)
-    }
-    fn as_filter(&self) -> Option<&dyn FilterPlugin> {
-        Some(self)
-    }
-    fn as_pre_bind(&self) -> Option<&dyn PreBindPlugin> {
-        Some(self)
-    }
+    extension_points!(PreFilter, Filter, PreBind);
 }
 
 impl PreFilterPlugin for VolumeBinding {

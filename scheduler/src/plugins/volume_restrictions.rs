@@ -44,12 +44,7 @@ impl Plugin for VolumeRestrictions {
             ClusterEvent::new(EventResource::Storage, Action::ALL),
         ]
     }
-    fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
-        Some(self)
-    }
-    fn as_filter(&self) -> Option<&dyn FilterPlugin> {
-        Some(self)
-    }
+    extension_points!(PreFilter, Filter);
 }
 
 impl PreFilterPlugin for VolumeRestrictions {
