@@ -1,10 +1,13 @@
 //! One worker per pod: mounts volumes, resolves the environment, syncs the pod through the
-//! runtime, writes its status when it changed, and on deletion stops it gracefully,
-//! cleans it up and removes it from the API.
+//! runtime, keeps one probe worker per container and probe, writes its status when it
+//! changed (probe results wake it), and on deletion stops it gracefully, cleans it up and
+//! removes it from the API.
 
 use super::inputs::env_sources;
 use super::Shared;
+use crate::events::{reason, EventType, Recorder};
 use crate::pod::status::{pod_status, status_changed, StatusInputs};
+use crate::prober::PodProbes;
 use crate::runtime::{observe, PodInputs, SyncResult};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::jiff::Timestamp;
@@ -26,22 +29,37 @@ pub async fn run(
 ) {
     let start_time = Timestamp::now();
     let mut last_written: Option<PodStatus> = None;
+    let node_name = rx
+        .borrow()
+        .as_ref()
+        .and_then(|p| p.spec.as_ref())
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default();
+    let recorder = Recorder::new(shared.client.clone(), &node_name);
+    let mut probes = PodProbes::new(shared.runtime.cri.clone(), recorder.clone(), wake.clone());
     loop {
         let current = rx.borrow_and_update().clone();
         let Some(pod) = current else {
             // Gone from the API (force-deleted): stop and clean up without a grace period.
+            probes.stop_all();
             cleanup(&shared, &uid, None).await;
             return;
         };
         let terminating = pod.metadata.deletion_timestamp.is_some();
-        let (result, mount_error) = sync_once(&shared, &pod, terminating).await;
+        let (result, mount_error) = sync_once(&shared, &pod, terminating, &probes, &recorder).await;
+        if let Some(e) = &mount_error {
+            recorder.pod_event(&pod, None, EventType::Warning, reason::FAILED_MOUNT, e);
+        }
         let requeue = result.requeue_after;
+        let pod_ip = pod_ip(&pod, &result, &shared.host_ips);
+        probes.sync(&pod, &result.observed, &pod_ip, terminating);
         let inputs = StatusInputs {
             waiting: result.waiting.clone(),
             host_ips: shared.host_ips.clone(),
             start_time: Some(start_time),
             runtime_name: shared.runtime_name.clone(),
             mount_error: mount_error.clone(),
+            probes: probes.health(),
         };
         let status = pod_status(&pod, &result.observed, &inputs, Timestamp::now());
         let previous = last_written
@@ -78,10 +96,41 @@ pub async fn run(
     }
 }
 
+/// The IP probes and hooks address: the node's for hostNetwork pods, else the sandbox's.
+fn pod_ip(pod: &Pod, result: &SyncResult, host_ips: &[String]) -> String {
+    let host_network = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
+    let sandbox_ip = result
+        .observed
+        .sandbox()
+        .filter(|s| s.ready)
+        .and_then(|s| s.ips.first());
+    match (host_network, sandbox_ip) {
+        (false, Some(ip)) => ip.clone(),
+        _ => host_ips.first().cloned().unwrap_or_default(),
+    }
+}
+
 /// Prepares inputs and syncs once; a volume that cannot be mounted holds the pod back.
-async fn sync_once(shared: &Shared, pod: &Pod, terminating: bool) -> (SyncResult, Option<String>) {
+async fn sync_once(
+    shared: &Shared,
+    pod: &Pod,
+    terminating: bool,
+    probes: &PodProbes,
+    recorder: &Recorder,
+) -> (SyncResult, Option<String>) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let mut inputs = PodInputs::default();
+    let mut inputs = PodInputs {
+        recorder: recorder.clone(),
+        host_ips: shared.host_ips.clone(),
+        ..Default::default()
+    };
+    if !terminating {
+        inputs.unhealthy = probes.kills(pod);
+    }
     if !terminating {
         let pod_dir = shared.runtime.pod_dir(&uid);
         match crate::volumes::setup(pod, &pod_dir, shared.volumes.as_ref()).await {

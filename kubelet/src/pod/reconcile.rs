@@ -39,6 +39,9 @@ pub struct PodActions {
     pub create_sandbox: Option<u32>,
     /// Containers to stop: (CRI id, spec name, why).
     pub kill: Vec<(String, String, String)>,
+    /// Grace periods that replace the pod's for some kills (a probe's own
+    /// `terminationGracePeriodSeconds`), by CRI id.
+    pub kill_grace: BTreeMap<String, i64>,
     /// Containers to start, in order.
     pub start: Vec<StartContainer>,
     /// Containers waiting on a back-off: name → (reason, message).
@@ -138,6 +141,15 @@ pub fn init_failed(pod: &Pod, observed: &ObservedPod) -> bool {
         })
 }
 
+/// A running container a failed liveness or startup probe condemns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeKill {
+    /// Upstream's message, e.g. `Container app failed liveness probe, will be restarted`.
+    pub message: String,
+    /// The probe's own grace period, if it sets one.
+    pub grace_period: Option<i64>,
+}
+
 /// Computes the next step for `pod` given what CRI reports. `terminating` is set once the
 /// pod is being deleted; `now_ns` is the wall clock in ns since the epoch.
 pub fn compute_pod_actions(
@@ -145,6 +157,19 @@ pub fn compute_pod_actions(
     observed: &ObservedPod,
     terminating: bool,
     now_ns: i64,
+) -> PodActions {
+    compute_pod_actions_probed(pod, observed, terminating, now_ns, &BTreeMap::new())
+}
+
+/// [`compute_pod_actions`] with the containers whose liveness or startup probe failed, by
+/// CRI id: they are killed and, when the restart policy allows, started again at once
+/// (as upstream; back-off applies to later restarts).
+pub fn compute_pod_actions_probed(
+    pod: &Pod,
+    observed: &ObservedPod,
+    terminating: bool,
+    now_ns: i64,
+    unhealthy: &BTreeMap<String, ProbeKill>,
 ) -> PodActions {
     let mut actions = PodActions::default();
     let Some(spec) = pod.spec.as_ref() else {
@@ -208,6 +233,19 @@ pub fn compute_pod_actions(
                 if !sidecar {
                     return actions;
                 }
+                if let Some(kill) = unhealthy.get(&o.id) {
+                    actions
+                        .kill
+                        .push((o.id.clone(), ic.name.clone(), kill.message.clone()));
+                    if let Some(g) = kill.grace_period {
+                        actions.kill_grace.insert(o.id.clone(), g);
+                    }
+                    actions.start.push(StartContainer {
+                        name: ic.name.clone(),
+                        kind,
+                        restart_count: o.restart_count + 1,
+                    });
+                }
             }
             Some(o) if o.state == ContainerState::Exited && !sidecar && o.exit_code == 0 => {}
             Some(o) if o.state == ContainerState::Exited => {
@@ -250,7 +288,22 @@ pub fn compute_pod_actions(
                 });
             }
             Some(o) if o.state == ContainerState::Running => {
-                if o.hash == hash {
+                if let Some(kill) = unhealthy.get(&o.id) {
+                    actions
+                        .kill
+                        .push((o.id.clone(), c.name.clone(), kill.message.clone()));
+                    if let Some(g) = kill.grace_period {
+                        actions.kill_grace.insert(o.id.clone(), g);
+                    }
+                    // A killed container exits non-zero.
+                    if should_restart(policy, 137) {
+                        actions.start.push(StartContainer {
+                            name: c.name.clone(),
+                            kind: ContainerKind::App,
+                            restart_count: o.restart_count + 1,
+                        });
+                    }
+                } else if o.hash == hash {
                     keep += 1;
                 } else {
                     let why = format!("Container {} definition changed, will be restarted", c.name);

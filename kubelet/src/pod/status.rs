@@ -5,6 +5,7 @@
 use super::observed::{ContainerState, ObservedContainer, ObservedPod};
 use super::qos::qos_class;
 use super::reconcile::{init_failed, pod_completed};
+use crate::prober::state::{container_health, ProbeResult};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState as ApiState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
@@ -26,6 +27,9 @@ pub struct StatusInputs {
     pub runtime_name: String,
     /// A volume could not be mounted (the pod waits in ContainerCreating).
     pub mount_error: Option<String>,
+    /// Published (startup, readiness) probe results by CRI container ID; a container
+    /// missing here shows what its spec implies before any probe ran.
+    pub probes: BTreeMap<String, (Option<ProbeResult>, Option<ProbeResult>)>,
 }
 
 fn ts(ns: i64) -> Option<Time> {
@@ -107,14 +111,18 @@ fn container_status(
     };
     let running =
         latest.is_some_and(|o| o.state == ContainerState::Running) && state.running.is_some();
+    let (startup, readiness) = latest
+        .and_then(|o| inputs.probes.get(&o.id).copied())
+        .unwrap_or_default();
+    let (started, ready) = container_health(c, running, startup, readiness);
     ContainerStatus {
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
         image_id: latest.map(|o| o.image_ref.clone()).unwrap_or_default(),
         container_id: latest.map(|o| format!("{runtime}://{}", o.id)),
         restart_count: latest.map(|o| o.restart_count).unwrap_or(0),
-        ready: running,
-        started: Some(running),
+        ready,
+        started: Some(started),
         state: Some(state),
         last_state: Some(last_state.unwrap_or_default()),
         ..Default::default()

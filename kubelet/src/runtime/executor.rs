@@ -9,10 +9,11 @@ use super::observe;
 use crate::cgroups::CgroupManager;
 use crate::cri::labels::PodRef;
 use crate::cri::Cri;
+use crate::events::{reason, EventType, Recorder};
 use crate::pod::env::{self, EnvSources};
 use crate::pod::observed::{ContainerState, ObservedPod};
 use crate::pod::qos::{self, QosClass};
-use crate::pod::reconcile::{compute_pod_actions, PodActions};
+use crate::pod::reconcile::{compute_pod_actions_probed, PodActions, ProbeKill};
 use anyhow::{Context, Result};
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -28,6 +29,23 @@ pub struct PodInputs {
     pub env: EnvSources,
     /// Host directories of the pod's volumes, by volume name.
     pub volumes: HashMap<String, PathBuf>,
+    /// Running containers a failed liveness or startup probe condemns, by CRI id.
+    pub unhealthy: BTreeMap<String, ProbeKill>,
+    /// Where the pod's events go (Pulled, Created, Started, Killing, hook failures…).
+    pub recorder: Recorder,
+    /// The node's IPs: a hostNetwork pod's IPs, for httpGet hooks.
+    pub host_ips: Vec<String>,
+}
+
+impl PodInputs {
+    /// The IP hooks and probes address by default: the sandbox's, else the node's.
+    pub fn pod_ip(&self, sandbox_ips: &[String]) -> String {
+        sandbox_ips
+            .first()
+            .or(self.host_ips.first())
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 /// A container that could not start, with upstream's waiting reason.
@@ -110,7 +128,23 @@ impl PodRuntime {
         for _ in 0..16 {
             let observed = observe::observe_pod(&self.cri, &uid).await?;
             let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-            let actions = compute_pod_actions(pod, &observed, terminating, now);
+            let actions =
+                compute_pod_actions_probed(pod, &observed, terminating, now, &inputs.unhealthy);
+            for (name, (why, _)) in &actions.waiting {
+                if why == "CrashLoopBackOff" {
+                    let msg = format!(
+                        "Back-off restarting failed container {name} in pod {}",
+                        crate::hooks::pod_desc(pod)
+                    );
+                    inputs.recorder.pod_event(
+                        pod,
+                        Some(name),
+                        EventType::Warning,
+                        reason::BACK_OFF,
+                        &msg,
+                    );
+                }
+            }
             result.waiting.extend(actions.waiting.clone());
             result.requeue_after = actions.requeue_after;
             result.observed = observed.clone();
@@ -139,16 +173,30 @@ impl PodRuntime {
         inputs: &PodInputs,
     ) -> Result<Vec<(String, StartFailure)>> {
         if actions.kill_pod {
-            self.kill_pod(pod, observed, grace_period(pod)).await?;
+            self.kill_pod_with(pod, observed, grace_period(pod), inputs)
+                .await?;
         }
         if let Some(attempt) = actions.create_sandbox {
             self.create_sandbox(pod, attempt).await?;
             return Ok(Vec::new());
         }
+        let pod_ip = inputs.pod_ip(observed.sandbox().map(|s| &s.ips[..]).unwrap_or(&[]));
         for (id, name, why) in &actions.kill {
             tracing::info!(pod = ?pod.metadata.name, container = %name, reason = %why, "Killing container");
             let c = find_container(pod, name);
-            self.kill_container(id, c, grace_period(pod)).await?;
+            let grace = actions
+                .kill_grace
+                .get(id)
+                .copied()
+                .unwrap_or_else(|| grace_period(pod));
+            let message = (why != "not started").then_some(why.as_str());
+            let hooks = HookContext {
+                pod,
+                inputs,
+                pod_ip: &pod_ip,
+                message,
+            };
+            self.kill_container_with(id, c, grace, Some(&hooks)).await?;
         }
         let mut failures = Vec::new();
         let Some(sandbox) = observed.sandbox().filter(|s| s.ready) else {
@@ -213,11 +261,57 @@ impl PodRuntime {
         inputs: &PodInputs,
     ) -> Result<String, StartFailure> {
         let image = c.image.clone().unwrap_or_default();
-        if let Err(e) = images::ensure_image(&self.cri, &image, &images::pull_policy(c)).await {
-            return Err(StartFailure {
-                reason: e.reason().into(),
-                message: e.to_string(),
-            });
+        let recorder = &inputs.recorder;
+        let event = |type_: EventType, why: &str, msg: &str| {
+            recorder.pod_event(pod, Some(&c.name), type_, why, msg)
+        };
+        let policy = images::pull_policy(c);
+        let present = self.image_present(&image).await;
+        let pulling = policy == "Always" || (!present && policy != "Never");
+        let pull_started = std::time::Instant::now();
+        if pulling {
+            event(
+                EventType::Normal,
+                reason::PULLING,
+                &format!("Pulling image {image:?}"),
+            );
+        }
+        match images::ensure_image(&self.cri, &image, &policy).await {
+            Ok(_) if pulling => {
+                let took = pull_started.elapsed().as_secs_f64();
+                event(
+                    EventType::Normal,
+                    reason::PULLED,
+                    &format!(
+                        "Successfully pulled image {image:?} in {took:.3}s ({took:.3}s including waiting)"
+                    ),
+                );
+            }
+            Ok(_) => event(
+                EventType::Normal,
+                reason::PULLED,
+                &format!("Container image {image:?} already present on machine"),
+            ),
+            Err(e) => {
+                if let ImageError::NeverPull(_) = e {
+                    event(
+                        EventType::Warning,
+                        reason::ERR_IMAGE_NEVER_PULL,
+                        &e.to_string(),
+                    );
+                } else {
+                    event(EventType::Warning, reason::FAILED, &e.to_string());
+                }
+                event(
+                    EventType::Warning,
+                    reason::FAILED,
+                    &format!("Error: {}", e.reason()),
+                );
+                return Err(StartFailure {
+                    reason: e.reason().into(),
+                    message: e.to_string(),
+                });
+            }
         }
         let mut sources = inputs.env.clone();
         sources.pod_ips = pod_ips.to_vec();
@@ -267,24 +361,87 @@ impl PodRuntime {
                 sandbox_config: Some(sandbox_config),
             })
             .await
-            .map_err(|s| StartFailure {
-                reason: "CreateContainerError".into(),
-                message: s.message().to_string(),
+            .map_err(|s| {
+                event(
+                    EventType::Warning,
+                    reason::FAILED,
+                    &format!("Error: {}", s.message()),
+                );
+                StartFailure {
+                    reason: "CreateContainerError".into(),
+                    message: s.message().to_string(),
+                }
             })?
             .into_inner()
             .container_id;
+        event(EventType::Normal, reason::CREATED, "Container created");
         rt.start_container(cri::StartContainerRequest {
             container_id: created.clone(),
         })
         .await
-        .map_err(|s| StartFailure {
-            reason: "RunContainerError".into(),
-            message: s.message().to_string(),
+        .map_err(|s| {
+            let msg = crate::events::scrub_id(s.message(), &created, &c.name);
+            event(EventType::Warning, reason::FAILED, &format!("Error: {msg}"));
+            StartFailure {
+                reason: "RunContainerError".into(),
+                message: s.message().to_string(),
+            }
         })?;
+        event(EventType::Normal, reason::STARTED, "Container started");
+        // The postStart hook runs before the container counts as started; when it fails the
+        // container is killed and restarts per the restart policy, as upstream.
+        if let Some(post_start) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            let pod_ip = inputs.pod_ip(pod_ips);
+            if let Err(msg) =
+                crate::hooks::run(&self.cri, pod, c, &created, post_start, &pod_ip).await
+            {
+                tracing::warn!(pod = ?pod.metadata.name, container = %c.name, error = %msg, "Failed to execute PostStartHook");
+                event(
+                    EventType::Warning,
+                    reason::FAILED_POST_START_HOOK,
+                    "PostStartHook failed",
+                );
+                let hooks = HookContext {
+                    pod,
+                    inputs,
+                    pod_ip: &pod_ip,
+                    message: Some("FailedPostStartHook"),
+                };
+                if let Err(e) = self
+                    .kill_container_with(&created, Some(c), grace_period(pod), Some(&hooks))
+                    .await
+                {
+                    tracing::warn!(container = %c.name, error = %format!("{e:#}"), "Failed to kill container");
+                }
+                return Err(StartFailure {
+                    reason: "PostStartHookError".into(),
+                    message: msg,
+                });
+            }
+        }
         Ok(created)
     }
 
-    /// Stops one container: its preStop exec hook (within the grace period), then CRI's
+    /// Whether the image is in the runtime's store.
+    async fn image_present(&self, image: &str) -> bool {
+        let request = cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: image.to_string(),
+                ..Default::default()
+            }),
+            verbose: false,
+        };
+        self.cri
+            .images
+            .clone()
+            .image_status(request)
+            .await
+            .ok()
+            .and_then(|r| r.into_inner().image)
+            .is_some()
+    }
+
+    /// Stops one container: its preStop hook (within the grace period), then CRI's
     /// StopContainer (SIGTERM, SIGKILL when the rest of the grace period is over).
     pub async fn kill_container(
         &self,
@@ -292,32 +449,63 @@ impl PodRuntime {
         c: Option<&Container>,
         grace_secs: i64,
     ) -> Result<()> {
+        self.kill_container_with(id, c, grace_secs, None).await
+    }
+
+    /// [`PodRuntime::kill_container`], recording a Killing event (and FailedPreStopHook)
+    /// when the pod is known.
+    async fn kill_container_with(
+        &self,
+        id: &str,
+        c: Option<&Container>,
+        grace_secs: i64,
+        ctx: Option<&HookContext<'_>>,
+    ) -> Result<()> {
         let started = std::time::Instant::now();
-        let mut rt = self.cri.runtime.clone();
+        if let (Some(ctx), Some(c)) = (ctx, c) {
+            let message = ctx
+                .message
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("Stopping container {}", c.name));
+            ctx.inputs.recorder.pod_event(
+                ctx.pod,
+                Some(&c.name),
+                EventType::Normal,
+                reason::KILLING,
+                &message,
+            );
+        }
         let pre_stop = c
             .and_then(|c| c.lifecycle.as_ref())
             .and_then(|l| l.pre_stop.as_ref());
-        if let Some(cmd) = pre_stop
-            .and_then(|h| h.exec.as_ref())
-            .and_then(|e| e.command.clone())
-        {
-            let hook = rt.exec_sync(cri::ExecSyncRequest {
-                container_id: id.to_string(),
-                cmd,
-                timeout: grace_secs,
-            });
-            if let Err(e) = hook.await {
-                tracing::warn!(container = id, error = %e.message(), "PreStop hook failed");
+        if let (Some(hook), Some(c)) = (pre_stop, c) {
+            let placeholder = Pod::default();
+            let pod = ctx.map(|x| x.pod).unwrap_or(&placeholder);
+            let pod_ip = ctx.map(|x| x.pod_ip).unwrap_or("");
+            let limit = Duration::from_secs(grace_secs.max(0) as u64);
+            let run = crate::hooks::run(&self.cri, pod, c, id, hook, pod_ip);
+            match tokio::time::timeout(limit, run).await {
+                Ok(Ok(())) => {}
+                Ok(Err(msg)) => {
+                    tracing::warn!(container = %c.name, error = %msg, "PreStop hook failed");
+                    if let Some(ctx) = ctx {
+                        ctx.inputs.recorder.pod_event(
+                            ctx.pod,
+                            Some(&c.name),
+                            EventType::Warning,
+                            reason::FAILED_PRE_STOP_HOOK,
+                            "PreStopHook failed",
+                        );
+                    }
+                }
+                Err(_) => {
+                    tracing::info!(container = %c.name, grace_secs, "PreStop hook not completed in grace period")
+                }
             }
-        }
-        if let Some(sleep) = pre_stop.and_then(|h| h.sleep.as_ref()) {
-            tokio::time::sleep(Duration::from_secs(
-                sleep.seconds.clamp(0, grace_secs) as u64
-            ))
-            .await;
         }
         // Upstream gives at least 2 seconds after the hook.
         let left = (grace_secs - started.elapsed().as_secs() as i64).max(2);
+        let mut rt = self.cri.runtime.clone();
         rt.stop_container(cri::StopContainerRequest {
             container_id: id.to_string(),
             timeout: left,
@@ -329,12 +517,49 @@ impl PodRuntime {
 
     /// Stops every container of the pod in parallel, then its sandboxes.
     pub async fn kill_pod(&self, pod: &Pod, observed: &ObservedPod, grace_secs: i64) -> Result<()> {
+        self.kill_pod_inner(pod, observed, grace_secs, None).await
+    }
+
+    /// [`PodRuntime::kill_pod`] with events and hooks addressed through `inputs`.
+    pub async fn kill_pod_with(
+        &self,
+        pod: &Pod,
+        observed: &ObservedPod,
+        grace_secs: i64,
+        inputs: &PodInputs,
+    ) -> Result<()> {
+        self.kill_pod_inner(pod, observed, grace_secs, Some(inputs))
+            .await
+    }
+
+    async fn kill_pod_inner(
+        &self,
+        pod: &Pod,
+        observed: &ObservedPod,
+        grace_secs: i64,
+        inputs: Option<&PodInputs>,
+    ) -> Result<()> {
+        let pod_ip = inputs
+            .map(|i| i.pod_ip(observed.sandbox().map(|s| &s.ips[..]).unwrap_or(&[])))
+            .unwrap_or_default();
+        let ctx = inputs.map(|inputs| HookContext {
+            pod,
+            inputs,
+            pod_ip: &pod_ip,
+            message: None,
+        });
         let running = observed
             .containers
             .iter()
             .filter(|c| matches!(c.state, ContainerState::Running | ContainerState::Created));
-        let kills =
-            running.map(|c| self.kill_container(&c.id, find_container(pod, &c.name), grace_secs));
+        let kills = running.map(|c| {
+            self.kill_container_with(
+                &c.id,
+                find_container(pod, &c.name),
+                grace_secs,
+                ctx.as_ref(),
+            )
+        });
         for r in futures::future::join_all(kills).await {
             r?;
         }
@@ -384,6 +609,15 @@ impl PodRuntime {
         crate::volumes::teardown_pod_dir(&self.pod_dir(&r.uid))?;
         Ok(())
     }
+}
+
+/// What killing a container of a known pod needs for its events and hooks.
+struct HookContext<'a> {
+    pod: &'a Pod,
+    inputs: &'a PodInputs,
+    pod_ip: &'a str,
+    /// The Killing event's message; `Stopping container <name>` when `None`.
+    message: Option<&'a str>,
 }
 
 /// The kubelet-managed /etc/hosts of a pod, as upstream writes it.

@@ -224,3 +224,48 @@ fn sidecars_start_and_keep_running_alongside_app_containers() {
     let a = compute_pod_actions(&p, &o, false, 0);
     assert_eq!(a.start[0].name, "a");
 }
+
+#[test]
+fn failed_liveness_kills_and_restarts_per_policy() {
+    for (policy, restarts) in [("Always", true), ("OnFailure", true), ("Never", false)] {
+        let p = pod(policy, &[], &["app", "other"]);
+        let o = ObservedPod {
+            sandboxes: vec![sandbox(true)],
+            containers: vec![
+                container(&p, "app", ContainerState::Running, 0, 2, 0),
+                container(&p, "other", ContainerState::Running, 0, 0, 0),
+            ],
+        };
+        let unhealthy = BTreeMap::from([(
+            "app-2".to_string(),
+            ProbeKill {
+                message: "Container app failed liveness probe, will be restarted".into(),
+                grace_period: Some(3),
+            },
+        )]);
+        let a = compute_pod_actions_probed(&p, &o, false, 100 * SEC, &unhealthy);
+        assert_eq!(
+            a.kill,
+            vec![(
+                "app-2".to_string(),
+                "app".to_string(),
+                "Container app failed liveness probe, will be restarted".to_string()
+            )],
+            "{policy}"
+        );
+        assert_eq!(a.kill_grace.get("app-2"), Some(&3));
+        let started: Vec<(String, i32)> = a
+            .start
+            .iter()
+            .map(|s| (s.name.clone(), s.restart_count))
+            .collect();
+        let expected = if restarts {
+            vec![("app".to_string(), 3)]
+        } else {
+            vec![]
+        };
+        assert_eq!(started, expected, "{policy}");
+        // Nothing condemned: a healthy pod is left alone.
+        assert!(compute_pod_actions_probed(&p, &o, false, 100 * SEC, &BTreeMap::new()).is_noop());
+    }
+}

@@ -231,3 +231,45 @@ fn finished_pods_succeed_or_fail_and_unchanged_status_is_not_rewritten() {
         &pod_status(&p, &failed, &inputs(), Timestamp::now())
     ));
 }
+
+#[test]
+fn readiness_probe_drives_ready_and_conditions() {
+    let mut p = pod();
+    p.spec.as_mut().unwrap().containers[0].readiness_probe = Some(Default::default());
+    p.spec.as_mut().unwrap().containers[0].startup_probe = Some(Default::default());
+    let o = ObservedPod {
+        sandboxes: vec![sandbox()],
+        containers: vec![
+            c(&p, "init", ContainerState::Exited, 0, 0),
+            c(&p, "app", ContainerState::Running, 0, 0),
+        ],
+    };
+    // No result yet: not started, not ready.
+    let s = pod_status(&p, &o, &inputs(), Timestamp::now());
+    let app = &s.container_statuses.as_ref().unwrap()[0];
+    assert_eq!((app.started, app.ready), (Some(false), false));
+    assert_eq!(cond(&s, "ContainersReady").status, "False");
+    assert_eq!(
+        cond(&s, "Ready").message.as_deref(),
+        Some("containers with unready status: [app]")
+    );
+    // Started, readiness failing.
+    let mut i = inputs();
+    i.probes.insert(
+        "app0".into(),
+        (Some(ProbeResult::Success), Some(ProbeResult::Failure)),
+    );
+    let s = pod_status(&p, &o, &i, Timestamp::now());
+    let app = &s.container_statuses.as_ref().unwrap()[0];
+    assert_eq!((app.started, app.ready), (Some(true), false));
+    assert_eq!(cond(&s, "Ready").status, "False");
+    // Readiness succeeded.
+    i.probes.insert(
+        "app0".into(),
+        (Some(ProbeResult::Success), Some(ProbeResult::Success)),
+    );
+    let s = pod_status(&p, &o, &i, Timestamp::now());
+    assert!(s.container_statuses.as_ref().unwrap()[0].ready);
+    assert_eq!(cond(&s, "Ready").status, "True");
+    assert_eq!(cond(&s, "ContainersReady").status, "True");
+}

@@ -1,0 +1,168 @@
+//! Container lifecycle hooks (postStart, preStop), as upstream's handler runner: exec in
+//! the container (no timeout of its own), an HTTP GET (any response is success, only a
+//! transport error fails), or a sleep. The caller bounds preStop by the grace period and
+//! kills a container whose postStart failed.
+
+use crate::cri::Cri;
+use crate::prober::action::{self, HttpRequest};
+use k8s_cri::v1 as cri;
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
+use std::time::Duration;
+
+/// What a handler does, chosen from its fields (the API allows exactly one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookAction {
+    /// Run this command in the container.
+    Exec(Vec<String>),
+    /// GET this request.
+    HttpGet(HttpRequest),
+    /// Sleep this long.
+    Sleep(Duration),
+}
+
+/// `name_namespace(uid)`, upstream's format.Pod.
+pub fn pod_desc(pod: &Pod) -> String {
+    let m = &pod.metadata;
+    format!(
+        "{}_{}({})",
+        m.name.as_deref().unwrap_or_default(),
+        m.namespace.as_deref().unwrap_or_default(),
+        m.uid.as_deref().unwrap_or_default()
+    )
+}
+
+/// Chooses the action of `handler` (pure); an httpGet without a host needs the pod IP.
+pub fn select(
+    handler: &LifecycleHandler,
+    c: &Container,
+    pod_ip: &str,
+) -> Result<HookAction, String> {
+    if let Some(e) = &handler.exec {
+        return Ok(HookAction::Exec(e.command.clone().unwrap_or_default()));
+    }
+    if let Some(h) = &handler.http_get {
+        let needs_ip = h.host.as_deref().unwrap_or("").is_empty();
+        if needs_ip && pod_ip.is_empty() {
+            return Err("failed to find networking container: the pod has no IP".into());
+        }
+        return action::http_request(h, c, pod_ip, "lifecycle").map(HookAction::HttpGet);
+    }
+    if let Some(s) = &handler.sleep {
+        return Ok(HookAction::Sleep(Duration::from_secs(
+            s.seconds.max(0) as u64
+        )));
+    }
+    Err("invalid handler: none of exec, httpGet, sleep is set".into())
+}
+
+/// Runs a hook; on failure returns upstream's message for the log (never put in events,
+/// which could leak secrets).
+pub async fn run(
+    cri: &Cri,
+    pod: &Pod,
+    c: &Container,
+    container_id: &str,
+    handler: &LifecycleHandler,
+    pod_ip: &str,
+) -> Result<(), String> {
+    let action = select(handler, c, pod_ip).map_err(|e| format!("Cannot run handler: {e}"))?;
+    let who = format!("for Container {:?} in Pod {:?}", c.name, pod_desc(pod));
+    match action {
+        HookAction::Exec(cmd) => {
+            let request = cri::ExecSyncRequest {
+                container_id: container_id.to_string(),
+                cmd: cmd.clone(),
+                timeout: 0,
+            };
+            match cri.runtime.clone().exec_sync(request).await {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    if r.exit_code == 0 {
+                        return Ok(());
+                    }
+                    let mut output = r.stdout;
+                    output.extend_from_slice(&r.stderr);
+                    Err(format!(
+                        "Exec lifecycle hook ({cmd:?}) {who} failed - error: command '{}' exited with {}: {}, message: {:?}",
+                        cmd.join(" "),
+                        r.exit_code,
+                        String::from_utf8_lossy(&r.stderr),
+                        String::from_utf8_lossy(&output)
+                    ))
+                }
+                Err(s) => Err(format!(
+                    "Exec lifecycle hook ({cmd:?}) {who} failed - error: {}, message: \"\"",
+                    s.message()
+                )),
+            }
+        }
+        HookAction::HttpGet(req) => match action::http_send(&req, None).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let path = handler
+                    .http_get
+                    .as_ref()
+                    .and_then(|h| h.path.clone())
+                    .unwrap_or_default();
+                Err(format!(
+                    "HTTP lifecycle hook ({path}) {who} failed - error: {e}"
+                ))
+            }
+        },
+        HookAction::Sleep(d) => {
+            tokio::time::sleep(d).await;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handler(json: serde_json::Value) -> LifecycleHandler {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn selects_the_one_action_set() {
+        let c = Container::default();
+        assert_eq!(
+            select(
+                &handler(serde_json::json!({"exec": {"command": ["sh", "-c", "x"]}})),
+                &c,
+                ""
+            ),
+            Ok(HookAction::Exec(vec!["sh".into(), "-c".into(), "x".into()]))
+        );
+        assert_eq!(
+            select(
+                &handler(serde_json::json!({"sleep": {"seconds": 3}})),
+                &c,
+                ""
+            ),
+            Ok(HookAction::Sleep(Duration::from_secs(3)))
+        );
+        let http = handler(serde_json::json!({"httpGet": {"path": "/stop", "port": 8080}}));
+        match select(&http, &c, "10.0.0.7") {
+            Ok(HookAction::HttpGet(r)) => {
+                assert_eq!(r.url, "http://10.0.0.7:8080/stop");
+                assert!(r
+                    .headers
+                    .contains(&("User-Agent".into(), "kube-lifecycle/1.35".into())));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(select(&http, &c, "").is_err(), "no pod IP, no default host");
+        assert!(select(&LifecycleHandler::default(), &c, "").is_err());
+    }
+
+    #[test]
+    fn pods_are_described_as_upstream() {
+        let p: Pod = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "web", "namespace": "ns", "uid": "u"}}),
+        )
+        .unwrap();
+        assert_eq!(pod_desc(&p), "web_ns(u)");
+    }
+}
