@@ -382,32 +382,29 @@ impl StatefulSetController {
         Ok(())
     }
 
-    /// Brings the owner references of every claim of the set's pods in line with the
-    /// retention policy (claims are updated, as upstream's RBAC allows no patch).
-    async fn update_claim_refs(&self, set: &StatefulSet, owned: &[&Pod]) -> anyhow::Result<()> {
-        if identity::claim_templates(set).is_empty() {
+    /// Brings the owner references of pod `p`'s claims in line with the retention policy
+    /// (claims are updated, as upstream's RBAC allows no patch). Claims not in the cache yet
+    /// are left for a later sync.
+    async fn fix_claim_refs(&self, set: &StatefulSet, p: &Pod) -> anyhow::Result<()> {
+        let Some(ord) = ordinal(p) else {
             return Ok(());
-        }
+        };
         let ns = set.namespace().unwrap_or_default();
         let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &ns);
         let start = identity::start_ordinal(set);
-        let end = start + identity::replicas(set);
-        for p in owned {
-            let Some(ord) = ordinal(p) else { continue };
-            let scaled_down = ord < start || ord >= end;
-            for (_, template_claim) in identity::claims_for(set, ord) {
-                let name = template_claim.metadata.name.clone().unwrap_or_default();
-                let Some(claim) = self.claims.get(&ns, &name) else {
-                    continue;
-                };
-                if let Some(refs) = claims::desired_refs(&claim, set, p, scaled_down) {
-                    let mut c = (*claim).clone();
-                    c.metadata = claims::with_refs(&c.metadata, refs);
-                    match api.replace(&name, &PostParams::default(), &c).await {
-                        Ok(_) => {}
-                        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-                        Err(e) => anyhow::bail!("update claim {ns}/{name}: {e}"),
-                    }
+        let scaled_down = ord < start || ord >= start + identity::replicas(set);
+        for (_, template_claim) in identity::claims_for(set, ord) {
+            let name = template_claim.metadata.name.clone().unwrap_or_default();
+            let Some(claim) = self.claims.get(&ns, &name) else {
+                continue;
+            };
+            if let Some(refs) = claims::desired_refs(&claim, set, p, scaled_down) {
+                let mut c = (*claim).clone();
+                c.metadata = claims::with_refs(&c.metadata, refs);
+                match api.replace(&name, &PostParams::default(), &c).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                    Err(e) => anyhow::bail!("update claim {ns}/{name}: {e}"),
                 }
             }
         }
@@ -461,11 +458,6 @@ impl StatefulSetController {
             if let Err(e) = self.execute(&set, &p.actions, (&current, &update)).await {
                 failure = Some(e);
             }
-            if failure.is_none() {
-                if let Err(e) = self.update_claim_refs(&set, &owned).await {
-                    failure = Some(e);
-                }
-            }
         }
         let with_ordinal: Vec<&Pod> = owned
             .iter()
@@ -477,7 +469,6 @@ impl StatefulSetController {
             &with_ordinal,
             &StatusInputs {
                 generation: set.metadata.generation,
-                replicas: view.replicas,
                 min_ready_seconds: mrs,
                 rolling: matches!(view.strategy, Strategy::RollingUpdate { .. }),
                 current_revision: &current_name,
@@ -560,21 +551,25 @@ impl StatefulSetController {
                         self.ensure_claims(set, ord, Some(p)).await?;
                     }
                 }
-                Action::FixIdentity(p) => {
-                    if identity::identity_matches(set, p) {
-                        continue;
-                    }
+                Action::Repair(p) => {
                     let Some(ord) = ordinal(p) else { continue };
-                    let patch = serde_json::json!({"metadata": {"labels":
-                        identity::identity_labels(&set.name_any(), ord)}});
-                    Api::<Pod>::namespaced(self.client.clone(), &ns)
-                        .patch(
-                            &p.name_any(),
-                            &PatchParams::default(),
-                            &Patch::Merge(&patch),
-                        )
-                        .await?;
+                    if !identity::identity_matches(set, p) {
+                        let patch = serde_json::json!({"metadata": {"labels":
+                            identity::identity_labels(&set.name_any(), ord)}});
+                        Api::<Pod>::namespaced(self.client.clone(), &ns)
+                            .patch(
+                                &p.name_any(),
+                                &PatchParams::default(),
+                                &Patch::Merge(&patch),
+                            )
+                            .await?;
+                    }
+                    if !identity::storage_matches(set, p) {
+                        self.ensure_claims(set, ord, Some(p)).await?;
+                    }
+                    self.fix_claim_refs(set, p).await?;
                 }
+                Action::FixClaims(p) => self.fix_claim_refs(set, p).await?,
             }
         }
         if !creates.is_empty() {

@@ -48,8 +48,12 @@ pub enum Action<'a> {
         /// Why.
         why: Why,
     },
-    /// The pod's identity labels are wrong: set them.
-    FixIdentity(&'a Pod),
+    /// A live replica: set its identity labels if wrong, create claims it lacks, and bring
+    /// its claims' owner references in line with the retention policy.
+    Repair(&'a Pod),
+    /// A condemned pod: its claims' owner references follow the retention policy (the pod
+    /// becomes their owner under `whenScaled: Delete`) before it is deleted.
+    FixClaims(&'a Pod),
     /// The pod is pending: create claims it is missing.
     EnsureClaims(&'a Pod),
 }
@@ -196,9 +200,11 @@ pub fn plan<'a>(set: &SetView, pods_in: &[&'a Pod], now: Timestamp) -> Plan<'a> 
         {
             return out;
         }
-        out.actions.push(Action::FixIdentity(p));
+        out.actions.push(Action::Repair(p));
     }
 
+    out.actions
+        .extend(condemned.iter().map(|p| Action::FixClaims(p)));
     for p in &condemned {
         if pods::is_terminating(p) {
             if monotonic {
@@ -316,7 +322,8 @@ mod tests {
                     "delete {} {why:?}",
                     pod.metadata.name.as_deref().unwrap()
                 )),
-                Action::FixIdentity(_) => None,
+                Action::Repair(_) => None,
+                Action::FixClaims(_) => None,
                 Action::EnsureClaims(p) => {
                     Some(format!("claims {}", p.metadata.name.as_deref().unwrap()))
                 }
@@ -370,6 +377,34 @@ mod tests {
             summary(&plan(&v, &refs, now())),
             ["delete web-2 ScaleDown", "delete web-1 ScaleDown"]
         );
+    }
+
+    #[test]
+    fn condemned_claims_are_fixed_before_deletion() {
+        let v = view(1, true, ROLL);
+        let pods: Vec<Pod> = (0..3).map(|o| sp(o, "Running", true, "new")).collect();
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let p = plan(&v, &refs, now());
+        let order: Vec<String> = p
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::Repair(p) => format!("repair {}", p.metadata.name.as_deref().unwrap()),
+                Action::FixClaims(p) => format!("fix {}", p.metadata.name.as_deref().unwrap()),
+                Action::Delete { pod, .. } => {
+                    format!("delete {}", pod.metadata.name.as_deref().unwrap())
+                }
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            order,
+            ["repair web-0", "fix web-2", "fix web-1", "delete web-2"]
+        );
+        // A blocked replica stops the sync before any condemned pod is touched.
+        let un0 = sp(0, "Running", false, "new");
+        let p = plan(&v, &[&un0, &pods[1], &pods[2]], now());
+        assert!(p.actions.is_empty());
     }
 
     #[test]

@@ -13,8 +13,6 @@ use crate::workload::pods;
 pub struct StatusInputs<'a> {
     /// `metadata.generation`.
     pub generation: Option<i64>,
-    /// `spec.replicas`.
-    pub replicas: i32,
     /// `spec.minReadySeconds`.
     pub min_ready_seconds: i32,
     /// Whether the strategy is `RollingUpdate`.
@@ -63,7 +61,8 @@ pub fn calculate(
     }
     current -= i.deleted_for_update;
     let mut current_revision = i.current_revision.to_string();
-    if i.rolling && updated == i.replicas && ready == i.replicas && replicas == i.replicas {
+    // Upstream's completeRollingUpdate compares with the observed (status) replicas.
+    if i.rolling && updated == replicas && ready == replicas {
         current = updated;
         current_revision = i.update_revision.to_string();
     }
@@ -108,10 +107,9 @@ mod tests {
         p
     }
 
-    fn inputs(replicas: i32) -> StatusInputs<'static> {
+    fn inputs() -> StatusInputs<'static> {
         StatusInputs {
             generation: Some(3),
-            replicas,
             min_ready_seconds: 10,
             rolling: true,
             current_revision: "old",
@@ -127,7 +125,7 @@ mod tests {
         let a = sp("web-0", "Running", Some(900), "old");
         let b = sp("web-1", "Running", Some(995), "new");
         let c = sp("web-2", "Pending", None, "new");
-        let s = calculate(&Default::default(), &[&a, &b, &c], &inputs(3), now);
+        let s = calculate(&Default::default(), &[&a, &b, &c], &inputs(), now);
         assert_eq!(s.replicas, 3);
         assert_eq!(s.ready_replicas, Some(2));
         assert_eq!(s.available_replicas, Some(1));
@@ -141,7 +139,7 @@ mod tests {
     fn completed_rollout_makes_update_current() {
         let now = Timestamp::from_second(1_000).unwrap();
         let a = sp("web-0", "Running", Some(900), "new");
-        let s = calculate(&Default::default(), &[&a], &inputs(1), now);
+        let s = calculate(&Default::default(), &[&a], &inputs(), now);
         assert_eq!(s.current_revision.as_deref(), Some("new"));
         assert_eq!(s.current_replicas, Some(1));
         let mut stored = s.clone();
