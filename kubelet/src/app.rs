@@ -125,14 +125,25 @@ pub async fn run(opts: Options) -> Result<()> {
     let health = component_base::server::Health::default();
     health.add_shutdown_check(stop.clone());
     let metrics = component_base::metrics::Metrics::new();
+    let mut names = vec![opts.node_name.clone()];
+    names.extend(opts.node_ips.iter().map(|ip| ip.to_string()));
+    let server_settings = crate::server::ServerSettings {
+        healthz: opts.healthz,
+        api: opts.server,
+        tls: crate::server::tls::TlsSettings {
+            files: opts.tls.clone(),
+            cert_dir: opts.root_dir.join("pki"),
+            names,
+            client_ca: opts.auth.client_ca_file.clone(),
+        },
+        auth: opts.auth.clone(),
+        node_name: opts.node_name.clone(),
+    };
     crate::server::start(
         shared.clone(),
         health,
         metrics,
-        opts.healthz,
-        opts.server,
-        opts.tls.clone(),
-        opts.root_dir.join("pki"),
+        server_settings,
         stop.clone(),
     )
     .await?;

@@ -29,9 +29,9 @@ pub struct KubeletConfiguration {
     /// `syncFrequency`: Max period between pod syncs (default 1m).
     #[serde(rename = "syncFrequency")]
     pub sync_frequency: Option<GoDuration>,
-    /// `fileCheckFrequency`: Accepted for compatibility; not implemented.
+    /// `fileCheckFrequency`: How often static pod files are re-read (default 20s).
     #[serde(rename = "fileCheckFrequency")]
-    pub file_check_frequency: Option<serde_yaml::Value>,
+    pub file_check_frequency: Option<GoDuration>,
     /// `httpCheckFrequency`: Accepted for compatibility; not implemented.
     #[serde(rename = "httpCheckFrequency")]
     pub http_check_frequency: Option<serde_yaml::Value>,
@@ -68,12 +68,12 @@ pub struct KubeletConfiguration {
     /// `serverTLSBootstrap`: Accepted for compatibility; not implemented.
     #[serde(rename = "serverTLSBootstrap")]
     pub server_tls_bootstrap: Option<serde_yaml::Value>,
-    /// `authentication`: Accepted for compatibility; not implemented.
+    /// `authentication`: Who may call the kubelet API (x509, webhook, anonymous).
     #[serde(rename = "authentication")]
-    pub authentication: Option<serde_yaml::Value>,
-    /// `authorization`: Accepted for compatibility; not implemented.
+    pub authentication: Option<super::auth::KubeletAuthentication>,
+    /// `authorization`: `AlwaysAllow` or `Webhook` (SubjectAccessReview).
     #[serde(rename = "authorization")]
-    pub authorization: Option<serde_yaml::Value>,
+    pub authorization: Option<super::auth::KubeletAuthorization>,
     /// `registryPullQPS`: Accepted for compatibility; not implemented.
     #[serde(rename = "registryPullQPS")]
     pub registry_pull_qps: Option<serde_yaml::Value>,
@@ -391,9 +391,6 @@ pub struct KubeletConfiguration {
 /// The fields set in the file that ferrokube does not act on (for one warning).
 pub fn unimplemented_fields_set(c: &KubeletConfiguration) -> Vec<&'static str> {
     let mut set = Vec::new();
-    if c.file_check_frequency.is_some() {
-        set.push("fileCheckFrequency");
-    }
     if c.http_check_frequency.is_some() {
         set.push("httpCheckFrequency");
     }
@@ -414,12 +411,6 @@ pub fn unimplemented_fields_set(c: &KubeletConfiguration) -> Vec<&'static str> {
     }
     if c.server_tls_bootstrap.is_some() {
         set.push("serverTLSBootstrap");
-    }
-    if c.authentication.is_some() {
-        set.push("authentication");
-    }
-    if c.authorization.is_some() {
-        set.push("authorization");
     }
     if c.registry_pull_qps.is_some() {
         set.push("registryPullQPS");

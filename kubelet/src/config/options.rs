@@ -1,6 +1,7 @@
 //! Resolving the command line and the config file into the settings the kubelet runs with:
 //! upstream's defaults, then the file, then explicitly set flags.
 
+use super::auth::{AuthFlags, ServerAuth};
 use super::file::{unimplemented_fields_set, KubeletConfiguration};
 use anyhow::{bail, Context, Result};
 use clap::ArgMatches;
@@ -72,8 +73,48 @@ pub struct Options {
     pub api_qps_burst: (f32, u32),
     /// `staticPodPath`.
     pub static_pod_path: Option<PathBuf>,
+    /// `fileCheckFrequency`: how often static pod files are re-read.
+    pub file_check_frequency: Duration,
+    /// Authentication and authorization of the kubelet API.
+    pub auth: ServerAuth,
+    /// `--kube-reserved` / `kubeReserved`.
+    pub kube_reserved: BTreeMap<String, String>,
+    /// `--system-reserved` / `systemReserved`.
+    pub system_reserved: BTreeMap<String, String>,
+    /// `--eviction-hard` / `evictionHard` (upstream's defaults when unset).
+    pub eviction_hard: BTreeMap<String, String>,
+    /// `--enforce-node-allocatable` / `enforceNodeAllocatable` (default `pods`).
+    pub enforce_node_allocatable: Vec<String>,
     /// Fields of the file and flags accepted but not acted on (for one warning).
     pub unimplemented: Vec<String>,
+}
+
+/// Upstream's default `evictionHard` (Linux).
+pub fn default_eviction_hard() -> BTreeMap<String, String> {
+    [
+        ("memory.available", "100Mi"),
+        ("nodefs.available", "10%"),
+        ("nodefs.inodesFree", "5%"),
+        ("imagefs.available", "15%"),
+        ("imagefs.inodesFree", "5%"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Parses `key=value,key=value` maps (`--kube-reserved`) and `key<value` thresholds
+/// (`--eviction-hard`), naming `flag` on error.
+pub fn parse_map(s: &str, sep: char, flag: &str) -> Result<BTreeMap<String, String>> {
+    s.split(',')
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (k, v) = l
+                .split_once(sep)
+                .with_context(|| format!("{flag}: invalid entry {l:?}: want key{sep}value"))?;
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
 }
 
 /// Parses `key=value:Effect` / `key:Effect` taints, as `--register-with-taints`.
@@ -130,6 +171,11 @@ impl Options {
             None => KubeletConfiguration::default(),
         };
         Self::resolve_with(m, file)
+    }
+
+    /// Whether the file in `f` was given (its kind is set when loaded).
+    fn from_file(f: &KubeletConfiguration) -> bool {
+        !f.kind.is_empty()
     }
 
     /// [`Options::resolve`] with the file already loaded.
@@ -288,6 +334,58 @@ impl Options {
             ),
             static_pod_path: flag_path("pod-manifest-path")
                 .or(f.static_pod_path.clone().map(PathBuf::from)),
+            file_check_frequency: match flag("file-check-frequency") {
+                Some(s) => {
+                    s.parse::<component_base::duration::GoDuration>()
+                        .map_err(|e| anyhow::anyhow!("--file-check-frequency: {e}"))?
+                        .0
+                }
+                // A zero in the file is unset (v1beta1 defaulting), as kubeadm writes it.
+                None => Some(dur(&f.file_check_frequency, 20))
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or(Duration::from_secs(20)),
+            },
+            auth: ServerAuth::resolve(
+                f.authentication.as_ref(),
+                f.authorization.as_ref(),
+                Self::from_file(&f),
+                AuthFlags {
+                    anonymous: flag_bool("anonymous-auth"),
+                    webhook: flag_bool("authentication-token-webhook"),
+                    client_ca_file: flag("client-ca-file").map(PathBuf::from),
+                    authorization_mode: flag("authorization-mode"),
+                },
+            )?,
+            kube_reserved: match flag("kube-reserved") {
+                Some(s) => parse_map(&s, '=', "--kube-reserved")?,
+                None => f.kube_reserved.clone().unwrap_or_default(),
+            },
+            system_reserved: match flag("system-reserved") {
+                Some(s) => parse_map(&s, '=', "--system-reserved")?,
+                None => f.system_reserved.clone().unwrap_or_default(),
+            },
+            eviction_hard: match flag("eviction-hard") {
+                Some(s) => parse_map(&s, '<', "--eviction-hard")?,
+                None => f
+                    .eviction_hard
+                    .clone()
+                    .unwrap_or_else(default_eviction_hard),
+            },
+            enforce_node_allocatable: match flag("enforce-node-allocatable") {
+                Some(s) => s
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty() && *s != "none")
+                    .map(str::to_string)
+                    .collect(),
+                None => f
+                    .enforce_node_allocatable
+                    .clone()
+                    .unwrap_or_else(|| vec!["pods".into()])
+                    .into_iter()
+                    .filter(|s| s != "none")
+                    .collect(),
+            },
             unimplemented,
         })
     }

@@ -71,6 +71,17 @@ impl Shared {
         })
     }
 
+    /// The pod `namespace/name` among this kubelet's pods.
+    pub fn find_pod(&self, namespace: &str, name: &str) -> Option<Pod> {
+        let pods = self.pods.lock().expect("pods lock");
+        pods.values()
+            .find(|p| {
+                p.metadata.namespace.as_deref() == Some(namespace)
+                    && p.metadata.name.as_deref() == Some(name)
+            })
+            .cloned()
+    }
+
     /// The pods bound to this node, as `/pods` serves them.
     pub fn pod_list(&self) -> Vec<Pod> {
         let mut pods: Vec<Pod> = self

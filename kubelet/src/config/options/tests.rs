@@ -100,7 +100,15 @@ fn kubeadm_config_loads_and_flags_override_it() {
     assert_eq!(o.register_with_taints.len(), 2);
     assert_eq!(o.register_with_taints[1].value, None);
     assert_eq!(o.healthz.1, 10248);
-    assert!(o.unimplemented.contains(&"authentication".to_string()));
+    assert!(!o.auth.anonymous && o.auth.webhook_authn && o.auth.webhook_authz);
+    assert!(
+        o.auth.client_ca_file.is_some(),
+        "kubeadm's x509 clientCAFile"
+    );
+    assert!(!o.unimplemented.contains(&"authentication".to_string()));
+    assert_eq!(o.enforce_node_allocatable, vec!["pods"]);
+    assert_eq!(o.eviction_hard["memory.available"], "100Mi");
+    assert_eq!(o.file_check_frequency, std::time::Duration::from_secs(20));
 }
 
 #[test]

@@ -1,0 +1,282 @@
+//! e2e: the kubelet API on 10250 behind the real kube-apiserver — `kubectl logs` (tail,
+//! timestamps, follow) and `kubectl exec` (stdout and stdin) reach the kubelet with the
+//! apiserver's client certificate (x509 authentication, webhook authorization), while
+//! callers without credentials get 401 and callers without `nodes/proxy` get 403.
+
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use kube::api::{Api, PostParams};
+use kubelet::testing::{containerd::unavailable_reason, TestContainerd};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+async fn wait<T, F: Fn() -> Fut, Fut: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    timeout: Duration,
+    f: F,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "command failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn logs_and_exec_through_the_apiserver() {
+    let cluster = e2e::cluster_or_skip!();
+    if let Some(reason) = unavailable_reason() {
+        e2e::skip_test!("{reason}");
+    }
+    let containerd = TestContainerd::start().await.expect("start containerd");
+    let id = std::process::id() % 10000;
+    let node_name = format!("srv-node-{id}");
+    let dir = containerd.dir().join("kubelet");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\npodLogsDir: {}\nfailSwapOn: false\n\
+authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {}\nauthorization:\n  mode: Webhook\n",
+            dir.join("logs").display(),
+            cluster.pki().ca_cert().display()
+        ),
+    )
+    .unwrap();
+    let kubeconfig = cluster
+        .kubeconfig_for(&e2e::Identity::Node(node_name.clone()))
+        .unwrap();
+    let port = e2e::ports::free_port().unwrap();
+    let args = vec![
+        format!(
+            "FERROKUBE_CNI_CONF_DIR={}",
+            containerd.cni_conf_dir().display()
+        ),
+        format!("FERROKUBE_CNI_BRIDGE=fks{id}"),
+        e2e::binaries::ferrokube_binary("kubelet")
+            .unwrap()
+            .display()
+            .to_string(),
+        format!("--config={}", config.display()),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--container-runtime-endpoint={}", containerd.endpoint()),
+        format!("--root-dir={}", dir.join("root").display()),
+        format!("--hostname-override={node_name}"),
+        "--node-ip=127.0.0.1".into(),
+        format!("--cgroup-root=/ferrokube-srv-{id}"),
+        format!("--healthz-port={}", e2e::ports::free_port().unwrap()),
+        format!("--port={port}"),
+    ];
+    let mut kubelet = cluster
+        .spawn("kubelet", std::path::Path::new("/usr/bin/env"), &args)
+        .unwrap();
+    let client = cluster.client();
+    // No controller-manager here: create the default ServiceAccount it would.
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+    let _ = sas
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
+        )
+        .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "chatty"},
+        "spec": {
+            "nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "app", "image": "busybox:1.35",
+                "command": ["sh", "-c", "echo one; echo two; echo three; i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.3; done"]}]
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait("pod Running", Duration::from_secs(60), || async {
+        let p = pods.get_opt("chatty").await.ok().flatten()?;
+        (p.status?.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+
+    // kubectl logs: whole log, tail, timestamps, limit-bytes.
+    let all = wait("log lines", Duration::from_secs(20), || async {
+        let o = cluster.kubectl(&["logs", "chatty"]).ok()?;
+        let s = String::from_utf8_lossy(&o.stdout).into_owned();
+        (o.status.success() && s.contains("tick-2")).then_some(s)
+    })
+    .await;
+    assert!(all.starts_with("one\ntwo\nthree\ntick-1\n"), "{all}");
+    let tail = stdout(&cluster.kubectl(&["logs", "chatty", "--tail=2"]).unwrap());
+    assert_eq!(tail.lines().count(), 2, "{tail}");
+    assert!(tail.lines().all(|l| l.starts_with("tick-")), "{tail}");
+    let stamped = stdout(
+        &cluster
+            .kubectl(&["logs", "chatty", "--timestamps", "--limit-bytes=40"])
+            .unwrap(),
+    );
+    let (ts, rest) = stamped.split_once(' ').unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
+        "{stamped}"
+    );
+    assert!(rest.starts_with("one"), "{stamped}");
+    assert_eq!(stamped.len(), 40, "limitBytes: {stamped:?}");
+
+    // kubectl logs -f keeps streaming new lines.
+    let kubectl = cluster.assets().kubectl.clone().unwrap();
+    let follow = Command::new("timeout")
+        .arg("3")
+        .arg(&kubectl)
+        .arg(format!("--kubeconfig={}", cluster.kubeconfig().display()))
+        .args(["logs", "-f", "--tail=1", "chatty"])
+        .output()
+        .unwrap();
+    let followed = String::from_utf8_lossy(&follow.stdout);
+    assert!(
+        followed.lines().count() >= 4,
+        "follow streamed new lines: {followed:?}"
+    );
+    let nums: Vec<u32> = followed
+        .lines()
+        .filter_map(|l| l.strip_prefix("tick-")?.parse().ok())
+        .collect();
+    assert!(
+        nums.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order, none lost: {nums:?}"
+    );
+
+    // kubectl exec: a command's output, then stdin through.
+    let hi = stdout(
+        &cluster
+            .kubectl(&["exec", "chatty", "--", "echo", "hi"])
+            .unwrap(),
+    );
+    assert_eq!(hi, "hi\n");
+    let mut cat = Command::new(&kubectl)
+        .arg(format!("--kubeconfig={}", cluster.kubeconfig().display()))
+        .args([
+            "exec",
+            "-i",
+            "chatty",
+            "--",
+            "sh",
+            "-c",
+            "tr a-z A-Z; echo done >&2; exit 3",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut cat.stdin.take().unwrap(), b"piped input\n").unwrap();
+    let out = cat.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "PIPED INPUT\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("done"));
+    assert_eq!(out.status.code(), Some(3), "exit code reaches kubectl");
+
+    // Straight to the kubelet: no credentials → 401; a user without nodes/proxy → 403.
+    let url = format!("https://127.0.0.1:{port}/pods");
+    let anon = Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", &url])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&anon.stdout), "401");
+    let proxy_user = cluster.pki().client_cert("nobody", "nobody", None).unwrap();
+    let denied = Command::new("curl")
+        .args(["-sk", "-w", " %{http_code}", "--cert"])
+        .arg(&proxy_user.cert)
+        .arg("--key")
+        .arg(&proxy_user.key)
+        .arg(&url)
+        .output()
+        .unwrap();
+    let denied = String::from_utf8_lossy(&denied.stdout).into_owned();
+    assert!(
+        denied.ends_with(" 403") && denied.contains("user=nobody"),
+        "{denied}"
+    );
+    // The apiserver's identity (kubeadm's apiserver-kubelet-client, system:masters) may
+    // list pods. (The apiserver itself refuses nodes/proxy to a loopback node address.)
+    let apiserver = cluster
+        .pki()
+        .client_cert(
+            "kubelet-client",
+            "kube-apiserver-kubelet-client",
+            Some("system:masters"),
+        )
+        .unwrap();
+    let listed = Command::new("curl")
+        .args(["-sk", "--cert"])
+        .arg(&apiserver.cert)
+        .arg("--key")
+        .arg(&apiserver.key)
+        .arg(&url)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.contains("\"PodList\"") && listed.contains("\"chatty\""),
+        "{listed}"
+    );
+    // A bearer token is checked with TokenReview, then authorized as its user.
+    let token = stdout(&cluster.kubectl(&["create", "token", "default"]).unwrap());
+    let sa = Command::new("curl")
+        .args(["-sk", "-w", " %{http_code}", "-H"])
+        .arg(format!("Authorization: Bearer {}", token.trim()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    let sa = String::from_utf8_lossy(&sa.stdout).into_owned();
+    assert!(
+        sa.ends_with(" 403") && sa.contains("user=system:serviceaccount:default:default"),
+        "{sa}"
+    );
+    let bad = Command::new("curl")
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Authorization: Bearer not-a-token",
+        ])
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&bad.stdout), "401");
+
+    pods.delete("chatty", &Default::default()).await.unwrap();
+    wait("pod gone", Duration::from_secs(30), || async {
+        pods.get_opt("chatty")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    kubelet.terminate(Duration::from_secs(5)).unwrap();
+    for ctl in [
+        "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
+    ] {
+        for cg in ["kubepods/burstable", "kubepods/besteffort", "kubepods", ""] {
+            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}/ferrokube-srv-{id}/{cg}"));
+        }
+    }
+}
