@@ -1,15 +1,14 @@
-//! Events as upstream's kubelet records them: core/v1 Events with `source.component:
-//! kubelet` and `source.host: <node>`, about a pod, one of its containers (`fieldPath
-//! spec.containers{name}`) or the node; repeats within ten minutes bump `count` and
-//! `lastTimestamp` of the first one instead of creating another, as client-go's correlator.
+//! Events as upstream's kubelet records them: about a pod, one of its containers
+//! (`fieldPath spec.containers{name}`) or the node, with upstream's reasons and messages,
+//! reported by `kubelet` from the node. They are written through component-base's
+//! recorder (events.k8s.io/v1, `reportingController: kubelet`, which the core/v1 view
+//! and its `source=kubelet` field selector show as the source), whose series aggregate
+//! repeats.
 //!
 //! Recording never blocks the caller: events go through a channel to one background task.
 
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use std::collections::HashMap;
+use component_base::events::{self as base, EventRecorder, EventSpec};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use tokio::sync::mpsc;
 
 /// Event reasons the kubelet uses (upstream's pkg/kubelet/events).
@@ -68,9 +67,6 @@ impl EventType {
         }
     }
 }
-
-/// How long a recorded event absorbs repeats (client-go's correlator keeps 10 minutes).
-const AGGREGATE_WINDOW: SignedDuration = SignedDuration::from_mins(10);
 
 /// One event to record.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,63 +127,37 @@ pub fn scrub_id(message: &str, container_id: &str, name: &str) -> String {
     }
 }
 
-/// Recently created events: aggregation key → (event name, namespace, count, last seen).
-#[derive(Debug, Default)]
-pub struct Aggregator {
-    seen: HashMap<String, (String, String, i32, Timestamp)>,
-}
-
-/// What to do with a new event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Create a new Event.
-    Create,
-    /// Patch the existing Event `name` to `count`.
-    Bump {
-        /// The existing event.
-        name: String,
-        /// Its new count.
-        count: i32,
-    },
-}
-
-fn key(r: &Record) -> String {
-    let o = &r.involved;
-    [
-        o.kind.as_deref(),
-        o.namespace.as_deref(),
-        o.name.as_deref(),
-        o.uid.as_deref(),
-        o.field_path.as_deref(),
-        Some(r.type_.as_str()),
-        Some(r.reason.as_str()),
-        Some(r.message.as_str()),
-    ]
-    .map(|s| s.unwrap_or(""))
-    .join("\u{1f}")
-}
-
-impl Aggregator {
-    /// Create or bump (pure apart from remembering what it decided).
-    pub fn decide(&mut self, r: &Record, now: Timestamp) -> Decision {
-        self.seen
-            .retain(|_, (_, _, _, at)| now.duration_since(*at) < AGGREGATE_WINDOW);
-        match self.seen.get_mut(&key(r)) {
-            Some((name, _, count, at)) => {
-                *count += 1;
-                *at = now;
-                Decision::Bump {
-                    name: name.clone(),
-                    count: *count,
-                }
-            }
-            None => Decision::Create,
-        }
+/// The `action` events.k8s.io/v1 requires (the core/v1 events upstream's kubelet writes
+/// have none): what the kubelet was doing when it recorded `reason`.
+pub fn action_for(reason: &str) -> &'static str {
+    match reason {
+        reason::PULLING | reason::PULLED | reason::ERR_IMAGE_NEVER_PULL => "Pull",
+        reason::CREATED => "Create",
+        reason::STARTED | reason::BACK_OFF => "Start",
+        reason::KILLING => "Kill",
+        reason::UNHEALTHY | reason::PROBE_WARNING => "Probe",
+        reason::FAILED_POST_START_HOOK | reason::FAILED_PRE_STOP_HOOK => "RunHook",
+        reason::FAILED_MOUNT => "Mount",
+        reason::STARTING
+        | reason::REGISTERED_NODE
+        | reason::NODE_READY
+        | reason::NODE_NOT_READY => "NodeStatus",
+        _ => "Sync",
     }
+}
 
-    /// Remembers the created event's name.
-    pub fn created(&mut self, r: &Record, name: String, namespace: String, now: Timestamp) {
-        self.seen.insert(key(r), (name, namespace, 1, now));
+/// The event as component-base's recorder takes it.
+pub fn spec(r: &Record) -> EventSpec {
+    EventSpec {
+        regarding: r.involved.clone(),
+        related: None,
+        type_: match r.type_ {
+            EventType::Normal => base::EventType::Normal,
+            EventType::Warning => base::EventType::Warning,
+        },
+        reason: r.reason.clone(),
+        action: action_for(&r.reason).to_string(),
+        note: r.message.clone(),
     }
 }
 
@@ -202,7 +172,7 @@ impl Recorder {
     /// called inside a tokio runtime.
     pub fn new(client: kube::Client, host: &str) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(client, host.to_string(), rx));
+        tokio::spawn(run(EventRecorder::new(client, "kubelet", host), rx));
         Recorder { tx: Some(tx) }
     }
 
@@ -257,70 +227,9 @@ impl Default for Recorder {
     }
 }
 
-fn build(r: &Record, host: &str, now: Timestamp) -> Event {
-    let namespace = r
-        .involved
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let base = r.involved.name.clone().unwrap_or_default();
-    let mut message = r.message.clone();
-    if message.len() > 1024 {
-        let mut cut = 1024;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
-    }
-    Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{base}.{:x}", now.as_nanosecond())),
-            namespace: Some(namespace),
-            ..Default::default()
-        },
-        involved_object: r.involved.clone(),
-        reason: Some(r.reason.clone()),
-        message: Some(message),
-        source: Some(EventSource {
-            component: Some("kubelet".into()),
-            host: Some(host.into()),
-        }),
-        first_timestamp: Some(Time(now)),
-        last_timestamp: Some(Time(now)),
-        count: Some(1),
-        type_: Some(r.type_.as_str().into()),
-        reporting_component: Some("kubelet".into()),
-        reporting_instance: Some(host.into()),
-        ..Default::default()
-    }
-}
-
-async fn run(client: kube::Client, host: String, mut rx: mpsc::UnboundedReceiver<Record>) {
-    let mut agg = Aggregator::default();
+async fn run(recorder: EventRecorder, mut rx: mpsc::UnboundedReceiver<Record>) {
     while let Some(r) = rx.recv().await {
-        let now = Timestamp::now();
-        let event = build(&r, &host, now);
-        let namespace = event.metadata.namespace.clone().unwrap_or_default();
-        let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
-        let result = match agg.decide(&r, now) {
-            Decision::Bump { name, count } => {
-                let patch = serde_json::json!({"count": count, "lastTimestamp": Time(now)});
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map(|_| ())
-            }
-            Decision::Create => match api.create(&PostParams::default(), &event).await {
-                Ok(created) => {
-                    let name = created.metadata.name.unwrap_or_default();
-                    agg.created(&r, name, namespace, now);
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            },
-        };
-        if let Err(e) = result {
-            tracing::warn!(reason = %r.reason, error = %e, "Unable to record event");
-        }
+        recorder.record(spec(&r)).await;
     }
 }
 
@@ -352,51 +261,45 @@ mod tests {
     }
 
     #[test]
-    fn repeats_bump_the_count_of_the_first_event() {
+    fn records_map_onto_component_base_specs() {
         let r = Record {
             involved: object_ref(&pod(), Some("app")),
             type_: EventType::Warning,
             reason: reason::UNHEALTHY.into(),
             message: "Readiness probe failed: ".into(),
         };
-        let mut agg = Aggregator::default();
-        let t0 = Timestamp::now();
-        assert_eq!(agg.decide(&r, t0), Decision::Create);
-        agg.created(&r, "web.1".into(), "ns".into(), t0);
+        let e = spec(&r);
+        assert_eq!(e.type_, base::EventType::Warning);
         assert_eq!(
-            agg.decide(&r, t0 + SignedDuration::from_secs(5)),
-            Decision::Bump {
-                name: "web.1".into(),
-                count: 2
-            }
+            (e.reason.as_str(), e.action.as_str()),
+            ("Unhealthy", "Probe")
         );
-        let other = Record {
-            message: "Liveness probe failed: ".into(),
-            ..r.clone()
-        };
-        assert_eq!(agg.decide(&other, t0), Decision::Create);
+        assert_eq!(e.note, "Readiness probe failed: ");
         assert_eq!(
-            agg.decide(&r, t0 + SignedDuration::from_mins(20)),
-            Decision::Create
+            e.regarding.field_path.as_deref(),
+            Some("spec.containers{app}")
+        );
+        assert_eq!(action_for(reason::KILLING), "Kill");
+        assert_eq!(action_for("SomethingNew"), "Sync");
+        assert_eq!(scrub_id("oops abc123", "abc123", "app"), "oops app");
+        let n = node_ref("n1");
+        assert_eq!(
+            (n.kind.as_deref(), n.uid.as_deref()),
+            (Some("Node"), Some("n1"))
         );
     }
 
     #[test]
-    fn events_carry_the_kubelet_source() {
-        let r = Record {
-            involved: node_ref("n1"),
-            type_: EventType::Normal,
-            reason: reason::NODE_READY.into(),
-            message: "Node n1 status is now: NodeReady".into(),
-        };
-        let e = build(&r, "n1", Timestamp::now());
-        let s = e.source.unwrap();
+    fn captured_events_arrive_in_order() {
+        let (rec, mut rx) = Recorder::capture();
+        rec.pod_event(&pod(), Some("init"), EventType::Normal, reason::PULLED, "a");
+        rec.pod_event(&pod(), None, EventType::Warning, reason::FAILED_MOUNT, "b");
+        let first = rx.try_recv().unwrap();
         assert_eq!(
-            (s.component.as_deref(), s.host.as_deref()),
-            (Some("kubelet"), Some("n1"))
+            first.involved.field_path.as_deref(),
+            Some("spec.initContainers{init}")
         );
-        assert_eq!(e.metadata.namespace.as_deref(), Some("default"));
-        assert_eq!(e.count, Some(1));
-        assert_eq!(scrub_id("oops abc123", "abc123", "app"), "oops app");
+        assert_eq!(rx.try_recv().unwrap().reason, "FailedMount");
+        Recorder::disabled().pod_event(&pod(), None, EventType::Normal, reason::STARTED, "x");
     }
 }
