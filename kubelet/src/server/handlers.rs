@@ -23,6 +23,13 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, msg.into()).into_response()
 }
 
+/// A refusal before any streaming starts (status and message).
+type Refused = (StatusCode, String);
+
+fn refuse(status: StatusCode, msg: impl Into<String>) -> Refused {
+    (status, msg.into())
+}
+
 /// `/pods`: the pods this kubelet runs, as a PodList.
 pub async fn pods(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
@@ -72,15 +79,15 @@ async fn find(
     ns: &str,
     name: &str,
     uid: Option<&str>,
-) -> Result<(Pod, ObservedPod), Response> {
+) -> Result<(Pod, ObservedPod), Refused> {
     let pod = shared
         .find_pod(ns, name)
         .filter(|p| uid.is_none_or(|u| p.metadata.uid.as_deref() == Some(u)))
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("pod {ns}/{name} not found")))?;
+        .ok_or_else(|| refuse(StatusCode::NOT_FOUND, format!("pod {ns}/{name} not found")))?;
     let pod_uid = pod.metadata.uid.clone().unwrap_or_default();
     let observed = observe::observe_pod(&shared.runtime.cri, &pod_uid)
         .await
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+        .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
     Ok((pod, observed))
 }
 
@@ -88,14 +95,14 @@ fn running(
     observed: &ObservedPod,
     pod: &str,
     container: &str,
-) -> Result<ObservedContainer, Response> {
+) -> Result<ObservedContainer, Refused> {
     match observed.latest(container, None) {
         Some(c) if c.state == ContainerState::Running => Ok(c.clone()),
-        Some(_) => Err(error(
+        Some(_) => Err(refuse(
             StatusCode::BAD_REQUEST,
             format!("container {container} is not running in pod {pod}"),
         )),
-        None => Err(error(
+        None => Err(refuse(
             StatusCode::NOT_FOUND,
             format!("container not found ({container:?})"),
         )),
@@ -117,7 +124,7 @@ pub async fn container_logs(
     };
     let (pod, observed) = match find(&shared, &ns, &name, None).await {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let spec = pod.spec.clone().unwrap_or_default();
     let known = spec
@@ -252,7 +259,7 @@ async fn stream_log(
         }
         idle += 1;
         // Check the container about once a second; one more read after it stopped.
-        if idle % 5 == 0 && !container_running(&cri, &container_id).await {
+        if idle.is_multiple_of(5) && !container_running(&cri, &container_id).await {
             if idle > 5 {
                 return;
             }
@@ -283,11 +290,11 @@ async fn stream(
     };
     let (_, observed) = match find(&shared, &ns, &name, uid.as_deref()).await {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let c = match running(&observed, &name, &container) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mut rt = shared.runtime.cri.runtime.clone();
     let url = match kind {
@@ -371,7 +378,7 @@ async fn forward(
 ) -> Response {
     let (_, observed) = match find(&shared, &ns, &name, uid.as_deref()).await {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Some(sandbox) = observed.sandbox().filter(|s| s.ready) else {
         return error(
