@@ -103,7 +103,11 @@ async fn usage_is_reported_and_enforced() {
         || async { Ok((used(&quotas).await? == two).then_some(())) },
     )
     .await;
-    // The apiserver enforces what the controller reports.
+    // The apiserver enforces what status.used says (waited for above). Admission charged
+    // both creates itself; the controller must not then recompute from informer caches
+    // that have not seen the pods yet and write a lower usage back — it syncs a quota on
+    // spec changes and replenishing events, not on admission's status writes (the CI
+    // failure of 2026-11-24 was exactly that race).
     let err = pods
         .create(&PostParams::default(), &pod("c", "100m"))
         .await

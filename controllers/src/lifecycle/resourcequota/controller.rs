@@ -14,6 +14,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
+use super::triggers;
 use super::usage::{self, Observed};
 use crate::context::ControllerContext;
 use crate::lifecycle::discovery::{self, Served};
@@ -46,91 +47,100 @@ fn enqueue_namespace(queue: &WorkQueue<Key>, quotas: &Store<ResourceQuota>, name
     }
 }
 
-/// Whether a pod change may lower usage: it is gone, finished, or being deleted.
-fn pod_releases(pod: &Pod, change: Change) -> bool {
-    change == Change::Deleted
-        || pod.metadata.deletion_timestamp.is_some()
-        || matches!(
-            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        )
-}
-
 /// Runs the controller until shutdown.
 pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let queue: WorkQueue<Key> = WorkQueue::new();
     let sd = ctx.shutdown.clone();
     let client = ctx.client.clone();
+    // A quota is synced on first sight, on a spec.hard change, or when its status is
+    // incomplete — not on the apiserver's admission charges (see `triggers`).
     let q = queue.clone();
+    let hard_seen = triggers::LastSeen::default();
     let quotas = informer::spawn(
         Api::<ResourceQuota>::all(client.clone()),
         watcher::Config::default(),
         sd.clone(),
-        move |rq: &ResourceQuota, _| {
-            if let Some(ns) = &rq.metadata.namespace {
-                q.add((ns.clone(), rq.name_any()));
+        move |rq: &ResourceQuota, change| {
+            let Some(ns) = &rq.metadata.namespace else {
+                return;
+            };
+            let key = (ns.clone(), rq.name_any());
+            if change == Change::Deleted {
+                hard_seen.forget(&key);
+                return;
+            }
+            let previous = hard_seen.record(key.clone(), triggers::spec_hard(rq));
+            if triggers::quota_needs_sync(previous.as_ref(), rq) {
+                q.add(key);
             }
         },
     );
-    // Replenishment: a change that can lower usage re-syncs the namespace's quotas.
-    let replenish = |only_deletes: bool| {
+    // Replenishment: a delete, or an update that can release or move usage, re-syncs the
+    // namespace's quotas (upstream's update filter). Creates are charged by admission.
+    fn replenisher<K: Resource + 'static, V: PartialEq + Clone + Send + 'static>(
+        queue: &WorkQueue<Key>,
+        quotas: &Store<ResourceQuota>,
+        charge: fn(&K) -> V,
+    ) -> impl Fn(&K, Change) + Send + 'static {
         let (q, quotas) = (queue.clone(), quotas.clone());
-        move |ns: Option<&String>, change: Change| {
-            if only_deletes && change != Change::Deleted {
+        let seen = triggers::LastSeen::default();
+        move |obj: &K, change: Change| {
+            let meta = obj.meta();
+            let Some(ns) = meta.namespace.clone() else {
                 return;
-            }
-            if let Some(ns) = ns {
-                enqueue_namespace(&q, &quotas, ns);
+            };
+            let key = (ns.clone(), meta.name.clone().unwrap_or_default());
+            let replenish = match change {
+                Change::Deleted => {
+                    seen.forget(&key);
+                    true
+                }
+                Change::Applied => seen.changed(key, charge(obj)),
+            };
+            if replenish {
+                enqueue_namespace(&q, &quotas, &ns);
             }
         }
-    };
-    let on_pod = replenish(false);
+    }
     let pods = informer::spawn(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default(),
         sd.clone(),
-        move |p: &Pod, change| {
-            if pod_releases(p, change) {
-                on_pod(p.metadata.namespace.as_ref(), change)
-            }
-        },
+        replenisher(&queue, &quotas, triggers::pod_charge),
     );
-    let on_svc = replenish(false);
     let services = informer::spawn(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
         sd.clone(),
-        move |s: &Service, change| on_svc(s.metadata.namespace.as_ref(), change),
+        replenisher(&queue, &quotas, triggers::service_charge_class),
     );
-    let on_pvc = replenish(false);
     let claims = informer::spawn(
         Api::<PersistentVolumeClaim>::all(client.clone()),
         watcher::Config::default(),
         sd.clone(),
-        move |c: &PersistentVolumeClaim, change| on_pvc(c.metadata.namespace.as_ref(), change),
+        replenisher(&queue, &quotas, triggers::claim_charge),
     );
-    let on_cm = replenish(true);
     let configmaps = informer::spawn(
         Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
         watcher::Config::default(),
         sd.clone(),
-        move |o: &PartialObjectMeta<ConfigMap>, c| on_cm(o.metadata.namespace.as_ref(), c),
+        replenisher(&queue, &quotas, |_: &PartialObjectMeta<ConfigMap>| ()),
     );
-    let on_secret = replenish(true);
     let secrets = informer::spawn(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
         watcher::Config::default(),
         sd.clone(),
-        move |o: &PartialObjectMeta<Secret>, c| on_secret(o.metadata.namespace.as_ref(), c),
+        replenisher(&queue, &quotas, |_: &PartialObjectMeta<Secret>| ()),
     );
-    let on_rc = replenish(true);
     let controllers = informer::spawn(
         Api::<PartialObjectMeta<ReplicationController>>::all(client.clone()),
         watcher::Config::default(),
         sd.clone(),
-        move |o: &PartialObjectMeta<ReplicationController>, c| {
-            on_rc(o.metadata.namespace.as_ref(), c)
-        },
+        replenisher(
+            &queue,
+            &quotas,
+            |_: &PartialObjectMeta<ReplicationController>| (),
+        ),
     );
     informer::wait_synced(&sd, async {
         let _ = quotas.wait_until_ready().await;

@@ -6,6 +6,7 @@
 pub mod controller;
 pub mod pods;
 pub mod quantity;
+pub mod triggers;
 pub mod usage;
 
 use futures::future::FutureExt;
