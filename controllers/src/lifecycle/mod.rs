@@ -1,5 +1,7 @@
 //! Cluster-lifecycle controllers (issue 5): service accounts, namespaces, garbage
+//! collection, endpoints, nodes, certificates, quota.
 
+pub mod certificates;
 pub mod discovery;
 pub mod endpoints;
 pub mod errors;
@@ -8,6 +10,7 @@ pub mod informer;
 pub mod namespace;
 pub mod node;
 pub mod node_ipam;
+pub mod podgc;
 pub mod queue;
 pub mod resourcequota;
 pub mod root_ca;
@@ -29,5 +32,9 @@ pub fn descriptors() -> Vec<ControllerDescriptor> {
         node_ipam::descriptor(),
         taint_eviction::descriptor(),
         resourcequota::descriptor(),
+        podgc::descriptor(),
+        certificates::approver::descriptor(),
+        certificates::signer::descriptor(),
+        certificates::cleaner::descriptor(),
     ]
 }

@@ -1,0 +1,123 @@
+//! The certificate controllers: csrapproving (auto-approves kubelet client CSRs after a
+//! SubjectAccessReview), csrsigning (signs approved CSRs with the `--cluster-signing-*` CAs)
+//! and csrcleaner (deletes old and expired CSRs).
+
+pub mod approver;
+pub mod cleaner;
+pub mod der;
+pub mod request;
+pub mod signer;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::Api;
+
+use super::{informer, queue::WorkQueue};
+use crate::context::ControllerContext;
+use crate::registry::ControllerDescriptor;
+
+/// The identity all three act as with `--use-service-account-credentials`.
+pub const SERVICE_ACCOUNT: &str = "certificate-controller";
+
+/// `kubernetes.io/kube-apiserver-client`.
+pub const KUBE_APISERVER_CLIENT: &str = "kubernetes.io/kube-apiserver-client";
+/// `kubernetes.io/kube-apiserver-client-kubelet`.
+pub const KUBE_APISERVER_CLIENT_KUBELET: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+/// `kubernetes.io/kubelet-serving`.
+pub const KUBELET_SERVING: &str = "kubernetes.io/kubelet-serving";
+/// `kubernetes.io/legacy-unknown`.
+pub const LEGACY_UNKNOWN: &str = "kubernetes.io/legacy-unknown";
+
+/// Registry entries of the three controllers.
+pub fn descriptors() -> Vec<ControllerDescriptor> {
+    vec![
+        approver::descriptor(),
+        signer::descriptor(),
+        cleaner::descriptor(),
+    ]
+}
+
+/// Whether the CSR has a condition of `kind` whose status is `True` (or empty, as upstream).
+pub fn has_true_condition(csr: &CertificateSigningRequest, kind: &str) -> bool {
+    conditions(csr).any(|c| c.type_ == kind && (c.status.is_empty() || c.status == "True"))
+}
+
+/// Upstream's `GetCertApprovalCondition`: whether an Approved and a Denied condition exist.
+pub fn approval(csr: &CertificateSigningRequest) -> (bool, bool) {
+    (
+        conditions(csr).any(|c| c.type_ == "Approved"),
+        conditions(csr).any(|c| c.type_ == "Denied"),
+    )
+}
+
+/// Approved and not denied.
+pub fn is_approved(csr: &CertificateSigningRequest) -> bool {
+    matches!(approval(csr), (true, false))
+}
+
+/// Whether `status.certificate` is set.
+pub fn is_issued(csr: &CertificateSigningRequest) -> bool {
+    csr.status
+        .as_ref()
+        .and_then(|s| s.certificate.as_ref())
+        .is_some_and(|c| !c.0.is_empty())
+}
+
+fn conditions(
+    csr: &CertificateSigningRequest,
+) -> impl Iterator<Item = &k8s_openapi::api::certificates::v1::CertificateSigningRequestCondition> {
+    csr.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default()
+        .iter()
+}
+
+/// Upstream's CertificateController: a CSR informer whose every add/update queues the CSR,
+/// and `workers` workers calling `handle` with the cached object until shutdown.
+pub(crate) async fn run_csr_controller<F, Fut>(
+    ctx: &ControllerContext,
+    name: &'static str,
+    workers: usize,
+    handle: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(Arc<CertificateSigningRequest>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let queue: WorkQueue<String> = WorkQueue::new();
+    let q = queue.clone();
+    let store: Store<CertificateSigningRequest> = informer::spawn(
+        Api::all(ctx.client.clone()),
+        watcher::Config::default(),
+        ctx.shutdown.clone(),
+        move |csr: &CertificateSigningRequest, change| {
+            if let (Some(n), informer::Change::Applied) = (&csr.metadata.name, change) {
+                q.add(n.clone());
+            }
+        },
+    );
+    let s = store.clone();
+    informer::wait_synced(&ctx.shutdown, async move {
+        let _ = s.wait_until_ready().await;
+    })
+    .await?;
+    tracing::info!(controller = name, "starting certificate controller");
+    queue
+        .run(name, workers, ctx.shutdown.clone(), move |key: String| {
+            let csr = store.get(&ObjectRef::new(&key));
+            let handle = handle.clone();
+            async move {
+                match csr {
+                    Some(csr) => handle(csr).await,
+                    None => Ok(()),
+                }
+            }
+        })
+        .await;
+    Ok(())
+}
