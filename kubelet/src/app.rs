@@ -125,6 +125,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let health = component_base::server::Health::default();
     health.add_shutdown_check(stop.clone());
     let metrics = component_base::metrics::Metrics::new();
+    crate::prober::metrics::register(&metrics);
     let mut names = vec![opts.node_name.clone()];
     names.extend(opts.node_ips.iter().map(|ip| ip.to_string()));
     let server_settings = crate::server::ServerSettings {
@@ -147,7 +148,24 @@ pub async fn run(opts: Options) -> Result<()> {
         stop.clone(),
     )
     .await?;
-    manager::run(shared, opts.node_name.clone(), stop.clone()).await;
+    let statics = opts.static_pod_path.clone().map(|path| {
+        tracing::info!(path = %path.display(), "Adding static pod path");
+        let rx = crate::static_pods::watch_path(
+            path,
+            opts.node_name.clone(),
+            opts.file_check_frequency,
+            stop.clone(),
+        );
+        tokio::spawn(crate::static_pods::mirror::run(
+            client.clone(),
+            opts.node_name.clone(),
+            rx.clone(),
+            Duration::from_secs(10),
+            stop.clone(),
+        ));
+        rx
+    });
+    manager::run(shared, opts.node_name.clone(), statics, stop.clone()).await;
     tracing::info!("Kubelet stopped; containers keep running and are re-adopted on restart");
     Ok(())
 }

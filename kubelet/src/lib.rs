@@ -15,5 +15,6 @@ pub mod pod;
 pub mod prober;
 pub mod runtime;
 pub mod server;
+pub mod static_pods;
 pub mod testing;
 pub mod volumes;

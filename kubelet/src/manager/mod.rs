@@ -1,6 +1,7 @@
 //! The pod manager: watches the pods bound to this node, runs one worker per pod, relists
 //! the runtime every second to wake workers whose containers changed (upstream's PLEG),
-//! and removes runtime pods that no longer exist in the API.
+//! and removes runtime pods that no longer exist in the API. Static pods from files run
+//! beside them; mirror pods (their copies in the API) are never run.
 
 pub mod inputs;
 pub mod worker;
@@ -8,12 +9,13 @@ pub mod worker;
 use crate::cri::labels::PodRef;
 use crate::pod::observed::ObservedPod;
 use crate::runtime::{observe, PodRuntime};
+use crate::static_pods::source::is_mirror;
 use crate::volumes::VolumeSource;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher;
 use kube::Api;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
@@ -120,8 +122,14 @@ fn fingerprint(o: &ObservedPod) -> Vec<(String, String)> {
     f
 }
 
-/// Runs the pod manager until `stop`.
-pub async fn run(shared: Arc<Shared>, node_name: String, stop: CancellationToken) {
+/// Runs the pod manager until `stop`; `statics` publishes the static pods, when a
+/// static pod path is configured.
+pub async fn run(
+    shared: Arc<Shared>,
+    node_name: String,
+    mut statics: Option<watch::Receiver<Vec<Pod>>>,
+    stop: CancellationToken,
+) {
     let api: Api<Pod> = Api::all(shared.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
     let mut events = watcher(api, config).boxed();
@@ -130,9 +138,24 @@ pub async fn run(shared: Arc<Shared>, node_name: String, stop: CancellationToken
     let mut relist = tokio::time::interval(Duration::from_secs(1));
     let mut fingerprints: HashMap<String, Vec<(String, String)>> = HashMap::new();
     let mut synced = false;
+    // Static pods first, so the orphan cleanup below never mistakes them for leftovers.
+    let mut static_uids: HashSet<String> = HashSet::new();
+    if let Some(rx) = statics.as_mut() {
+        let pods = rx.borrow_and_update().clone();
+        sync_statics(&shared, &mut workers, &done_tx, &mut static_uids, pods);
+    }
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
+            changed = async { statics.as_mut()?.changed().await.ok() }, if statics.is_some() => {
+                match changed {
+                    Some(()) => {
+                        let pods = statics.as_mut().map(|rx| rx.borrow_and_update().clone()).unwrap_or_default();
+                        sync_statics(&shared, &mut workers, &done_tx, &mut static_uids, pods);
+                    }
+                    None => statics = None,
+                }
+            }
             Some(uid) = done_rx.recv() => {
                 workers.remove(&uid);
                 shared.pods.lock().expect("pods lock").remove(&uid);
@@ -141,8 +164,12 @@ pub async fn run(shared: Arc<Shared>, node_name: String, stop: CancellationToken
                 let Some(event) = event else { return };
                 match event {
                     Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
-                        upsert(&shared, &mut workers, &done_tx, pod);
+                        // A mirror pod is the API's view of a static pod, which runs from its file.
+                        if !is_mirror(&pod) {
+                            upsert(&shared, &mut workers, &done_tx, pod);
+                        }
                     }
+                    Ok(watcher::Event::Delete(pod)) if is_mirror(&pod) => {}
                     Ok(watcher::Event::Delete(pod)) => {
                         let uid = pod.metadata.uid.clone().unwrap_or_default();
                         shared.pods.lock().expect("pods lock").remove(&uid);
@@ -183,6 +210,29 @@ pub async fn run(shared: Arc<Shared>, node_name: String, stop: CancellationToken
             }
         }
     }
+}
+
+/// Starts, updates and stops static pods to match `pods` (a changed file is a new UID:
+/// the old pod stops and the new one starts, as upstream).
+fn sync_statics(
+    shared: &Arc<Shared>,
+    workers: &mut HashMap<String, WorkerHandle>,
+    done: &mpsc::UnboundedSender<String>,
+    current: &mut HashSet<String>,
+    pods: Vec<Pod>,
+) {
+    let wanted: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+    for gone in current.difference(&wanted) {
+        tracing::info!(uid = %gone, "Static pod removed; stopping it");
+        shared.pods.lock().expect("pods lock").remove(gone);
+        if let Some(w) = workers.get(gone) {
+            let _ = w.tx.send(None);
+        }
+    }
+    for pod in pods {
+        upsert(shared, workers, done, pod);
+    }
+    *current = wanted;
 }
 
 fn upsert(
