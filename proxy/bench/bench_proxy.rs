@@ -4,6 +4,9 @@
 //! (one Service's endpoints changed), with rule generation and kernel apply (`nft -f` in
 //! a throwaway network namespace) timed separately; peak RSS of the process.
 //!
+//! Flags: `--sizes 1000,10000`, `--binary PATH` (repeatable), `--no-rules` (binary mode
+//! only).
+//!
 //! `binary` mode, for any kube-proxy binary (ours or upstream's): a real kube-apiserver
 //! (e2e TestCluster) holding N Services + EndpointSlices; the binary runs inside a
 //! throwaway network namespace (reaching the apiserver through an in-process forwarder);
@@ -21,9 +24,11 @@ use proxy::model::{IpFamily, ServiceName};
 use proxy::nftables::{Nft, NftConfig};
 use proxy::sync::FamilySyncer;
 use serde_json::json;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const ENDPOINTS: usize = 10;
@@ -118,57 +123,105 @@ fn bench_rules(n: usize) {
     );
 }
 
-/// Accepts connections inside `ns` on 127.0.0.1:`port` and forwards them to the host's
-/// 127.0.0.1:`target` (sockets keep the namespace of the thread that made them).
-fn forward_into(ns: &lab::Netns, port: u16, target: u16) {
-    let path = format!("/var/run/netns/{}", ns.name);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).unwrap();
-        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
-        tx.send(()).unwrap();
-        for inbound in l.incoming().flatten() {
-            // This thread is in the lab namespace; connect from a host-namespace thread.
-            let (ctx, crx) = std::sync::mpsc::channel();
-            HOST.with(|h| h.send((target, ctx)).unwrap());
-            let Ok(outbound) = crx.recv().unwrap() else {
-                continue;
-            };
-            pipe(inbound, outbound);
-        }
-    });
-    rx.recv().unwrap();
+/// Forwards connections made inside a lab namespace on 127.0.0.1:`port` to the host's
+/// 127.0.0.1:`target` (the apiserver). Only the listening socket is made on a thread
+/// that entered the namespace (a socket keeps the namespace it was made in); accepting
+/// and connecting happen in the harness's own namespace. Every forwarded connection is
+/// tracked and dropped when it ends; dropping the forwarder closes the listener and all
+/// connections, so repeated runs hold no descriptors (an earlier version connected from
+/// inside the namespace, looped back into itself and ran out of descriptors).
+struct Forwarder {
+    stop: Arc<AtomicBool>,
+    conns: Arc<Mutex<HashMap<u64, TcpStream>>>,
+    accept: Option<std::thread::JoinHandle<()>>,
 }
 
-type ConnectRequest = (u16, std::sync::mpsc::Sender<std::io::Result<TcpStream>>);
-
-thread_local! {
-    static HOST: std::sync::mpsc::Sender<ConnectRequest> = HOST_CONNECTOR.lock().unwrap().clone();
+impl Forwarder {
+    fn start(ns: &lab::Netns, port: u16, target: u16) -> Self {
+        let listener = ns
+            .run(move || TcpListener::bind(("127.0.0.1", port)))
+            .join()
+            .unwrap()
+            .expect("bind the forwarder in the lab namespace");
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<HashMap<u64, TcpStream>>> = Arc::default();
+        let (stop2, conns2) = (stop.clone(), conns.clone());
+        let accept = std::thread::spawn(move || {
+            let mut next = 0u64;
+            while !stop2.load(Ordering::Relaxed) {
+                let inbound = match listener.accept() {
+                    Ok((s, _)) => s,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                    Err(e) => panic!("forwarder accept: {e}"),
+                };
+                inbound.set_nonblocking(false).unwrap();
+                let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                next += 1;
+                let id = next;
+                conns2
+                    .lock()
+                    .unwrap()
+                    .insert(id, inbound.try_clone().unwrap());
+                let conns = conns2.clone();
+                std::thread::spawn(move || {
+                    pipe(inbound, outbound);
+                    conns.lock().unwrap().remove(&id);
+                });
+            }
+        });
+        Forwarder {
+            stop,
+            conns,
+            accept: Some(accept),
+        }
+    }
 }
 
-static HOST_CONNECTOR: std::sync::LazyLock<
-    std::sync::Mutex<std::sync::mpsc::Sender<ConnectRequest>>,
-> = std::sync::LazyLock::new(|| {
-    let (tx, rx) = std::sync::mpsc::channel::<ConnectRequest>();
-    std::thread::spawn(move || {
-        for (port, reply) in rx {
-            let _ = reply.send(TcpStream::connect(("127.0.0.1", port)));
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
         }
-    });
-    std::sync::Mutex::new(tx)
-});
+        for s in self.conns.lock().unwrap().values() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        // The pipe threads see EOF/errors, end, and remove their entries.
+        for _ in 0..200 {
+            if self.conns.lock().unwrap().is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
 
+/// Copies both directions until both end; closing one side's write when its peer's
+/// read ends (so half-closes propagate), and both sockets when either side fails.
 fn pipe(a: TcpStream, b: TcpStream) {
-    let (a2, b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
-    let copy = |mut from: TcpStream, mut to: TcpStream| {
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut from, &mut to);
-            let _ = to.shutdown(std::net::Shutdown::Write);
-        })
-    };
-    copy(a, b2);
-    copy(b, a2);
+    let (mut a_rd, mut b_wr) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut a_rd, &mut b_wr);
+        let _ = b_wr.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut b_rd, mut a_wr) = (b, a);
+    let _ = std::io::copy(&mut b_rd, &mut a_wr);
+    let _ = a_wr.shutdown(std::net::Shutdown::Both);
+    let _ = b_rd.shutdown(std::net::Shutdown::Both);
+    let _ = up.join();
+}
+
+/// Open descriptors of process `pid` ("self" for the harness).
+fn open_fds(pid: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 fn metrics_in(ns: &lab::Netns) -> String {
@@ -185,9 +238,12 @@ fn metrics_in(ns: &lab::Netns) -> String {
     .unwrap()
 }
 
+/// The IPv4 proxier's value of `name` (summed over other labels): a dual-stack proxy
+/// also reports its (empty) IPv6 syncs, which would dilute the averages.
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| !l.contains("ip_family=") || l.contains("ip_family=\"IPv4\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -249,7 +305,7 @@ async fn bench_binary(binary: &str, n: usize) {
         .trim_end_matches('/')
         .parse()
         .unwrap();
-    forward_into(&ns, api_port, api_port);
+    let forwarder = Forwarder::start(&ns, api_port, api_port);
     let args = [
         "--proxy-mode=nftables".to_string(),
         format!("--kubeconfig={}", cluster.kubeconfig().display()),
@@ -332,14 +388,15 @@ async fn bench_binary(binary: &str, n: usize) {
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         .unwrap_or(0);
     println!(
-        "binary n={n:<6} {binary}: start→all programmed {:.2}s | full sync (own metric) {:.1} ms | incremental {partial} | peak RSS {} MiB, RSS now {} MiB",
-        programmed.as_secs_f64(), full * 1e3, peak_rss_kib(&pid) / 1024, rss_now / 1024
+        "binary n={n:<6} {binary}: start→all programmed {:.2}s | full sync (own metric) {:.1} ms | incremental {partial} | peak RSS {} MiB, RSS now {} MiB | open fds {}",
+        programmed.as_secs_f64(), full * 1e3, peak_rss_kib(&pid) / 1024, rss_now / 1024, open_fds(&pid)
     );
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     );
     let _ = child.wait();
+    drop(forwarder);
 }
 
 fn main() {
@@ -368,8 +425,10 @@ fn main() {
             _ => {}
         }
     }
-    for &n in &sizes {
-        bench_rules(n);
+    if !args.iter().any(|a| a == "--no-rules") {
+        for &n in &sizes {
+            bench_rules(n);
+        }
     }
     if binaries.is_empty() {
         return;
@@ -378,9 +437,17 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let fds_before = open_fds("self");
     for &n in &sizes {
         for b in &binaries {
             rt.block_on(bench_binary(b, n));
+            // Everything of the run (apiserver, etcd, forwarder, namespace) is gone now:
+            // the harness must be back where it started.
+            eprintln!(
+                "harness open fds: {} before the binary runs, {} now",
+                fds_before,
+                open_fds("self")
+            );
         }
     }
 }

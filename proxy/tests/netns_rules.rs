@@ -190,3 +190,50 @@ fn restart_full_sync_adopts_and_cleans_the_existing_table() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn unallocated_cluster_ips_in_service_cidrs_are_dropped() {
+    let lab = lab_or_skip!("unallocated_cluster_ips_in_service_cidrs_are_dropped");
+    // An address inside the Service CIDR that no Service holds, but that backend-0 owns:
+    // without the ServiceCIDR rule the node's default route delivers it there.
+    let unallocated = "10.96.0.99";
+    lab.backends[0].exec(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{unallocated}/32"),
+        "dev",
+        "lo",
+    ]);
+    let target = format!("{unallocated}:{BACKEND_PORT}");
+    let mut s = syncer(&lab);
+    program(&mut s, json!({}), &BACKEND_IPS);
+    assert_eq!(
+        lab.tcp(&target).unwrap(),
+        "backend-0",
+        "no ServiceCIDR known yet"
+    );
+
+    // A ServiceCIDR appears: a partial sync rewrites cluster-ips-check alone.
+    s.proxier.cfg.service_cidrs = vec!["10.96.0.0/16".parse().unwrap()];
+    let out = s.sync();
+    assert!(!out.full && out.error.is_none(), "{out:?}");
+    let err = lab.tcp(&target).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "dropped: {err}");
+    // Allocated ClusterIPs are unaffected: defined ports answer, others are rejected.
+    let answers = lab.tcp_many(&format!("{CLUSTER_IP}:80"), 10);
+    assert!(
+        answers.iter().all(|a| a.starts_with("backend-")),
+        "{answers:?}"
+    );
+    let err = lab.tcp(&format!("{CLUSTER_IP}:81")).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    let table = Nft::in_netns(&lab.node.name).list(IpFamily::V4).unwrap();
+    assert!(table.contains("10.96.0.0/16"), "{table}");
+
+    // The ServiceCIDR goes away: traffic to the address flows again.
+    s.proxier.cfg.service_cidrs.clear();
+    let out = s.sync();
+    assert!(!out.full && out.error.is_none(), "{out:?}");
+    assert_eq!(lab.tcp(&target).unwrap(), "backend-0");
+}

@@ -10,6 +10,7 @@ use component_base::server::{self, Authorization, Health, ServingOptions};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
@@ -17,6 +18,7 @@ use proxy::config::ProxierConfig;
 use proxy::healthcheck::{self, ServiceHealthServer};
 use proxy::iptables::Iptables;
 use proxy::metrics::ProxyMetrics;
+use proxy::model::service_cidr::service_cidrs;
 use proxy::model::{IpFamily, ServiceName};
 use proxy::nftables::Nft;
 use proxy::sync::{FamilySyncer, IptSyncer, Syncer};
@@ -78,6 +80,7 @@ enum Watched {
     Service(Box<Event<Service>>),
     Slice(Box<Event<EndpointSlice>>),
     Node(Box<Event<Node>>),
+    ServiceCidr(Box<Event<ServiceCIDR>>),
 }
 
 fn forward<K, F>(
@@ -348,14 +351,23 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
     forward(
         nodes,
         watcher::Config::default().fields(&format!("metadata.name={node_name}")),
-        tx,
+        tx.clone(),
         |e| Watched::Node(Box::new(e)),
+        shutdown.clone(),
+    );
+    // MultiCIDRServiceAllocator is GA and locked on: upstream always watches ServiceCIDRs.
+    forward(
+        Api::<ServiceCIDR>::all(client.clone()),
+        watcher::Config::default(),
+        tx,
+        |e| Watched::ServiceCidr(Box::new(e)),
         shutdown.clone(),
     );
 
     let mut services = Mirror::<Service>::new();
     let mut slices = Mirror::<EndpointSlice>::new();
     let mut node_mirror = Mirror::<Node>::new();
+    let mut service_cidr_mirror = Mirror::<ServiceCIDR>::new();
     let mut dirty = false;
     let mut initial_done = false;
     let mut last_sync = Instant::now();
@@ -394,6 +406,18 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
                                 tracing::info!("Node labels changed; full resync");
                                 s.config().node_labels = new_labels.clone();
                                 s.force_full_sync();
+                                dirty = true;
+                            }
+                        }
+                        false
+                    }
+                    Watched::ServiceCidr(ev) => {
+                        service_cidr_mirror.changes(*ev);
+                        for s in syncers.iter_mut() {
+                            let cidrs = service_cidrs(service_cidr_mirror.known.values(), s.family());
+                            if s.config().service_cidrs != cidrs {
+                                tracing::info!(family = s.family().api_name(), cidrs = ?cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(), "ServiceCIDRs changed");
+                                s.config().service_cidrs = cidrs;
                                 dirty = true;
                             }
                         }

@@ -6,6 +6,7 @@ pub mod categorize;
 pub mod cidr;
 pub mod endpoints;
 pub mod service;
+pub mod service_cidr;
 pub mod tracker;
 
 pub use categorize::{categorize, Categorized};

@@ -155,19 +155,7 @@ pub fn write_base(tx: &mut Transaction, cfg: &NftConfig, stores: &mut Stores, fi
         "cluster-ips",
         &format!("type {addr} ; comment \"Active ClusterIPs\" ;"),
     );
-    tx.add_rule(
-        "cluster-ips-check",
-        &format!("{ip} daddr @cluster-ips reject"),
-        Some("Reject traffic to invalid ports of ClusterIPs"),
-    );
-    if !cfg.service_cidrs.is_empty() {
-        let cidrs: Vec<String> = cfg.service_cidrs.iter().map(|c| c.to_string()).collect();
-        tx.add_rule(
-            "cluster-ips-check",
-            &format!("{ip} daddr {{ {} }} drop", cidrs.join(", ")),
-            Some("Drop traffic to unallocated ClusterIPs"),
-        );
-    }
+    write_cluster_ips_check(tx, cfg);
 
     tx.add_container(
         "set",
@@ -265,5 +253,25 @@ pub fn write_base(tx: &mut Transaction, cfg: &NftConfig, stores: &mut Stores, fi
     );
     for store in stores.all_mut() {
         store.flush(tx);
+    }
+}
+
+/// The rules of `cluster-ips-check` (the chain exists and is empty): reject new
+/// connections to a ClusterIP's undefined ports, drop those to unallocated addresses of
+/// the Service CIDRs. Rewritten alone when only the ServiceCIDRs changed.
+pub fn write_cluster_ips_check(tx: &mut Transaction, cfg: &NftConfig) {
+    let ip = nft_family(cfg.family);
+    tx.add_rule(
+        "cluster-ips-check",
+        &format!("{ip} daddr @cluster-ips reject"),
+        Some("Reject traffic to invalid ports of ClusterIPs"),
+    );
+    if !cfg.service_cidrs.is_empty() {
+        let cidrs: Vec<String> = cfg.service_cidrs.iter().map(|c| c.to_string()).collect();
+        tx.add_rule(
+            "cluster-ips-check",
+            &format!("{ip} daddr {{ {} }} drop", cidrs.join(", ")),
+            Some("Drop traffic to unallocated ClusterIPs"),
+        );
     }
 }

@@ -4,12 +4,12 @@
 //! Building ([`NftProxier::plan`]) is pure; the caller applies the text and reports back
 //! with [`NftProxier::commit`].
 
-use super::base::{write_base, Stores};
+use super::base::{write_base, write_cluster_ips_check, Stores};
 use super::names::{is_affinity_set, is_service_chain};
 use super::service::{write_service, SyncTally};
 use super::tx::Transaction;
 use super::NftConfig;
-use crate::model::{ChangeTracker, ServiceName};
+use crate::model::{ChangeTracker, Cidr, ServiceName};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,8 @@ pub struct Plan {
     no_local: (usize, usize),
     newly_stale: Vec<String>,
     deleted_stale: Vec<String>,
+    /// The Service CIDRs `cluster-ips-check` holds once this plan is applied.
+    service_cidrs: Vec<Cidr>,
 }
 
 impl Plan {
@@ -72,6 +74,8 @@ pub struct NftProxier {
     stale: BTreeMap<String, Instant>,
     flushed_base_once: bool,
     need_full: bool,
+    /// The Service CIDRs the kernel's `cluster-ips-check` drops (after a full sync).
+    applied_cidrs: Option<Vec<Cidr>>,
 }
 
 impl NftProxier {
@@ -86,6 +90,7 @@ impl NftProxier {
             stale: BTreeMap::new(),
             flushed_base_once: false,
             need_full: true,
+            applied_cidrs: None,
         }
     }
 
@@ -146,7 +151,7 @@ impl NftProxier {
         now: Instant,
     ) -> Plan {
         let full = self.need_full;
-        let mut body = Transaction::new(self.cfg.family);
+        let mut body = Transaction::sectioned(self.cfg.family);
         let mut tx = Transaction::new(self.cfg.family);
         let mut newly_stale = Vec::new();
         let mut dropped_sets = Vec::new();
@@ -197,6 +202,11 @@ impl NftProxier {
                     .cloned(),
             );
         } else {
+            if self.applied_cidrs.as_ref() != Some(&self.cfg.service_cidrs) {
+                // Only the ServiceCIDRs changed in the fixed part: rewrite that chain.
+                tx.flush_chain("cluster-ips-check");
+                write_cluster_ips_check(&mut tx, &self.cfg);
+            }
             for service in updated {
                 let old = self.owned.remove(service).unwrap_or_default();
                 let new = self.write_one(&mut body, tracker, service);
@@ -262,6 +272,7 @@ impl NftProxier {
             no_local,
             newly_stale,
             deleted_stale,
+            service_cidrs: self.cfg.service_cidrs.clone(),
         }
     }
 
@@ -276,6 +287,7 @@ impl NftProxier {
             self.flushed_base_once = true;
         }
         self.need_full = false;
+        self.applied_cidrs = Some(plan.service_cidrs);
         for chain in plan.deleted_stale {
             self.stale.remove(&chain);
             self.chains.remove(&chain);
