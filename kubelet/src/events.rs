@@ -127,6 +127,35 @@ pub fn scrub_id(message: &str, container_id: &str, name: &str) -> String {
     }
 }
 
+/// A duration as Go's `time.Duration` prints it after truncation to milliseconds
+/// (`350ms`, `1.5s`, `2m3.04s`, `1h0m5s`), as upstream's pull messages show it.
+pub fn go_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, m) = (ms / 3_600_000, ms / 60_000 % 60);
+    let (secs, frac) = (ms / 1000 % 60, ms % 1000);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&secs.to_string());
+    if frac > 0 {
+        let f = format!("{frac:03}");
+        out.push('.');
+        out.push_str(f.trim_end_matches('0'));
+    }
+    out.push('s');
+    out
+}
+
 /// The `action` events.k8s.io/v1 requires (the core/v1 events upstream's kubelet writes
 /// have none): what the kubelet was doing when it recorded `reason`.
 pub fn action_for(reason: &str) -> &'static str {
@@ -287,6 +316,16 @@ mod tests {
             (n.kind.as_deref(), n.uid.as_deref()),
             (Some("Node"), Some("n1"))
         );
+    }
+
+    #[test]
+    fn durations_print_as_go_does() {
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(go_duration(ms(0)), "0s");
+        assert_eq!(go_duration(ms(350)), "350ms");
+        assert_eq!(go_duration(ms(1500)), "1.5s");
+        assert_eq!(go_duration(ms(123_040)), "2m3.04s");
+        assert_eq!(go_duration(ms(3_605_000)), "1h0m5s");
     }
 
     #[test]

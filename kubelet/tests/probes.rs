@@ -351,3 +351,262 @@ async fn startup_probe_gates_liveness_which_then_restarts_the_container() {
     drop(d);
     stop(rt, &p).await;
 }
+
+/// The kubelet binary with a real kube-apiserver: probe results reach the pod's status in
+/// the API (Ready flips both ways, a failed liveness probe restarts a container), the
+/// postStart hook ran, and the events are listed by `source=kubelet`, as upstream's e2e
+/// tests look for them.
+#[tokio::test]
+async fn probes_and_hooks_through_the_apiserver() {
+    use k8s_openapi::api::core::v1::{Event, Node, ServiceAccount};
+    use kube::api::{Api, DeleteParams, ListParams, PostParams};
+
+    let cluster = e2e::cluster_or_skip!();
+    if let Some(reason) = kubelet::testing::containerd::unavailable_reason() {
+        e2e::skip_test!("{reason}");
+    }
+    let containerd = kubelet::testing::TestContainerd::start()
+        .await
+        .expect("start containerd");
+    let id = std::process::id() % 10000;
+    let node_name = format!("probe-node-{id}");
+    let bridge = format!("fp{id}");
+    let pod_cidr = format!("10.89.{}.0/24", id % 250);
+    let dir = containerd.dir().join("kubelet");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nclusterDNS: [10.96.0.10]\nclusterDomain: cluster.local\nfailSwapOn: false\n",
+    )
+    .unwrap();
+    let kubeconfig = cluster
+        .kubeconfig_for(&e2e::Identity::Node(node_name.clone()))
+        .unwrap();
+    let kubelet_bin = e2e::binaries::ferrokube_binary("kubelet").unwrap();
+    let args = vec![
+        format!(
+            "FERROKUBE_CNI_CONF_DIR={}",
+            containerd.cni_conf_dir().display()
+        ),
+        format!("FERROKUBE_CNI_BRIDGE={bridge}"),
+        kubelet_bin.display().to_string(),
+        format!("--config={}", config.display()),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--container-runtime-endpoint={}", containerd.endpoint()),
+        format!("--root-dir={}", dir.join("root").display()),
+        format!("--hostname-override={node_name}"),
+        "--node-ip=127.0.0.1".into(),
+        format!("--pod-cidr={pod_cidr}"),
+        format!("--cgroup-root=/ferrokube-probes-{id}"),
+        format!("--healthz-port={}", e2e::ports::free_port().unwrap()),
+        format!("--port={}", e2e::ports::free_port().unwrap()),
+        "--v=2".into(),
+    ];
+    let mut kubelet = cluster
+        .spawn("kubelet", std::path::Path::new("/usr/bin/env"), &args)
+        .unwrap();
+    let client = cluster.client();
+    let nodes: Api<Node> = Api::all(client.clone());
+    e2e_wait("node Ready", Duration::from_secs(60), || async {
+        let n = nodes.get_opt(&node_name).await.ok().flatten()?;
+        let ready = n
+            .status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "Ready")?;
+        (ready.status == "True").then_some(())
+    })
+    .await;
+    let ns = "default";
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let _ = sas
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
+        )
+        .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    // web: ready once /www/ready exists (4s), unready again once it is gone (14s); its
+    // postStart hook writes /www/hook, which httpd then serves to this test.
+    // live: healthy for 3s, then its liveness probe fails and it is restarted.
+    let web_cmd =
+        "httpd -p 8080 -h /www; sleep 4; echo ok > /www/ready; sleep 10; rm /www/ready; sleep 3600";
+    let p: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "probed"},
+        "spec": {
+            "nodeName": node_name,
+            "terminationGracePeriodSeconds": 30,
+            "automountServiceAccountToken": false,
+            "containers": [
+                {"name": "web", "image": "busybox:1.35", "command": ["sh", "-c", web_cmd],
+                 "volumeMounts": [{"name": "www", "mountPath": "/www"}],
+                 "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "echo hooked > /www/hook"]}}},
+                 "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1, "failureThreshold": 1}},
+                {"name": "live", "image": "busybox:1.35",
+                 "command": ["sh", "-c", "touch /tmp/alive; sleep 3; rm /tmp/alive; sleep 3600"],
+                 "livenessProbe": {"exec": {"command": ["cat", "/tmp/alive"]}, "periodSeconds": 1,
+                                   "failureThreshold": 1, "terminationGracePeriodSeconds": 1}}
+            ],
+            "volumes": [{"name": "www", "emptyDir": {}}]
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &p).await.unwrap();
+    let ready = |p: &Pod, t: &str| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == t))
+            .is_some_and(|c| c.status == "True")
+    };
+    let container = |p: &Pod, name: &str| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.name == name).cloned())
+    };
+    // Running but not Ready until the readiness probe passes.
+    let running = e2e_wait("pod Running", Duration::from_secs(40), || async {
+        let p = pods.get_opt("probed").await.ok().flatten()?;
+        let phase = p.status.as_ref()?.phase.clone()?;
+        (phase == "Running").then_some(p)
+    })
+    .await;
+    let web = container(&running, "web").unwrap();
+    assert_eq!(web.started, Some(true));
+    let uid = running.metadata.uid.clone().unwrap();
+    let up = e2e_wait("Ready", Duration::from_secs(30), || async {
+        let p = pods.get_opt("probed").await.ok().flatten()?;
+        (ready(&p, "Ready") && ready(&p, "ContainersReady")).then_some(p)
+    })
+    .await;
+    assert!(container(&up, "web").unwrap().ready);
+    // The postStart hook ran in the container: httpd serves what it wrote.
+    let pod_ip = up.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let hook = http
+        .get(format!("http://{pod_ip}:8080/hook"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(hook, "hooked\n");
+    // The liveness probe restarted `live`; lastState keeps the killed instance.
+    let restarted = e2e_wait("live restarted", Duration::from_secs(30), || async {
+        let p = pods.get_opt("probed").await.ok().flatten()?;
+        let c = container(&p, "live")?;
+        (c.restart_count >= 1).then_some(c)
+    })
+    .await;
+    let last = restarted.last_state.unwrap().terminated.unwrap();
+    assert_eq!(last.exit_code, 137, "{last:?}");
+    // Readiness flips back once /www/ready is gone.
+    let down = e2e_wait("not Ready again", Duration::from_secs(30), || async {
+        let p = pods.get_opt("probed").await.ok().flatten()?;
+        (!ready(&p, "Ready") && container(&p, "web").is_some_and(|c| !c.ready)).then_some(p)
+    })
+    .await;
+    assert_eq!(container(&down, "web").unwrap().restart_count, 0);
+    // Events by the kubelet about this pod, with upstream's reasons and messages.
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let selector = format!(
+        "involvedObject.uid={uid},involvedObject.kind=Pod,involvedObject.namespace={ns},source=kubelet"
+    );
+    let seen = e2e_wait("kubelet events", Duration::from_secs(15), || async {
+        let list = events
+            .list(&ListParams::default().fields(&selector))
+            .await
+            .ok()?;
+        let seen: Vec<(String, String, String)> = list
+            .items
+            .into_iter()
+            .map(|e| {
+                (
+                    e.reason.unwrap_or_default(),
+                    e.involved_object.field_path.unwrap_or_default(),
+                    e.message.unwrap_or_default(),
+                )
+            })
+            .collect();
+        seen.iter().any(|(r, _, _)| r == "Killing").then_some(seen)
+    })
+    .await;
+    let has = |reason: &str, path: &str, message: &str| {
+        seen.iter()
+            .any(|(r, f, m)| r == reason && f == path && m.starts_with(message))
+    };
+    for (reason, path, message) in [
+        (
+            "Pulled",
+            "spec.containers{web}",
+            "Container image \"busybox:1.35\" already present on machine",
+        ),
+        ("Created", "spec.containers{web}", "Container created"),
+        ("Started", "spec.containers{live}", "Container started"),
+        (
+            "Unhealthy",
+            "spec.containers{web}",
+            "Readiness probe failed: HTTP probe failed with statuscode: 404",
+        ),
+        (
+            "Unhealthy",
+            "spec.containers{live}",
+            "Liveness probe failed: cat: can't open '/tmp/alive'",
+        ),
+        (
+            "Killing",
+            "spec.containers{live}",
+            "Container live failed liveness probe, will be restarted",
+        ),
+    ] {
+        assert!(
+            has(reason, path, message),
+            "no {reason} {path} {message:?} in {seen:#?}"
+        );
+    }
+
+    pods.delete("probed", &DeleteParams::default())
+        .await
+        .unwrap();
+    e2e_wait("pod gone", Duration::from_secs(40), || async {
+        pods.get_opt("probed")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    kubelet.terminate(Duration::from_secs(5)).unwrap();
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", &bridge])
+        .status();
+    for cg in ["kubepods/burstable", "kubepods/besteffort", "kubepods", ""] {
+        for ctl in [
+            "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
+        ] {
+            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}/ferrokube-probes-{id}/{cg}"));
+        }
+    }
+}
+
+async fn e2e_wait<T, F: Fn() -> Fut, Fut: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    timeout: Duration,
+    f: F,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -266,7 +266,7 @@ impl PodRuntime {
             recorder.pod_event(pod, Some(&c.name), type_, why, msg)
         };
         let policy = images::pull_policy(c);
-        let present = self.image_present(&image).await;
+        let present = self.image_size(&image).await.is_some();
         let pulling = policy == "Always" || (!present && policy != "Never");
         let pull_started = std::time::Instant::now();
         if pulling {
@@ -278,12 +278,13 @@ impl PodRuntime {
         }
         match images::ensure_image(&self.cri, &image, &policy).await {
             Ok(_) if pulling => {
-                let took = pull_started.elapsed().as_secs_f64();
+                let took = crate::events::go_duration(pull_started.elapsed());
+                let size = self.image_size(&image).await.unwrap_or(0);
                 event(
                     EventType::Normal,
                     reason::PULLED,
                     &format!(
-                        "Successfully pulled image {image:?} in {took:.3}s ({took:.3}s including waiting)"
+                        "Successfully pulled image {image:?} in {took} ({took} including waiting). Image size: {size} bytes."
                     ),
                 );
             }
@@ -422,8 +423,8 @@ impl PodRuntime {
         Ok(created)
     }
 
-    /// Whether the image is in the runtime's store.
-    async fn image_present(&self, image: &str) -> bool {
+    /// The image's size when it is in the runtime's store.
+    async fn image_size(&self, image: &str) -> Option<u64> {
         let request = cri::ImageStatusRequest {
             image: Some(cri::ImageSpec {
                 image: image.to_string(),
@@ -438,7 +439,7 @@ impl PodRuntime {
             .await
             .ok()
             .and_then(|r| r.into_inner().image)
-            .is_some()
+            .map(|i| i.size)
     }
 
     /// Stops one container: its preStop hook (within the grace period), then CRI's
