@@ -149,7 +149,11 @@ async fn exec(rt: &PodRuntime, id: &str, cmd: &[&str]) {
     );
 }
 
+/// Deletes the pod as `kubectl delete --grace-period=1` would.
 async fn stop(rt: &PodRuntime, p: &Pod) {
+    let mut p = p.clone();
+    p.metadata.deletion_grace_period_seconds = Some(1);
+    let p = &p;
     let r = rt.sync_pod(p, true, &PodInputs::default()).await.unwrap();
     rt.remove_pod(&kubelet::runtime::config::pod_ref(p), &r.observed)
         .await
@@ -277,7 +281,10 @@ async fn startup_probe_gates_liveness_which_then_restarts_the_container() {
                                   "periodSeconds": 1, "failureThreshold": 100},
                  "livenessProbe": {"exec": {"command": ["cat", "/tmp/alive"]},
                                    "periodSeconds": 1, "failureThreshold": 2,
-                                   "terminationGracePeriodSeconds": 1}}
+                                   "terminationGracePeriodSeconds": 1}},
+                {"name": "slow", "image": "busybox:1.35", "command": ["sleep", "3600"],
+                 "readinessProbe": {"exec": {"command": ["sleep", "5"]}, "timeoutSeconds": 1,
+                                    "periodSeconds": 1}}
             ]
         }
     }));
@@ -348,6 +355,16 @@ async fn startup_probe_gates_liveness_which_then_restarts_the_container() {
         .events_with("Unhealthy", "app")
         .iter()
         .any(|m| m.starts_with("Liveness probe failed: cat: can't open '/tmp/alive'")));
+    // An exec probe that outlives timeoutSeconds fails, as upstream's ExecProbeTimeout.
+    assert!(!status_of(&s, "slow").ready);
+    let timed_out = d.events_with("Unhealthy", "slow");
+    assert!(
+        timed_out
+            .iter()
+            .any(|m| m
+                == "Readiness probe failed: command timed out: \"sleep 5\" timed out after 1s"),
+        "{timed_out:?}"
+    );
     drop(d);
     stop(rt, &p).await;
 }

@@ -220,8 +220,22 @@ pub async fn tcp_connect(host: &str, port: u16, timeout: Duration) -> Outcome {
     let addr = join_host_port(host, port);
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
         Ok(Ok(_)) => Outcome::Success(String::new()),
-        Ok(Err(e)) => Outcome::Failure(format!("dial tcp {addr}: connect: {e}")),
+        Ok(Err(e)) => Outcome::Failure(format!("dial tcp {addr}: connect: {}", go_errno(&e))),
         Err(_) => Outcome::Failure(format!("dial tcp {addr}: i/o timeout")),
+    }
+}
+
+/// An OS error as Go prints it (`connection refused`, not `Connection refused (os error 111)`).
+pub fn go_errno(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) => &text[..i],
+        None => &text[..],
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -249,10 +263,12 @@ pub async fn grpc_check(host: &str, port: u16, service: &str, timeout: Duration)
                 error_chain(&e)
             ))
         }
-        Err(_) => return Outcome::Failure(format!(
+        Err(_) => {
+            return Outcome::Failure(format!(
             "timeout: failed to connect service \"{addr}\" within {}s: context deadline exceeded",
             timeout.as_secs()
-        )),
+        ))
+        }
     };
     let request = HealthCheckRequest {
         service: service.to_string(),
@@ -292,14 +308,20 @@ pub async fn grpc_check(host: &str, port: u16, service: &str, timeout: Duration)
 
 /// Runs `cmd` in the container through CRI ExecSync with `timeout`: exit 0 is success,
 /// any other exit a failure with the combined output; a timeout is a failure
-/// (`command "…" timed out`), any other runtime error leaves no result.
+/// (`command timed out: "…" timed out after 1s`), any other runtime error leaves no result.
 pub async fn exec(cri: &Cri, container_id: &str, cmd: &[String], timeout: Duration) -> Outcome {
     let request = cri::ExecSyncRequest {
         container_id: container_id.to_string(),
         cmd: cmd.to_vec(),
         timeout: timeout.as_secs().max(1) as i64,
     };
-    let timed_out = || Outcome::Failure(format!("command \"{}\" timed out", cmd.join(" ")));
+    let timed_out = || {
+        Outcome::Failure(format!(
+            "command timed out: {:?} timed out after {}",
+            cmd.join(" "),
+            crate::events::go_duration(timeout)
+        ))
+    };
     // The runtime enforces the timeout; a margin guards against a runtime that does not.
     let mut rt = cri.runtime.clone();
     let call = rt.exec_sync(request);
@@ -430,5 +452,154 @@ mod tests {
         .unwrap();
         let cmd = vec!["cat".to_string(), "$(F)".into(), "$(S)".into()];
         assert_eq!(expand_static(&cmd, &c), vec!["cat", "/tmp/ready", "$(S)"]);
+    }
+
+    /// A loopback HTTP server: /ok 200, /missing 404, /away redirects to another host,
+    /// /slow answers after 3s.
+    async fn http_server() -> u16 {
+        use axum::response::Redirect;
+        use axum::routing::get;
+        let app = axum::Router::new()
+            .route("/ok", get(|| async { "fine" }))
+            .route(
+                "/headers",
+                get(|h: axum::http::HeaderMap| async move {
+                    format!(
+                        "{:?} {:?}",
+                        h.get("user-agent").unwrap(),
+                        h.get("x-probe").unwrap()
+                    )
+                }),
+            )
+            .route(
+                "/away",
+                get(|| async { Redirect::to("http://127.0.0.2:9/") }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    "late"
+                }),
+            );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        port
+    }
+
+    fn get_action(path: &str, port: u16) -> HTTPGetAction {
+        HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(port as i32),
+            http_headers: Some(vec![HTTPHeader {
+                name: "X-Probe".into(),
+                value: "yes".into(),
+            }]),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn http_probes_on_loopback() {
+        let port = http_server().await;
+        let c = container();
+        let probe = |path: &str| {
+            let req = http_request(&get_action(path, port), &c, "127.0.0.1", "probe").unwrap();
+            async move { http_get(&req, Duration::from_secs(1)).await }
+        };
+        assert_eq!(probe("/ok").await, Outcome::Success("fine".into()));
+        assert_eq!(
+            probe("/headers").await,
+            Outcome::Success("\"kube-probe/1.35\" \"yes\"".into())
+        );
+        assert_eq!(
+            probe("/missing").await,
+            Outcome::Failure("HTTP probe failed with statuscode: 404".into())
+        );
+        match probe("/away").await {
+            Outcome::Warning(m) => assert!(m.starts_with("Probe terminated redirects"), "{m}"),
+            other => panic!("a redirect to another host is not followed: {other:?}"),
+        }
+        match probe("/slow").await {
+            Outcome::Failure(m) => assert!(
+                m.starts_with(&format!(
+                    "Get \"http://127.0.0.1:{port}/slow\": context deadline exceeded"
+                )),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn tcp_probes_on_loopback() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = l.local_addr().unwrap().port();
+        assert!(matches!(
+            tcp_connect("127.0.0.1", open, Duration::from_secs(1)).await,
+            Outcome::Success(_)
+        ));
+        drop(l);
+        assert_eq!(
+            tcp_connect("127.0.0.1", open, Duration::from_secs(1)).await,
+            Outcome::Failure(format!(
+                "dial tcp 127.0.0.1:{open}: connect: connection refused"
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn grpc_probes_on_loopback() {
+        use tonic_health::ServingStatus;
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("up", ServingStatus::Serving)
+            .await;
+        reporter
+            .set_service_status("down", ServingStatus::NotServing)
+            .await;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let incoming = tonic::transport::server::TcpIncoming::from(l);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming),
+        );
+        let t = Duration::from_secs(1);
+        assert_eq!(
+            grpc_check("127.0.0.1", port, "", t).await,
+            Outcome::Success("service healthy".into())
+        );
+        assert_eq!(
+            grpc_check("127.0.0.1", port, "up", t).await,
+            Outcome::Success("service healthy".into())
+        );
+        assert_eq!(
+            grpc_check("127.0.0.1", port, "down", t).await,
+            Outcome::Failure("service unhealthy (responded with \"NOT_SERVING\")".into())
+        );
+        match grpc_check("127.0.0.1", port, "nope", t).await {
+            Outcome::Failure(m) => assert!(
+                m.starts_with("error: health rpc probe failed: rpc error: code = NotFound"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        match grpc_check("127.0.0.1", closed, "", t).await {
+            Outcome::Failure(m) => assert!(
+                m.starts_with(&format!(
+                    "error: failed to connect service at \"127.0.0.1:{closed}\""
+                )),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }
