@@ -49,22 +49,14 @@ pub fn plan(statics: &[Pod], mirrors: &[Pod]) -> Vec<Action> {
             Some(m)
                 if m.metadata.deletion_timestamp.is_none()
                     && annotation(m, CONFIG_MIRROR) == Some(hash) => {}
-            Some(m) => {
-                // Stale or being deleted: replace it (a terminating one is recreated once gone).
-                if m.metadata.deletion_timestamp.is_none() {
-                    actions.push(delete(m));
-                }
-            }
+            // Stale, or deleted by someone (nothing but us finishes a mirror pod's graceful
+            // deletion): delete it now (no grace) and create the current one.
+            Some(m) => actions.extend([delete(m), Action::Create(i)]),
             None => actions.push(Action::Create(i)),
         }
     }
     // Orphans: mirror pods whose static pod is gone.
-    actions.extend(
-        existing
-            .values()
-            .filter(|m| m.metadata.deletion_timestamp.is_none())
-            .map(|m| delete(m)),
-    );
+    actions.extend(existing.values().map(|m| delete(m)));
     actions
 }
 
@@ -182,6 +174,28 @@ pub async fn sync(client: &kube::Client, node_name: &str, statics: &[Pod]) -> an
     Ok(())
 }
 
+/// The UID whose status the pod worker writes for `pod`: its own for an API pod; for a
+/// static pod its mirror pod's, when a current mirror exists (None: skip this write), as
+/// upstream's status manager translates static pods to their mirrors.
+pub async fn status_uid(client: &kube::Client, pod: &Pod) -> Option<String> {
+    if !super::source::is_static(pod) {
+        return pod.metadata.uid.clone();
+    }
+    let api: Api<Pod> = Api::namespaced(
+        client.clone(),
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+    );
+    let mirror = api
+        .get_opt(pod.metadata.name.as_deref().unwrap_or_default())
+        .await
+        .ok()
+        .flatten()?;
+    (annotation(&mirror, CONFIG_MIRROR) == annotation(pod, CONFIG_HASH)
+        && mirror.metadata.deletion_timestamp.is_none())
+    .then_some(mirror.metadata.uid)
+    .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,29 +243,39 @@ mod tests {
         );
         // Up to date: nothing to do.
         assert!(plan(&[web.clone()], &[api_copy(&web, "u1")]).is_empty());
-        // The file changed: the stale mirror is deleted (and recreated on the next pass).
+        // The file changed: the stale mirror is replaced.
         let web2 = static_pod("web", "busybox:2");
         let stale = api_copy(&web, "u1");
         assert_eq!(
             plan(&[web2.clone()], &[stale.clone()]),
-            vec![Action::Delete {
-                namespace: "default".into(),
-                name: "web-n".into(),
-                uid: "u1".into()
-            }]
+            vec![
+                Action::Delete {
+                    namespace: "default".into(),
+                    name: "web-n".into(),
+                    uid: "u1".into()
+                },
+                Action::Create(0)
+            ]
         );
         assert_eq!(plan(&[web2], &[]), vec![Action::Create(0)]);
-        // The file is gone: the orphaned mirror pod is deleted; a terminating one waits.
-        assert_eq!(plan(&[], &[stale.clone()]).len(), 1);
-        let mut terminating = stale;
+        // The file is gone: the orphaned mirror pod is deleted.
+        assert_eq!(plan(&[], &[stale]).len(), 1);
+        // Deleted by a user (graceful): finished at once and recreated.
+        let mut terminating = api_copy(&web, "u2");
         terminating.metadata.deletion_timestamp =
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 k8s_openapi::jiff::Timestamp::now(),
             ));
-        assert!(plan(&[], &[terminating.clone()]).is_empty());
-        assert!(
-            plan(&[web], &[terminating]).is_empty(),
-            "recreated once the old one is gone"
+        assert_eq!(
+            plan(&[web], &[terminating]),
+            vec![
+                Action::Delete {
+                    namespace: "default".into(),
+                    name: "web-n".into(),
+                    uid: "u2".into()
+                },
+                Action::Create(0)
+            ]
         );
     }
 }

@@ -1,0 +1,190 @@
+//! e2e: static pods from `staticPodPath` on a real containerd, with mirror pods in a real
+//! kube-apiserver — the mirror carries config.mirror/config.source and the Node as owner,
+//! is recreated when deleted, follows file edits (new hash, new container), and goes away
+//! with its file while the pod stops.
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::Api;
+use kubelet::testing::{containerd::unavailable_reason, TestContainerd};
+use std::time::{Duration, Instant};
+
+async fn wait<T, F: Fn() -> Fut, Fut: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    timeout: Duration,
+    f: F,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn annotation(p: &Pod, k: &str) -> Option<String> {
+    p.metadata.annotations.as_ref()?.get(k).cloned()
+}
+
+fn manifest(word: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: default\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n    image: busybox:1.35\n    command: [sh, -c, 'echo {word}; exec sleep 3600']\n"
+    )
+}
+
+#[tokio::test]
+async fn static_pods_run_from_files_with_mirror_pods() {
+    let cluster = e2e::cluster_or_skip!();
+    if let Some(reason) = unavailable_reason() {
+        e2e::skip_test!("{reason}");
+    }
+    let containerd = TestContainerd::start().await.expect("start containerd");
+    let id = std::process::id() % 10000;
+    let node_name = format!("static-node-{id}");
+    let dir = containerd.dir().join("kubelet");
+    let manifests = dir.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(manifests.join("web.yaml"), manifest("first")).unwrap();
+    std::fs::write(manifests.join(".swp"), "not a pod").unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\npodLogsDir: {}\nfailSwapOn: false\nstaticPodPath: {}\nfileCheckFrequency: 1s\n\
+authentication:\n  anonymous:\n    enabled: false\n  x509:\n    clientCAFile: {}\n",
+            dir.join("logs").display(),
+            manifests.display(),
+            cluster.pki().ca_cert().display()
+        ),
+    )
+    .unwrap();
+    let kubeconfig = cluster
+        .kubeconfig_for(&e2e::Identity::Node(node_name.clone()))
+        .unwrap();
+    let args = vec![
+        format!(
+            "FERROKUBE_CNI_CONF_DIR={}",
+            containerd.cni_conf_dir().display()
+        ),
+        format!("FERROKUBE_CNI_BRIDGE=fkst{id}"),
+        e2e::binaries::ferrokube_binary("kubelet")
+            .unwrap()
+            .display()
+            .to_string(),
+        format!("--config={}", config.display()),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--container-runtime-endpoint={}", containerd.endpoint()),
+        format!("--root-dir={}", dir.join("root").display()),
+        format!("--hostname-override={node_name}"),
+        "--node-ip=127.0.0.1".into(),
+        format!("--cgroup-root=/ferrokube-static-{id}"),
+        format!("--healthz-port={}", e2e::ports::free_port().unwrap()),
+        format!("--port={}", e2e::ports::free_port().unwrap()),
+    ];
+    let mut kubelet = cluster
+        .spawn("kubelet", std::path::Path::new("/usr/bin/env"), &args)
+        .unwrap();
+    let client = cluster.client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mirror_name = format!("web-{node_name}");
+
+    // The mirror pod appears, marked and owned by the Node.
+    let mirror = wait("mirror pod", Duration::from_secs(60), || async {
+        pods.get_opt(&mirror_name).await.ok().flatten()
+    })
+    .await;
+    let hash = annotation(&mirror, "kubernetes.io/config.mirror").expect("config.mirror");
+    assert_eq!(
+        annotation(&mirror, "kubernetes.io/config.hash").as_deref(),
+        Some(hash.as_str())
+    );
+    assert_eq!(
+        annotation(&mirror, "kubernetes.io/config.source").as_deref(),
+        Some("file")
+    );
+    let node = Api::<Node>::all(client.clone())
+        .get(&node_name)
+        .await
+        .unwrap();
+    let owner = &mirror.metadata.owner_references.as_ref().expect("owner")[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Node", node_name.as_str())
+    );
+    assert_eq!(Some(&owner.uid), node.metadata.uid.as_ref());
+
+    // The static pod really runs: its log reaches kubectl through the kubelet API.
+    let logs = |want: &'static str| {
+        let cluster = &cluster;
+        let mirror_name = mirror_name.clone();
+        async move {
+            let o = cluster.kubectl(&["logs", &mirror_name]).ok()?;
+            String::from_utf8_lossy(&o.stdout)
+                .contains(want)
+                .then_some(())
+        }
+    };
+    wait("first log", Duration::from_secs(60), || logs("first")).await;
+
+    // A deleted mirror pod is recreated; the static pod keeps running untouched.
+    pods.delete(&mirror_name, &Default::default())
+        .await
+        .unwrap();
+    let old_uid = mirror.metadata.uid.clone();
+    wait("mirror recreated", Duration::from_secs(30), || async {
+        let p = pods.get_opt(&mirror_name).await.ok().flatten()?;
+        (p.metadata.uid != old_uid).then_some(())
+    })
+    .await;
+
+    // Editing the file replaces the pod: new hash on the mirror, the new command runs.
+    std::fs::write(manifests.join("web.yaml"), manifest("second")).unwrap();
+    wait(
+        "mirror with the new hash",
+        Duration::from_secs(30),
+        || async {
+            let p = pods.get_opt(&mirror_name).await.ok().flatten()?;
+            let h = annotation(&p, "kubernetes.io/config.mirror")?;
+            (h != hash && p.metadata.deletion_timestamp.is_none()).then_some(())
+        },
+    )
+    .await;
+    wait("second log", Duration::from_secs(60), || logs("second")).await;
+
+    // Removing the file stops the pod and deletes its mirror.
+    std::fs::remove_file(manifests.join("web.yaml")).unwrap();
+    wait("mirror gone", Duration::from_secs(30), || async {
+        pods.get_opt(&mirror_name)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let cri = kubelet::cri::Cri::connect(&containerd.endpoint())
+        .await
+        .unwrap();
+    wait("static pod stopped", Duration::from_secs(30), || async {
+        let all = kubelet::runtime::observe::observe_all(&cri).await.ok()?;
+        all.values()
+            .all(|(r, o)| {
+                r.name != mirror_name || (!o.any_running() && o.sandboxes.iter().all(|s| !s.ready))
+            })
+            .then_some(())
+    })
+    .await;
+
+    kubelet.terminate(Duration::from_secs(5)).unwrap();
+    for ctl in [
+        "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
+    ] {
+        for cg in ["kubepods/burstable", "kubepods/besteffort", "kubepods", ""] {
+            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}/ferrokube-static-{id}/{cg}"));
+        }
+    }
+}
