@@ -3,8 +3,11 @@
 //! kube-apiserver + etcd and a real containerd, with the kubelet binary as a process.
 //!
 //! `cargo bench -p kubelet --bench pod_start` (set `FERROKUBE_BIN_DIR=target/release` after
-//! `cargo build --release -p kubelet` to measure the optimised binary). Upstream's figures
-//! measured on this machine are in /work/shared/NODE-ENVIRONMENT.md.
+//! `cargo build --release -p kubelet` to measure the optimised binary).
+//!
+//! `KUBELET_BINARY=/path/to/upstream/kubelet` runs upstream's kubelet through the same
+//! harness with the same flags and KubeletConfiguration (the bench then writes the CNI
+//! conflist that ferrokube's kubelet writes itself from the pod CIDR).
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -94,15 +97,33 @@ async fn main() {
     let dir = containerd.dir().join("kubelet");
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("config.yaml");
+    // Eviction thresholds low enough that a shared build machine's disk (often under the
+    // default 15% imagefs.available) does not put the node under DiskPressure.
     std::fs::write(&config, format!(
-        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\npodLogsDir: {}\nclusterDNS: [10.96.0.10]\nclusterDomain: cluster.local\nfailSwapOn: false\n",
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\npodLogsDir: {}\nclusterDNS: [10.96.0.10]\nclusterDomain: cluster.local\nfailSwapOn: false\nevictionHard: {{memory.available: 100Mi, nodefs.available: 2%, imagefs.available: 2%}}\n",
         dir.join("logs").display()
     )).unwrap();
     let kubeconfig = cluster
         .kubeconfig_for(&e2e::Identity::Node(node_name.clone()))
         .unwrap();
-    let bin = e2e::binaries::ferrokube_binary("kubelet").unwrap();
+    let upstream = std::env::var_os("KUBELET_BINARY").map(std::path::PathBuf::from);
+    let bin = match &upstream {
+        Some(path) => path.clone(),
+        None => e2e::binaries::ferrokube_binary("kubelet").unwrap(),
+    };
     let bridge = format!("fkb{id}");
+    let pod_cidr = format!("10.89.{}.0/24", id % 250);
+    if upstream.is_some() {
+        // Upstream's kubelet leaves the CNI config to the node's installer.
+        kubelet::cni::write_conflist(&containerd.cni_conf_dir(), &pod_cidr, &bridge).unwrap();
+    }
+    // Upstream's kubelet refuses a --cgroup-root that does not exist in every hierarchy
+    // (ferrokube's creates it); make it for both so they start alike.
+    let cgroup_root = format!("ferrokube-bench-{id}");
+    let cgroup_dirs = cgroup_root_dirs(&cgroup_root);
+    for d in &cgroup_dirs {
+        std::fs::create_dir_all(d).unwrap();
+    }
     let args = vec![
         format!(
             "FERROKUBE_CNI_CONF_DIR={}",
@@ -116,8 +137,8 @@ async fn main() {
         format!("--root-dir={}", dir.join("root").display()),
         format!("--hostname-override={node_name}"),
         "--node-ip=127.0.0.1".into(),
-        format!("--pod-cidr=10.89.{}.0/24", id % 250),
-        format!("--cgroup-root=/ferrokube-bench-{id}"),
+        format!("--pod-cidr={pod_cidr}"),
+        format!("--cgroup-root=/{cgroup_root}"),
         format!("--healthz-port={}", e2e::ports::free_port().unwrap()),
         format!("--port={}", e2e::ports::free_port().unwrap()),
     ];
@@ -168,7 +189,12 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let at100 = rss_mib(pid);
 
-    println!("ferrokube kubelet ({})", bin.display());
+    let who = if upstream.is_some() {
+        "upstream"
+    } else {
+        "ferrokube"
+    };
+    println!("{who} kubelet ({})", bin.display());
     println!("  pod start latency, 30 pods created at once (create -> Ready): p50 {:.2}s  p99 {:.2}s  max {:.2}s",
         percentile(&lat, 0.5).as_secs_f64(), percentile(&lat, 0.99).as_secs_f64(), lat.last().unwrap().as_secs_f64());
     println!(
@@ -176,7 +202,6 @@ async fn main() {
         seventy.as_secs_f64()
     );
     println!("  RSS idle {idle:.1} MiB | 30 pods {at30:.1} MiB | 100 pods {at100:.1} MiB");
-    println!("  upstream v1.35-dev here (NODE-ENVIRONMENT.md): RSS idle 82 MiB / 30 pods 96 MiB; 30-pod Deployment apply -> Ready p50 5.4s p99 5.7s");
 
     pods.delete_collection(
         &DeleteParams::default(),
@@ -199,4 +224,37 @@ async fn main() {
     let _ = std::process::Command::new("ip")
         .args(["link", "del", &bridge])
         .status();
+    for d in &cgroup_dirs {
+        remove_cgroup_tree(d);
+    }
+}
+
+/// `<hierarchy>/<root>` in every mounted cgroup v1 hierarchy, or the one v2 path.
+fn cgroup_root_dirs(root: &str) -> Vec<std::path::PathBuf> {
+    let base = std::path::Path::new("/sys/fs/cgroup");
+    if base.join("cgroup.controllers").exists() {
+        return vec![base.join(root)];
+    }
+    std::fs::read_dir(base)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().join("cgroup.procs").exists())
+                .filter(|e| !e.file_type().is_ok_and(|t| t.is_symlink()))
+                .map(|e| e.path().join(root))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes an empty cgroup tree bottom-up (cgroup directories are removed with rmdir).
+fn remove_cgroup_tree(dir: &std::path::Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
