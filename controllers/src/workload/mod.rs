@@ -7,6 +7,7 @@
 //! [`pod_control`] (slow-start creation). The reconcile decisions of each controller are
 //! pure functions over observed state, unit-tested without a server.
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod expectations;
@@ -26,6 +27,7 @@ use crate::registry::ControllerDescriptor;
 /// Every workload controller this crate implements.
 pub fn descriptors() -> Vec<ControllerDescriptor> {
     vec![
+        cronjob::descriptor(),
         daemonset::descriptor(),
         deployment::descriptor(),
         job::descriptor(),

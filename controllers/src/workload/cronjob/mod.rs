@@ -1,0 +1,56 @@
+//! cronjob-controller: starts Jobs on a cron schedule (upstream's CronJobControllerV2) —
+//! five-field cron syntax and macros in `spec.timeZone`, concurrencyPolicy
+//! Allow/Forbid/Replace, startingDeadlineSeconds and the missed-start warning, suspend,
+//! successful/failed history limits, and `status.active`, `lastScheduleTime`,
+//! `lastSuccessfulTime`. Time comes from an injectable [`clock::Clock`].
+
+pub mod clock;
+pub mod controller;
+pub mod plan;
+pub mod schedule;
+
+use std::sync::Arc;
+
+use futures::future::FutureExt;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+
+use crate::registry::ControllerDescriptor;
+use crate::workload::factory::InformerFactory;
+use clock::SystemClock;
+use controller::{CronJobController, NAME};
+
+/// Registry entry.
+pub fn descriptor() -> ControllerDescriptor {
+    ControllerDescriptor {
+        name: "cronjob",
+        enabled_by_default: true,
+        start: |ctx| {
+            async move {
+                let client = ctx.client_for(NAME).await?;
+                let factory = InformerFactory::shared(&ctx.client, &ctx.shutdown);
+                let (cronjobs, jobs) = (factory.informer::<CronJob>(), factory.informer::<Job>());
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return Ok(()),
+                    _ = async { cronjobs.wait_synced().await; jobs.wait_synced().await } => {}
+                }
+                let c = CronJobController::new(client, cronjobs, jobs, Arc::new(SystemClock));
+                c.watch();
+                let workers = ctx.options.concurrency.cron_job;
+                tracing::info!(
+                    controller = NAME,
+                    workers,
+                    "caches synced, starting workers"
+                );
+                let this = c.clone();
+                c.queue()
+                    .run(NAME, workers, ctx.shutdown.clone(), move |key| {
+                        let this = this.clone();
+                        async move { this.sync(key).await }
+                    })
+                    .await;
+                Ok(())
+            }
+            .boxed()
+        },
+    }
+}
