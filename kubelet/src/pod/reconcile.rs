@@ -144,10 +144,29 @@ pub fn init_failed(pod: &Pod, observed: &ObservedPod) -> bool {
 /// A running container a failed liveness or startup probe condemns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeKill {
-    /// Upstream's message, e.g. `Container app failed liveness probe, will be restarted`.
-    pub message: String,
+    /// Which probe failed: `liveness` or `startup` (upstream's kill message names it).
+    pub probe: &'static str,
     /// The probe's own grace period, if it sets one.
     pub grace_period: Option<i64>,
+}
+
+impl ProbeKill {
+    /// Upstream's kill (and Killing event) message for an app container:
+    /// `Container app failed liveness probe`, `, will be restarted` unless the policy is
+    /// Never.
+    pub fn message(&self, name: &str, policy: &str) -> String {
+        let base = format!("Container {name} failed {} probe", self.probe);
+        if policy == "Never" {
+            base
+        } else {
+            format!("{base}, will be restarted")
+        }
+    }
+
+    /// The message for a sidecar, which always restarts: `Init container x failed … probe`.
+    pub fn sidecar_message(&self, name: &str) -> String {
+        format!("Init container {name} failed {} probe", self.probe)
+    }
 }
 
 /// Computes the next step for `pod` given what CRI reports. `terminating` is set once the
@@ -234,9 +253,11 @@ pub fn compute_pod_actions_probed(
                     return actions;
                 }
                 if let Some(kill) = unhealthy.get(&o.id) {
-                    actions
-                        .kill
-                        .push((o.id.clone(), ic.name.clone(), kill.message.clone()));
+                    actions.kill.push((
+                        o.id.clone(),
+                        ic.name.clone(),
+                        kill.sidecar_message(&ic.name),
+                    ));
                     if let Some(g) = kill.grace_period {
                         actions.kill_grace.insert(o.id.clone(), g);
                     }
@@ -289,9 +310,11 @@ pub fn compute_pod_actions_probed(
             }
             Some(o) if o.state == ContainerState::Running => {
                 if let Some(kill) = unhealthy.get(&o.id) {
-                    actions
-                        .kill
-                        .push((o.id.clone(), c.name.clone(), kill.message.clone()));
+                    actions.kill.push((
+                        o.id.clone(),
+                        c.name.clone(),
+                        kill.message(&c.name, policy),
+                    ));
                     if let Some(g) = kill.grace_period {
                         actions.kill_grace.insert(o.id.clone(), g);
                     }

@@ -212,7 +212,18 @@ pub fn pod_status(
         .init_containers
         .iter()
         .flatten()
-        .map(|c| container_status(c, observed, inputs, "PodInitializing"))
+        .map(|c| {
+            let mut s = container_status(c, observed, inputs, "PodInitializing");
+            // A regular init container is ready once it completed, as upstream.
+            if c.restart_policy.as_deref() != Some("Always") {
+                s.ready = s
+                    .state
+                    .as_ref()
+                    .and_then(|st| st.terminated.as_ref())
+                    .is_some_and(|t| t.exit_code == 0);
+            }
+            s
+        })
         .collect();
     let inits_done = spec
         .init_containers

@@ -54,16 +54,12 @@ pub struct Unhealthy {
 }
 
 impl Unhealthy {
-    /// Upstream's kill message (also the Killing event's message).
-    pub fn message(&self) -> String {
-        let probe = match self.kind {
+    /// `liveness` or `startup`, as upstream's kill messages name the probe.
+    pub fn probe(&self) -> &'static str {
+        match self.kind {
             ProbeKind::Startup => "startup",
             _ => "liveness",
-        };
-        format!(
-            "Container {} failed {probe} probe, will be restarted",
-            self.name
-        )
+        }
     }
 }
 
@@ -229,7 +225,7 @@ impl PodProbes {
             .into_iter()
             .map(|(id, u)| {
                 let kill = ProbeKill {
-                    message: u.message(),
+                    probe: u.probe(),
                     grace_period: u.grace_period,
                 };
                 (id, kill)

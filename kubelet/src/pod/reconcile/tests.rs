@@ -239,18 +239,19 @@ fn failed_liveness_kills_and_restarts_per_policy() {
         let unhealthy = BTreeMap::from([(
             "app-2".to_string(),
             ProbeKill {
-                message: "Container app failed liveness probe, will be restarted".into(),
+                probe: "liveness",
                 grace_period: Some(3),
             },
         )]);
         let a = compute_pod_actions_probed(&p, &o, false, 100 * SEC, &unhealthy);
+        let message = if restarts {
+            "Container app failed liveness probe, will be restarted"
+        } else {
+            "Container app failed liveness probe"
+        };
         assert_eq!(
             a.kill,
-            vec![(
-                "app-2".to_string(),
-                "app".to_string(),
-                "Container app failed liveness probe, will be restarted".to_string()
-            )],
+            vec![("app-2".to_string(), "app".to_string(), message.to_string())],
             "{policy}"
         );
         assert_eq!(a.kill_grace.get("app-2"), Some(&3));

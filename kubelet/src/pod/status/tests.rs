@@ -246,6 +246,12 @@ fn readiness_probe_drives_ready_and_conditions() {
     };
     // No result yet: not started, not ready.
     let s = pod_status(&p, &o, &inputs(), Timestamp::now());
+    let init = &s.init_container_statuses.as_ref().unwrap()[0];
+    assert_eq!(
+        (init.ready, init.started),
+        (true, Some(false)),
+        "a completed init container is ready, not started"
+    );
     let app = &s.container_statuses.as_ref().unwrap()[0];
     assert_eq!((app.started, app.ready), (Some(false), false));
     assert_eq!(cond(&s, "ContainersReady").status, "False");
