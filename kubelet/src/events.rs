@@ -229,6 +229,11 @@ impl Recorder {
         }
     }
 
+    /// Records an event about the node `node_name` (e.g. `Starting`: `Starting kubelet.`).
+    pub fn node_event(&self, node_name: &str, type_: EventType, reason: &str, message: &str) {
+        self.event(node_ref(node_name), type_, reason, message);
+    }
+
     /// Records an event about the pod, or one of its containers.
     pub fn pod_event(
         &self,
