@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use support::{eventually, fake_kubelet, start_kcm, Outcome};
@@ -226,6 +227,39 @@ async fn daemonset_covers_eligible_nodes_and_rolls_updates() {
         .items;
     assert_eq!(revisions.len(), 1);
     assert_eq!(revisions[0].labels()[REVISION_LABEL], first_hash);
+
+    // A failed daemon pod is killed (with upstream's warning) and replaced.
+    let failed = placed["n2"][0].name_any();
+    pods.patch_status(
+        &failed,
+        &PatchParams::default(),
+        &Patch::Merge(support::status_for(Outcome::Fail)),
+    )
+    .await
+    .unwrap();
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    eventually(
+        "failed pod replaced",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async {
+            let placed = by_node(&pods).await?;
+            let replaced = placed
+                .get("n2")
+                .is_some_and(|v| v.len() == 1 && v[0].name_any() != failed);
+            let warned = events
+                .list(&ListParams::default())
+                .await?
+                .items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("FailedDaemonPod")
+                        && e.note.as_deref().is_some_and(|n| n.contains(&failed))
+                });
+            Ok((replaced && warned).then_some(()))
+        },
+    )
+    .await;
 
     // n4 becomes a worker: it gets a pod. n2 gets a NoSchedule taint: its pod stays but is
     // misscheduled. n1 gets a NoExecute taint: its pod goes.

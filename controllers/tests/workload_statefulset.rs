@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use support::{eventually, start_kcm, status_for, Outcome};
@@ -231,6 +232,27 @@ async fn statefulset_orders_pods_claims_and_updates() {
         let claim = claims.get(&format!("data-{name}")).await.unwrap();
         assert_eq!(claim.labels()["app"], "web");
     }
+
+    // Upstream's events on the set.
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    eventually("web events", Duration::from_secs(10), &mut kcm, || async {
+        let notes: Vec<String> = events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == Some(&uid))
+            .filter_map(|e| e.note)
+            .collect();
+        let ok = notes
+            .iter()
+            .any(|n| n == "create Pod web-2 in StatefulSet web successful")
+            && notes
+                .iter()
+                .any(|n| n == "create Claim data-web-0 Pod web-0 in StatefulSet web success");
+        Ok(ok.then_some(()))
+    })
+    .await;
 
     // Scale down to 1: highest ordinal first; the condemned pods' claims are deleted by the
     // garbage collector (their pod became their owner), web-0's stays.

@@ -16,6 +16,9 @@ use super::backoff::Backoff;
 use super::eligibility::{self, add_daemon_tolerations};
 use super::plan::{self, ByNode, Changes, DsView, NodeFacts, TEMPLATE_GENERATION_LABEL};
 use super::status;
+use component_base::events::{EventRecorder, EventSpec, EventType};
+use k8s_openapi::api::core::v1::ObjectReference;
+
 use crate::lifecycle::queue::WorkQueue;
 use crate::workload::expectations::Expectations;
 use crate::workload::history::{self, History, POD_REVISION_LABEL};
@@ -47,6 +50,7 @@ pub struct DaemonSetController {
     deleter: PodControl,
     history: History,
     failed_backoff: Arc<Backoff>,
+    recorder: EventRecorder,
 }
 
 /// The spec a daemon pod gets before pinning: the template's plus the daemon tolerations.
@@ -90,7 +94,39 @@ fn node_changed(old: &Node, new: &Node) -> bool {
     old.metadata.labels != new.metadata.labels || spec(old) != spec(new)
 }
 
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
 impl DaemonSetController {
+    /// Records an event on `ds` in the background.
+    fn event(&self, ds: &DaemonSet, warning: bool, reason: &str, action: &str, note: String) {
+        let spec = EventSpec {
+            regarding: ObjectReference {
+                api_version: Some(API_VERSION.into()),
+                kind: Some(KIND.into()),
+                name: ds.metadata.name.clone(),
+                namespace: ds.metadata.namespace.clone(),
+                uid: ds.metadata.uid.clone(),
+                resource_version: ds.metadata.resource_version.clone(),
+                ..Default::default()
+            },
+            related: None,
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            action: action.into(),
+            note,
+        };
+        let recorder = self.recorder.clone();
+        tokio::spawn(async move { recorder.record(spec).await });
+    }
+
     /// A controller over shared informers, writing with `client`.
     pub fn new(
         client: kube::Client,
@@ -105,6 +141,7 @@ impl DaemonSetController {
             creator: PodControl::new(client.clone(), creations.clone(), NAME),
             deleter: PodControl::new(client.clone(), deletions.clone(), NAME),
             history: History::new(client.clone()),
+            recorder: EventRecorder::new(client.clone(), NAME, &format!("{NAME}-{}", hostname())),
             client,
             sets,
             pods,
@@ -406,6 +443,22 @@ impl DaemonSetController {
             tracing::info!(daemonset = %key, count = victims.len(), "deleting daemon pods");
         }
         let deleted = self.deleter.delete_all(key, &victims).await;
+        match &deleted {
+            Ok(()) => {
+                for v in &victims {
+                    let note = format!("Deleted pod: {}", v.name_any());
+                    self.event(ds, false, "SuccessfulDelete", "Delete", note);
+                }
+            }
+            Err(e) => {
+                let note = format!("Error deleting: {e}");
+                self.event(ds, true, "FailedDelete", "Delete", note);
+            }
+        }
+        if let Err(e) = &created {
+            let note = format!("Error creating: {e}");
+            self.event(ds, true, "FailedCreate", "Create", note);
+        }
         created?;
         deleted?;
         Ok(())
@@ -413,7 +466,12 @@ impl DaemonSetController {
 
     /// The failed pods of `changes` whose node is out of backoff (each starts a new backoff
     /// period); requeues the key for the others.
-    fn failed_to_delete<'a>(&self, key: &str, changes: &Changes<'a>) -> Vec<&'a Pod> {
+    fn failed_to_delete<'a>(
+        &self,
+        ds: &DaemonSet,
+        key: &str,
+        changes: &Changes<'a>,
+    ) -> Vec<&'a Pod> {
         let now = Instant::now();
         let mut out = Vec::new();
         for (node, pod) in &changes.failed {
@@ -422,8 +480,13 @@ impl DaemonSetController {
                 Some(wait) => self.queue.add_after(key.to_string(), wait),
                 None => {
                     self.failed_backoff.next(&bkey, now);
-                    tracing::info!(daemonset = %key, pod = %pod.name_any(), %node,
-                        "found failed daemon pod, will try to kill it");
+                    let note = format!(
+                        "Found failed daemon pod {}/{} on node {node}, will try to kill it",
+                        pod.namespace().unwrap_or_default(),
+                        pod.name_any()
+                    );
+                    tracing::info!(daemonset = %key, "{note}");
+                    self.event(ds, true, "FailedDaemonPod", "Delete", note);
                     out.push(*pod);
                 }
             }
@@ -446,6 +509,8 @@ impl DaemonSetController {
             .unwrap_or_default();
         if selector::is_empty(&sel) {
             tracing::warn!(daemonset = %key, "empty selector selects all pods, skipping");
+            let note = "This daemon set is selecting all pods. A non-empty selector is required.";
+            self.event(&ds, true, "SelectingAll", "Sync", note.into());
             return Ok(());
         }
         if ds.metadata.deletion_timestamp.is_some() {
@@ -489,7 +554,7 @@ impl DaemonSetController {
             let by_node = by_node(&owned);
             let changes = plan::manage(&facts, &by_node, &view, now);
             let mut victims = changes.delete.clone();
-            victims.extend(self.failed_to_delete(&key, &changes));
+            victims.extend(self.failed_to_delete(&ds, &key, &changes));
             let wrote = !changes.create_on.is_empty() || !victims.is_empty();
             if let Err(e) = self
                 .sync_nodes(&ds, &key, &hash, &changes.create_on, &victims)

@@ -112,15 +112,44 @@ pub fn next_revision<T: Borrow<ControllerRevision>>(revisions: &[T]) -> i64 {
         + 1
 }
 
+/// `v` without nulls and empty objects or arrays, recursively: Go's encoder writes
+/// `"creationTimestamp": null` and `{}` for unset structs where serde omits the field, so a
+/// revision written by upstream's controller compares equal to ours for the same template.
+pub fn canonical(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    };
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), canonical(v)))
+                .filter(|(_, v)| !empty(v))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Whether two revision payloads are equal up to [`canonical`] form.
+pub fn same_data(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    a == b || canonical(a) == canonical(b)
+}
+
 /// Indices of the revisions whose data equals `data` (semantically), in input order.
 pub fn find_equal<T: Borrow<ControllerRevision>>(
     revisions: &[T],
     data: &serde_json::Value,
 ) -> Vec<usize> {
+    let want = canonical(data);
     revisions
         .iter()
         .enumerate()
-        .filter(|(_, r)| data_of((*r).borrow()) == data)
+        .filter(|(_, r)| canonical(data_of((*r).borrow())) == want)
         .map(|(i, _)| i)
         .collect()
 }
@@ -211,7 +240,7 @@ impl History {
                 Err(kube::Error::Api(e)) if e.code == 409 => {
                     let name = cr.metadata.name.clone().unwrap_or_default();
                     let existing = self.api(&ns).get(&name).await?;
-                    if data_of(&existing) == &data {
+                    if same_data(data_of(&existing), &data) {
                         return Ok(existing);
                     }
                     *collision_count += 1;
@@ -344,5 +373,26 @@ mod tests {
         assert_eq!(gone, ["a"]);
         assert!(to_truncate(&revs, &live, 2).is_empty());
         assert!(to_truncate(&revs, &live, -1).is_empty());
+    }
+
+    #[test]
+    fn go_encoded_revision_equals_ours() {
+        // What upstream's controller stores: nulls and empty structs spelled out.
+        let go = serde_json::json!({"spec": {"template": {"$patch": "replace",
+            "metadata": {"creationTimestamp": null, "labels": {"app": "a"}},
+            "spec": {"containers": [{"name": "c", "image": "b", "resources": {}}],
+                     "securityContext": {}}}}});
+        let ours = serde_json::json!({"spec": {"template": {"$patch": "replace",
+            "metadata": {"labels": {"app": "a"}},
+            "spec": {"containers": [{"name": "c", "image": "b"}]}}}});
+        assert!(same_data(&go, &ours));
+        let revs = [ControllerRevision {
+            data: Some(RawExtension(go)),
+            ..Default::default()
+        }];
+        assert_eq!(find_equal(&revs, &ours), vec![0]);
+        let other =
+            serde_json::json!({"spec": {"template": {"metadata": {"labels": {"app": "b"}}}}});
+        assert!(!same_data(&other, &ours));
     }
 }

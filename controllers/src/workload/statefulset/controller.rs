@@ -17,6 +17,9 @@ use super::claims;
 use super::identity::{self, ordinal};
 use super::plan::{self, Action, Rev, SetView, Strategy};
 use super::status::{self, StatusInputs};
+use component_base::events::{EventRecorder, EventSpec, EventType};
+use k8s_openapi::api::core::v1::ObjectReference;
+
 use crate::lifecycle::queue::WorkQueue;
 use crate::workload::expectations::Expectations;
 use crate::workload::history::{self, History};
@@ -44,6 +47,7 @@ pub struct StatefulSetController {
     creator: PodControl,
     deleter: PodControl,
     history: History,
+    recorder: EventRecorder,
 }
 
 /// `rollingUpdate.maxUnavailable` against `replicas` (percent rounded down, at least 1).
@@ -74,7 +78,45 @@ fn strategy(set: &StatefulSet) -> Strategy {
     }
 }
 
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
 impl StatefulSetController {
+    /// Records an event on `set` in the background (upstream's `recordPodEvent` /
+    /// `recordClaimEvent` wording).
+    fn event(&self, set: &StatefulSet, warning: bool, reason: &str, note: String) {
+        let spec = EventSpec {
+            regarding: ObjectReference {
+                api_version: Some(API_VERSION.into()),
+                kind: Some(KIND.into()),
+                name: set.metadata.name.clone(),
+                namespace: set.metadata.namespace.clone(),
+                uid: set.metadata.uid.clone(),
+                resource_version: set.metadata.resource_version.clone(),
+                ..Default::default()
+            },
+            related: None,
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            action: if reason.ends_with("Create") {
+                "Create"
+            } else {
+                "Delete"
+            }
+            .into(),
+            reason: reason.into(),
+            note,
+        };
+        let recorder = self.recorder.clone();
+        tokio::spawn(async move { recorder.record(spec).await });
+    }
+
     /// A controller over shared informers, writing with `client`.
     pub fn new(
         client: kube::Client,
@@ -89,6 +131,7 @@ impl StatefulSetController {
             creator: PodControl::new(client.clone(), creations.clone(), NAME),
             deleter: PodControl::new(client.clone(), deletions.clone(), NAME),
             history: History::new(client.clone()),
+            recorder: EventRecorder::new(client.clone(), NAME, &format!("{NAME}-{}", hostname())),
             client,
             sets,
             pods,
@@ -373,10 +416,30 @@ impl StatefulSetController {
             {
                 claim.metadata = claims::with_refs(&claim.metadata, refs);
             }
+            let pod_name = identity::pod_name(&set.name_any(), ord);
             match api.create(&PostParams::default(), &claim).await {
-                Ok(_) => {}
+                Ok(_) => self.event(
+                    set,
+                    false,
+                    "SuccessfulCreate",
+                    format!(
+                        "create Claim {name} Pod {pod_name} in StatefulSet {} success",
+                        set.name_any()
+                    ),
+                ),
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
-                Err(e) => anyhow::bail!("create claim {ns}/{name}: {e}"),
+                Err(e) => {
+                    self.event(
+                        set,
+                        true,
+                        "FailedCreate",
+                        format!(
+                            "create Claim {name} for Pod {pod_name} in StatefulSet {} failed error: {e}",
+                            set.name_any()
+                        ),
+                    );
+                    anyhow::bail!("create claim {ns}/{name}: {e}")
+                }
             }
         }
         Ok(())
@@ -572,12 +635,45 @@ impl StatefulSetController {
                 Action::FixClaims(p) => self.fix_claim_refs(set, p).await?,
             }
         }
+        let set_name = set.name_any();
         if !creates.is_empty() {
             tracing::info!(statefulset = %key, count = creates.len(), "creating pods");
-            self.creator.create_all(&key, creates).await?;
+            let names: Vec<String> = creates.iter().map(|p| p.name_any()).collect();
+            match self.creator.create_all(&key, creates).await {
+                Ok(_) => {
+                    for n in names {
+                        let note = format!("create Pod {n} in StatefulSet {set_name} successful");
+                        self.event(set, false, "SuccessfulCreate", note);
+                    }
+                }
+                Err(e) => {
+                    let note = format!(
+                        "create Pod {} in StatefulSet {set_name} failed error: {e}",
+                        names.join(", ")
+                    );
+                    self.event(set, true, "FailedCreate", note);
+                    return Err(e.into());
+                }
+            }
         }
-        self.deleter.delete_all(&key, &deletes).await?;
-        Ok(())
+        let names: Vec<String> = deletes.iter().map(|p| p.name_any()).collect();
+        match self.deleter.delete_all(&key, &deletes).await {
+            Ok(()) => {
+                for n in names {
+                    let note = format!("delete Pod {n} in StatefulSet {set_name} successful");
+                    self.event(set, false, "SuccessfulDelete", note);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let note = format!(
+                    "delete Pod {} in StatefulSet {set_name} failed error: {e}",
+                    names.join(", ")
+                );
+                self.event(set, true, "FailedDelete", note);
+                Err(e.into())
+            }
+        }
     }
 
     async fn write_status(
