@@ -285,7 +285,7 @@ async fn cronjobs_fire_on_schedule_with_a_fake_clock() {
             .then_some(()))
     })
     .await;
-    assert_eq!(jobs_of(&jobs, "forbid").await.unwrap(), [five.clone()]);
+    assert_eq!(jobs_of(&jobs, "forbid").await.unwrap(), [five]);
     let fs = cronjobs.get("forbid").await.unwrap().status.unwrap();
     assert_eq!(fs.last_schedule_time.map(|t| t.0), Some(boundary));
     eprintln!("[{:?}] forbid/replace", t0.elapsed());

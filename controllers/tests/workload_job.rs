@@ -76,6 +76,9 @@ fn status_for(outcome: Outcome) -> serde_json::Value {
     }
 }
 
+/// Pods seen per (Job name, completion index).
+type Attempts = Arc<Mutex<HashMap<(String, Option<i32>), usize>>>;
+
 /// Pretends to be every node's kubelet in `NS` until `stop`: each pod without a phase gets
 /// `decide(job name, completion index, attempt)` written to its status, where `attempt`
 /// counts the pods seen so far for that (job, index). Returns the number of pods seen per
@@ -84,8 +87,8 @@ fn fake_kubelet(
     client: kube::Client,
     stop: CancellationToken,
     decide: impl Fn(&str, Option<i32>, usize) -> Outcome + Send + 'static,
-) -> Arc<Mutex<HashMap<(String, Option<i32>), usize>>> {
-    let seen: Arc<Mutex<HashMap<(String, Option<i32>), usize>>> = Arc::default();
+) -> Attempts {
+    let seen: Attempts = Arc::default();
     let attempts = seen.clone();
     let api: Api<Pod> = Api::namespaced(client, NS);
     tokio::spawn(async move {

@@ -140,7 +140,7 @@ impl JobController {
                     owner::controller_of(&new.metadata),
                 ) {
                     if n.as_ref().map(|n| &n.uid) != Some(&o.uid) {
-                        if let Some(j) = self.resolve_ref(old, &o) {
+                        if let Some(j) = self.resolve_ref(old, o) {
                             let key = queue_key(j.as_ref());
                             self.finalizers
                                 .observed(&key, new.metadata.uid.as_deref().unwrap_or_default());
@@ -189,7 +189,7 @@ impl JobController {
 
     fn resolve(&self, p: &Pod) -> Option<Arc<Job>> {
         let r = owner::controller_of(&p.metadata)?;
-        self.resolve_ref(p, &r)
+        self.resolve_ref(p, r)
     }
 
     /// The freshest copy of the Job: the informer's, unless our own last write is newer.

@@ -712,9 +712,9 @@ pub fn decide<'a>(o: &Observed<'a>) -> Decision<'a> {
             || finished.is_some()
             || pods::phase(p) == "Succeeded"
             || (considered_failed
-                && !indexes::valid_index(p, completions)
+                && indexes::valid_index(p, completions)
                     .and_then(|ix| delayed.get(&ix))
-                    .is_some_and(|d| d.metadata.uid == p.metadata.uid));
+                    .is_none_or(|d| d.metadata.uid != p.metadata.uid));
         if !can_remove {
             continue;
         }
