@@ -11,7 +11,7 @@ use crate::runtime::PodRuntime;
 use crate::volumes::ApiVolumeSource;
 use anyhow::{Context, Result};
 use component_base::client::ClientOptions;
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,15 +66,29 @@ pub async fn run(opts: Options) -> Result<()> {
         root_dir: opts.root_dir.clone(),
     };
     std::fs::create_dir_all(opts.root_dir.join("pods")).context("create the root dir")?;
+    let thresholds = crate::eviction::threshold::parse(&opts.eviction_hard)?;
     if opts.cgroups_per_qos {
-        runtime.ensure_qos_cgroups(facts.cpus * 1000)?;
+        // enforceNodeAllocatable=pods: kubepods gets capacity minus kube/system reserved
+        // (hard eviction thresholds are not part of the cgroup limit, as upstream).
+        let reserved = [&opts.kube_reserved, &opts.system_reserved];
+        let enforce = opts.enforce_node_allocatable.iter().any(|l| l == "pods");
+        let cpu = crate::node::host::allocatable(facts.cpus * 1000, &reserved, "cpu", 0);
+        let memory =
+            enforce.then(|| crate::node::host::allocatable(facts.memory, &reserved, "memory", 0));
+        runtime
+            .ctx
+            .cgroups
+            .ensure_top(runtime.cgroups.as_ref(), cpu, memory)
+            .context("create the kubepods cgroups")?;
+        tracing::info!(cpu_milli = cpu, memory = ?memory, "Node allocatable enforced on kubepods");
     }
-    let empty = BTreeMap::new();
+    let (pressure_tx, pressure_rx) = tokio::sync::watch::channel(BTreeSet::new());
     let node_sync = NodeSync {
         client: client.clone(),
         cri: cri.clone(),
         opts: opts.clone(),
-        reserved: (empty.clone(), empty),
+        reserved: (opts.kube_reserved.clone(), opts.system_reserved.clone()),
+        pressure: Some(pressure_rx),
     };
     let node = if opts.register_node {
         let mut tries = 0;
@@ -92,6 +106,13 @@ pub async fn run(opts: Options) -> Result<()> {
     } else {
         Default::default()
     };
+    // Upstream's birth cry.
+    crate::events::Recorder::new(client.clone(), &opts.node_name).node_event(
+        &opts.node_name,
+        crate::events::EventType::Normal,
+        crate::events::reason::STARTING,
+        "Starting kubelet.",
+    );
     tokio::spawn(node_sync.run(node, stop.clone()));
     // The pod network: our conflist from the node's podCIDR, when it has one.
     let (cni_client, cni_opts, cni_cri) = (client.clone(), opts.clone(), cri.clone());
@@ -165,7 +186,29 @@ pub async fn run(opts: Options) -> Result<()> {
         ));
         rx
     });
-    manager::run(shared, opts.node_name.clone(), statics, stop.clone()).await;
+    let (evict_tx, evict_rx) = tokio::sync::mpsc::unbounded_channel();
+    let eviction = crate::eviction::Settings {
+        thresholds,
+        transition: opts.eviction_pressure_transition_period,
+        nodefs: opts.root_dir.clone(),
+        imagefs: std::path::PathBuf::from("/var/lib/containerd"),
+        cgroups: shared.runtime.ctx.cgroups.clone(),
+    };
+    tokio::spawn(crate::eviction::run(
+        eviction,
+        shared.clone(),
+        pressure_tx,
+        evict_tx,
+        stop.clone(),
+    ));
+    manager::run(
+        shared,
+        opts.node_name.clone(),
+        statics,
+        evict_rx,
+        stop.clone(),
+    )
+    .await;
     tracing::info!("Kubelet stopped; containers keep running and are re-adopted on restart");
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod cni;
 pub mod config;
 pub mod cri;
 pub mod events;
+pub mod eviction;
 pub mod hooks;
 pub mod image;
 pub mod manager;

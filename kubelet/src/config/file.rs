@@ -239,9 +239,9 @@ pub struct KubeletConfiguration {
     /// `evictionSoftGracePeriod`: Accepted for compatibility; not implemented.
     #[serde(rename = "evictionSoftGracePeriod")]
     pub eviction_soft_grace_period: Option<serde_yaml::Value>,
-    /// `evictionPressureTransitionPeriod`: Accepted for compatibility; not implemented.
+    /// `evictionPressureTransitionPeriod`: how long a pressure condition outlives its cause (5m).
     #[serde(rename = "evictionPressureTransitionPeriod")]
-    pub eviction_pressure_transition_period: Option<serde_yaml::Value>,
+    pub eviction_pressure_transition_period: Option<GoDuration>,
     /// `evictionMaxPodGracePeriod`: Accepted for compatibility; not implemented.
     #[serde(rename = "evictionMaxPodGracePeriod")]
     pub eviction_max_pod_grace_period: Option<serde_yaml::Value>,
@@ -528,9 +528,6 @@ pub fn unimplemented_fields_set(c: &KubeletConfiguration) -> Vec<&'static str> {
     }
     if c.eviction_soft_grace_period.is_some() {
         set.push("evictionSoftGracePeriod");
-    }
-    if c.eviction_pressure_transition_period.is_some() {
-        set.push("evictionPressureTransitionPeriod");
     }
     if c.eviction_max_pod_grace_period.is_some() {
         set.push("evictionMaxPodGracePeriod");

@@ -85,6 +85,8 @@ pub struct Options {
     pub eviction_hard: BTreeMap<String, String>,
     /// `--enforce-node-allocatable` / `enforceNodeAllocatable` (default `pods`).
     pub enforce_node_allocatable: Vec<String>,
+    /// `evictionPressureTransitionPeriod` (default 5m).
+    pub eviction_pressure_transition_period: Duration,
     /// Fields of the file and flags accepted but not acted on (for one warning).
     pub unimplemented: Vec<String>,
 }
@@ -386,6 +388,7 @@ impl Options {
                     .filter(|s| s != "none")
                     .collect(),
             },
+            eviction_pressure_transition_period: dur(&f.eviction_pressure_transition_period, 300),
             unimplemented,
         })
     }

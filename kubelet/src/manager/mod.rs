@@ -7,6 +7,7 @@ pub mod inputs;
 pub mod worker;
 
 use crate::cri::labels::PodRef;
+use crate::eviction::Eviction;
 use crate::pod::observed::ObservedPod;
 use crate::runtime::{observe, PodRuntime};
 use crate::static_pods::source::is_mirror;
@@ -123,11 +124,12 @@ fn fingerprint(o: &ObservedPod) -> Vec<(String, String)> {
 }
 
 /// Runs the pod manager until `stop`; `statics` publishes the static pods, when a
-/// static pod path is configured.
+/// static pod path is configured; `evictions` are the eviction manager's decisions.
 pub async fn run(
     shared: Arc<Shared>,
     node_name: String,
     mut statics: Option<watch::Receiver<Vec<Pod>>>,
+    mut evictions: mpsc::UnboundedReceiver<Eviction>,
     stop: CancellationToken,
 ) {
     let api: Api<Pod> = Api::all(shared.client.clone());
@@ -140,6 +142,8 @@ pub async fn run(
     let mut synced = false;
     // Static pods first, so the orphan cleanup below never mistakes them for leftovers.
     let mut static_uids: HashSet<String> = HashSet::new();
+    // Pods being evicted: their workers stop them, then they are left Failed/Evicted.
+    let mut evicted: HashMap<String, (Pod, String)> = HashMap::new();
     if let Some(rx) = statics.as_mut() {
         let pods = rx.borrow_and_update().clone();
         sync_statics(&shared, &mut workers, &done_tx, &mut static_uids, pods);
@@ -159,13 +163,28 @@ pub async fn run(
             Some(uid) = done_rx.recv() => {
                 workers.remove(&uid);
                 shared.pods.lock().expect("pods lock").remove(&uid);
+                if let Some((pod, message)) = evicted.remove(&uid) {
+                    let client = shared.client.clone();
+                    tokio::spawn(async move { crate::eviction::write_evicted(&client, &pod, &message).await });
+                }
+            }
+            Some(e) = evictions.recv() => {
+                let pod = shared.pods.lock().expect("pods lock").get(&e.uid).cloned();
+                if let (Some(pod), Some(w)) = (pod, workers.get(&e.uid)) {
+                    tracing::info!(pod = ?pod.metadata.name, message = %e.message, "Evicting pod");
+                    let _ = w.tx.send(None);
+                    evicted.insert(e.uid, (pod, e.message));
+                }
             }
             event = events.next() => {
                 let Some(event) = event else { return };
                 match event {
                     Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
                         // A mirror pod is the API's view of a static pod, which runs from its file.
-                        if !is_mirror(&pod) {
+                        let uid = pod.metadata.uid.clone().unwrap_or_default();
+                        let stopped = evicted.contains_key(&uid)
+                            || (crate::eviction::is_evicted(&pod) && !workers.contains_key(&uid));
+                        if !is_mirror(&pod) && !stopped {
                             upsert(&shared, &mut workers, &done_tx, pod);
                         }
                     }

@@ -13,13 +13,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use std::collections::BTreeMap;
 
-/// Runtime health, from CRI's Status call.
+/// Runtime health, from CRI's Status call, and the eviction manager's pressure.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuntimeHealth {
     /// `containerd://1.6.20`.
     pub version: String,
     /// RuntimeReady and NetworkReady both true; otherwise why not.
     pub not_ready: Option<String>,
+    /// Conditions under pressure (`MemoryPressure`, `DiskPressure`, `PIDPressure`).
+    pub pressure: std::collections::BTreeSet<String>,
 }
 
 /// The labels the kubelet sets on its node (well-known ones plus `--node-labels`).
@@ -67,17 +69,22 @@ pub fn resources(
     } else {
         format!("{cpu_milli}m")
     };
+    // Hard eviction thresholds are held back from allocatable (invalid ones were refused
+    // at startup).
+    let thresholds = crate::eviction::threshold::parse(&opts.eviction_hard).unwrap_or_default();
+    let (memory_eviction, storage_eviction) =
+        crate::eviction::threshold::reservation(&thresholds, facts.memory, facts.ephemeral_storage);
     let memory = allocatable(
         facts.memory - hugepages_total,
         &reserved,
         "memory",
-        100 << 20,
+        memory_eviction,
     );
     let storage = allocatable(
         facts.ephemeral_storage,
         &reserved,
         "ephemeral-storage",
-        facts.ephemeral_storage / 10,
+        storage_eviction,
     );
     let mut alloc = capacity.clone();
     alloc.insert("cpu".into(), Quantity(cpu));
@@ -112,9 +119,7 @@ fn condition(
     }
 }
 
-/// The four node conditions (no pressure is detected yet: the eviction manager is not
-/// implemented, so the pressure conditions report sufficient resources as upstream's do
-/// when under threshold).
+/// The four node conditions; the pressure ones as the eviction manager reports them.
 pub fn conditions(
     health: &RuntimeHealth,
     old: Option<&NodeStatus>,
@@ -131,30 +136,42 @@ pub fn conditions(
         ),
         Some(why) => condition("Ready", false, "KubeletNotReady", why, old, now),
     };
+    let under = |c: &str| health.pressure.contains(c);
+    let pressure =
+        |kind: &str, (yes_reason, yes_msg): (&str, &str), (no_reason, no_msg): (&str, &str)| {
+            if under(kind) {
+                condition(kind, true, yes_reason, yes_msg, old, now)
+            } else {
+                condition(kind, false, no_reason, no_msg, old, now)
+            }
+        };
     vec![
-        condition(
+        pressure(
             "MemoryPressure",
-            false,
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available",
-            old,
-            now,
+            (
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            ),
+            (
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            ),
         ),
-        condition(
+        pressure(
             "DiskPressure",
-            false,
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure",
-            old,
-            now,
+            ("KubeletHasDiskPressure", "kubelet has disk pressure"),
+            ("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
         ),
-        condition(
+        pressure(
             "PIDPressure",
-            false,
-            "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available",
-            old,
-            now,
+            (
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available",
+            ),
+            (
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            ),
         ),
         ready,
     ]

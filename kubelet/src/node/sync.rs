@@ -56,7 +56,11 @@ pub async fn runtime_health(cri: &Cri) -> RuntimeHealth {
             }
         }
     };
-    RuntimeHealth { version, not_ready }
+    RuntimeHealth {
+        version,
+        not_ready,
+        ..Default::default()
+    }
 }
 
 /// Keeps the node registered, its status and its lease fresh.
@@ -69,6 +73,8 @@ pub struct NodeSync {
     pub opts: Options,
     /// `kubeReserved` and `systemReserved`.
     pub reserved: (BTreeMap<String, String>, BTreeMap<String, String>),
+    /// The eviction manager's pressure conditions.
+    pub pressure: Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>>,
 }
 
 impl NodeSync {
@@ -151,7 +157,10 @@ impl NodeSync {
                     }
                 }
                 _ = status_tick.tick() => {
-                    let health = runtime_health(&self.cri).await;
+                    let mut health = runtime_health(&self.cri).await;
+                    if let Some(p) = &self.pressure {
+                        health.pressure = p.borrow().clone();
+                    }
                     let now = Timestamp::now();
                     let status = node_status(&self.opts, &self.facts(), &health, Some(&last_status), &now, (&self.reserved.0, &self.reserved.1));
                     let due = last_report.elapsed() >= self.opts.node_status_report_frequency;

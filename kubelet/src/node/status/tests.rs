@@ -31,6 +31,7 @@ fn registers_like_upstream() {
     let health = RuntimeHealth {
         version: "containerd://1.6.20".into(),
         not_ready: None,
+        ..Default::default()
     };
     let node = initial_node(
         &o,
@@ -84,6 +85,7 @@ fn only_real_changes_count_and_transitions_keep_their_time() {
     let ok = RuntimeHealth {
         version: "containerd://1.6.20".into(),
         not_ready: None,
+        ..Default::default()
     };
     let first = node_status(&o, &facts(), &ok, None, &t0, (&empty, &empty));
     let t1 = t0 + k8s_openapi::jiff::SignedDuration::from_secs(10);
@@ -96,6 +98,7 @@ fn only_real_changes_count_and_transitions_keep_their_time() {
     let bad = RuntimeHealth {
         version: ok.version.clone(),
         not_ready: Some("container runtime network not ready".into()),
+        ..Default::default()
     };
     let third = node_status(&o, &facts(), &bad, Some(&second), &t1, (&empty, &empty));
     assert!(node_status_changed(&second, &third));

@@ -1,0 +1,321 @@
+//! The eviction manager: every 10s it observes the hard-eviction signals, reports the
+//! node's MemoryPressure / DiskPressure / PIDPressure, and while a threshold is met evicts
+//! one pod at a time, ranked as upstream — the pod stops and is left `Failed` with reason
+//! `Evicted` and a `DisruptionTarget` condition. (Pressure taints are the node lifecycle
+//! controller's.)
+
+pub mod pressure;
+pub mod rank;
+pub mod signals;
+pub mod threshold;
+
+use crate::cgroups::Hierarchy;
+use crate::manager::Shared;
+use crate::pod::qos::{qos_class, Resources};
+use k8s_openapi::api::core::v1::{Pod, PodCondition};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use rank::Candidate;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use threshold::{Signal, Threshold};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// How often signals are observed (upstream's monitoring interval).
+pub const INTERVAL: Duration = Duration::from_secs(10);
+
+/// What the manager runs with.
+pub struct Settings {
+    /// Hard thresholds.
+    pub thresholds: Vec<Threshold>,
+    /// `evictionPressureTransitionPeriod`.
+    pub transition: Duration,
+    /// The kubelet's root dir (nodefs).
+    pub nodefs: PathBuf,
+    /// The runtime's root (imagefs).
+    pub imagefs: PathBuf,
+    /// The cgroup hierarchy (per-pod usage).
+    pub cgroups: Hierarchy,
+}
+
+/// A decision to evict one pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Eviction {
+    /// The pod's UID.
+    pub uid: String,
+    /// The status message, as upstream words it.
+    pub message: String,
+}
+
+/// Upstream's eviction message for a threshold.
+pub fn message(t: &Threshold, observed: &signals::Observed) -> String {
+    let q = |v: i64| match t.signal {
+        Signal::PidAvailable | Signal::NodeFsInodesFree | Signal::ImageFsInodesFree => {
+            v.to_string()
+        }
+        _ => format!("{}Ki", v / 1024),
+    };
+    format!(
+        "The node was low on resource: {}. Threshold quantity: {}, available: {}. ",
+        t.signal.resource(),
+        q(t.minimum(observed.capacity)),
+        q(observed.available)
+    )
+}
+
+/// The pod's usage of what `signal` measures, from its pod cgroup (memory working set,
+/// task count) or its directories (disk).
+fn usage(pod: &Pod, signal: Signal, s: &Settings, pod_dir: &Path) -> i64 {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let cgroup = s.cgroups.pod(qos_class(pod), &uid);
+    let cg = |controller: &str| {
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(cgroup.trim_start_matches('/'))
+    };
+    match signal {
+        Signal::MemoryAvailable => signals::v1_working_set(&cg("memory")).unwrap_or(0),
+        Signal::PidAvailable => std::fs::read_to_string(cg("pids").join("pids.current"))
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0),
+        _ => dir_size(pod_dir),
+    }
+}
+
+fn dir_size(dir: &Path) -> i64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len() as i64).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
+fn request(pod: &Pod, signal: Signal) -> i64 {
+    let spec = pod.spec.as_ref();
+    let containers = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+    match signal {
+        Signal::MemoryAvailable => containers
+            .iter()
+            .filter_map(|c| Resources::of(c).memory_request)
+            .sum(),
+        Signal::NodeFsAvailable | Signal::ImageFsAvailable => containers
+            .iter()
+            .filter_map(|c| {
+                c.resources
+                    .as_ref()?
+                    .requests
+                    .as_ref()?
+                    .get("ephemeral-storage")
+            })
+            .filter_map(|q| crate::pod::quantity::bytes(&q.0).ok())
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// Runs until `stop`: publishes pressure conditions to `pressure` and sends evictions to
+/// the pod manager.
+pub async fn run(
+    settings: Settings,
+    shared: Arc<Shared>,
+    pressure: watch::Sender<BTreeSet<String>>,
+    evict: mpsc::UnboundedSender<Eviction>,
+    stop: CancellationToken,
+) {
+    let mut conditions = pressure::Conditions::default();
+    let mut tick = tokio::time::interval(INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let observed = signals::observe(&settings.nodefs, &settings.imagefs);
+        let met = pressure::met(&settings.thresholds, &observed);
+        let now = conditions.update(
+            &met.iter().map(|t| t.signal).collect::<Vec<_>>(),
+            Instant::now(),
+            settings.transition,
+        );
+        pressure.send_if_modified(|old| {
+            let changed = *old != now;
+            if changed {
+                tracing::info!(conditions = ?now, "Node pressure changed");
+                *old = now.clone();
+            }
+            changed
+        });
+        let Some(t) = met.first() else { continue };
+        let o = observed[&t.signal];
+        tracing::warn!(
+            signal = t.signal.name(),
+            available = o.available,
+            "Eviction threshold met, attempting to reclaim {}",
+            t.signal.resource()
+        );
+        // Static and critical pods are not evicted, as upstream.
+        let pods: Vec<Pod> = shared
+            .pod_list()
+            .into_iter()
+            .filter(|p| !crate::static_pods::source::is_static(p))
+            .filter(|p| p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0) < 2_000_000_000)
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        let candidates = pods
+            .iter()
+            .map(|p| {
+                let uid = p.metadata.uid.clone().unwrap_or_default();
+                Candidate {
+                    usage: usage(p, t.signal, &settings, &shared.runtime.pod_dir(&uid)),
+                    request: request(p, t.signal),
+                    priority: p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
+                    uid,
+                }
+            })
+            .collect();
+        let Some(victim) = rank::rank(candidates).into_iter().next() else {
+            tracing::error!("Eviction manager: no pod to evict");
+            continue;
+        };
+        let _ = evict.send(Eviction {
+            uid: victim.uid,
+            message: message(t, &o),
+        });
+    }
+}
+
+/// The status an evicted pod is left with: Failed/Evicted, a DisruptionTarget condition,
+/// and running containers reported terminated.
+pub fn evicted_status(pod: &Pod, message: &str, now: Time) -> serde_json::Value {
+    let mut status = pod.status.clone().unwrap_or_default();
+    let mut conditions = status.conditions.take().unwrap_or_default();
+    conditions.retain(|c| c.type_ != "DisruptionTarget");
+    conditions.push(PodCondition {
+        type_: "DisruptionTarget".into(),
+        status: "True".into(),
+        reason: Some("TerminationByKubelet".into()),
+        message: Some(message.to_string()),
+        last_transition_time: Some(now.clone()),
+        ..Default::default()
+    });
+    for c in &mut conditions {
+        if matches!(c.type_.as_str(), "Ready" | "ContainersReady") && c.status == "True" {
+            c.status = "False".into();
+            c.reason = Some("PodFailed".into());
+            c.last_transition_time = Some(now.clone());
+        }
+    }
+    for cs in status.container_statuses.iter_mut().flatten() {
+        if let Some(running) = cs.state.as_ref().and_then(|s| s.running.clone()) {
+            cs.ready = false;
+            cs.started = Some(false);
+            cs.state = Some(k8s_openapi::api::core::v1::ContainerState {
+                terminated: Some(k8s_openapi::api::core::v1::ContainerStateTerminated {
+                    exit_code: 137,
+                    reason: Some("Error".into()),
+                    started_at: running.started_at,
+                    finished_at: Some(now.clone()),
+                    container_id: cs.container_id.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+    }
+    status.phase = Some("Failed".into());
+    status.reason = Some("Evicted".into());
+    status.message = Some(message.to_string());
+    status.conditions = Some(conditions);
+    serde_json::json!({"metadata": {"uid": pod.metadata.uid}, "status": status})
+}
+
+/// Whether `pod` was evicted (its workers must not start it again).
+pub fn is_evicted(pod: &Pod) -> bool {
+    pod.status.as_ref().is_some_and(|s| {
+        s.phase.as_deref() == Some("Failed") && s.reason.as_deref() == Some("Evicted")
+    })
+}
+
+/// Writes the evicted status.
+pub async fn write_evicted(client: &kube::Client, pod: &Pod, message: &str) {
+    let api: Api<Pod> = Api::namespaced(
+        client.clone(),
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+    );
+    let patch = evicted_status(pod, message, Time(k8s_openapi::jiff::Timestamp::now()));
+    match api
+        .patch_status(
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => tracing::info!(pod = ?pod.metadata.name, "Evicted pod"),
+        Err(e) => {
+            tracing::warn!(pod = ?pod.metadata.name, error = %e, "Failed to write the evicted status")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evicted_status_is_upstreams_shape() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "uid": "u"},
+            "spec": {"containers": [{"name": "c", "image": "i", "resources": {"requests": {"memory": "64Mi"}}}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"name": "c", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+                    "state": {"running": {"startedAt": "2024-01-01T00:00:00Z"}}}]}
+        }))
+        .unwrap();
+        let t = threshold::parse(&[("memory.available".to_string(), "100Mi".to_string())].into())
+            .unwrap();
+        let msg = message(
+            &t[0],
+            &signals::Observed {
+                available: 50 << 20,
+                capacity: 1 << 30,
+            },
+        );
+        assert_eq!(msg, "The node was low on resource: memory. Threshold quantity: 102400Ki, available: 51200Ki. ");
+        let v = evicted_status(&pod, &msg, Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        assert_eq!(v["metadata"]["uid"], "u");
+        let s = &v["status"];
+        assert_eq!(
+            (s["phase"].as_str(), s["reason"].as_str()),
+            (Some("Failed"), Some("Evicted"))
+        );
+        let conds = s["conditions"].as_array().unwrap();
+        let dt = conds
+            .iter()
+            .find(|c| c["type"] == "DisruptionTarget")
+            .unwrap();
+        assert_eq!(
+            (dt["status"].as_str(), dt["reason"].as_str()),
+            (Some("True"), Some("TerminationByKubelet"))
+        );
+        assert!(conds
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "False"));
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+            137
+        );
+        let evicted: Pod = serde_json::from_value(serde_json::json!({"status": s})).unwrap();
+        assert!(is_evicted(&evicted) && !is_evicted(&pod));
+        assert_eq!(request(&pod, Signal::MemoryAvailable), 64 << 20);
+    }
+}
