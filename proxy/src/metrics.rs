@@ -40,6 +40,8 @@ pub struct ProxyMetrics {
     service_total: Counter,
     no_local: Family<Labels, Gauge>,
     conntrack_deleted: Family<Labels, Counter>,
+    healthz: Family<Labels, Counter>,
+    livez: Family<Labels, Counter>,
 }
 
 fn family(f: IpFamily) -> Labels {
@@ -70,6 +72,8 @@ impl ProxyMetrics {
             service_total: Counter::default(),
             no_local: Family::default(),
             conntrack_deleted: Family::default(),
+            healthz: Family::default(),
+            livez: Family::default(),
         };
         let r = registry;
         r.register(
@@ -137,7 +141,25 @@ impl ProxyMetrics {
             "Cumulative conntrack flows deleted by conntrack reconciler",
             m.conntrack_deleted.clone(),
         );
+        r.register(
+            "kubeproxy_proxy_healthz",
+            "Cumulative proxy healthz HTTP status",
+            m.healthz.clone(),
+        );
+        r.register(
+            "kubeproxy_proxy_livez",
+            "Cumulative proxy livez HTTP status",
+            m.livez.clone(),
+        );
         m
+    }
+
+    /// Counts one `/healthz` (or, with `livez`, `/livez`) answer by HTTP status code.
+    pub fn health_answered(&self, livez: bool, code: u16) {
+        let counters = if livez { &self.livez } else { &self.healthz };
+        counters
+            .get_or_create(&vec![("code".into(), code.to_string())])
+            .inc();
     }
 
     /// Records a change queued for the next sync (pending counts per kind).

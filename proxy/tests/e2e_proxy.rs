@@ -159,6 +159,102 @@ async fn services_and_endpoint_slices_drive_real_rules() {
         assert!(body.contains(name), "{name} missing from /metrics");
     }
 
+    assert!(
+        body.contains("kubeproxy_proxy_healthz_total{code=\"200\"}"),
+        "{body}"
+    );
+
+    // The autoscaler's deletion taint: /healthz (what load balancers probe) turns 503,
+    // /livez stays 200; removing the taint restores /healthz.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let taint = |taints: serde_json::Value| {
+        let nodes = nodes.clone();
+        async move {
+            nodes
+                .patch(
+                    "lab-node",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({"spec": {"taints": taints}})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    taint(json!([{"key": "ToBeDeletedByClusterAutoscaler", "value": "1", "effect": "NoSchedule"}]))
+        .await;
+    let drained = eventually(Duration::from_secs(10), || {
+        http_get(healthz, "/healthz").0 == 503
+    })
+    .await;
+    let (_, body) = http_get(healthz, "/healthz");
+    assert!(drained && body.contains("\"nodeEligible\":false"), "{body}");
+    assert_eq!(http_get(healthz, "/livez").0, 200);
+    taint(json!(null)).await;
+    let back = eventually(Duration::from_secs(10), || {
+        http_get(healthz, "/healthz").0 == 200
+    })
+    .await;
+    assert!(
+        back,
+        "/healthz stayed unhealthy after the taint was removed"
+    );
+
+    // A LoadBalancer Service with externalTrafficPolicy=Local gets a health check server
+    // on its healthCheckNodePort: 200 with a ready endpoint on this node, else 503.
+    let lb: Service = serde_json::from_value(json!({"metadata": {"name": "lb"}, "spec": {
+        "type": "LoadBalancer", "externalTrafficPolicy": "Local",
+        "ports": [{"name": "tcp", "port": 80, "targetPort": BACKEND_PORT, "protocol": "TCP"}]}}))
+    .unwrap();
+    let lb = services.create(&PostParams::default(), &lb).await.unwrap();
+    let hc_port = u16::try_from(lb.spec.unwrap().health_check_node_port.unwrap()).unwrap();
+    let lb_slice = |node: &str| {
+        common::slice(
+            "default",
+            "lb",
+            "IPv4",
+            json!([{"addresses": [BACKEND_IPS[0]], "conditions": {"ready": true}, "nodeName": node}]),
+            json!([{"name": "tcp", "port": BACKEND_PORT, "protocol": "TCP"}]),
+        )
+    };
+    let lb_slice_name = lb_slice("lab-node").metadata.name.unwrap();
+    slices
+        .create(&PostParams::default(), &lb_slice("lab-node"))
+        .await
+        .unwrap();
+    let serving = eventually(Duration::from_secs(10), || http_get(hc_port, "/").0 == 200).await;
+    let (code, body) = http_get(hc_port, "/");
+    assert!(
+        serving,
+        "health check on {hc_port}: {code} {body}\n{}",
+        proxy.log_tail(20)
+    );
+    assert!(
+        body.contains("\"localEndpoints\": 1") && body.contains("\"name\": \"lb\""),
+        "{body}"
+    );
+    let mut moved = lb_slice("other-node");
+    moved.metadata.resource_version = slices
+        .get(&lb_slice_name)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    slices
+        .replace(&lb_slice_name, &PostParams::default(), &moved)
+        .await
+        .unwrap();
+    let no_local = eventually(Duration::from_secs(10), || http_get(hc_port, "/").0 == 503).await;
+    assert!(no_local, "health check still 200 without local endpoints");
+    services
+        .delete("lb", &DeleteParams::default())
+        .await
+        .unwrap();
+    let closed = eventually(Duration::from_secs(10), || http_get(hc_port, "/").0 == 0).await;
+    assert!(
+        closed,
+        "health check port {hc_port} still open after the Service was deleted"
+    );
+
     // Deleting the Service removes its rules.
     services
         .delete("echo", &DeleteParams::default())

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use k8s_openapi::api::core::v1::Node;
+use proxy::metrics::ProxyMetrics;
 use proxy::model::IpFamily;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -131,12 +132,19 @@ impl HealthState {
     }
 }
 
-fn answer((healthy, body): (bool, String)) -> Response {
+fn answer(
+    (healthy, body): (bool, String),
+    metrics: Option<&ProxyMetrics>,
+    livez: bool,
+) -> Response {
     let code = if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    if let Some(m) = metrics {
+        m.health_answered(livez, code.as_u16());
+    }
     (
         code,
         [
@@ -148,17 +156,25 @@ fn answer((healthy, body): (bool, String)) -> Response {
         .into_response()
 }
 
-/// The routes.
-pub fn router(state: HealthState) -> Router {
-    let h = state.clone();
+/// The routes; answers are counted in `kubeproxy_proxy_{healthz,livez}_total{code}`.
+pub fn router(state: HealthState, metrics: Option<ProxyMetrics>) -> Router {
+    let (h, m) = (state.clone(), metrics.clone());
     Router::new()
         .route(
             "/healthz",
-            get(move || async move { answer(h.report(SystemTime::now(), true)) }),
+            get(
+                move || async move { answer(h.report(SystemTime::now(), true), m.as_ref(), false) },
+            ),
         )
         .route(
             "/livez",
-            get(move || async move { answer(state.report(SystemTime::now(), false)) }),
+            get(move || async move {
+                answer(
+                    state.report(SystemTime::now(), false),
+                    metrics.as_ref(),
+                    true,
+                )
+            }),
         )
 }
 

@@ -303,7 +303,7 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
             server::serve(
                 COMPONENT,
                 &serving,
-                healthz::router(health.clone()),
+                healthz::router(health.clone(), Some(metrics.clone())),
                 Authorization::AlwaysAllow,
                 shutdown.clone(),
             )
