@@ -407,6 +407,28 @@ fn local_up_runs_a_deployment_behind_a_service() {
         "the Service answered from pods that are not its backends"
     );
 
+    // The kubelet's API through the apiserver: kubectl exec and kubectl logs.
+    let out = cluster.kubectl_ok(&["exec", pod, "--", "sh", "-c", "echo exec-$((6*7))"]);
+    assert_eq!(out.trim(), "exec-42", "kubectl exec {pod}");
+    cluster.kubectl_ok(&[
+        "run",
+        "logger",
+        "--image=busybox:1.35",
+        "--restart=Never",
+        "--",
+        "sh",
+        "-c",
+        "echo line-one; echo line-two",
+    ]);
+    cluster.eventually("pod logger to succeed", Duration::from_secs(120), || {
+        let phase = cluster.kubectl(&["get", "pod", "logger", "-o", "jsonpath={.status.phase}"]);
+        (String::from_utf8_lossy(&phase.stdout) == "Succeeded").then_some(())
+    });
+    let logs = cluster.kubectl_ok(&["logs", "logger"]);
+    assert_eq!(logs.trim(), "line-one\nline-two", "kubectl logs logger");
+    let tail = cluster.kubectl_ok(&["logs", "logger", "--tail=1"]);
+    assert_eq!(tail.trim(), "line-two", "kubectl logs --tail=1 logger");
+
     // Issue 6's: a kubelet restart changes no container.
     let before = containers(&cluster, "web");
     assert_eq!(before.len(), 3, "{before:?}");

@@ -36,7 +36,9 @@ node::containerd() {
     --builtin busybox --builtin pause | sed 's/^/local-up: /'
 }
 
-# Starts the kubelet with a KubeletConfiguration as kubeadm writes it.
+# Starts the kubelet with a KubeletConfiguration as kubeadm writes it, with kind's disk
+# eviction thresholds (0%): a developer machine's disk is often below upstream's default 15%
+# imagefs.available, which would put the node under DiskPressure and taint it.
 node::kubelet() {
   mkdir -p "${KUBELET_DIR}"
   cat >"${KUBELET_DIR}/config.yaml" <<YAML
@@ -56,6 +58,10 @@ clusterDNS:
 - 10.96.0.10
 clusterDomain: cluster.local
 failCgroupV1: false
+evictionHard:
+  imagefs.available: "0%"
+  nodefs.available: "0%"
+  nodefs.inodesFree: "0%"
 failSwapOn: false
 healthzBindAddress: 127.0.0.1
 healthzPort: 10248
