@@ -38,6 +38,44 @@ pub fn with_subject(cert_der: &[u8], subject_der: &[u8], key: &KeyPair) -> Resul
     Ok(sequence(&out))
 }
 
+// AlgorithmIdentifier of rsaEncryption (with NULL parameters) and the ecPublicKey OID.
+const RSA_ALGORITHM: &[u8] = &[
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+];
+const EC_PUBLIC_KEY_OID: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const CURVES: [&[u8]; 2] = [
+    // prime256v1
+    &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
+    // secp384r1
+    &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22],
+];
+
+/// A PKCS#8 `PrivateKeyInfo` around a PKCS#1 `RSAPrivateKey` (what `RSA PRIVATE KEY` PEM
+/// blocks hold; kubeadm writes its CA keys so).
+pub fn pkcs8_from_pkcs1(rsa: &[u8]) -> Vec<u8> {
+    let mut content = vec![0x02, 0x01, 0x00];
+    content.extend_from_slice(RSA_ALGORITHM);
+    content.extend(element(0x04, rsa));
+    sequence(&content)
+}
+
+/// A PKCS#8 `PrivateKeyInfo` around a SEC1 `ECPrivateKey` (`EC PRIVATE KEY`), whose curve
+/// (P-256 or P-384) is read from its parameters.
+pub fn pkcs8_from_sec1(ec: &[u8]) -> Result<Vec<u8>, String> {
+    let curve = CURVES
+        .iter()
+        .find(|c| ec.windows(c.len()).any(|w| w == **c))
+        .ok_or(
+            "EC PRIVATE KEY: only P-256 and P-384 keys with named-curve parameters are supported",
+        )?;
+    let mut algorithm = EC_PUBLIC_KEY_OID.to_vec();
+    algorithm.extend_from_slice(curve);
+    let mut content = vec![0x02, 0x01, 0x00];
+    content.extend(sequence(&algorithm));
+    content.extend(element(0x04, ec));
+    Ok(sequence(&content))
+}
+
 /// Where `inner` starts within `outer`, if it is a sub-slice of it.
 fn offset_in(outer: &[u8], inner: &[u8]) -> Option<usize> {
     let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
@@ -61,7 +99,8 @@ fn header(der: &[u8]) -> Result<(usize, usize), String> {
     ))
 }
 
-fn element(tag: u8, content: &[u8]) -> Vec<u8> {
+/// A DER element of `tag` around `content`.
+pub(crate) fn element(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     let len = content.len();
     if len < 0x80 {
@@ -79,7 +118,8 @@ fn element(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
-fn sequence(content: &[u8]) -> Vec<u8> {
+/// A DER SEQUENCE around `content`.
+pub(crate) fn sequence(content: &[u8]) -> Vec<u8> {
     element(0x30, content)
 }
 

@@ -83,9 +83,7 @@ impl Authority {
 
     /// The CA from PEM text.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> anyhow::Result<Self> {
-        let key = KeyPair::from_pem(key_pem).map_err(|e| {
-            anyhow::anyhow!("private key: {e} (a PKCS#8 \"PRIVATE KEY\" PEM is required; convert with `openssl pkcs8 -topk8 -nocrypt`)")
-        })?;
+        let key = private_key(key_pem)?;
         let (_, block) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
             .map_err(|e| anyhow::anyhow!("certificate is not PEM: {e}"))?;
         let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&block.contents)
@@ -131,6 +129,25 @@ impl Authority {
         let der = super::der::with_subject(cert.der(), info.subject.as_raw(), self.issuer.key())?;
         Ok(pem_certificate(&der))
     }
+}
+
+/// The first private key in `pem`: PKCS#8 `PRIVATE KEY`, PKCS#1 `RSA PRIVATE KEY` (as
+/// kubeadm writes `ca.key`) or SEC1 `EC PRIVATE KEY`.
+pub fn private_key(pem: &str) -> anyhow::Result<KeyPair> {
+    for block in x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()) {
+        let block = block.map_err(|e| anyhow::anyhow!("private key is not PEM: {e}"))?;
+        let der = match block.label.as_str() {
+            "PRIVATE KEY" => block.contents,
+            "RSA PRIVATE KEY" => super::der::pkcs8_from_pkcs1(&block.contents),
+            "EC PRIVATE KEY" => {
+                super::der::pkcs8_from_sec1(&block.contents).map_err(|e| anyhow::anyhow!(e))?
+            }
+            _ => continue,
+        };
+        return KeyPair::try_from(der.as_slice())
+            .map_err(|e| anyhow::anyhow!("{} PEM block: {e}", block.label));
+    }
+    anyhow::bail!("no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY PEM block found")
 }
 
 /// The certificate's lifetime: `--cluster-signing-duration` unless `spec.expirationSeconds`
@@ -690,13 +707,98 @@ c7blAf4VxYAbVv0CIQDwGt7zABjWjwsYPFMVQh75MqrPaa6aO1ZhmHV4LOX8Ig==
         assert_eq!(f[0].0, KUBELET_SERVING);
     }
 
-    #[test]
-    fn pkcs1_key_gets_a_clear_error() {
-        let err = Authority::from_pem(
-            "x",
-            "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+    /// A CA made by openssl with `key_args` (its key as openssl writes it), or `None` when
+    /// openssl is missing.
+    fn openssl_ca(key_args: &[&str]) -> Option<(String, String)> {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("ca.key");
+        let crt = dir.path().join("ca.crt");
+        let gen = std::process::Command::new("openssl")
+            .args(key_args)
+            .arg("-out")
+            .arg(&key)
+            .output()
+            .ok()?;
+        assert!(
+            gen.status.success(),
+            "{}",
+            String::from_utf8_lossy(&gen.stderr)
+        );
+        let req = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-new",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=kubernetes",
+                "-key",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&crt)
+            .output()
+            .ok()?;
+        assert!(
+            req.status.success(),
+            "{}",
+            String::from_utf8_lossy(&req.stderr)
+        );
+        Some((
+            std::fs::read_to_string(crt).unwrap(),
+            std::fs::read_to_string(key).unwrap(),
+        ))
+    }
+
+    fn signs_with_openssl_ca(key_args: &[&str], label: &str) {
+        let Some((cert_pem, key_pem)) = openssl_ca(key_args) else {
+            eprintln!("SKIPPED: no openssl");
+            return;
+        };
+        assert!(key_pem.contains(label), "{key_pem}");
+        let authority = Authority::from_pem(&cert_pem, &key_pem).unwrap();
+        let csr = approved_csr(
+            KUBE_APISERVER_CLIENT,
+            "alice",
+            &["devs"],
+            &[],
+            &["client auth"],
+        );
+        let out = decide(
+            &csr,
+            &authority,
+            Duration::from_secs(3600),
+            OffsetDateTime::now_utc(),
         )
-        .unwrap_err();
-        assert!(format!("{err:#}").contains("PKCS#8"), "{err:#}");
+        .unwrap()
+        .unwrap();
+        let pem = out.status.unwrap().certificate.unwrap().0;
+        let (_, block) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+        let (_, ca_block) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).unwrap();
+        block
+            .parse_x509()
+            .unwrap()
+            .verify_signature(Some(ca_block.parse_x509().unwrap().public_key()))
+            .unwrap();
+    }
+
+    #[test]
+    fn kubeadm_style_rsa_pkcs1_ca_key_signs() {
+        signs_with_openssl_ca(&["genrsa", "-traditional"], "BEGIN RSA PRIVATE KEY");
+    }
+
+    #[test]
+    fn sec1_ec_ca_key_signs() {
+        signs_with_openssl_ca(
+            &["ecparam", "-name", "prime256v1", "-genkey", "-noout"],
+            "BEGIN EC PRIVATE KEY",
+        );
+    }
+
+    #[test]
+    fn unusable_keys_get_a_clear_error() {
+        let err = Authority::from_pem("x", "no pem here").unwrap_err();
+        assert!(format!("{err:#}").contains("no PRIVATE KEY"), "{err:#}");
     }
 }

@@ -66,28 +66,12 @@ impl TokenSigner {
                     RsaKeyPair::from_der(der)
                         .map_err(|e| anyhow::anyhow!("RSA PRIVATE KEY: {e}"))?,
                 ),
-                "PRIVATE KEY" => {
-                    if let Ok(k) = RsaKeyPair::from_pkcs8(der) {
-                        SigningKey::Rsa(k)
-                    } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(
-                        &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                        der,
-                        &rng,
-                    ) {
-                        SigningKey::Ecdsa(k, "ES256")
-                    } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(
-                        &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
-                        der,
-                        &rng,
-                    ) {
-                        SigningKey::Ecdsa(k, "ES384")
-                    } else {
-                        anyhow::bail!("PRIVATE KEY is neither RSA nor EC P-256/P-384")
-                    }
+                "PRIVATE KEY" => pkcs8_key(der, &rng)?,
+                "EC PRIVATE KEY" => {
+                    let der = crate::lifecycle::certificates::der::pkcs8_from_sec1(der)
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    pkcs8_key(&der, &rng)?
                 }
-                "EC PRIVATE KEY" => anyhow::bail!(
-                    "EC PRIVATE KEY (SEC1) is not supported; convert it to PKCS#8 with `openssl pkcs8 -topk8 -nocrypt`"
-                ),
                 _ => continue,
             };
             let spki = match &key {
@@ -142,6 +126,22 @@ impl TokenSigner {
         };
         Ok(format!("{input}.{}", base64url(&sig)))
     }
+}
+
+/// An RSA or EC P-256/P-384 key from PKCS#8 DER.
+fn pkcs8_key(der: &[u8], rng: &SystemRandom) -> anyhow::Result<SigningKey> {
+    if let Ok(k) = RsaKeyPair::from_pkcs8(der) {
+        return Ok(SigningKey::Rsa(k));
+    }
+    let p256 = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+    if let Ok(k) = EcdsaKeyPair::from_pkcs8(p256, der, rng) {
+        return Ok(SigningKey::Ecdsa(k, "ES256"));
+    }
+    let p384 = &signature::ECDSA_P384_SHA384_FIXED_SIGNING;
+    if let Ok(k) = EcdsaKeyPair::from_pkcs8(p384, der, rng) {
+        return Ok(SigningKey::Ecdsa(k, "ES384"));
+    }
+    anyhow::bail!("the private key is neither RSA nor EC P-256/P-384")
 }
 
 fn spki(algorithm: &[u8], public_key: &[u8]) -> Vec<u8> {
@@ -258,12 +258,54 @@ mod tests {
     }
 
     #[test]
+    fn sec1_ec_key_signs_es256() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sa.key");
+        let Ok(out) = std::process::Command::new("openssl")
+            .args([
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+            ])
+            .arg(&path)
+            .output()
+        else {
+            eprintln!("SKIPPED: no openssl to make an EC key");
+            return;
+        };
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let signer = TokenSigner::load(&path).unwrap();
+        assert_eq!(signer.algorithm(), "ES256");
+        let jwt = signer.sign(&json!({"sub": "x"})).unwrap();
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let SigningKey::Ecdsa(k, _) = &signer.key else {
+            unreachable!()
+        };
+        signature::UnparsedPublicKey::new(
+            &signature::ECDSA_P256_SHA256_FIXED,
+            k.public_key().as_ref(),
+        )
+        .verify(
+            format!("{}.{}", parts[0], parts[1]).as_bytes(),
+            &b64(parts[2]),
+        )
+        .unwrap();
+    }
+
+    #[test]
     fn bad_keys_name_the_problem() {
         let err = TokenSigner::from_pem(
             b"-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
         )
         .unwrap_err();
-        assert!(format!("{err:#}").contains("PKCS#8"));
+        assert!(format!("{err:#}").contains("P-256"), "{err:#}");
         assert!(TokenSigner::from_pem(b"nothing").is_err());
     }
 }
