@@ -1,7 +1,9 @@
 //! Cluster-lifecycle controllers (issue 5): service accounts, namespaces, garbage
 //! collection, endpoints, nodes, certificates, quota.
 
+pub mod bootstrap;
 pub mod certificates;
+pub mod clusterrole_aggregation;
 pub mod discovery;
 pub mod endpoints;
 pub mod errors;
@@ -10,11 +12,11 @@ pub mod informer;
 pub mod namespace;
 pub mod node;
 pub mod node_ipam;
-pub mod podgc;
 pub mod queue;
 pub mod resourcequota;
 pub mod root_ca;
 pub mod serviceaccount;
+pub mod serviceaccount_token;
 pub mod taint_eviction;
 
 use crate::registry::ControllerDescriptor;
@@ -32,9 +34,13 @@ pub fn descriptors() -> Vec<ControllerDescriptor> {
         node_ipam::descriptor(),
         taint_eviction::descriptor(),
         resourcequota::descriptor(),
-        podgc::descriptor(),
         certificates::approver::descriptor(),
         certificates::signer::descriptor(),
         certificates::cleaner::descriptor(),
+        clusterrole_aggregation::descriptor(),
+        serviceaccount_token::descriptor(),
+        serviceaccount_token::legacy_cleaner::descriptor(),
+        bootstrap::signer::descriptor(),
+        bootstrap::cleaner::descriptor(),
     ]
 }
