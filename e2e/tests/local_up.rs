@@ -407,6 +407,41 @@ fn local_up_runs_a_deployment_behind_a_service() {
         "the Service answered from pods that are not its backends"
     );
 
+    // A DaemonSet covers the node: its pod is placed by our scheduler, run by our kubelet.
+    let manifest = cluster._temp.path().join("daemonset.yaml");
+    std::fs::write(
+        &manifest,
+        r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: agent, image: "busybox:1.35", command: [sleep, "3600"]}
+"#,
+    )
+    .expect("write daemonset manifest");
+    cluster.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
+    cluster.eventually(
+        "DaemonSet agent ready on the node",
+        Duration::from_secs(120),
+        || {
+            let out = cluster.kubectl(&[
+                "get",
+                "daemonset",
+                "agent",
+                "-o",
+                "jsonpath={.status.desiredNumberScheduled} {.status.numberReady} {.status.updatedNumberScheduled}",
+            ]);
+            (String::from_utf8_lossy(&out.stdout) == "1 1 1").then_some(())
+        },
+    );
+    assert_eq!(running(&cluster, "agent").len(), 1, "one agent pod Running");
+
     // The kubelet's API through the apiserver: kubectl exec and kubectl logs.
     let out = cluster.kubectl_ok(&["exec", pod, "--", "sh", "-c", "echo exec-$((6*7))"]);
     assert_eq!(out.trim(), "exec-42", "kubectl exec {pod}");
