@@ -191,3 +191,35 @@ fn cluster_policy_services_get_no_health_check() {
     let t = tracker(IpFamily::V4, "node-a", &[svc], &[]);
     assert!(health_checks(&t).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_port_is_reported_and_retried() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let t = tracker(
+        IpFamily::V4,
+        "node-a",
+        &[lb_local(port)],
+        &[slice(
+            "web",
+            "shop",
+            "IPv4",
+            eps(&["10.1.0.1"], &[]),
+            ports(),
+        )],
+    );
+    let mut server =
+        ServiceHealthServer::new(vec!["127.0.0.1".parse().unwrap()], Arc::new(|| true));
+    let failed = server.sync(&health_checks(&t));
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, ServiceName::new("web", "shop"));
+    assert!(server.services().is_empty());
+    // Once the port is free, the next sync opens it.
+    drop(taken);
+    assert!(server.sync(&health_checks(&t)).is_empty());
+    let (code, _, body) = tokio::task::spawn_blocking(move || get(port, "/"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+}

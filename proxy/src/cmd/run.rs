@@ -202,6 +202,32 @@ async fn fetch_node(api: &Api<Node>, name: &str, shutdown: &CancellationToken) -
     None
 }
 
+/// Upstream's Warning event when a healthCheckNodePort cannot be opened.
+fn failed_health_check_event(
+    node: &str,
+    svc: &ServiceName,
+    port: u16,
+    error: &str,
+) -> component_base::events::EventSpec {
+    component_base::events::EventSpec {
+        regarding: k8s_openapi::api::core::v1::ObjectReference {
+            kind: Some("Service".into()),
+            namespace: Some(svc.namespace.clone()),
+            name: Some(svc.name.clone()),
+            uid: Some(format!("{}/{}", svc.namespace, svc.name)),
+            ..Default::default()
+        },
+        related: None,
+        type_: component_base::events::EventType::Warning,
+        reason: "FailedToStartServiceHealthcheck".into(),
+        action: "Listen".into(),
+        note: format!(
+            "node {node} failed to start healthcheck \"{}/{}\" on port {port}: {error}",
+            svc.namespace, svc.name
+        ),
+    }
+}
+
 /// Runs the proxy until SIGTERM/SIGINT.
 pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
     let shutdown = component_base::shutdown::on_signal();
@@ -292,6 +318,8 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
         hc_bind,
         std::sync::Arc::new(move || hc_health.healthy(std::time::SystemTime::now())),
     );
+    let recorder =
+        component_base::events::EventRecorder::new(client.clone(), COMPONENT, &node_name);
     let mut servers = Vec::new();
     if let Some(addr) = opts.healthz_bind {
         let serving = ServingOptions {
@@ -459,7 +487,12 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
                     }
                 }
                 let wanted = healthcheck::merge(syncers.iter_mut().map(|s| healthcheck::health_checks(s.tracker())));
-                service_health.sync(&wanted);
+                for (svc, error) in service_health.sync(&wanted) {
+                    let port = wanted.get(&svc).map_or(0, |hc| hc.port);
+                    let event = failed_health_check_event(&node_name, &svc, port, &error);
+                    let recorder = recorder.clone();
+                    tokio::spawn(async move { recorder.record(event).await });
+                }
                 initial_done = true;
                 dirty = !all_ok;
                 last_sync = Instant::now();
