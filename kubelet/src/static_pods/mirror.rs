@@ -238,16 +238,16 @@ mod tests {
         let plain: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "api-pod", "namespace": "default", "uid": "u0"}})).unwrap();
         // Nothing in the API: both created; an ordinary pod is never touched.
         assert_eq!(
-            plan(&[web.clone(), db.clone()], &[plain.clone()]),
+            plan(&[web.clone(), db.clone()], std::slice::from_ref(&plain)),
             vec![Action::Create(0), Action::Create(1)]
         );
         // Up to date: nothing to do.
-        assert!(plan(&[web.clone()], &[api_copy(&web, "u1")]).is_empty());
+        assert!(plan(std::slice::from_ref(&web), &[api_copy(&web, "u1")]).is_empty());
         // The file changed: the stale mirror is replaced.
         let web2 = static_pod("web", "busybox:2");
         let stale = api_copy(&web, "u1");
         assert_eq!(
-            plan(&[web2.clone()], &[stale.clone()]),
+            plan(std::slice::from_ref(&web2), std::slice::from_ref(&stale)),
             vec![
                 Action::Delete {
                     namespace: "default".into(),
