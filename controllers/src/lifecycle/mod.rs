@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod certificates;
 pub mod clusterrole_aggregation;
 pub mod discovery;
+pub mod disruption;
 pub mod endpoints;
 pub mod errors;
 pub mod gc;
@@ -12,6 +13,7 @@ pub mod informer;
 pub mod namespace;
 pub mod node;
 pub mod node_ipam;
+pub mod podgc;
 pub mod queue;
 pub mod resourcequota;
 pub mod root_ca;
@@ -34,6 +36,8 @@ pub fn descriptors() -> Vec<ControllerDescriptor> {
         node_ipam::descriptor(),
         taint_eviction::descriptor(),
         resourcequota::descriptor(),
+        podgc::descriptor(),
+        disruption::descriptor(),
         certificates::approver::descriptor(),
         certificates::signer::descriptor(),
         certificates::cleaner::descriptor(),
