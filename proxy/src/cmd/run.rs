@@ -99,6 +99,8 @@ fn forward<K, F>(
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(ev) => {
+                    // managedFields are never read and can be most of an object's size.
+                    let ev = ev.modify(|o| o.meta_mut().managed_fields = None);
                     if tx.send(wrap(ev)).is_err() {
                         return;
                     }
@@ -112,14 +114,17 @@ fn forward<K, F>(
 /// Follows one resource's list/watch events, remembering the objects so a re-list can
 /// delete the ones that vanished meanwhile.
 struct Mirror<K> {
+    /// What is kept of each object: enough to report its deletion.
+    keep: fn(&K) -> K,
     known: HashMap<(String, String), K>,
     relisting: Option<HashSet<(String, String)>>,
     synced: bool,
 }
 
 impl<K: kube::Resource + Clone> Mirror<K> {
-    fn new() -> Self {
+    fn new(keep: fn(&K) -> K) -> Self {
         Mirror {
+            keep,
             known: HashMap::new(),
             relisting: None,
             synced: false,
@@ -139,7 +144,7 @@ impl<K: kube::Resource + Clone> Mirror<K> {
                 if let Some(seen) = &mut self.relisting {
                     seen.insert(key(&o));
                 }
-                self.known.insert(key(&o), o.clone());
+                self.known.insert(key(&o), (self.keep)(&o));
                 vec![(o, false)]
             }
             Event::Delete(o) => {
@@ -200,6 +205,20 @@ async fn fetch_node(api: &Api<Node>, name: &str, shutdown: &CancellationToken) -
         "Node not found; node IPs and topology labels are unknown"
     );
     None
+}
+
+/// The metadata a deletion needs (name, namespace, labels naming the Service, and the
+/// annotations carrying the endpoints' trigger time), without the rest of the object.
+fn identity(
+    m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: m.name.clone(),
+        namespace: m.namespace.clone(),
+        labels: m.labels.clone(),
+        annotations: m.annotations.clone(),
+        ..Default::default()
+    }
 }
 
 /// Upstream's Warning event when a healthCheckNodePort cannot be opened.
@@ -392,10 +411,18 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
         shutdown.clone(),
     );
 
-    let mut services = Mirror::<Service>::new();
-    let mut slices = Mirror::<EndpointSlice>::new();
-    let mut node_mirror = Mirror::<Node>::new();
-    let mut service_cidr_mirror = Mirror::<ServiceCIDR>::new();
+    let mut services = Mirror::<Service>::new(|s| Service {
+        metadata: identity(&s.metadata),
+        ..Default::default()
+    });
+    let mut slices = Mirror::<EndpointSlice>::new(|s| EndpointSlice {
+        metadata: identity(&s.metadata),
+        address_type: s.address_type.clone(),
+        endpoints: Vec::new(),
+        ports: None,
+    });
+    let mut node_mirror = Mirror::<Node>::new(Node::clone);
+    let mut service_cidr_mirror = Mirror::<ServiceCIDR>::new(ServiceCIDR::clone);
     let mut dirty = false;
     let mut initial_done = false;
     let mut last_sync = Instant::now();
