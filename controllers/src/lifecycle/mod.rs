@@ -20,6 +20,8 @@ pub mod root_ca;
 pub mod serviceaccount;
 pub mod serviceaccount_token;
 pub mod taint_eviction;
+pub mod ttl;
+pub mod ttl_after_finished;
 
 use crate::registry::ControllerDescriptor;
 
@@ -38,6 +40,8 @@ pub fn descriptors() -> Vec<ControllerDescriptor> {
         resourcequota::descriptor(),
         podgc::descriptor(),
         disruption::descriptor(),
+        ttl_after_finished::descriptor(),
+        ttl::descriptor(),
         certificates::approver::descriptor(),
         certificates::signer::descriptor(),
         certificates::cleaner::descriptor(),
