@@ -17,6 +17,7 @@ pub mod informer;
 pub mod job;
 pub mod owner;
 pub mod pod_control;
+pub mod pod_events;
 pub mod pods;
 pub mod replicaset;
 pub mod selector;

@@ -19,7 +19,8 @@ use crate::workload::expectations::Expectations;
 use crate::workload::informer::{queue_key, split_key, Change, Informer};
 use crate::workload::owner::{self, Claim, Claimant};
 use crate::workload::pod_control::{pod_from_template, PodControl};
-use crate::workload::{pods, selector};
+use crate::workload::pod_events::PodEvents;
+use crate::workload::pods;
 
 /// Everything one replica controller needs. Cheap to clone.
 pub struct ReplicaController<K: ReplicatedKind> {
@@ -72,103 +73,13 @@ impl<K: ReplicatedKind> ReplicaController<K> {
                 q.add(queue_key(o))
             }
         });
-        let this = self.clone();
-        self.pods.add_handler(move |c| this.on_pod(c));
-    }
-
-    /// The owner of kind `K` controlling `pod`, if it is in the cache with the same UID.
-    fn resolve(&self, pod: &Pod) -> Option<Arc<K>> {
-        let r = owner::controller_of(&pod.metadata)?;
-        if r.kind != K::KIND {
-            return None;
-        }
-        let o = self
-            .owners
-            .get(pod.metadata.namespace.as_deref()?, &r.name)?;
-        (o.meta().uid.as_deref() == Some(r.uid.as_str())).then_some(o)
-    }
-
-    /// Owners whose selector matches an orphan pod.
-    fn matching_owners(&self, pod: &Pod) -> Vec<Arc<K>> {
-        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-        self.owners
-            .list_namespace(ns)
-            .into_iter()
-            .filter(|o| {
-                let s = o.selector();
-                !selector::is_empty(&s) && selector::matches(&s, pod.metadata.labels.as_ref())
-            })
-            .collect()
-    }
-
-    fn on_pod(&self, change: Change<'_, Pod>) {
-        match change {
-            Change::Added(pod) => {
-                if pod.metadata.deletion_timestamp.is_some() {
-                    return self.on_pod(Change::Deleted(pod));
-                }
-                if let Some(o) = self.resolve(pod) {
-                    let key = queue_key(o.as_ref());
-                    self.expectations.creation_observed(&key);
-                    self.queue.add(key);
-                } else if owner::controller_of(&pod.metadata).is_none() {
-                    for o in self.matching_owners(pod) {
-                        self.queue.add(queue_key(o.as_ref()));
-                    }
-                }
-            }
-            Change::Updated { old, new } => {
-                if old.resource_version() == new.resource_version() {
-                    return;
-                }
-                if new.metadata.deletion_timestamp.is_some() {
-                    // Deletion is observed when the timestamp appears, as upstream does.
-                    if let Some(o) = self.resolve(new) {
-                        let key = queue_key(o.as_ref());
-                        self.expectations.deletion_observed(
-                            &key,
-                            new.metadata.uid.as_deref().unwrap_or_default(),
-                        );
-                        self.queue.add(key);
-                    }
-                    if old.labels() != new.labels() {
-                        if let Some(o) = self.resolve(old) {
-                            self.queue.add(queue_key(o.as_ref()));
-                        }
-                    }
-                    return;
-                }
-                let old_ref = owner::controller_of(&old.metadata).map(|r| r.uid.clone());
-                let new_ref = owner::controller_of(&new.metadata).map(|r| r.uid.clone());
-                if old_ref != new_ref {
-                    if let Some(o) = self.resolve(old) {
-                        self.queue.add(queue_key(o.as_ref()));
-                    }
-                }
-                if let Some(o) = self.resolve(new) {
-                    let key = queue_key(o.as_ref());
-                    self.queue.add(key.clone());
-                    // A pod that just became ready becomes available minReadySeconds later.
-                    let mrs = o.min_ready_seconds();
-                    if mrs > 0 && !pods::is_ready(old) && pods::is_ready(new) {
-                        self.queue
-                            .add_after(key, Duration::from_secs(mrs as u64 + 1));
-                    }
-                } else if new_ref.is_none() && (old.labels() != new.labels() || old_ref.is_some()) {
-                    for o in self.matching_owners(new) {
-                        self.queue.add(queue_key(o.as_ref()));
-                    }
-                }
-            }
-            Change::Deleted(pod) => {
-                if let Some(o) = self.resolve(pod) {
-                    let key = queue_key(o.as_ref());
-                    self.expectations
-                        .deletion_observed(&key, pod.metadata.uid.as_deref().unwrap_or_default());
-                    self.queue.add(key);
-                }
-            }
-        }
+        let events = PodEvents::new(
+            self.owners.clone(),
+            self.queue.clone(),
+            self.expectations.clone(),
+            self.expectations.clone(),
+        );
+        self.pods.add_handler(move |c| events.route(c));
     }
 
     /// Pods of every ReplicaSet controlled by the same owner as `o` (a Deployment's other

@@ -26,6 +26,7 @@ use crate::workload::history::{self, History};
 use crate::workload::informer::{queue_key, split_key, Change, Informer};
 use crate::workload::owner::{self, Claim, Claimant};
 use crate::workload::pod_control::PodControl;
+use crate::workload::pod_events::PodEvents;
 use crate::workload::{pods, selector};
 
 /// Upstream's controller and service-account name.
@@ -156,8 +157,13 @@ impl StatefulSetController {
                 q.add(queue_key(o))
             }
         });
-        let this = self.clone();
-        self.pods.add_handler(move |c| this.on_pod(c));
+        let events = PodEvents::new(
+            self.sets.clone(),
+            self.queue.clone(),
+            self.creations.clone(),
+            self.deletions.clone(),
+        );
+        self.pods.add_handler(move |c| events.route(c));
         let this = self.clone();
         self.revisions.add_handler(move |c| {
             let cr = match c {
@@ -168,90 +174,6 @@ impl StatefulSetController {
                 this.queue.add(format!("{ns}/{}", r.name));
             }
         });
-    }
-
-    fn resolve(&self, pod: &Pod) -> Option<Arc<StatefulSet>> {
-        let r = owner::controller_of(&pod.metadata)?;
-        if r.kind != KIND {
-            return None;
-        }
-        let s = self.sets.get(pod.metadata.namespace.as_deref()?, &r.name)?;
-        (s.metadata.uid.as_deref() == Some(r.uid.as_str())).then_some(s)
-    }
-
-    fn matching_sets(&self, pod: &Pod) -> Vec<Arc<StatefulSet>> {
-        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-        self.sets
-            .list_namespace(ns)
-            .into_iter()
-            .filter(|s| {
-                let sel = &s
-                    .spec
-                    .as_ref()
-                    .map(|s| s.selector.clone())
-                    .unwrap_or_default();
-                !selector::is_empty(sel) && selector::matches(sel, pod.metadata.labels.as_ref())
-            })
-            .collect()
-    }
-
-    fn on_pod(&self, change: Change<'_, Pod>) {
-        let uid = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
-        match change {
-            Change::Added(p) => {
-                if let Some(s) = self.resolve(p) {
-                    let key = queue_key(s.as_ref());
-                    self.creations.creation_observed(&key);
-                    if p.metadata.deletion_timestamp.is_some() {
-                        self.deletions.deletion_observed(&key, &uid(p));
-                    }
-                    self.queue.add(key);
-                } else if owner::controller_of(&p.metadata).is_none() {
-                    for s in self.matching_sets(p) {
-                        self.queue.add(queue_key(s.as_ref()));
-                    }
-                }
-            }
-            Change::Updated { old, new } => {
-                if old.resource_version() == new.resource_version() {
-                    return;
-                }
-                if let Some(s) = self.resolve(old) {
-                    self.queue.add(queue_key(s.as_ref()));
-                }
-                match self.resolve(new) {
-                    Some(s) => {
-                        let key = queue_key(s.as_ref());
-                        if new.metadata.deletion_timestamp.is_some() {
-                            self.deletions.deletion_observed(&key, &uid(new));
-                        }
-                        let mrs = s
-                            .spec
-                            .as_ref()
-                            .and_then(|s| s.min_ready_seconds)
-                            .unwrap_or(0);
-                        if mrs > 0 && !pods::is_ready(old) && pods::is_ready(new) {
-                            self.queue
-                                .add_after(key.clone(), Duration::from_secs(mrs as u64 + 1));
-                        }
-                        self.queue.add(key);
-                    }
-                    None if owner::controller_of(&new.metadata).is_none() => {
-                        for s in self.matching_sets(new) {
-                            self.queue.add(queue_key(s.as_ref()));
-                        }
-                    }
-                    None => {}
-                }
-            }
-            Change::Deleted(p) => {
-                if let Some(s) = self.resolve(p) {
-                    let key = queue_key(s.as_ref());
-                    self.deletions.deletion_observed(&key, &uid(p));
-                    self.queue.add(key);
-                }
-            }
-        }
     }
 
     /// Claims the set's pods (adopting matching orphans named after the set, releasing
