@@ -123,6 +123,14 @@ fn request(pod: &Pod, signal: Signal) -> i64 {
     }
 }
 
+/// Whether the manager acts on `signal` yet. Disk signals (nodefs/imagefs) are not: upstream
+/// first reclaims node-level disk (dead containers, unused images) and only then evicts
+/// pods; without that reclaim ferrokube would report DiskPressure and evict pods where
+/// upstream frees images first, so disk thresholds only come off allocatable for now.
+pub fn acted_on(signal: Signal) -> bool {
+    matches!(signal, Signal::MemoryAvailable | Signal::PidAvailable)
+}
+
 /// Runs until `stop`: publishes pressure conditions to `pressure` and sends evictions to
 /// the pod manager.
 pub async fn run(
@@ -132,6 +140,12 @@ pub async fn run(
     evict: mpsc::UnboundedSender<Eviction>,
     stop: CancellationToken,
 ) {
+    let (thresholds, ignored): (Vec<Threshold>, Vec<Threshold>) =
+        settings.thresholds.iter().partition(|t| acted_on(t.signal));
+    if !ignored.is_empty() {
+        let names: Vec<_> = ignored.iter().map(|t| t.signal.name()).collect();
+        tracing::warn!(signals = ?names, "Disk eviction signals are not acted on yet (no image garbage collection); they only reduce allocatable");
+    }
     let mut conditions = pressure::Conditions::default();
     let mut tick = tokio::time::interval(INTERVAL);
     loop {
@@ -140,7 +154,7 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         let observed = signals::observe(&settings.nodefs, &settings.imagefs);
-        let met = pressure::met(&settings.thresholds, &observed);
+        let met = pressure::met(&thresholds, &observed);
         let now = conditions.update(
             &met.iter().map(|t| t.signal).collect::<Vec<_>>(),
             Instant::now(),
