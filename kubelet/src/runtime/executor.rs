@@ -265,54 +265,13 @@ impl PodRuntime {
         let event = |type_: EventType, why: &str, msg: &str| {
             recorder.pod_event(pod, Some(&c.name), type_, why, msg)
         };
-        let policy = images::pull_policy(c);
-        let present = self.image_size(&image).await.is_some();
-        let pulling = policy == "Always" || (!present && policy != "Never");
-        let pull_started = std::time::Instant::now();
-        if pulling {
+        if let Err(e) = images::ensure_image_for(&self.cri, pod, c, recorder).await {
             event(
-                EventType::Normal,
-                reason::PULLING,
-                &format!("Pulling image {image:?}"),
+                EventType::Warning,
+                reason::FAILED,
+                &format!("Error: {}", e.reason()),
             );
-        }
-        match images::ensure_image(&self.cri, &image, &policy).await {
-            Ok(_) if pulling => {
-                let took = crate::events::go_duration(pull_started.elapsed());
-                let size = self.image_size(&image).await.unwrap_or(0);
-                event(
-                    EventType::Normal,
-                    reason::PULLED,
-                    &format!(
-                        "Successfully pulled image {image:?} in {took} ({took} including waiting). Image size: {size} bytes."
-                    ),
-                );
-            }
-            Ok(_) => event(
-                EventType::Normal,
-                reason::PULLED,
-                &format!("Container image {image:?} already present on machine"),
-            ),
-            Err(e) => {
-                if let ImageError::NeverPull(_) = e {
-                    event(
-                        EventType::Warning,
-                        reason::ERR_IMAGE_NEVER_PULL,
-                        &e.to_string(),
-                    );
-                } else {
-                    event(EventType::Warning, reason::FAILED, &e.to_string());
-                }
-                event(
-                    EventType::Warning,
-                    reason::FAILED,
-                    &format!("Error: {}", e.reason()),
-                );
-                return Err(StartFailure {
-                    reason: e.reason().into(),
-                    message: e.to_string(),
-                });
-            }
+            return Err(e.into());
         }
         let mut sources = inputs.env.clone();
         sources.pod_ips = pod_ips.to_vec();
@@ -421,25 +380,6 @@ impl PodRuntime {
             }
         }
         Ok(created)
-    }
-
-    /// The image's size when it is in the runtime's store.
-    async fn image_size(&self, image: &str) -> Option<u64> {
-        let request = cri::ImageStatusRequest {
-            image: Some(cri::ImageSpec {
-                image: image.to_string(),
-                ..Default::default()
-            }),
-            verbose: false,
-        };
-        self.cri
-            .images
-            .clone()
-            .image_status(request)
-            .await
-            .ok()
-            .and_then(|r| r.into_inner().image)
-            .map(|i| i.size)
     }
 
     /// Stops one container: its preStop hook (within the grace period), then CRI's
@@ -659,7 +599,7 @@ impl From<ImageError> for StartFailure {
     fn from(e: ImageError) -> Self {
         StartFailure {
             reason: e.reason().into(),
-            message: e.to_string(),
+            message: e.message(),
         }
     }
 }
