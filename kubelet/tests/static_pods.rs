@@ -130,6 +130,22 @@ authentication:\n  anonymous:\n    enabled: false\n  x509:\n    clientCAFile: {}
     };
     wait("first log", Duration::from_secs(60), || logs("first")).await;
 
+    // The static pod's status is reported on its mirror pod, as upstream's status manager.
+    wait(
+        "mirror pod Running with Ready=True",
+        Duration::from_secs(60),
+        || async {
+            let p = pods.get_opt(&mirror_name).await.ok().flatten()?;
+            let status = p.status?;
+            let ready = status
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            (status.phase.as_deref() == Some("Running") && ready).then_some(())
+        },
+    )
+    .await;
+
     // A deleted mirror pod is recreated; the static pod keeps running untouched.
     pods.delete(&mirror_name, &Default::default())
         .await

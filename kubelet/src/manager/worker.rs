@@ -68,7 +68,8 @@ pub async fn run(
             .unwrap_or_default();
         if status_changed(&previous, &status) {
             match write_status(&shared.client, &pod, &status).await {
-                Ok(()) => last_written = Some(status),
+                Ok(true) => last_written = Some(status),
+                Ok(false) => {} // a static pod without a current mirror: try again next sync
                 Err(e) => {
                     tracing::warn!(pod = ?pod.metadata.name, error = %e, "Failed to update pod status")
                 }
@@ -170,13 +171,18 @@ async fn sync_once(
     }
 }
 
-async fn write_status(client: &kube::Client, pod: &Pod, status: &PodStatus) -> kube::Result<()> {
+/// Patches `status` onto the pod, or onto a static pod's current mirror pod (as upstream's
+/// status manager); `false` when a static pod has no current mirror yet.
+async fn write_status(client: &kube::Client, pod: &Pod, status: &PodStatus) -> kube::Result<bool> {
+    let Some(uid) = crate::static_pods::mirror::status_uid(client, pod).await else {
+        return Ok(false);
+    };
     let api: Api<Pod> = Api::namespaced(
         client.clone(),
         pod.metadata.namespace.as_deref().unwrap_or_default(),
     );
     let patch = serde_json::json!({
-        "metadata": {"uid": pod.metadata.uid},
+        "metadata": {"uid": uid},
         "status": status,
     });
     api.patch_status(
@@ -185,7 +191,7 @@ async fn write_status(client: &kube::Client, pod: &Pod, status: &PodStatus) -> k
         &Patch::Merge(&patch),
     )
     .await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Stops whatever still runs and removes the pod's runtime objects, cgroup and directory.
