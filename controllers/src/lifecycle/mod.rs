@@ -22,6 +22,7 @@ pub mod serviceaccount_token;
 pub mod taint_eviction;
 pub mod ttl;
 pub mod ttl_after_finished;
+pub mod volume_protection;
 
 use crate::registry::ControllerDescriptor;
 
@@ -50,5 +51,7 @@ pub fn descriptors() -> Vec<ControllerDescriptor> {
         serviceaccount_token::legacy_cleaner::descriptor(),
         bootstrap::signer::descriptor(),
         bootstrap::cleaner::descriptor(),
+        volume_protection::pvc_descriptor(),
+        volume_protection::pv_descriptor(),
     ]
 }

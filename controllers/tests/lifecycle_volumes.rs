@@ -1,0 +1,128 @@
+//! pvc-protection and pv-protection against a real apiserver: a claim used by a scheduled
+//! pod stays Terminating after delete and goes once the pod is gone; a volume gets its
+//! finalizer back when it is stripped, and an unbound deleting volume is released.
+
+#[path = "lifecycle_support.rs"]
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::Api;
+use serde_json::json;
+
+const PVC_FINALIZER: &str = "kubernetes.io/pvc-protection";
+const PV_FINALIZER: &str = "kubernetes.io/pv-protection";
+
+fn has(finalizers: &Option<Vec<String>>, f: &str) -> bool {
+    finalizers
+        .as_ref()
+        .is_some_and(|v| v.iter().any(|x| x == f))
+}
+
+#[tokio::test]
+async fn claims_in_use_and_volumes_are_protected() {
+    let cluster = e2e::cluster_or_skip!();
+    let client = cluster.client();
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
+    if let Err(e) = sas.create(&PostParams::default(), &sa).await {
+        assert!(matches!(&e, kube::Error::Api(s) if s.code == 409), "{e}");
+    }
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+
+    // A claim created without the finalizer (and stripped, in case admission added it).
+    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    }))
+    .unwrap();
+    claims.create(&PostParams::default(), &claim).await.unwrap();
+    let strip = json!({"metadata": {"finalizers": null}});
+    claims
+        .patch("data", &PatchParams::default(), &Patch::Merge(&strip))
+        .await
+        .unwrap();
+    // A scheduled pod that mounts it (no kubelet: it stays Pending on its node).
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "user"},
+        "spec": {
+            "nodeName": "node-a",
+            "containers": [{"name": "c", "image": "busybox"}],
+            "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "data"}}]
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    // An unbound volume, also stripped of its finalizer.
+    let pv: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": "vol-a"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "hostPath": {"path": "/tmp/ferrokube-vol-a"}}
+    }))
+    .unwrap();
+    volumes.create(&PostParams::default(), &pv).await.unwrap();
+    volumes
+        .patch("vol-a", &PatchParams::default(), &Patch::Merge(&strip))
+        .await
+        .unwrap();
+
+    let mut kcm = support::start_kcm(
+        &cluster,
+        "persistentvolumeclaim-protection-controller,pv-protection",
+        &[],
+    );
+    support::eventually(
+        "finalizers added to claim and volume",
+        Duration::from_secs(20),
+        &mut kcm,
+        || async {
+            let c = claims.get("data").await?;
+            let v = volumes.get("vol-a").await?;
+            Ok((has(&c.metadata.finalizers, PVC_FINALIZER)
+                && has(&v.metadata.finalizers, PV_FINALIZER))
+            .then_some(()))
+        },
+    )
+    .await;
+
+    // The claim in use stays Terminating.
+    claims
+        .delete("data", &DeleteParams::default())
+        .await
+        .unwrap();
+    // Give the controller time to (wrongly) release it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let c = claims.get("data").await.expect("claim in use must remain");
+    assert!(c.metadata.deletion_timestamp.is_some());
+    assert!(has(&c.metadata.finalizers, PVC_FINALIZER));
+
+    // Once the pod is gone the claim goes.
+    pods.delete("user", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    support::eventually(
+        "unused claim deleted",
+        Duration::from_secs(20),
+        &mut kcm,
+        || async { Ok(claims.get_opt("data").await?.is_none().then_some(())) },
+    )
+    .await;
+
+    // The unbound volume is released on delete.
+    volumes
+        .delete("vol-a", &DeleteParams::default())
+        .await
+        .unwrap();
+    support::eventually(
+        "unbound volume deleted",
+        Duration::from_secs(20),
+        &mut kcm,
+        || async { Ok(volumes.get_opt("vol-a").await?.is_none().then_some(())) },
+    )
+    .await;
+}
