@@ -7,6 +7,7 @@ pub mod clusterrole_aggregation;
 pub mod discovery;
 pub mod disruption;
 pub mod endpoints;
+pub mod ephemeral_volume;
 pub mod errors;
 pub mod gc;
 pub mod informer;
@@ -53,5 +54,6 @@ pub fn descriptors() -> Vec<ControllerDescriptor> {
         bootstrap::cleaner::descriptor(),
         volume_protection::pvc_descriptor(),
         volume_protection::pv_descriptor(),
+        ephemeral_volume::descriptor(),
     ]
 }
