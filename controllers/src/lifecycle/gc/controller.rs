@@ -235,6 +235,20 @@ async fn sync(shared: &Shared, uid: &str) -> anyhow::Result<()> {
     if obj.deleting && obj.has(graph::FOREGROUND) {
         return foreground(shared, uid, &obj, &api).await;
     }
+    // Decide on the object as the apiserver has it now, not as the graph last saw it (as
+    // upstream's attemptToDeleteItem): a reference removed a moment ago, e.g. by orphaning,
+    // must not make a released object look dangling.
+    let Some(latest) = api.get_metadata_opt(&name).await? else {
+        return Ok(());
+    };
+    if latest.metadata.uid.as_deref() != Some(uid) {
+        return Ok(()); // replaced by a namesake; its own events will bring it here
+    }
+    let resource_version = latest.metadata.resource_version.clone();
+    let mut obj = obj;
+    obj.owners = latest.metadata.owner_references.unwrap_or_default();
+    obj.deleting = latest.metadata.deletion_timestamp.is_some();
+    obj.finalizers = latest.metadata.finalizers.unwrap_or_default();
     let mut states = Vec::with_capacity(obj.owners.len());
     for r in &obj.owners {
         states.push(owner_state(shared, &obj, r).await?);
@@ -268,9 +282,10 @@ async fn sync(shared: &Shared, uid: &str) -> anyhow::Result<()> {
                     Propagation::Foreground => PropagationPolicy::Foreground,
                     Propagation::Orphan => PropagationPolicy::Orphan,
                 }),
+                // Only the version decided on: a changed object is decided again.
                 preconditions: Some(Preconditions {
                     uid: Some(uid.to_string()),
-                    resource_version: None,
+                    resource_version,
                 }),
                 ..Default::default()
             };
