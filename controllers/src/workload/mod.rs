@@ -7,6 +7,8 @@
 //! [`pod_control`] (slow-start creation). The reconcile decisions of each controller are
 //! pure functions over observed state, unit-tested without a server.
 
+#[macro_use]
+pub mod runner;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;

@@ -419,3 +419,5 @@ impl CronJobController {
         Ok((true, Some(then)))
     }
 }
+
+workload_controller!(CronJobController);

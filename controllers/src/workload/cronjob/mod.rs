@@ -16,6 +16,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 
 use crate::registry::ControllerDescriptor;
 use crate::workload::factory::InformerFactory;
+use crate::workload::runner;
 use clock::SystemClock;
 use controller::{CronJobController, NAME};
 
@@ -29,26 +30,17 @@ pub fn descriptor() -> ControllerDescriptor {
                 let client = ctx.client_for(NAME).await?;
                 let factory = InformerFactory::shared(&ctx.client, &ctx.shutdown);
                 let (cronjobs, jobs) = (factory.informer::<CronJob>(), factory.informer::<Job>());
-                tokio::select! {
-                    _ = ctx.shutdown.cancelled() => return Ok(()),
-                    _ = async { cronjobs.wait_synced().await; jobs.wait_synced().await } => {}
-                }
-                let c = CronJobController::new(client, cronjobs, jobs, Arc::new(SystemClock));
-                c.watch();
-                let workers = ctx.options.concurrency.cron_job;
-                tracing::info!(
-                    controller = NAME,
-                    workers,
-                    "caches synced, starting workers"
+                let synced = async {
+                    cronjobs.wait_synced().await;
+                    jobs.wait_synced().await;
+                };
+                let c = CronJobController::new(
+                    client,
+                    cronjobs.clone(),
+                    jobs.clone(),
+                    Arc::new(SystemClock),
                 );
-                let this = c.clone();
-                c.queue()
-                    .run(NAME, workers, ctx.shutdown.clone(), move |key| {
-                        let this = this.clone();
-                        async move { this.sync(key).await }
-                    })
-                    .await;
-                Ok(())
+                runner::run(&ctx, NAME, ctx.options.concurrency.cron_job, synced, c).await
             }
             .boxed()
         },

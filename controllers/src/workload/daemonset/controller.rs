@@ -592,3 +592,5 @@ fn by_node(owned: &[Arc<Pod>]) -> ByNode<'_> {
     }
     m
 }
+
+workload_controller!(DaemonSetController);

@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::registry::ControllerDescriptor;
 use crate::workload::factory::InformerFactory;
+use crate::workload::runner;
 use controller::{DaemonSetController, NAME};
 
 /// Registry entry.
@@ -33,31 +34,15 @@ pub fn descriptor() -> ControllerDescriptor {
                     factory.informer::<Node>(),
                     factory.informer::<ControllerRevision>(),
                 );
-                tokio::select! {
-                    _ = ctx.shutdown.cancelled() => return Ok(()),
-                    _ = async {
-                        d.wait_synced().await;
-                        p.wait_synced().await;
-                        n.wait_synced().await;
-                        r.wait_synced().await;
-                    } => {}
-                }
-                let c = DaemonSetController::new(client, d, p, n, r);
-                c.watch();
-                let workers = ctx.options.concurrency.daemonset;
-                tracing::info!(
-                    controller = NAME,
-                    workers,
-                    "caches synced, starting workers"
-                );
-                let this = c.clone();
-                c.queue()
-                    .run(NAME, workers, ctx.shutdown.clone(), move |key| {
-                        let this = this.clone();
-                        async move { this.sync(key).await }
-                    })
-                    .await;
-                Ok(())
+                let synced = async {
+                    d.wait_synced().await;
+                    p.wait_synced().await;
+                    n.wait_synced().await;
+                    r.wait_synced().await;
+                };
+                let c =
+                    DaemonSetController::new(client, d.clone(), p.clone(), n.clone(), r.clone());
+                runner::run(&ctx, NAME, ctx.options.concurrency.daemonset, synced, c).await
             }
             .boxed()
         },

@@ -634,3 +634,5 @@ impl DeploymentController {
             .await?)
     }
 }
+
+workload_controller!(DeploymentController);

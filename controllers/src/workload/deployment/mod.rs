@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::registry::ControllerDescriptor;
 use crate::workload::factory::InformerFactory;
+use crate::workload::runner;
 use controller::{DeploymentController, NAME};
 
 /// Registry entry.
@@ -30,22 +31,13 @@ pub fn descriptor() -> ControllerDescriptor {
                     factory.informer::<ReplicaSet>(),
                     factory.informer::<Pod>(),
                 );
-                tokio::select! {
-                    _ = ctx.shutdown.cancelled() => return Ok(()),
-                    _ = async { d.wait_synced().await; rs.wait_synced().await; p.wait_synced().await } => {}
-                }
-                let c = DeploymentController::new(client, d, rs, p);
-                c.watch();
-                let workers = ctx.options.concurrency.deployment;
-                tracing::info!(controller = NAME, workers, "caches synced, starting workers");
-                let this = c.clone();
-                c.queue()
-                    .run(NAME, workers, ctx.shutdown.clone(), move |key| {
-                        let this = this.clone();
-                        async move { this.sync(key).await }
-                    })
-                    .await;
-                Ok(())
+                let synced = async {
+                    d.wait_synced().await;
+                    rs.wait_synced().await;
+                    p.wait_synced().await;
+                };
+                let c = DeploymentController::new(client, d.clone(), rs.clone(), p.clone());
+                runner::run(&ctx, NAME, ctx.options.concurrency.deployment, synced, c).await
             }
             .boxed()
         },

@@ -496,3 +496,5 @@ impl JobController {
         Ok(pod)
     }
 }
+
+workload_controller!(JobController);

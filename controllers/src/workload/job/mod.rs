@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::registry::ControllerDescriptor;
 use crate::workload::factory::InformerFactory;
+use crate::workload::runner;
 use controller::{JobController, NAME};
 
 /// Registry entry.
@@ -28,26 +29,12 @@ pub fn descriptor() -> ControllerDescriptor {
                 let client = ctx.client_for(NAME).await?;
                 let factory = InformerFactory::shared(&ctx.client, &ctx.shutdown);
                 let (jobs, pods) = (factory.informer::<Job>(), factory.informer::<Pod>());
-                tokio::select! {
-                    _ = ctx.shutdown.cancelled() => return Ok(()),
-                    _ = async { jobs.wait_synced().await; pods.wait_synced().await } => {}
-                }
-                let c = JobController::new(client, jobs, pods);
-                c.watch();
-                let workers = ctx.options.concurrency.job;
-                tracing::info!(
-                    controller = NAME,
-                    workers,
-                    "caches synced, starting workers"
-                );
-                let this = c.clone();
-                c.queue()
-                    .run(NAME, workers, ctx.shutdown.clone(), move |key| {
-                        let this = this.clone();
-                        async move { this.sync(key).await }
-                    })
-                    .await;
-                Ok(())
+                let synced = async {
+                    jobs.wait_synced().await;
+                    pods.wait_synced().await;
+                };
+                let c = JobController::new(client, jobs.clone(), pods.clone());
+                runner::run(&ctx, NAME, ctx.options.concurrency.job, synced, c).await
             }
             .boxed()
         },

@@ -228,3 +228,5 @@ impl<K: ReplicatedKind> ReplicaController<K> {
         Ok(())
     }
 }
+
+workload_controller!(ReplicaController<K>, K: ReplicatedKind);

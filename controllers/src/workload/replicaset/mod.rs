@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use crate::context::ControllerContext;
 use crate::registry::ControllerDescriptor;
 use crate::workload::factory::InformerFactory;
+use crate::workload::runner;
 use controller::ReplicaController;
 use kind::ReplicatedKind;
 
@@ -50,25 +51,12 @@ pub fn run<K: ReplicatedKind>(
         let factory = InformerFactory::shared(&ctx.client, &ctx.shutdown);
         let owners = factory.informer::<K>();
         let pods = factory.informer::<Pod>();
+        let synced = async {
+            owners.wait_synced().await;
+            pods.wait_synced().await;
+        };
         let c = ReplicaController::new(client, owners.clone(), pods.clone());
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => return Ok(()),
-            _ = async { owners.wait_synced().await; pods.wait_synced().await } => {}
-        }
-        c.watch();
-        tracing::info!(
-            controller = K::CONTROLLER,
-            workers,
-            "caches synced, starting workers"
-        );
-        let this = c.clone();
-        c.queue()
-            .run(K::CONTROLLER, workers, ctx.shutdown.clone(), move |key| {
-                let this = this.clone();
-                async move { this.sync(key).await }
-            })
-            .await;
-        Ok(())
+        runner::run(&ctx, K::CONTROLLER, workers, synced, c).await
     }
     .boxed()
 }

@@ -617,3 +617,5 @@ impl StatefulSetController {
         }
     }
 }
+
+workload_controller!(StatefulSetController);

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 
 use crate::registry::ControllerDescriptor;
 use crate::workload::factory::InformerFactory;
+use crate::workload::runner;
 use controller::{StatefulSetController, NAME};
 
 /// Registry entry.
@@ -31,31 +32,15 @@ pub fn descriptor() -> ControllerDescriptor {
                     factory.informer::<ControllerRevision>(),
                     factory.informer::<PersistentVolumeClaim>(),
                 );
-                tokio::select! {
-                    _ = ctx.shutdown.cancelled() => return Ok(()),
-                    _ = async {
-                        s.wait_synced().await;
-                        p.wait_synced().await;
-                        r.wait_synced().await;
-                        c.wait_synced().await;
-                    } => {}
-                }
-                let c = StatefulSetController::new(client, s, p, r, c);
-                c.watch();
-                let workers = ctx.options.concurrency.statefulset;
-                tracing::info!(
-                    controller = NAME,
-                    workers,
-                    "caches synced, starting workers"
-                );
-                let this = c.clone();
-                c.queue()
-                    .run(NAME, workers, ctx.shutdown.clone(), move |key| {
-                        let this = this.clone();
-                        async move { this.sync(key).await }
-                    })
-                    .await;
-                Ok(())
+                let synced = async {
+                    s.wait_synced().await;
+                    p.wait_synced().await;
+                    r.wait_synced().await;
+                    c.wait_synced().await;
+                };
+                let set =
+                    StatefulSetController::new(client, s.clone(), p.clone(), r.clone(), c.clone());
+                runner::run(&ctx, NAME, ctx.options.concurrency.statefulset, synced, set).await
             }
             .boxed()
         },
