@@ -93,30 +93,38 @@ pub fn write_service_port(
     fn portal<'a>(proto: &'a str, dst: &'a str) -> [&'a str; 7] {
         ["-m", proto, "-p", proto, "-d", dst, "--dport"]
     }
+    /// `-A chain -m comment --comment c <portal> port -j target`.
+    fn portal_rule<'a>(
+        chain: &'a str,
+        comment: &'a str,
+        proto: &'a str,
+        dst: &'a str,
+        port: &'a str,
+        target: &'a str,
+    ) -> Vec<&'a str> {
+        let mut r = vec!["-A", chain, "-m", "comment", "--comment", comment];
+        r.extend(portal(proto, dst));
+        r.extend([port, "-j", target]);
+        r
+    }
     if has_internal {
-        let mut r = vec![
-            "-A",
+        out.nat_top.push(&portal_rule(
             SERVICES,
-            "-m",
-            "comment",
-            "--comment",
             &cluster_comment,
-        ];
-        r.extend(portal(proto, &cluster_ip));
-        r.extend([port.as_str(), "-j", internal_chain]);
-        out.nat_top.push(&r);
+            proto,
+            &cluster_ip,
+            &port,
+            internal_chain,
+        ));
     } else {
-        let mut r = vec![
-            "-A",
+        out.filter.push(&portal_rule(
             SERVICES,
-            "-m",
-            "comment",
-            "--comment",
             &internal_comment,
-        ];
-        r.extend(portal(proto, &cluster_ip));
-        r.extend([port.as_str(), "-j", internal_target]);
-        out.filter.push(&r);
+            proto,
+            &cluster_ip,
+            &port,
+            internal_target,
+        ));
     }
 
     // Capture externalIPs.
@@ -124,23 +132,24 @@ pub fn write_service_port(
     for ip in &svc.external_ips {
         let ip = ip.to_string();
         if has_endpoints {
-            let mut r = vec!["-A", SERVICES, "-m", "comment", "--comment", &ext_comment];
-            r.extend(portal(proto, &ip));
-            r.extend([port.as_str(), "-j", &chains.external]);
-            out.nat_top.push(&r);
+            out.nat_top.push(&portal_rule(
+                SERVICES,
+                &ext_comment,
+                proto,
+                &ip,
+                &port,
+                &chains.external,
+            ));
         }
         if !has_external {
-            let mut r = vec![
-                "-A",
+            out.filter.push(&portal_rule(
                 EXTERNAL_SERVICES,
-                "-m",
-                "comment",
-                "--comment",
                 &external_comment,
-            ];
-            r.extend(portal(proto, &ip));
-            r.extend([port.as_str(), "-j", external_target]);
-            out.filter.push(&r);
+                proto,
+                &ip,
+                &port,
+                external_target,
+            ));
         }
     }
 
@@ -153,39 +162,37 @@ pub fn write_service_port(
     for ip in &svc.load_balancer_vips {
         let ip = ip.to_string();
         if has_endpoints {
-            let mut r = vec!["-A", SERVICES, "-m", "comment", "--comment", &lb_comment];
-            r.extend(portal(proto, &ip));
-            r.extend([port.as_str(), "-j", lb_chain]);
-            out.nat_top.push(&r);
+            out.nat_top.push(&portal_rule(
+                SERVICES,
+                &lb_comment,
+                proto,
+                &ip,
+                &port,
+                lb_chain,
+            ));
         }
         if uses_fw_chain {
-            let mut r = vec![
-                "-A",
+            out.filter.push(&portal_rule(
                 PROXY_FIREWALL,
-                "-m",
-                "comment",
-                "--comment",
                 &fw_drop_comment,
-            ];
-            r.extend(portal(proto, &ip));
-            r.extend([port.as_str(), "-j", "DROP"]);
-            out.filter.push(&r);
+                proto,
+                &ip,
+                &port,
+                "DROP",
+            ));
         }
     }
     if !has_external {
         for ip in &svc.load_balancer_vips {
             let ip = ip.to_string();
-            let mut r = vec![
-                "-A",
+            out.filter.push(&portal_rule(
                 EXTERNAL_SERVICES,
-                "-m",
-                "comment",
-                "--comment",
                 &external_comment,
-            ];
-            r.extend(portal(proto, &ip));
-            r.extend([port.as_str(), "-j", external_target]);
-            out.filter.push(&r);
+                proto,
+                &ip,
+                &port,
+                external_target,
+            ));
         }
     }
 
