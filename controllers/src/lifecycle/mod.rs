@@ -7,6 +7,7 @@ pub mod clusterrole_aggregation;
 pub mod discovery;
 pub mod disruption;
 pub mod endpoints;
+pub mod endpointslice_mirroring;
 pub mod ephemeral_volume;
 pub mod errors;
 pub mod gc;
@@ -36,6 +37,7 @@ pub fn descriptors() -> Vec<ControllerDescriptor> {
         gc::descriptor(),
         endpoints::slice_descriptor(),
         endpoints::endpoints_descriptor(),
+        endpointslice_mirroring::descriptor(),
         node::descriptor(),
         node_ipam::descriptor(),
         taint_eviction::descriptor(),

@@ -80,6 +80,14 @@ const DURATIONS: &[(&str, &str, Field<KcmOptions, std::time::Duration>)] = &[
     ("cluster-signing-duration", "8760h0m0s", |o| {
         &mut o.signing.duration
     }),
+    ("mirroring-endpointslice-updates-batch-period", "0s", |o| {
+        &mut o.mirroring_endpointslice_updates_batch_period
+    }),
+    (
+        "legacy-service-account-token-clean-up-period",
+        "8760h0m0s",
+        |o| &mut o.legacy_service_account_token_clean_up_period,
+    ),
 ];
 
 const PATHS: &[(&str, Field<KcmOptions, Option<PathBuf>>)] = &[
@@ -133,6 +141,7 @@ pub fn command() -> Command {
         .arg(value("node-eviction-rate").value_parser(clap::value_parser!(f32)).default_value("0.1").help("Number of nodes per second on which pods are deleted in case of node failure."))
         .arg(value("terminated-pod-gc-threshold").value_parser(clap::value_parser!(i32)).default_value(d.terminated_pod_gc_threshold.to_string()).help("Number of terminated pods that can exist before the terminated pod garbage collector starts deleting terminated pods. If <= 0, the terminated pod garbage collector is disabled."))
         .arg(bool_flag("enable-garbage-collector", true).help("Enables the generic garbage collector. MUST be synced with the corresponding flag of the kube-apiserver."))
+        .arg(value("mirroring-max-endpoints-per-subset").value_parser(clap::value_parser!(i64)).default_value("1000").help("The maximum number of endpoints that will be added to an EndpointSlice by the endpointslice-mirroring-controller."))
         .arg(value("cluster-name").default_value("kubernetes").help("The instance prefix for the cluster."))
         .arg(value("bind-address").value_parser(clap::value_parser!(IpAddr)).default_value("0.0.0.0").help("The IP address on which to listen for the --secure-port port."))
         .arg(value("secure-port").value_parser(clap::value_parser!(u16)).default_value("10257").help("The port on which to serve HTTPS with authentication and authorization. If 0, don't serve HTTPS at all."))
@@ -232,6 +241,7 @@ pub fn from_matches(m: &ArgMatches) -> Result<KcmOptions, String> {
     for (id, _, field) in DURATIONS {
         *field(&mut o) = m.get_one::<GoDuration>(id).expect("defaulted").0;
     }
+    mirroring(m, &mut o)?;
     for (id, field) in PATHS {
         *field(&mut o) = m
             .get_one::<PathBuf>(id)
@@ -270,6 +280,26 @@ pub fn from_matches(m: &ArgMatches) -> Result<KcmOptions, String> {
         return Err("--cluster-cidr: required when --allocate-node-cidrs=true".into());
     }
     Ok(o)
+}
+
+/// endpointslice-mirroring-controller's flags, validated as upstream's options.
+fn mirroring(m: &ArgMatches, o: &mut KcmOptions) -> Result<(), String> {
+    let workers = o.concurrency.mirroring_service_endpoint;
+    if workers > 50 {
+        return Err(format!(
+            "--mirroring-concurrent-service-endpoint-syncs: must not be more than 50, but got {workers}"
+        ));
+    }
+    let max = *m
+        .get_one::<i64>("mirroring-max-endpoints-per-subset")
+        .expect("defaulted");
+    if !(1..=1000).contains(&max) {
+        return Err(format!(
+            "--mirroring-max-endpoints-per-subset: must be between 1 and 1000, but got {max}"
+        ));
+    }
+    o.mirroring_max_endpoints_per_subset = max as usize;
+    Ok(())
 }
 
 /// Why the command line was not turned into options.
@@ -400,6 +430,50 @@ mod tests {
         assert!(parse_err(&["--allocate-node-cidrs"]).contains("--cluster-cidr"));
         assert!(
             parse_err(&["--cluster-signing-cert-file=/x"]).contains("--cluster-signing-key-file")
+        );
+    }
+
+    #[test]
+    fn mirroring_and_legacy_token_flags_are_plumbed_and_validated() {
+        let (d, _) = parse_ok(&[]);
+        assert_eq!(d.concurrency.mirroring_service_endpoint, 5);
+        assert_eq!(d.mirroring_max_endpoints_per_subset, 1000);
+        assert_eq!(
+            d.mirroring_endpointslice_updates_batch_period,
+            std::time::Duration::ZERO
+        );
+        assert_eq!(
+            d.legacy_service_account_token_clean_up_period,
+            std::time::Duration::from_secs(8760 * 3600)
+        );
+        let (o, ignored) = parse_ok(&[
+            "--mirroring-concurrent-service-endpoint-syncs=7",
+            "--mirroring-max-endpoints-per-subset=250",
+            "--mirroring-endpointslice-updates-batch-period=2s",
+            "--legacy-service-account-token-clean-up-period=720h",
+        ]);
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(o.concurrency.mirroring_service_endpoint, 7);
+        assert_eq!(o.mirroring_max_endpoints_per_subset, 250);
+        assert_eq!(
+            o.mirroring_endpointslice_updates_batch_period,
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(
+            o.legacy_service_account_token_clean_up_period,
+            std::time::Duration::from_secs(720 * 3600)
+        );
+        assert!(parse_err(&["--mirroring-max-endpoints-per-subset=0"])
+            .contains("--mirroring-max-endpoints-per-subset"));
+        assert!(parse_err(&["--mirroring-max-endpoints-per-subset=1001"])
+            .contains("--mirroring-max-endpoints-per-subset"));
+        assert!(
+            parse_err(&["--mirroring-concurrent-service-endpoint-syncs=51"])
+                .contains("--mirroring-concurrent-service-endpoint-syncs")
+        );
+        assert!(
+            parse_err(&["--legacy-service-account-token-clean-up-period=soon"])
+                .contains("legacy-service-account-token-clean-up-period")
         );
     }
 

@@ -60,6 +60,14 @@ pub struct KcmOptions {
     pub min_resync_period: Duration,
     /// `--cluster-name` ("kubernetes").
     pub cluster_name: String,
+    /// `--mirroring-max-endpoints-per-subset` (1000, at most 1000): endpoints per mirrored slice.
+    pub mirroring_max_endpoints_per_subset: usize,
+    /// `--mirroring-endpointslice-updates-batch-period` (0): delay before a mirrored
+    /// EndpointSlice's change is acted on, to batch changes.
+    pub mirroring_endpointslice_updates_batch_period: Duration,
+    /// `--legacy-service-account-token-clean-up-period` (8760h): how long a legacy token
+    /// must go unused before it is marked invalid, and then deleted.
+    pub legacy_service_account_token_clean_up_period: Duration,
     /// `--kube-api-qps` (20).
     pub kube_api_qps: f32,
     /// `--kube-api-burst` (30).
@@ -203,6 +211,9 @@ impl Default for KcmOptions {
             resource_quota_sync_period: Duration::from_secs(300),
             min_resync_period: Duration::from_secs(12 * 3600),
             cluster_name: "kubernetes".to_string(),
+            mirroring_max_endpoints_per_subset: 1000,
+            mirroring_endpointslice_updates_batch_period: Duration::ZERO,
+            legacy_service_account_token_clean_up_period: Duration::from_secs(8760 * 3600),
             kube_api_qps: 20.0,
             kube_api_burst: 30,
             kube_api_content_type: "application/vnd.kubernetes.protobuf".to_string(),

@@ -26,7 +26,7 @@ pub const SERVICE_ACCOUNT: &str = "legacy-service-account-token-cleaner";
 pub const LAST_USED_LABEL: &str = "kubernetes.io/legacy-token-last-used";
 /// Label this controller sets to the day it found a token unused.
 pub const INVALID_SINCE_LABEL: &str = "kubernetes.io/legacy-token-invalid-since";
-/// Upstream's default clean-up period (the flag is accepted but not yet plumbed here).
+/// Upstream's default `--legacy-service-account-token-clean-up-period` (one year).
 pub const CLEAN_UP_PERIOD: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How often every token is evaluated.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(24 * 3600);
@@ -228,8 +228,9 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     })
     .await?;
     let client = ctx.client_for(SERVICE_ACCOUNT).await?;
+    let period = ctx.options.legacy_service_account_token_clean_up_period;
     loop {
-        if let Err(e) = evaluate(&client, &secrets, &accounts, &pods).await {
+        if let Err(e) = evaluate(&client, &secrets, &accounts, &pods, period).await {
             tracing::error!(error = %format!("{e:#}"), "evaluating legacy service account tokens");
         }
         tokio::select! {
@@ -244,6 +245,7 @@ async fn evaluate(
     secrets: &Store<Secret>,
     accounts: &Store<ServiceAccount>,
     pods: &Store<Pod>,
+    period: Duration,
 ) -> anyhow::Result<()> {
     let now = jiff::Timestamp::now();
     let tracking: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
@@ -253,7 +255,7 @@ async fn evaluate(
         .data
         .and_then(|d| d.get("since").cloned())
         .ok_or_else(|| anyhow::anyhow!("configMap does not have since label"))?;
-    if !tracked_long_enough(&since, now, CLEAN_UP_PERIOD) {
+    if !tracked_long_enough(&since, now, period) {
         return Ok(());
     }
     let mut mounted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -287,13 +289,7 @@ async fn evaluate(
             names
         });
         let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
-        match decide(
-            &secret,
-            referenced,
-            used.contains(&name),
-            now,
-            CLEAN_UP_PERIOD,
-        ) {
+        match decide(&secret, referenced, used.contains(&name), now, period) {
             Action::Keep => {}
             Action::MarkInvalid(day) => {
                 tracing::info!(secret = %format!("{ns}/{name}"), invalid_since = %day, "Mark the auto-generated service account token as invalid");
@@ -428,6 +424,36 @@ mod tests {
             Action::Keep,
             "mounted by a pod"
         );
+    }
+
+    #[test]
+    fn the_flag_sets_the_period() {
+        let defaults = crate::options::KcmOptions::default();
+        assert_eq!(
+            defaults.legacy_service_account_token_clean_up_period,
+            CLEAN_UP_PERIOD
+        );
+        let argv = [
+            "kube-controller-manager",
+            "--legacy-service-account-token-clean-up-period=720h",
+        ];
+        let (o, _) = crate::options::flags::parse(argv.map(std::ffi::OsString::from))
+            .unwrap()
+            .unwrap();
+        let month = o.legacy_service_account_token_clean_up_period;
+        assert_eq!(month, Duration::from_secs(30 * 24 * 3600));
+        // Unused for two months: kept under the one-year default, marked under 720h.
+        let two_months_unused = secret("2024-01-01T00:00:00Z", &[(LAST_USED_LABEL, "2026-04-15")]);
+        assert_eq!(
+            decide(&two_months_unused, true, false, now(), YEAR),
+            Action::Keep
+        );
+        assert_eq!(
+            decide(&two_months_unused, true, false, now(), month),
+            Action::MarkInvalid("2026-06-15".into())
+        );
+        assert!(tracked_long_enough("2026-05-01", now(), month));
+        assert!(!tracked_long_enough("2026-05-01", now(), YEAR));
     }
 
     #[test]

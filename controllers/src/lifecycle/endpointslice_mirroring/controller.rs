@@ -1,0 +1,289 @@
+//! The informers, queue and writes around [`super::desired`] and [`super::plan`]: Endpoints,
+//! Services and this controller's EndpointSlices are watched; each key is an Endpoints
+//! `(namespace, name)`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use component_base::events::{EventRecorder, EventSpec, EventType};
+use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::Api;
+
+use super::desired::{desired, should_mirror, Desired};
+use super::plan::plan;
+use super::tracker::{Key, Tracker};
+use super::{COMPONENT, MANAGED_BY, SERVICE_ACCOUNT};
+use crate::context::ControllerContext;
+use crate::lifecycle::endpoints::slices::{MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
+use crate::lifecycle::{errors, informer, queue::WorkQueue};
+
+/// Upstream's per-key retry backoff (1s doubling to 100s).
+const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(100));
+
+struct State {
+    client: kube::Client,
+    endpoints: Store<Endpoints>,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    tracker: Arc<Tracker>,
+    recorder: EventRecorder,
+    max_per_subset: usize,
+}
+
+fn key(ns: Option<&String>, name: Option<&String>) -> Option<Key> {
+    Some((ns?.clone(), name?.clone()))
+}
+
+/// Whether `svc` has no selector (its Endpoints are written by hand and mirrored).
+pub fn selectorless(svc: &Service) -> bool {
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .is_none_or(|s| s.is_empty())
+}
+
+fn slice_key(s: &EndpointSlice) -> Option<Key> {
+    let svc = s.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+    key(s.metadata.namespace.as_ref(), Some(svc))
+}
+
+/// Runs endpointslice-mirroring-controller until shutdown.
+pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
+    let opts = &ctx.options;
+    let batch = opts.mirroring_endpointslice_updates_batch_period;
+    let queue: WorkQueue<Key> = WorkQueue::with_backoff(BACKOFF.0, BACKOFF.1);
+    let tracker = Arc::new(Tracker::default());
+    let sd = ctx.shutdown.clone();
+
+    let (q, t) = (queue.clone(), tracker.clone());
+    let slices = informer::spawn(
+        Api::<EndpointSlice>::all(ctx.client.clone()),
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+        sd.clone(),
+        move |s: &EndpointSlice, change| {
+            let Some(k) = slice_key(s) else { return };
+            let sync = match change {
+                informer::Change::Applied => t.should_sync(s),
+                // A slice of ours deleted by someone else is recreated.
+                informer::Change::Deleted => t.has(s) && !t.handle_deletion(s),
+            };
+            if sync {
+                q.add_after(k, batch);
+            }
+        },
+    );
+    let (q, t) = (queue.clone(), tracker.clone());
+    let endpoints = informer::spawn(
+        Api::<Endpoints>::all(ctx.client.clone()),
+        watcher::Config::default(),
+        sd.clone(),
+        move |e: &Endpoints, _| {
+            let Some(k) = key(e.metadata.namespace.as_ref(), e.metadata.name.as_ref()) else {
+                return;
+            };
+            // Skipped Endpoints only matter when they were mirrored before.
+            if should_mirror(e) || t.tracks(&k) {
+                q.add(k);
+            }
+        },
+    );
+    let (q, t) = (queue.clone(), tracker.clone());
+    let services = informer::spawn(
+        Api::<Service>::all(ctx.client.clone()),
+        watcher::Config::default(),
+        sd.clone(),
+        move |s: &Service, _| {
+            let Some(k) = key(s.metadata.namespace.as_ref(), s.metadata.name.as_ref()) else {
+                return;
+            };
+            // A Service that gained a selector has its mirrored slices removed.
+            if selectorless(s) || t.tracks(&k) {
+                q.add(k);
+            }
+        },
+    );
+    let (e, s, sl) = (endpoints.clone(), services.clone(), slices.clone());
+    informer::wait_synced(&sd, async move {
+        let _ = e.wait_until_ready().await;
+        let _ = s.wait_until_ready().await;
+        let _ = sl.wait_until_ready().await;
+    })
+    .await?;
+    let client = ctx.client_for(SERVICE_ACCOUNT).await?;
+    let state = Arc::new(State {
+        recorder: EventRecorder::new(
+            client.clone(),
+            COMPONENT,
+            &format!("{COMPONENT}-{}", hostname()),
+        ),
+        client,
+        endpoints,
+        services,
+        slices,
+        tracker,
+        max_per_subset: opts.mirroring_max_endpoints_per_subset,
+    });
+    tracing::info!(
+        workers = opts.concurrency.mirroring_service_endpoint,
+        max_endpoints_per_subset = state.max_per_subset,
+        "Starting EndpointSliceMirroring controller"
+    );
+    queue
+        .run(
+            "endpointslice-mirroring",
+            opts.concurrency.mirroring_service_endpoint,
+            sd,
+            move |(ns, name)| {
+                let state = state.clone();
+                async move { sync(&state, &ns, &name).await }
+            },
+        )
+        .await;
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// This controller's slices of the Endpoints `ns/name`, from the cache.
+fn mirrored(state: &State, ns: &str, name: &str) -> Vec<EndpointSlice> {
+    state
+        .slices
+        .state()
+        .iter()
+        .filter(|s| {
+            s.metadata.namespace.as_deref() == Some(ns)
+                && s.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                    .map(String::as_str)
+                    == Some(name)
+        })
+        .map(|s| s.as_ref().clone())
+        .collect()
+}
+
+async fn delete_all(state: &State, ns: &str, name: &str) -> anyhow::Result<()> {
+    state
+        .tracker
+        .delete_endpoints(&(ns.to_string(), name.to_string()));
+    let api: Api<EndpointSlice> = Api::namespaced(state.client.clone(), ns);
+    for s in mirrored(state, ns, name) {
+        if let Some(n) = &s.metadata.name {
+            errors::ignore_not_found(api.delete(n, &DeleteParams::default()).await)?;
+        }
+    }
+    Ok(())
+}
+
+async fn sync(state: &State, ns: &str, name: &str) -> anyhow::Result<()> {
+    let k = (ns.to_string(), name.to_string());
+    let Some(endpoints) = state.endpoints.get(&ObjectRef::new(name).within(ns)) else {
+        return delete_all(state, ns, name).await;
+    };
+    if !should_mirror(&endpoints) {
+        return delete_all(state, ns, name).await;
+    }
+    let svc = state.services.get(&ObjectRef::new(name).within(ns));
+    if !svc.is_some_and(|s| selectorless(&s)) {
+        return delete_all(state, ns, name).await;
+    }
+    let existing = mirrored(state, ns, name);
+    if state.tracker.stale(&k, &existing) {
+        anyhow::bail!("EndpointSlice informer cache is out of date");
+    }
+    let want = desired(&endpoints, state.max_per_subset);
+    record_events(state, &endpoints, &want);
+    let plan = plan(&endpoints, &want, &existing, state.max_per_subset);
+    let api: Api<EndpointSlice> = Api::namespaced(state.client.clone(), ns);
+    if endpoints.metadata.deletion_timestamp.is_none() {
+        for s in &plan.create {
+            match api.create(&PostParams::default(), s).await {
+                Ok(created) => state.tracker.update(&created),
+                Err(e) if errors::is_namespace_terminating(&e) => return Ok(()),
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("creating EndpointSlice for Endpoints {ns}/{name}")))
+                }
+            }
+        }
+    }
+    for s in &plan.update {
+        let slice_name = s.metadata.name.as_deref().unwrap_or_default();
+        let updated = api
+            .replace(slice_name, &PostParams::default(), s)
+            .await
+            .map_err(|e| {
+                anyhow::Error::new(e).context(format!(
+                    "updating EndpointSlice {slice_name} for Endpoints {ns}/{name}"
+                ))
+            })?;
+        state.tracker.update(&updated);
+    }
+    for n in &plan.delete {
+        errors::ignore_not_found(api.delete(n, &DeleteParams::default()).await).map_err(|e| {
+            anyhow::Error::new(e).context(format!(
+                "deleting EndpointSlice {n} for Endpoints {ns}/{name}"
+            ))
+        })?;
+        if let Some(s) = existing
+            .iter()
+            .find(|s| s.metadata.name.as_ref() == Some(n))
+        {
+            state.tracker.expect_deletion(s);
+        }
+    }
+    Ok(())
+}
+
+/// Upstream's warnings on the Endpoints: invalid IPs, and addresses beyond the maximum.
+fn record_events(state: &State, endpoints: &Endpoints, want: &Desired) {
+    let mut events = Vec::new();
+    if want.invalid > 0 {
+        events.push((
+            "InvalidIPAddress",
+            format!(
+                "Skipped {} invalid IP addresses when mirroring to EndpointSlices",
+                want.invalid
+            ),
+        ));
+    }
+    if want.over_capacity() > 0 {
+        tracing::info!(endpoints = %format!("{}/{}", endpoints.metadata.namespace.as_deref().unwrap_or_default(), endpoints.metadata.name.as_deref().unwrap_or_default()), skipped = want.skipped, "Addresses in Endpoints were skipped due to exceeding MaxEndpointsPerSubset");
+        events.push((
+            "TooManyAddressesToMirror",
+            format!(
+                "A max of {} addresses can be mirrored to EndpointSlices per Endpoints subset. {} addresses were skipped",
+                state.max_per_subset, want.skipped
+            ),
+        ));
+    }
+    for (reason, note) in events {
+        let spec = EventSpec {
+            regarding: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Endpoints".into()),
+                name: endpoints.metadata.name.clone(),
+                namespace: endpoints.metadata.namespace.clone(),
+                uid: endpoints.metadata.uid.clone(),
+                resource_version: endpoints.metadata.resource_version.clone(),
+                ..Default::default()
+            },
+            related: None,
+            type_: EventType::Warning,
+            reason: reason.into(),
+            action: "Mirroring".into(),
+            note,
+        };
+        let recorder = state.recorder.clone();
+        tokio::spawn(async move { recorder.record(spec).await });
+    }
+}
