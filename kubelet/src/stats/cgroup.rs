@@ -1,0 +1,293 @@
+//! Reading a cgroup's usage — CPU time, memory, process count — from cgroupfs (v1: one
+//! directory per controller; v2: the unified tree), as cAdvisor reads them for upstream.
+
+use chrono::{DateTime, Utc};
+use std::path::{Path, PathBuf};
+
+/// One reading of a cgroup.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CgroupSample {
+    /// When read.
+    pub time: DateTime<Utc>,
+    /// Cumulative CPU time in nanoseconds.
+    pub cpu_usage_ns: Option<u64>,
+    /// Memory.
+    pub memory: Option<MemorySample>,
+    /// Processes in the cgroup and its descendants.
+    pub processes: Option<u64>,
+}
+
+/// Memory figures of a cgroup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemorySample {
+    /// Total usage (incl. page cache).
+    pub usage: u64,
+    /// Usage minus inactive file pages.
+    pub working_set: u64,
+    /// Anonymous memory.
+    pub rss: u64,
+    /// Page faults.
+    pub page_faults: u64,
+    /// Major page faults.
+    pub major_page_faults: u64,
+    /// Swap in use.
+    pub swap: u64,
+    /// The limit, when there is one.
+    pub limit: Option<u64>,
+}
+
+impl MemorySample {
+    /// Limit minus working set, when limited (upstream's availableBytes).
+    pub fn available(&self) -> Option<u64> {
+        self.limit.map(|l| l.saturating_sub(self.working_set))
+    }
+}
+
+/// Above this a memory limit is "unlimited" (the kernel rounds `-1` down to a page).
+const UNLIMITED: u64 = 1 << 62;
+
+fn stat_value(stat: &str, key: &str) -> Option<u64> {
+    stat.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// Memory from v1 files: `memory.usage_in_bytes`, `memory.limit_in_bytes`, `memory.stat`.
+pub fn parse_v1_memory(usage: u64, limit: u64, stat: &str) -> MemorySample {
+    let inactive = stat_value(stat, "total_inactive_file").unwrap_or(0);
+    MemorySample {
+        usage,
+        working_set: usage.saturating_sub(inactive),
+        rss: stat_value(stat, "total_rss").unwrap_or(0),
+        page_faults: stat_value(stat, "total_pgfault").unwrap_or(0),
+        major_page_faults: stat_value(stat, "total_pgmajfault").unwrap_or(0),
+        swap: stat_value(stat, "total_swap").unwrap_or(0),
+        limit: (limit < UNLIMITED).then_some(limit),
+    }
+}
+
+/// Memory from v2 files: `memory.current`, `memory.max` (`max` = unlimited), `memory.stat`.
+pub fn parse_v2_memory(current: u64, max: &str, stat: &str) -> MemorySample {
+    let inactive = stat_value(stat, "inactive_file").unwrap_or(0);
+    MemorySample {
+        usage: current,
+        working_set: current.saturating_sub(inactive),
+        rss: stat_value(stat, "anon").unwrap_or(0),
+        page_faults: stat_value(stat, "pgfault").unwrap_or(0),
+        major_page_faults: stat_value(stat, "pgmajfault").unwrap_or(0),
+        swap: 0,
+        limit: max.trim().parse::<u64>().ok().filter(|l| *l < UNLIMITED),
+    }
+}
+
+/// CPU time in nanoseconds from v2 `cpu.stat` (`usage_usec`).
+pub fn parse_v2_cpu(stat: &str) -> Option<u64> {
+    stat_value(stat, "usage_usec").map(|us| us * 1000)
+}
+
+fn read_u64(p: &Path) -> Option<u64> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// Counts the PIDs in `cgroup.procs` of `dir` and every cgroup below it.
+fn count_procs(dir: &Path) -> Option<u64> {
+    let own = std::fs::read_to_string(dir.join("cgroup.procs")).ok()?;
+    let mut n = own.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                n += count_procs(&e.path()).unwrap_or(0);
+            }
+        }
+    }
+    Some(n)
+}
+
+/// cgroupfs mounted at one place, v1 or v2.
+#[derive(Debug, Clone)]
+pub struct CgroupFs {
+    mount: PathBuf,
+    v2: bool,
+}
+
+impl CgroupFs {
+    /// The hierarchy at `mount` (`/sys/fs/cgroup`); v2 when `cgroup.controllers` is there.
+    pub fn new(mount: PathBuf) -> Self {
+        let v2 = mount.join("cgroup.controllers").exists();
+        CgroupFs { mount, v2 }
+    }
+
+    /// The host's hierarchy.
+    pub fn host() -> Self {
+        Self::new(PathBuf::from("/sys/fs/cgroup"))
+    }
+
+    fn dir(&self, controller: &str, path: &str) -> PathBuf {
+        let rel = path.trim_start_matches('/');
+        if self.v2 {
+            self.mount.join(rel)
+        } else {
+            self.mount.join(controller).join(rel)
+        }
+    }
+
+    /// Whether the cgroup exists.
+    pub fn exists(&self, path: &str) -> bool {
+        self.dir("memory", path).is_dir()
+    }
+
+    /// When the cgroup was created (its memory directory's birth or change time).
+    pub fn created(&self, path: &str) -> Option<DateTime<Utc>> {
+        let meta = std::fs::metadata(self.dir("memory", path)).ok()?;
+        let t = meta.created().or_else(|_| meta.modified()).ok()?;
+        Some(t.into())
+    }
+
+    /// Reads the cgroup at `path` (e.g. `/kubepods/burstable/pod<uid>`); `None` when it
+    /// does not exist.
+    pub fn sample(&self, path: &str) -> Option<CgroupSample> {
+        if !self.exists(path) {
+            return None;
+        }
+        let time = Utc::now();
+        if self.v2 {
+            let dir = self.dir("", path);
+            let stat = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
+            let max = std::fs::read_to_string(dir.join("memory.max")).unwrap_or_default();
+            let memory = read_u64(&dir.join("memory.current")).map(|current| MemorySample {
+                swap: read_u64(&dir.join("memory.swap.current")).unwrap_or(0),
+                ..parse_v2_memory(current, &max, &stat)
+            });
+            return Some(CgroupSample {
+                time,
+                cpu_usage_ns: std::fs::read_to_string(dir.join("cpu.stat"))
+                    .ok()
+                    .and_then(|s| parse_v2_cpu(&s)),
+                memory,
+                processes: count_procs(&dir),
+            });
+        }
+        let mem = self.dir("memory", path);
+        let memory = read_u64(&mem.join("memory.usage_in_bytes")).map(|usage| {
+            let limit = read_u64(&mem.join("memory.limit_in_bytes")).unwrap_or(u64::MAX);
+            let stat = std::fs::read_to_string(mem.join("memory.stat")).unwrap_or_default();
+            parse_v1_memory(usage, limit, &stat)
+        });
+        let pids = self.dir("pids", path);
+        let processes = if pids.is_dir() {
+            count_procs(&pids)
+        } else {
+            count_procs(&self.dir("cpu", path))
+        };
+        Some(CgroupSample {
+            time,
+            cpu_usage_ns: read_u64(&self.dir("cpuacct", path).join("cpuacct.usage")),
+            memory,
+            processes,
+        })
+    }
+
+    /// The first PID in the cgroup (the sandbox's pause process, for its network).
+    pub fn first_pid(&self, path: &str) -> Option<u32> {
+        let procs = std::fs::read_to_string(self.dir("pids", path).join("cgroup.procs"))
+            .or_else(|_| std::fs::read_to_string(self.dir("memory", path).join("cgroup.procs")))
+            .ok()?;
+        procs.lines().find_map(|l| l.trim().parse().ok())
+    }
+
+    /// The cgroup of process `pid` (its memory controller's path on v1).
+    pub fn of_pid(&self, pid: u32) -> Option<String> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        cgroup_of(&text, self.v2)
+    }
+}
+
+/// The path in `/proc/<pid>/cgroup` of the memory controller (v1) or the unified entry (v2).
+pub fn cgroup_of(proc_cgroup: &str, v2: bool) -> Option<String> {
+    proc_cgroup.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let hit = if v2 {
+            controllers.is_empty()
+        } else {
+            controllers.split(',').any(|c| c == "memory")
+        };
+        hit.then(|| path.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1_STAT: &str = "cache 8192\nrss 4096\ntotal_cache 1048576\ntotal_rss 2097152\n\
+total_inactive_file 524288\ntotal_pgfault 300\ntotal_pgmajfault 2\n";
+
+    #[test]
+    fn v1_memory_uses_the_hierarchical_totals() {
+        let m = parse_v1_memory(4 << 20, 16 << 20, V1_STAT);
+        assert_eq!(m.usage, 4 << 20);
+        assert_eq!(m.working_set, (4 << 20) - 524288);
+        assert_eq!(m.rss, 2097152);
+        assert_eq!(m.page_faults, 300);
+        assert_eq!(m.major_page_faults, 2);
+        assert_eq!(m.available(), Some((16 << 20) - m.working_set));
+    }
+
+    #[test]
+    fn unlimited_memory_has_no_available_bytes() {
+        let m = parse_v1_memory(100, 9223372036854771712, V1_STAT);
+        assert_eq!(m.limit, None);
+        assert_eq!(m.available(), None);
+        // Inactive file pages above usage do not underflow.
+        assert_eq!(m.working_set, 0);
+    }
+
+    #[test]
+    fn v2_memory_and_cpu() {
+        let stat = "anon 1000\nfile 5000\ninactive_file 3000\npgfault 7\npgmajfault 1\n";
+        let m = parse_v2_memory(10_000, "max\n", stat);
+        assert_eq!((m.working_set, m.rss, m.limit), (7000, 1000, None));
+        assert_eq!(
+            parse_v2_memory(10_000, "20000\n", stat).available(),
+            Some(13000)
+        );
+        assert_eq!(
+            parse_v2_cpu("usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n"),
+            Some(1_500_000)
+        );
+        assert_eq!(parse_v2_cpu("nr_periods 0\n"), None);
+    }
+
+    #[test]
+    fn process_cgroup_from_proc() {
+        let text = "12:pids:/kubepods/podA\n4:memory:/kubepods/podA/c1\n2:cpu,cpuacct:/x\n0::/\n";
+        assert_eq!(cgroup_of(text, false).as_deref(), Some("/kubepods/podA/c1"));
+        assert_eq!(cgroup_of(text, true).as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn reads_a_v1_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = CgroupFs::new(dir.path().to_path_buf());
+        assert!(fs.sample("/kubepods/podx").is_none());
+        let mem = dir.path().join("memory/kubepods/podx");
+        let cpu = dir.path().join("cpuacct/kubepods/podx");
+        let pids = dir.path().join("pids/kubepods/podx");
+        for d in [&mem, &cpu, &pids.join("c1")] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(mem.join("memory.usage_in_bytes"), "4194304\n").unwrap();
+        std::fs::write(mem.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
+        std::fs::write(mem.join("memory.stat"), V1_STAT).unwrap();
+        std::fs::write(cpu.join("cpuacct.usage"), "123456789\n").unwrap();
+        std::fs::write(pids.join("cgroup.procs"), "").unwrap();
+        std::fs::write(pids.join("c1/cgroup.procs"), "10\n11\n").unwrap();
+        let s = fs.sample("/kubepods/podx").unwrap();
+        assert_eq!(s.cpu_usage_ns, Some(123456789));
+        assert_eq!(s.memory.unwrap().working_set, 4194304 - 524288);
+        assert_eq!(s.processes, Some(2));
+        assert_eq!(fs.first_pid("/kubepods/podx/c1"), Some(10));
+    }
+}
