@@ -251,8 +251,9 @@ pub struct ContainerInputs {
     pub env: Vec<(String, String)>,
     /// The expanded command and args.
     pub command: (Vec<String>, Vec<String>),
-    /// Host paths of the pod's volumes by volume name.
-    pub volumes: HashMap<String, PathBuf>,
+    /// The host path of each of the container's volumeMounts, in order (subPaths already
+    /// prepared: see [`crate::volumes::subpath::mount_sources`]).
+    pub mount_sources: Vec<PathBuf>,
     /// The host file mounted at terminationMessagePath.
     pub termination_log: Option<PathBuf>,
     /// The kubelet-managed /etc/hosts (non-hostNetwork pods).
@@ -305,25 +306,17 @@ pub fn container_config(
         .volume_mounts
         .iter()
         .flatten()
-        .filter_map(|m| {
-            let base = inputs.volumes.get(&m.name)?;
-            let host = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
-                Some(sub) => base.join(sub.trim_start_matches('/')),
-                None => base.clone(),
-            };
-            Some(cri::Mount {
-                container_path: m.mount_path.clone(),
-                host_path: host.display().to_string(),
-                readonly: m.read_only.unwrap_or(false),
-                propagation: match m.mount_propagation.as_deref() {
-                    Some("HostToContainer") => {
-                        cri::MountPropagation::PropagationHostToContainer as i32
-                    }
-                    Some("Bidirectional") => cri::MountPropagation::PropagationBidirectional as i32,
-                    _ => cri::MountPropagation::PropagationPrivate as i32,
-                },
-                ..Default::default()
-            })
+        .zip(&inputs.mount_sources)
+        .map(|(m, host)| cri::Mount {
+            container_path: m.mount_path.clone(),
+            host_path: host.display().to_string(),
+            readonly: m.read_only.unwrap_or(false),
+            propagation: match m.mount_propagation.as_deref() {
+                Some("HostToContainer") => cri::MountPropagation::PropagationHostToContainer as i32,
+                Some("Bidirectional") => cri::MountPropagation::PropagationBidirectional as i32,
+                _ => cri::MountPropagation::PropagationPrivate as i32,
+            },
+            ..Default::default()
         })
         .collect();
     let mounted = |p: &str, mounts: &[cri::Mount]| mounts.iter().any(|m| m.container_path == p);

@@ -273,20 +273,30 @@ impl PodRuntime {
             );
             return Err(e.into());
         }
+        // A container whose config cannot be built (env, mounts, subPaths) waits with
+        // CreateContainerConfigError and a Failed event, as upstream's startContainer.
+        let config_error = |message: String| {
+            event(
+                EventType::Warning,
+                reason::FAILED,
+                &format!("Error: {message}"),
+            );
+            StartFailure {
+                reason: "CreateContainerConfigError".into(),
+                message,
+            }
+        };
         let mut sources = inputs.env.clone();
         sources.pod_ips = pod_ips.to_vec();
-        let env = env::container_env(pod, c, &sources).map_err(|e| StartFailure {
-            reason: "CreateContainerConfigError".into(),
-            message: e.to_string(),
-        })?;
+        let env = env::container_env(pod, c, &sources).map_err(|e| config_error(e.to_string()))?;
         let command = env::command_line(c, &env);
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let pod_dir = self.pod_dir(&uid);
+        let mount_sources =
+            crate::volumes::subpath::mount_sources(&pod_dir, c, &inputs.volumes, &env)
+                .map_err(config_error)?;
         let termination_log = config::termination_log_path(&pod_dir, &c.name, restart_count);
-        let io_err = |e: std::io::Error| StartFailure {
-            reason: "CreateContainerConfigError".into(),
-            message: e.to_string(),
-        };
+        let io_err = |e: std::io::Error| config_error(e.to_string());
         if let Some(dir) = termination_log.parent() {
             std::fs::create_dir_all(dir).map_err(io_err)?;
         }
@@ -306,7 +316,7 @@ impl PodRuntime {
         let container_inputs = ContainerInputs {
             env,
             command,
-            volumes: inputs.volumes.clone(),
+            mount_sources,
             termination_log: Some(termination_log),
             etc_hosts,
             image,

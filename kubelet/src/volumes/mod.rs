@@ -1,10 +1,12 @@
 //! Pod volumes: emptyDir (disk or tmpfs), hostPath (type-checked), configMap, secret,
 //! downwardAPI and projected (incl. serviceAccountToken and kube-root-ca.crt, i.e. the
 //! kube-api-access volume). Contents are written with the [`atomic`] writer so updates
-//! reach running pods.
+//! reach running pods. Container mounts with `subPath`/`subPathExpr` are prepared by
+//! [`subpath`].
 
 pub mod atomic;
 pub mod source;
+pub mod subpath;
 
 use atomic::FileProjection;
 use futures::future::BoxFuture;
@@ -352,12 +354,44 @@ fn check_host_path(path: &Path, kind: &str) -> Result<(), String> {
     }
 }
 
-fn is_mountpoint(dir: &Path) -> bool {
+/// The mount points listed in `/proc/self/mounts` (octal escapes decoded).
+fn mount_points() -> Vec<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let d = dir.display().to_string();
     mounts
         .lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(d.as_str()))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|p| PathBuf::from(unescape_mount_path(p)))
+        .collect()
+}
+
+/// Undoes the `\ooo` escapes of space, tab, newline and backslash in a mounts line.
+fn unescape_mount_path(p: &str) -> String {
+    let b = p.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) if b[i] == b'\\' => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether something is mounted on `dir` (compared by its resolved path, as the kernel
+/// lists it).
+fn is_mountpoint(dir: &Path) -> bool {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    mount_points().contains(&dir)
 }
 
 fn mount_tmpfs(dir: &Path, size: Option<i64>) -> Result<(), String> {
@@ -375,21 +409,26 @@ fn mount_tmpfs(dir: &Path, size: Option<i64>) -> Result<(), String> {
     .map_err(|e| format!("mount tmpfs on {}: {e}", dir.display()))
 }
 
-/// Unmounts the pod's tmpfs volumes and removes its directory.
+/// Unmounts everything mounted below the pod's directory (subPath bind mounts, tmpfs
+/// volumes; deepest first) and then removes the directory. Nothing is removed while a
+/// mount remains, so a volume's contents are never deleted through a bind mount.
 pub fn teardown_pod_dir(pod_dir: &Path) -> std::io::Result<()> {
-    let volumes = pod_dir.join("volumes");
-    if let Ok(plugins) = std::fs::read_dir(&volumes) {
-        for plugin in plugins.flatten() {
-            for v in std::fs::read_dir(plugin.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                if is_mountpoint(&v.path()) {
-                    nix::mount::umount2(&v.path(), nix::mount::MntFlags::MNT_DETACH)
-                        .map_err(std::io::Error::from)?;
-                }
-            }
+    let real = match std::fs::canonicalize(pod_dir) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut below: Vec<PathBuf> = mount_points()
+        .into_iter()
+        .filter(|m| m.starts_with(&real) && *m != real)
+        .collect();
+    below.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    below.dedup();
+    for m in &below {
+        // A path mounted over more than once is listed once per mount.
+        while is_mountpoint(m) {
+            nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH)
+                .map_err(|e| std::io::Error::other(format!("unmount {}: {e}", m.display())))?;
         }
     }
     match std::fs::remove_dir_all(pod_dir) {

@@ -82,10 +82,9 @@ fn container_config_carries_resources_mounts_and_readoption_labels() {
     let p = pod(serde_json::json!({}));
     let c = &p.spec.as_ref().unwrap().containers[0];
     let inputs = ContainerInputs {
-        volumes: HashMap::from([(
-            "data".to_string(),
-            PathBuf::from("/var/lib/kubelet/pods/u1/volumes/data"),
-        )]),
+        mount_sources: vec![PathBuf::from(
+            "/var/lib/kubelet/pods/u1/volume-subpaths/data/c/0",
+        )],
         image: "docker.io/library/busybox:1.35".into(),
         ..Default::default()
     };
@@ -96,7 +95,7 @@ fn container_config_carries_resources_mounts_and_readoption_labels() {
     assert_eq!(cfg.labels[labels::CONTAINER_NAME], "c");
     assert_eq!(
         cfg.mounts[0].host_path,
-        "/var/lib/kubelet/pods/u1/volumes/data/x"
+        "/var/lib/kubelet/pods/u1/volume-subpaths/data/c/0"
     );
     let r = cfg.linux.unwrap().resources.unwrap();
     assert_eq!(
