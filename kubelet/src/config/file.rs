@@ -125,18 +125,18 @@ pub struct KubeletConfiguration {
     /// `nodeLeaseDurationSeconds`: Lease duration (default 40).
     #[serde(rename = "nodeLeaseDurationSeconds")]
     pub node_lease_duration_seconds: Option<i32>,
-    /// `imageMinimumGCAge`: Accepted for compatibility; not implemented.
+    /// `imageMinimumGCAge`: Minimum age of an unused image before it is collected (2m; 0 = default).
     #[serde(rename = "imageMinimumGCAge")]
-    pub image_minimum_gc_age: Option<serde_yaml::Value>,
-    /// `imageMaximumGCAge`: Accepted for compatibility; not implemented.
+    pub image_minimum_gc_age: Option<GoDuration>,
+    /// `imageMaximumGCAge`: Unused images older than this are collected (0 = off).
     #[serde(rename = "imageMaximumGCAge")]
-    pub image_maximum_gc_age: Option<serde_yaml::Value>,
-    /// `imageGCHighThresholdPercent`: Accepted for compatibility; not implemented.
+    pub image_maximum_gc_age: Option<GoDuration>,
+    /// `imageGCHighThresholdPercent`: Image filesystem usage that starts collection (85).
     #[serde(rename = "imageGCHighThresholdPercent")]
-    pub image_gc_high_threshold_percent: Option<serde_yaml::Value>,
-    /// `imageGCLowThresholdPercent`: Accepted for compatibility; not implemented.
+    pub image_gc_high_threshold_percent: Option<i64>,
+    /// `imageGCLowThresholdPercent`: Usage collection frees down to (80).
     #[serde(rename = "imageGCLowThresholdPercent")]
-    pub image_gc_low_threshold_percent: Option<serde_yaml::Value>,
+    pub image_gc_low_threshold_percent: Option<i64>,
     /// `volumeStatsAggPeriod`: Accepted for compatibility; not implemented.
     #[serde(rename = "volumeStatsAggPeriod")]
     pub volume_stats_agg_period: Option<serde_yaml::Value>,
@@ -233,21 +233,21 @@ pub struct KubeletConfiguration {
     /// `evictionHard`: Hard eviction thresholds.
     #[serde(rename = "evictionHard")]
     pub eviction_hard: Option<BTreeMap<String, String>>,
-    /// `evictionSoft`: Accepted for compatibility; not implemented.
+    /// `evictionSoft`: Soft eviction thresholds (need a grace period each).
     #[serde(rename = "evictionSoft")]
-    pub eviction_soft: Option<serde_yaml::Value>,
-    /// `evictionSoftGracePeriod`: Accepted for compatibility; not implemented.
+    pub eviction_soft: Option<BTreeMap<String, String>>,
+    /// `evictionSoftGracePeriod`: How long each soft threshold must hold before evicting.
     #[serde(rename = "evictionSoftGracePeriod")]
-    pub eviction_soft_grace_period: Option<serde_yaml::Value>,
+    pub eviction_soft_grace_period: Option<BTreeMap<String, String>>,
     /// `evictionPressureTransitionPeriod`: how long a pressure condition outlives its cause (5m).
     #[serde(rename = "evictionPressureTransitionPeriod")]
     pub eviction_pressure_transition_period: Option<GoDuration>,
     /// `evictionMaxPodGracePeriod`: Accepted for compatibility; not implemented.
     #[serde(rename = "evictionMaxPodGracePeriod")]
     pub eviction_max_pod_grace_period: Option<serde_yaml::Value>,
-    /// `evictionMinimumReclaim`: Accepted for compatibility; not implemented.
+    /// `evictionMinimumReclaim`: How much more than a threshold must be free to end it.
     #[serde(rename = "evictionMinimumReclaim")]
-    pub eviction_minimum_reclaim: Option<serde_yaml::Value>,
+    pub eviction_minimum_reclaim: Option<BTreeMap<String, String>>,
     /// `mergeDefaultEvictionSettings`: Accepted for compatibility; not implemented.
     #[serde(rename = "mergeDefaultEvictionSettings")]
     pub merge_default_eviction_settings: Option<serde_yaml::Value>,
@@ -442,18 +442,6 @@ pub fn unimplemented_fields_set(c: &KubeletConfiguration) -> Vec<&'static str> {
     if c.streaming_connection_idle_timeout.is_some() {
         set.push("streamingConnectionIdleTimeout");
     }
-    if c.image_minimum_gc_age.is_some() {
-        set.push("imageMinimumGCAge");
-    }
-    if c.image_maximum_gc_age.is_some() {
-        set.push("imageMaximumGCAge");
-    }
-    if c.image_gc_high_threshold_percent.is_some() {
-        set.push("imageGCHighThresholdPercent");
-    }
-    if c.image_gc_low_threshold_percent.is_some() {
-        set.push("imageGCLowThresholdPercent");
-    }
     if c.volume_stats_agg_period.is_some() {
         set.push("volumeStatsAggPeriod");
     }
@@ -523,17 +511,8 @@ pub fn unimplemented_fields_set(c: &KubeletConfiguration) -> Vec<&'static str> {
     if c.max_parallel_image_pulls.is_some() {
         set.push("maxParallelImagePulls");
     }
-    if c.eviction_soft.is_some() {
-        set.push("evictionSoft");
-    }
-    if c.eviction_soft_grace_period.is_some() {
-        set.push("evictionSoftGracePeriod");
-    }
     if c.eviction_max_pod_grace_period.is_some() {
         set.push("evictionMaxPodGracePeriod");
-    }
-    if c.eviction_minimum_reclaim.is_some() {
-        set.push("evictionMinimumReclaim");
     }
     if c.merge_default_eviction_settings.is_some() {
         set.push("mergeDefaultEvictionSettings");

@@ -69,6 +69,13 @@ pub fn command() -> Command {
         .arg(value("kube-reserved", "Resources reserved for kubernetes system components (e.g. cpu=200m,memory=500Mi)."))
         .arg(value("system-reserved", "Resources reserved for non-kubernetes components (e.g. cpu=200m,memory=500Mi)."))
         .arg(value("eviction-hard", "Hard eviction thresholds (e.g. memory.available<1Gi)."))
+        .arg(value("eviction-soft", "Soft eviction thresholds (e.g. memory.available<1.5Gi); each needs a grace period."))
+        .arg(value("eviction-soft-grace-period", "Grace periods of the soft eviction thresholds (e.g. memory.available=1m30s)."))
+        .arg(value("eviction-minimum-reclaim", "Minimum reclaims once a threshold is met (e.g. imagefs.available=2Gi)."))
+        .arg(value("eviction-pressure-transition-period", "How long the kubelet waits before leaving an eviction pressure condition."))
+        .arg(value("image-gc-high-threshold", "The percent of disk usage after which image garbage collection is always run.").value_parser(clap::value_parser!(i64)))
+        .arg(value("image-gc-low-threshold", "The percent of disk usage before which image garbage collection is never run.").value_parser(clap::value_parser!(i64)))
+        .arg(value("minimum-image-ttl-duration", "Minimum age for an unused image before it is garbage collected."))
         .arg(value("enforce-node-allocatable", "Levels of node allocatable enforcement (none, pods, system-reserved, kube-reserved)."))
         .arg(value("v", "number for the log level verbosity").short('v').value_parser(clap::value_parser!(u8)))
         .arg(value("logging-format", "Sets the log format (text or json)."))
@@ -111,14 +118,14 @@ mod tests {
             command(),
             argv(&[
                 "kubelet",
-                "--image-gc-high-threshold",
-                "80",
+                "--volume-stats-agg-period",
+                "1m",
                 "--node-ip=10.0.0.1",
             ]),
         )
         .unwrap()
         .unwrap();
-        assert_eq!(ok.ignored, vec!["image-gc-high-threshold"]);
+        assert_eq!(ok.ignored, vec!["volume-stats-agg-period"]);
         assert_eq!(ok.matches.get_one::<String>("node-ip").unwrap(), "10.0.0.1");
     }
 }

@@ -87,6 +87,12 @@ pub struct Options {
     pub enforce_node_allocatable: Vec<String>,
     /// `evictionPressureTransitionPeriod` (default 5m).
     pub eviction_pressure_transition_period: Duration,
+    /// `evictionSoft`, `evictionSoftGracePeriod`, `evictionMinimumReclaim` (with
+    /// `eviction_hard`, what [`crate::eviction::threshold::parse_all`] reads).
+    pub eviction_soft: crate::eviction::threshold::EvictionConfig,
+    /// `imageGCHighThresholdPercent`, `imageGCLowThresholdPercent`, `imageMinimumGCAge`,
+    /// `imageMaximumGCAge`.
+    pub image_gc: crate::image::gc::policy::Policy,
     /// Fields of the file and flags accepted but not acted on (for one warning).
     pub unimplemented: Vec<String>,
 }
@@ -155,6 +161,12 @@ pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>> {
             Ok((k.trim().to_string(), v.trim().to_string()))
         })
         .collect()
+}
+
+fn go_duration(s: &str, flag: &str) -> Result<Duration> {
+    s.parse::<component_base::duration::GoDuration>()
+        .map(|d| d.0)
+        .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
 }
 
 fn default_hostname() -> String {
@@ -388,7 +400,53 @@ impl Options {
                     .filter(|s| s != "none")
                     .collect(),
             },
-            eviction_pressure_transition_period: dur(&f.eviction_pressure_transition_period, 300),
+            eviction_pressure_transition_period: match flag("eviction-pressure-transition-period") {
+                Some(s) => go_duration(&s, "--eviction-pressure-transition-period")?,
+                None => Some(dur(&f.eviction_pressure_transition_period, 300))
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or(Duration::from_secs(300)),
+            },
+            eviction_soft: crate::eviction::threshold::EvictionConfig {
+                hard: BTreeMap::new(),
+                soft: match flag("eviction-soft") {
+                    Some(s) => parse_map(&s, '<', "--eviction-soft")?,
+                    None => f.eviction_soft.clone().unwrap_or_default(),
+                },
+                soft_grace_period: match flag("eviction-soft-grace-period") {
+                    Some(s) => parse_map(&s, '=', "--eviction-soft-grace-period")?,
+                    None => f.eviction_soft_grace_period.clone().unwrap_or_default(),
+                },
+                minimum_reclaim: match flag("eviction-minimum-reclaim") {
+                    Some(s) => parse_map(&s, '=', "--eviction-minimum-reclaim")?,
+                    None => f.eviction_minimum_reclaim.clone().unwrap_or_default(),
+                },
+            },
+            image_gc: {
+                let d = crate::image::gc::policy::Policy::default();
+                let flag_i64 = |id: &str| {
+                    explicitly_set(m, id)
+                        .then(|| m.get_one::<i64>(id).copied())
+                        .flatten()
+                };
+                let p = crate::image::gc::policy::Policy {
+                    high_threshold_percent: flag_i64("image-gc-high-threshold")
+                        .or(f.image_gc_high_threshold_percent)
+                        .unwrap_or(d.high_threshold_percent),
+                    low_threshold_percent: flag_i64("image-gc-low-threshold")
+                        .or(f.image_gc_low_threshold_percent)
+                        .unwrap_or(d.low_threshold_percent),
+                    // Zero is unset (v1beta1 defaulting), as kubeadm writes `0s`.
+                    min_age: match flag("minimum-image-ttl-duration") {
+                        Some(s) => Some(go_duration(&s, "--minimum-image-ttl-duration")?),
+                        None => f.image_minimum_gc_age.as_ref().map(|g| g.0),
+                    }
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or(d.min_age),
+                    max_age: f.image_maximum_gc_age.as_ref().map_or(d.max_age, |g| g.0),
+                };
+                p.validate()?;
+                p
+            },
             unimplemented,
         })
     }

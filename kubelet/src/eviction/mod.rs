@@ -1,22 +1,27 @@
-//! The eviction manager: every 10s it observes the hard-eviction signals, reports the
-//! node's MemoryPressure / DiskPressure / PIDPressure, and while a threshold is met evicts
-//! one pod at a time, ranked as upstream — the pod stops and is left `Failed` with reason
-//! `Evicted` and a `DisruptionTarget` condition. (Pressure taints are the node lifecycle
-//! controller's.)
+//! The eviction manager: every 10s it observes the eviction signals, reports the node's
+//! MemoryPressure / DiskPressure / PIDPressure, and once a threshold has been met for its
+//! grace period (hard: at once) it first reclaims at node level (disk: dead containers and
+//! unused images) and, only if the pressure remains, evicts one pod, ranked as upstream —
+//! the pod stops and is left `Failed` with reason `Evicted` and a `DisruptionTarget`
+//! condition. (Pressure taints are the node lifecycle controller's.)
 
+pub mod disk;
 pub mod pressure;
 pub mod rank;
+pub mod reclaim;
 pub mod signals;
 pub mod threshold;
 
 use crate::cgroups::Hierarchy;
+use crate::events::{EventType, Recorder};
+use crate::image::gc::ImageGc;
 use crate::manager::Shared;
 use crate::pod::qos::{qos_class, Resources};
 use k8s_openapi::api::core::v1::{Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use rank::Candidate;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,18 +32,34 @@ use tokio_util::sync::CancellationToken;
 /// How often signals are observed (upstream's monitoring interval).
 pub const INTERVAL: Duration = Duration::from_secs(10);
 
+/// Event reason on the node when a threshold is acted on, as upstream.
+pub const EVICTION_THRESHOLD_MET: &str = "EvictionThresholdMet";
+/// Event reason on an evicted pod, as upstream.
+pub const EVICTED: &str = "Evicted";
+
 /// What the manager runs with.
 pub struct Settings {
-    /// Hard thresholds.
+    /// Hard and soft thresholds.
     pub thresholds: Vec<Threshold>,
     /// `evictionPressureTransitionPeriod`.
     pub transition: Duration,
     /// The kubelet's root dir (nodefs).
     pub nodefs: PathBuf,
-    /// The runtime's root (imagefs).
+    /// The runtime's root, statfs'd for imagefs when CRI's ImageFsInfo names no mount.
     pub imagefs: PathBuf,
     /// The cgroup hierarchy (per-pod usage).
     pub cgroups: Hierarchy,
+}
+
+/// What node-level reclaim and events need.
+#[derive(Default)]
+pub struct NodeReclaim {
+    /// The image garbage collector (none: only dead containers are reclaimed).
+    pub image_gc: Option<Arc<ImageGc>>,
+    /// Node events (`EvictionThresholdMet`) and pod events (`Evicted`).
+    pub recorder: Recorder,
+    /// The node's name, for events.
+    pub node_name: String,
 }
 
 /// A decision to evict one pod.
@@ -66,9 +87,8 @@ pub fn message(t: &Threshold, observed: &signals::Observed) -> String {
     )
 }
 
-/// The pod's usage of what `signal` measures, from its pod cgroup (memory working set,
-/// task count) or its directories (disk).
-fn usage(pod: &Pod, signal: Signal, s: &Settings, pod_dir: &Path) -> i64 {
+/// The pod's memory working set or task count, from its pod cgroup.
+fn cgroup_usage(pod: &Pod, signal: Signal, s: &Settings) -> i64 {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let cgroup = s.cgroups.pod(qos_class(pod), &uid);
     let cg = |controller: &str| {
@@ -78,26 +98,11 @@ fn usage(pod: &Pod, signal: Signal, s: &Settings, pod_dir: &Path) -> i64 {
     };
     match signal {
         Signal::MemoryAvailable => signals::v1_working_set(&cg("memory")).unwrap_or(0),
-        Signal::PidAvailable => std::fs::read_to_string(cg("pids").join("pids.current"))
+        _ => std::fs::read_to_string(cg("pids").join("pids.current"))
             .ok()
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0),
-        _ => dir_size(pod_dir),
     }
-}
-
-fn dir_size(dir: &Path) -> i64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map(|m| m.len() as i64).unwrap_or(0),
-            _ => 0,
-        })
-        .sum()
 }
 
 fn request(pod: &Pod, signal: Signal) -> i64 {
@@ -123,16 +128,84 @@ fn request(pod: &Pod, signal: Signal) -> i64 {
     }
 }
 
-/// Whether the manager acts on `signal` yet. Disk signals (nodefs/imagefs) are not: upstream
-/// first reclaims node-level disk (dead containers, unused images) and only then evicts
-/// pods; without that reclaim ferrokube would report DiskPressure and evict pods where
-/// upstream frees images first, so disk thresholds only come off allocatable for now.
-pub fn acted_on(signal: Signal) -> bool {
-    matches!(signal, Signal::MemoryAvailable | Signal::PidAvailable)
+/// Whether `signal` is a disk signal.
+pub fn is_disk(signal: Signal) -> bool {
+    !matches!(signal, Signal::MemoryAvailable | Signal::PidAvailable)
 }
 
-/// Runs until `stop`: publishes pressure conditions to `pressure` and sends evictions to
-/// the pod manager.
+async fn observe(settings: &Settings, shared: &Shared) -> signals::Observations {
+    let imagefs = signals::imagefs(&shared.runtime.cri, &settings.imagefs).await;
+    signals::observe(&settings.nodefs, imagefs)
+}
+
+/// Whether the image filesystem is on a device of its own (not the kubelet root's).
+async fn dedicated_imagefs(settings: &Settings, shared: &Shared) -> bool {
+    let mount = signals::imagefs_mountpoint(&shared.runtime.cri)
+        .await
+        .unwrap_or_else(|| settings.imagefs.clone());
+    !signals::same_filesystem(&settings.nodefs, &mount)
+}
+
+/// The pods that may be evicted, ranked for `signal` (the first goes first).
+async fn ranked(
+    settings: &Settings,
+    shared: &Shared,
+    signal: Signal,
+    dedicated: bool,
+) -> Vec<(Pod, i64)> {
+    // Static and critical pods are not evicted, as upstream.
+    let pods: Vec<Pod> = shared
+        .pod_list()
+        .into_iter()
+        .filter(|p| !crate::static_pods::source::is_static(p))
+        .filter(|p| p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0) < 2_000_000_000)
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| !is_evicted(p))
+        .collect();
+    let layers = if is_disk(signal) {
+        disk::writable_layers(&shared.runtime.cri).await
+    } else {
+        HashMap::new()
+    };
+    let m = disk::measure(signal, dedicated);
+    let usage = |p: &Pod| -> i64 {
+        if !is_disk(signal) {
+            return cgroup_usage(p, signal, settings);
+        }
+        let r = crate::runtime::config::pod_ref(p);
+        let u = disk::pod_usage(
+            m,
+            layers.get(&r.uid),
+            &crate::runtime::config::pod_log_dir(&shared.runtime.ctx, &r),
+            &shared.runtime.pod_dir(&r.uid),
+        );
+        match signal {
+            Signal::NodeFsInodesFree | Signal::ImageFsInodesFree => u.inodes,
+            _ => u.bytes,
+        }
+    };
+    let mut by_uid: HashMap<String, Pod> = HashMap::new();
+    let candidates = pods
+        .into_iter()
+        .map(|p| {
+            let uid = p.metadata.uid.clone().unwrap_or_default();
+            let c = Candidate {
+                usage: usage(&p),
+                request: request(&p, signal),
+                priority: p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
+                uid: uid.clone(),
+            };
+            by_uid.insert(uid, p);
+            c
+        })
+        .collect();
+    rank::rank(candidates)
+        .into_iter()
+        .filter_map(|c| by_uid.remove(&c.uid).map(|p| (p, c.usage)))
+        .collect()
+}
+
+/// [`run_with_reclaim`] without image garbage collection or events.
 pub async fn run(
     settings: Settings,
     shared: Arc<Shared>,
@@ -140,26 +213,54 @@ pub async fn run(
     evict: mpsc::UnboundedSender<Eviction>,
     stop: CancellationToken,
 ) {
-    let (thresholds, ignored): (Vec<Threshold>, Vec<Threshold>) =
-        settings.thresholds.iter().partition(|t| acted_on(t.signal));
-    if !ignored.is_empty() {
-        let names: Vec<_> = ignored.iter().map(|t| t.signal.name()).collect();
-        tracing::warn!(signals = ?names, "Disk eviction signals are not acted on yet (no image garbage collection); they only reduce allocatable");
-    }
-    let mut conditions = pressure::Conditions::default();
+    run_with_reclaim(
+        settings,
+        NodeReclaim::default(),
+        shared,
+        pressure,
+        evict,
+        stop,
+    )
+    .await
+}
+
+/// Runs until `stop`: publishes pressure conditions to `pressure`, reclaims node-level
+/// resources with `node`, and sends evictions to the pod manager.
+pub async fn run_with_reclaim(
+    settings: Settings,
+    node: NodeReclaim,
+    shared: Arc<Shared>,
+    pressure: watch::Sender<BTreeSet<String>>,
+    evict: mpsc::UnboundedSender<Eviction>,
+    stop: CancellationToken,
+) {
+    let mut state = pressure::State::default();
+    let mut dedicated: Option<bool> = None;
     let mut tick = tokio::time::interval(INTERVAL);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let observed = signals::observe(&settings.nodefs, &settings.imagefs);
-        let met = pressure::met(&thresholds, &observed);
-        let now = conditions.update(
-            &met.iter().map(|t| t.signal).collect::<Vec<_>>(),
+        if settings.thresholds.is_empty() {
+            continue;
+        }
+        let dedicated = match dedicated {
+            Some(d) => d,
+            None => {
+                let d = dedicated_imagefs(&settings, &shared).await;
+                tracing::info!(dedicated_image_fs = d, "FileSystem detection");
+                *dedicated.insert(d)
+            }
+        };
+        let observed = observe(&settings, &shared).await;
+        let step = state.step(
+            &settings.thresholds,
+            &observed,
             Instant::now(),
             settings.transition,
         );
+        let now = step.conditions;
         pressure.send_if_modified(|old| {
             let changed = *old != now;
             if changed {
@@ -168,41 +269,50 @@ pub async fn run(
             }
             changed
         });
-        let Some(t) = met.first() else { continue };
-        let o = observed[&t.signal];
-        tracing::warn!(
-            signal = t.signal.name(),
-            available = o.available,
-            "Eviction threshold met, attempting to reclaim {}",
-            t.signal.resource()
-        );
-        // Static and critical pods are not evicted, as upstream.
-        let pods: Vec<Pod> = shared
-            .pod_list()
-            .into_iter()
-            .filter(|p| !crate::static_pods::source::is_static(p))
-            .filter(|p| p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0) < 2_000_000_000)
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .collect();
-        let candidates = pods
-            .iter()
-            .map(|p| {
-                let uid = p.metadata.uid.clone().unwrap_or_default();
-                Candidate {
-                    usage: usage(p, t.signal, &settings, &shared.runtime.pod_dir(&uid)),
-                    request: request(p, t.signal),
-                    priority: p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
-                    uid,
-                }
-            })
-            .collect();
-        let Some(victim) = rank::rank(candidates).into_iter().next() else {
-            tracing::error!("Eviction manager: no pod to evict");
+        let Some(t) = step.actionable.first().copied() else {
             continue;
         };
+        let resource = t.signal.resource();
+        tracing::info!(
+            resource,
+            signal = t.signal.name(),
+            "Eviction manager: attempting to reclaim"
+        );
+        node.recorder.node_event(
+            &node.node_name,
+            EventType::Warning,
+            EVICTION_THRESHOLD_MET,
+            &format!("Attempting to reclaim {resource}"),
+        );
+        if reclaim::run(t.signal, dedicated, &shared, node.image_gc.as_deref()).await {
+            let after = observe(&settings, &shared).await;
+            if pressure::met(&settings.thresholds, &after, true).is_empty() {
+                tracing::info!(
+                    resource,
+                    "Eviction manager: able to reduce resource pressure without evicting pods."
+                );
+                continue;
+            }
+        }
+        tracing::info!(resource, "Eviction manager: must evict pod(s) to reclaim");
+        let Some(o) = observed.get(&t.signal).copied() else {
+            continue;
+        };
+        let Some((victim, usage)) = ranked(&settings, &shared, t.signal, dedicated)
+            .await
+            .into_iter()
+            .next()
+        else {
+            tracing::error!("Eviction manager: eviction thresholds have been met, but no pods are active to evict");
+            continue;
+        };
+        let message = message(&t, &o);
+        tracing::info!(pod = ?victim.metadata.name, usage, "Eviction manager: evicting pod");
+        node.recorder
+            .pod_event(&victim, None, EventType::Warning, EVICTED, &message);
         let _ = evict.send(Eviction {
-            uid: victim.uid,
-            message: message(t, &o),
+            uid: victim.metadata.uid.clone().unwrap_or_default(),
+            message,
         });
     }
 }

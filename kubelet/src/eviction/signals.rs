@@ -1,9 +1,12 @@
 //! Observing the eviction signals on this host: memory from the root memory cgroup (v1)
-//! or /proc/meminfo (v2), filesystems with statvfs, PIDs from the kernel's task count.
+//! or /proc/meminfo (v2), nodefs with statvfs of the kubelet's root dir, imagefs with
+//! statvfs of the mount point the runtime reports in CRI's ImageFsInfo (containerd reports
+//! usage there but no capacity, so capacity and free space come from the filesystem, as
+//! cAdvisor does upstream), PIDs from the kernel's task count.
 
 use super::threshold::Signal;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One observation: what is available out of what capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,17 +101,54 @@ fn pids() -> Option<Observed> {
     })
 }
 
-/// Reads every signal; `nodefs` is the kubelet's root dir, `imagefs` the runtime's.
-pub fn observe(nodefs: &Path, imagefs: &Path) -> Observations {
+/// The mount point of the runtime's image filesystem, from CRI's ImageFsInfo.
+pub async fn imagefs_mountpoint(cri: &crate::cri::Cri) -> Option<PathBuf> {
+    let info = cri
+        .images
+        .clone()
+        .image_fs_info(k8s_cri::v1::ImageFsInfoRequest {})
+        .await
+        .ok()?
+        .into_inner();
+    info.image_filesystems
+        .into_iter()
+        .filter_map(|f| f.fs_id)
+        .map(|id| PathBuf::from(id.mountpoint))
+        .find(|p| !p.as_os_str().is_empty())
+}
+
+/// `imagefs.available` / `imagefs.inodesFree`: statvfs of the ImageFsInfo mount point, or
+/// of `fallback` (the runtime's root) when the runtime reports none.
+pub async fn imagefs(cri: &crate::cri::Cri, fallback: &Path) -> Option<(Observed, Observed)> {
+    let mount = imagefs_mountpoint(cri).await;
+    mount
+        .as_deref()
+        .and_then(filesystem)
+        .or_else(|| filesystem(fallback))
+}
+
+/// Whether two paths are on the same filesystem (no dedicated imagefs when they are).
+pub fn same_filesystem(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => true,
+    }
+}
+
+/// Reads every signal; `nodefs` is the kubelet's root dir, `imagefs` the image
+/// filesystem's observation (nodefs's when the runtime's cannot be read).
+pub fn observe(nodefs: &Path, imagefs: Option<(Observed, Observed)>) -> Observations {
     let mut o = Observations::new();
     if let Some(m) = memory() {
         o.insert(Signal::MemoryAvailable, m);
     }
-    if let Some((bytes, inodes)) = filesystem(nodefs) {
+    let node = filesystem(nodefs);
+    if let Some((bytes, inodes)) = node {
         o.insert(Signal::NodeFsAvailable, bytes);
         o.insert(Signal::NodeFsInodesFree, inodes);
     }
-    if let Some((bytes, inodes)) = filesystem(imagefs).or_else(|| filesystem(nodefs)) {
+    if let Some((bytes, inodes)) = imagefs.or(node) {
         o.insert(Signal::ImageFsAvailable, bytes);
         o.insert(Signal::ImageFsInodesFree, inodes);
     }
@@ -124,10 +164,11 @@ mod tests {
 
     #[test]
     fn reads_this_host() {
-        let o = observe(Path::new("/"), Path::new("/var/lib/containerd"));
+        let o = observe(Path::new("/"), None);
         for s in [
             Signal::MemoryAvailable,
             Signal::NodeFsAvailable,
+            Signal::ImageFsInodesFree,
             Signal::PidAvailable,
         ] {
             let v = o.get(&s).unwrap_or_else(|| panic!("{s:?} observed"));
@@ -136,6 +177,8 @@ mod tests {
                 "{s:?}: {v:?}"
             );
         }
+        assert!(same_filesystem(Path::new("/"), Path::new("/bin/..")));
+        assert!(!same_filesystem(Path::new("/"), Path::new("/proc")));
         assert_eq!(
             meminfo_field(
                 "MemTotal:  2048 kB\nMemAvailable: 1024 kB\n",

@@ -1,9 +1,11 @@
-//! Eviction thresholds (`evictionHard`, `--eviction-hard`): a signal and a minimum amount
-//! of it, absolute (`100Mi`) or a percentage of capacity (`10%`), as upstream parses them.
+//! Eviction thresholds (`evictionHard`, `evictionSoft` with `evictionSoftGracePeriod`,
+//! `evictionMinimumReclaim`): a signal and a minimum amount of it, absolute (`100Mi`) or a
+//! percentage of capacity (`10%`), as upstream parses them.
 
 use crate::pod::quantity;
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// What a threshold watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -77,59 +79,159 @@ pub enum Amount {
     Fraction(f64),
 }
 
-/// One hard threshold.
+impl Amount {
+    /// In absolute units for a resource of `capacity`.
+    pub fn of(self, capacity: i64) -> i64 {
+        match self {
+            Amount::Absolute(v) => v,
+            Amount::Fraction(f) => (capacity as f64 * f) as i64,
+        }
+    }
+
+    fn is_zero(self) -> bool {
+        self == Amount::Absolute(0) || self == Amount::Fraction(0.0)
+    }
+}
+
+/// One threshold: hard (`grace_period` zero, pods are killed at once) or soft.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Threshold {
     /// The signal.
     pub signal: Signal,
     /// The minimum that must remain.
     pub amount: Amount,
+    /// How long the threshold must hold before pods are evicted (soft thresholds only).
+    pub grace_period: Duration,
+    /// Whether this is a hard threshold (`evictionHard`).
+    pub hard: bool,
+    /// `evictionMinimumReclaim`: once met, the threshold stays met until this much more
+    /// than its minimum is available again.
+    pub min_reclaim: Option<Amount>,
 }
 
 impl Threshold {
+    /// A hard threshold without minimum reclaim.
+    pub fn hard(signal: Signal, amount: Amount) -> Threshold {
+        Threshold {
+            signal,
+            amount,
+            grace_period: Duration::ZERO,
+            hard: true,
+            min_reclaim: None,
+        }
+    }
+
     /// The minimum in absolute units for a resource of `capacity`.
     pub fn minimum(&self, capacity: i64) -> i64 {
-        match self.amount {
-            Amount::Absolute(v) => v,
-            Amount::Fraction(f) => (capacity as f64 * f) as i64,
-        }
+        self.amount.of(capacity)
     }
 
     /// Whether `available` out of `capacity` is below this threshold.
     pub fn met(&self, available: i64, capacity: i64) -> bool {
         available < self.minimum(capacity)
     }
+
+    /// Whether `available` is below the threshold plus its minimum reclaim (upstream's
+    /// `thresholdsMet(…, enforceMinReclaim=true)`).
+    pub fn met_with_reclaim(&self, available: i64, capacity: i64) -> bool {
+        let extra = self.min_reclaim.map_or(0, |m| m.of(capacity));
+        available < self.minimum(capacity) + extra
+    }
+
+    /// Same signal and same kind (hard or soft): the identity upstream merges on.
+    pub fn same(&self, other: &Threshold) -> bool {
+        self.signal == other.signal && self.hard == other.hard
+    }
+}
+
+fn signal_of(field: &str, k: &str) -> Result<Signal> {
+    Signal::parse(k).ok_or_else(|| anyhow::anyhow!("{field}: unsupported eviction signal {k:?}"))
+}
+
+fn amount(field: &str, k: &str, v: &str) -> Result<Amount> {
+    let v = v.trim();
+    if let Some(p) = v.strip_suffix('%') {
+        let p: f64 = p
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{field}[{k}]: invalid percentage {v:?}"))?;
+        if !(0.0..=100.0).contains(&p) {
+            bail!("{field}[{k}]: percentage must be between 0% and 100%, got {v:?}");
+        }
+        Ok(Amount::Fraction(p / 100.0))
+    } else {
+        let q = quantity::bytes(v)
+            .map_err(|e| anyhow::anyhow!("{field}[{k}]: invalid quantity {v:?}: {e}"))?;
+        if q < 0 {
+            bail!("{field}[{k}]: must be positive, got {v:?}");
+        }
+        Ok(Amount::Absolute(q))
+    }
+}
+
+fn parse_map(field: &str, map: &BTreeMap<String, String>, hard: bool) -> Result<Vec<Threshold>> {
+    let mut out = Vec::new();
+    for (k, v) in map {
+        let signal = signal_of(field, k)?;
+        let amount = amount(field, k, v)?;
+        if amount.is_zero() {
+            continue;
+        }
+        out.push(Threshold {
+            hard,
+            ..Threshold::hard(signal, amount)
+        });
+    }
+    Ok(out)
 }
 
 /// Parses `evictionHard` (signal → `quantity` or `N%`), naming the entry on error. Zero
 /// thresholds are dropped (a way to disable one), as upstream.
 pub fn parse(map: &BTreeMap<String, String>) -> Result<Vec<Threshold>> {
-    let mut out = Vec::new();
-    for (k, v) in map {
-        let Some(signal) = Signal::parse(k) else {
-            bail!("evictionHard: unsupported eviction signal {k:?}");
+    parse_map("evictionHard", map, true)
+}
+
+/// The eviction settings of the config, as written.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EvictionConfig {
+    /// `evictionHard`.
+    pub hard: BTreeMap<String, String>,
+    /// `evictionSoft`.
+    pub soft: BTreeMap<String, String>,
+    /// `evictionSoftGracePeriod` (Go durations).
+    pub soft_grace_period: BTreeMap<String, String>,
+    /// `evictionMinimumReclaim`.
+    pub minimum_reclaim: BTreeMap<String, String>,
+}
+
+/// Every threshold: hard ones, soft ones with their grace periods (a soft threshold
+/// without one is an error, as upstream), and minimum reclaims applied to both.
+pub fn parse_all(c: &EvictionConfig) -> Result<Vec<Threshold>> {
+    let mut out = parse(&c.hard)?;
+    let mut soft = parse_map("evictionSoft", &c.soft, false)?;
+    let mut graces = BTreeMap::new();
+    for (k, v) in &c.soft_grace_period {
+        let signal = signal_of("evictionSoftGracePeriod", k)?;
+        let d: component_base::duration::GoDuration = v.trim().parse().map_err(|e| {
+            anyhow::anyhow!("evictionSoftGracePeriod[{k}]: invalid duration {v:?}: {e}")
+        })?;
+        graces.insert(signal, d.0);
+    }
+    for t in &mut soft {
+        let Some(g) = graces.get(&t.signal) else {
+            bail!(
+                "grace period must be specified for the soft eviction threshold {}",
+                t.signal.name()
+            );
         };
-        let v = v.trim();
-        let amount = if let Some(p) = v.strip_suffix('%') {
-            let p: f64 = p
-                .parse()
-                .map_err(|_| anyhow::anyhow!("evictionHard[{k}]: invalid percentage {v:?}"))?;
-            if !(0.0..=100.0).contains(&p) {
-                bail!("evictionHard[{k}]: percentage must be between 0% and 100%, got {v:?}");
-            }
-            Amount::Fraction(p / 100.0)
-        } else {
-            let q = quantity::bytes(v)
-                .map_err(|e| anyhow::anyhow!("evictionHard[{k}]: invalid quantity {v:?}: {e}"))?;
-            if q < 0 {
-                bail!("evictionHard[{k}]: must be positive, got {v:?}");
-            }
-            Amount::Absolute(q)
-        };
-        if amount == Amount::Absolute(0) || amount == Amount::Fraction(0.0) {
-            continue;
+        t.grace_period = *g;
+    }
+    out.append(&mut soft);
+    for (k, v) in &c.minimum_reclaim {
+        let signal = signal_of("evictionMinimumReclaim", k)?;
+        let m = amount("evictionMinimumReclaim", k, v)?;
+        for t in out.iter_mut().filter(|t| t.signal == signal) {
+            t.min_reclaim = Some(m);
         }
-        out.push(Threshold { signal, amount });
     }
     Ok(out)
 }
@@ -170,6 +272,7 @@ mod tests {
             .find(|t| t.signal == Signal::MemoryAvailable)
             .unwrap();
         assert_eq!(mem.amount, Amount::Absolute(100 << 20));
+        assert!(mem.hard && mem.grace_period.is_zero());
         assert!(mem.met(99 << 20, 1 << 30) && !mem.met(100 << 20, 1 << 30));
         let nodefs = t
             .iter()
@@ -201,5 +304,43 @@ mod tests {
             (pid[0].signal.condition(), pid[0].minimum(0)),
             ("PIDPressure", 1000)
         );
+    }
+
+    #[test]
+    fn soft_thresholds_need_grace_periods_and_minimum_reclaim_applies() {
+        let c = EvictionConfig {
+            hard: map(&[("nodefs.available", "10%")]),
+            soft: map(&[("nodefs.available", "15%"), ("imagefs.available", "2Gi")]),
+            soft_grace_period: map(&[("nodefs.available", "1m30s"), ("imagefs.available", "10s")]),
+            minimum_reclaim: map(&[("nodefs.available", "500Mi")]),
+        };
+        let t = parse_all(&c).unwrap();
+        assert_eq!(t.len(), 3);
+        let soft = t
+            .iter()
+            .find(|t| !t.hard && t.signal == Signal::NodeFsAvailable)
+            .unwrap();
+        assert_eq!(soft.grace_period, Duration::from_secs(90));
+        assert_eq!(soft.min_reclaim, Some(Amount::Absolute(500 << 20)));
+        let hard = t.iter().find(|t| t.hard).unwrap();
+        assert_eq!(hard.min_reclaim, Some(Amount::Absolute(500 << 20)));
+        // 10% of 10Gi is 1Gi: met below it; with reclaim, met until 1Gi + 500Mi is free.
+        let cap = 10 << 30;
+        assert!(!hard.met(1200 << 20, cap) && hard.met_with_reclaim(1200 << 20, cap));
+        assert!(!hard.met_with_reclaim(1600 << 20, cap));
+
+        let mut missing = c.clone();
+        missing.soft_grace_period.remove("imagefs.available");
+        let e = parse_all(&missing).unwrap_err().to_string();
+        assert!(
+            e.contains("grace period must be specified") && e.contains("imagefs.available"),
+            "{e}"
+        );
+        let mut bad = c;
+        bad.minimum_reclaim = map(&[("nodefs.available", "-1")]);
+        assert!(parse_all(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("evictionMinimumReclaim[nodefs.available]"));
     }
 }

@@ -2,6 +2,7 @@
 //! and loading image archives into containerd.
 
 pub mod busybox;
+pub mod gc;
 pub mod load;
 pub mod oci;
 
