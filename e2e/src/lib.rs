@@ -20,6 +20,7 @@ pub mod etcd;
 pub mod identity;
 pub mod kubeconfig;
 pub mod lease;
+pub mod local_cluster;
 pub mod monitoring;
 pub mod pki;
 pub mod ports;
