@@ -66,7 +66,11 @@ pub async fn run(opts: Options) -> Result<()> {
         root_dir: opts.root_dir.clone(),
     };
     std::fs::create_dir_all(opts.root_dir.join("pods")).context("create the root dir")?;
-    let thresholds = crate::eviction::threshold::parse(&opts.eviction_hard)?;
+    let thresholds =
+        crate::eviction::threshold::parse_all(&crate::eviction::threshold::EvictionConfig {
+            hard: opts.eviction_hard.clone(),
+            ..opts.eviction_soft.clone()
+        })?;
     if opts.cgroups_per_qos {
         // enforceNodeAllocatable=pods: kubepods gets capacity minus kube/system reserved
         // (hard eviction thresholds are not part of the cgroup limit, as upstream).
@@ -147,6 +151,13 @@ pub async fn run(opts: Options) -> Result<()> {
     health.add_shutdown_check(stop.clone());
     let metrics = component_base::metrics::Metrics::new();
     crate::prober::metrics::register(&metrics);
+    // Resource usage for /stats/summary and /metrics/resource; the sampler keeps the CPU
+    // rates fresh as upstream's eviction manager does every 10 s.
+    let stats = Arc::new(crate::stats::StatsProvider::new(
+        shared.clone(),
+        opts.node_name.clone(),
+    ));
+    tokio::spawn(stats.clone().run_sampler(stop.clone()));
     let mut names = vec![opts.node_name.clone()];
     names.extend(opts.node_ips.iter().map(|ip| ip.to_string()));
     let server_settings = crate::server::ServerSettings {
@@ -160,6 +171,10 @@ pub async fn run(opts: Options) -> Result<()> {
         },
         auth: opts.auth.clone(),
         node_name: opts.node_name.clone(),
+        resources: crate::server::resources::Resources {
+            stats: stats.clone(),
+            configz: Arc::new(crate::server::configz::document(&opts)),
+        },
     };
     crate::server::start(
         shared.clone(),
@@ -186,16 +201,39 @@ pub async fn run(opts: Options) -> Result<()> {
         ));
         rx
     });
+    // Garbage collection of dead containers (every minute) and unused images (5 minutes).
+    let recorder = crate::events::Recorder::new(client.clone(), &opts.node_name);
+    let runtime_root = std::path::PathBuf::from("/var/lib/containerd");
+    let image_gc = Arc::new(crate::image::gc::ImageGc::new(
+        cri.clone(),
+        opts.image_gc,
+        recorder.clone(),
+        &opts.node_name,
+        runtime_root.clone(),
+    ));
+    tokio::spawn(image_gc.clone().run(stop.clone()));
+    tokio::spawn(crate::container_gc::run(
+        shared.clone(),
+        recorder.clone(),
+        opts.node_name.clone(),
+        stop.clone(),
+    ));
     let (evict_tx, evict_rx) = tokio::sync::mpsc::unbounded_channel();
     let eviction = crate::eviction::Settings {
         thresholds,
         transition: opts.eviction_pressure_transition_period,
         nodefs: opts.root_dir.clone(),
-        imagefs: std::path::PathBuf::from("/var/lib/containerd"),
+        imagefs: runtime_root,
         cgroups: shared.runtime.ctx.cgroups.clone(),
     };
-    tokio::spawn(crate::eviction::run(
+    let reclaim = crate::eviction::NodeReclaim {
+        image_gc: Some(image_gc),
+        recorder,
+        node_name: opts.node_name.clone(),
+    };
+    tokio::spawn(crate::eviction::run_with_reclaim(
         eviction,
+        reclaim,
         shared.clone(),
         pressure_tx,
         evict_tx,

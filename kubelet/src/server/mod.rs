@@ -1,11 +1,14 @@
 //! The kubelet's endpoints: the plain-HTTP healthz port (10248, localhost) and the HTTPS
 //! kubelet API (10250) — `/healthz`, `/metrics`, `/pods`, `/runningpods/`,
-//! `/containerLogs`, `/exec`, `/attach` and `/portForward` — authenticated (client
-//! certificate, bearer token, anonymous) and authorized per KubeletConfiguration.
+//! `/containerLogs`, `/exec`, `/attach`, `/portForward`, `/stats/summary`,
+//! `/metrics/resource` and `/configz` — authenticated (client certificate, bearer token,
+//! anonymous) and authorized per KubeletConfiguration.
 
 pub mod auth;
+pub mod configz;
 pub mod handlers;
 pub mod logs;
+pub mod resources;
 pub mod streaming;
 pub mod tls;
 
@@ -34,10 +37,17 @@ pub struct ServerSettings {
     pub auth: ServerAuth,
     /// The node's name (authorization attributes).
     pub node_name: String,
+    /// Stats and configz.
+    pub resources: resources::Resources,
 }
 
 /// The kubelet API's routes (without authentication).
-pub fn routes(shared: Arc<Shared>, health: Health, metrics: Metrics) -> Router {
+pub fn routes(
+    shared: Arc<Shared>,
+    health: Health,
+    metrics: Metrics,
+    resources: resources::Resources,
+) -> Router {
     let api = Router::new()
         .route("/pods", get(handlers::pods))
         .route("/pods/", get(handlers::pods))
@@ -71,7 +81,9 @@ pub fn routes(shared: Arc<Shared>, health: Health, metrics: Metrics) -> Router {
             get(handlers::port_forward_uid).post(handlers::port_forward_uid),
         )
         .with_state(shared);
-    server::router(health, metrics).merge(api)
+    server::router(health, metrics)
+        .merge(api)
+        .merge(resources::routes(resources))
 }
 
 /// Starts both servers; returns the kubelet API's bound address when it serves.
@@ -104,7 +116,7 @@ pub async fn start(
         shared.client.clone(),
         settings.node_name.clone(),
     ));
-    let app = routes(shared, health, metrics)
+    let app = routes(shared, health, metrics, settings.resources)
         .layer(axum::middleware::from_fn_with_state(gate, auth::middleware));
     let config = tls::server_config(&settings.tls)?;
     let addr = SocketAddr::new(settings.api.0, settings.api.1);

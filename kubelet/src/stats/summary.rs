@@ -99,7 +99,12 @@ pub fn rootfs_from_cri(s: &cri::ContainerStats, fs: Option<&FsInfo>) -> FsStats 
         None => FsStats::default(),
     };
     if let Some(w) = &s.writable_layer {
-        out.time = Time::from_unix_nanos(w.timestamp);
+        // containerd leaves the timestamp unset until its snapshot usage is collected.
+        out.time = if w.timestamp > 0 {
+            Time::from_unix_nanos(w.timestamp)
+        } else {
+            Time::now()
+        };
         out.used_bytes = value(&w.used_bytes);
         out.inodes_used = value(&w.inodes_used);
     }

@@ -1,0 +1,341 @@
+//! e2e: the kubelet's resource endpoints with a real kubelet, containerd and apiserver — a
+//! pod with a CPU-limited busy container and ~16 MB of live memory shows up in
+//! `/stats/summary` with plausible CPU and memory, `/metrics/resource` carries its
+//! counters, `/configz` echoes the configured `maxPods`, authorization checks the
+//! `nodes/stats` and `nodes/metrics` subresources, and the apiserver's node proxy reaches
+//! the summary when the node has a proxyable address.
+
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use kube::api::{Api, PostParams};
+use kubelet::stats::Summary;
+use kubelet::testing::{containerd::unavailable_reason, TestContainerd};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+async fn wait<T, F: Fn() -> Fut, Fut: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    timeout: Duration,
+    f: F,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A client certificate for curl.
+struct Cert {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// `curl` to the kubelet API: (status, body).
+fn get(port: u16, path: &str, cert: &Cert) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sk", "-w", "\n%{http_code}", "--cert"])
+        .arg(&cert.cert)
+        .arg("--key")
+        .arg(&cert.key)
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+// evictionHard names only memory: this machine's disk sits below the default nodefs and
+// imagefs thresholds, and DiskPressure would evict the test's pod.
+
+/// An address of this machine the apiserver may proxy to (not loopback), if there is one:
+/// NODE-ENVIRONMENT's node address on `lo`.
+fn proxyable_local_address() -> Option<IpAddr> {
+    let ip = IpAddr::V4(Ipv4Addr::new(10, 200, 0, 1));
+    std::net::TcpListener::bind((ip, 0)).ok().map(|_| ip)
+}
+
+fn remove_cgroups(root: &str) {
+    for ctl in [
+        "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
+    ] {
+        for cg in ["kubepods/burstable", "kubepods/besteffort", "kubepods", ""] {
+            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}{root}/{cg}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn summary_metrics_and_configz() {
+    let cluster = e2e::cluster_or_skip!();
+    if let Some(reason) = unavailable_reason() {
+        e2e::skip_test!("{reason}");
+    }
+    let containerd = TestContainerd::start().await.expect("start containerd");
+    let id = std::process::id() % 10000;
+    let node_name = format!("stats-node-{id}");
+    let cgroup_root = format!("/ferrokube-stats-{id}");
+    let node_ip = proxyable_local_address();
+    let dir = containerd.dir().join("kubelet");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\npodLogsDir: {}\nfailSwapOn: false\nmaxPods: 37\nevictionHard:\n  memory.available: 1Mi\n\
+authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {}\nauthorization:\n  mode: Webhook\n",
+            dir.join("logs").display(),
+            cluster.pki().ca_cert().display()
+        ),
+    )
+    .unwrap();
+    let kubeconfig = cluster
+        .kubeconfig_for(&e2e::Identity::Node(node_name.clone()))
+        .unwrap();
+    let port = e2e::ports::free_port().unwrap();
+    let args = vec![
+        format!(
+            "FERROKUBE_CNI_CONF_DIR={}",
+            containerd.cni_conf_dir().display()
+        ),
+        format!("FERROKUBE_CNI_BRIDGE=fkst{id}"),
+        e2e::binaries::ferrokube_binary("kubelet")
+            .unwrap()
+            .display()
+            .to_string(),
+        format!("--config={}", config.display()),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--container-runtime-endpoint={}", containerd.endpoint()),
+        format!("--root-dir={}", dir.join("root").display()),
+        format!("--hostname-override={node_name}"),
+        format!(
+            "--node-ip={}",
+            node_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        ),
+        format!("--cgroup-root={cgroup_root}"),
+        format!("--healthz-port={}", e2e::ports::free_port().unwrap()),
+        format!("--port={port}"),
+    ];
+    let mut kubelet = cluster
+        .spawn("kubelet", Path::new("/usr/bin/env"), &args)
+        .unwrap();
+    let client = cluster.client();
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+    let _ = sas
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
+        )
+        .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // 100m of CPU (CFS quota) spent in a busy loop, ~16 MB held in a shell variable.
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "stats-busy"},
+        "spec": {
+            "nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
+            "terminationGracePeriodSeconds": 1,
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+            "containers": [{"name": "busy", "image": "busybox:1.35",
+                "command": ["sh", "-c", "head -c 1048576 /dev/zero > /scratch/blob; x=$(head -c 16000000 /dev/zero | tr '\\0' a); echo ready; while true; do :; done"],
+                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                "resources": {"limits": {"cpu": "100m", "memory": "96Mi"}}}]
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait("pod Running", Duration::from_secs(60), || async {
+        let p = pods.get_opt("stats-busy").await.ok().flatten()?;
+        (p.status?.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+
+    let admin = cluster
+        .pki()
+        .client_cert(
+            "kubelet-client",
+            "kube-apiserver-kubelet-client",
+            Some("system:masters"),
+        )
+        .unwrap();
+    let admin = Cert {
+        cert: admin.cert.clone(),
+        key: admin.key.clone(),
+    };
+    // usageNanoCores needs two samples of the 10 s sampler, and the memory must be held.
+    let summary: Summary = wait(
+        "container CPU rate in the summary",
+        Duration::from_secs(45),
+        || async {
+            let (code, body) = get(port, "/stats/summary", &admin);
+            assert_eq!(code, 200, "{body}");
+            let s: Summary = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+            let pod = s.pods.iter().find(|p| p.pod_ref.name == "stats-busy")?;
+            let c = pod.containers.iter().find(|c| c.name == "busy")?;
+            let rate = c.cpu.as_ref()?.usage_nano_cores?;
+            let ws = c.memory.as_ref()?.working_set_bytes?;
+            (rate > 0 && ws > 16_000_000).then_some(s)
+        },
+    )
+    .await;
+
+    // The node.
+    let node = &summary.node;
+    assert_eq!(node.node_name, node_name);
+    assert!(node.start_time.0.is_some());
+    let cpu = node.cpu.as_ref().unwrap();
+    assert!(cpu.usage_core_nano_seconds.unwrap() > 0);
+    assert!(cpu.usage_nano_cores.unwrap() > 0);
+    let mem = node.memory.as_ref().unwrap();
+    let capacity = mem.working_set_bytes.unwrap() + mem.available_bytes.unwrap();
+    assert!(capacity > 1 << 30, "machine memory {capacity}");
+    let fs = node.fs.as_ref().unwrap();
+    assert!(fs.capacity_bytes.unwrap() > fs.available_bytes.unwrap());
+    assert!(fs.used_bytes.unwrap() > 0 && fs.inodes_used.unwrap() > 0);
+    let image_fs = node.runtime.as_ref().unwrap().image_fs.as_ref().unwrap();
+    assert!(image_fs.used_bytes.unwrap() > 0 && image_fs.capacity_bytes.unwrap() > 0);
+    let rlimit = node.rlimit.as_ref().unwrap();
+    assert!(rlimit.max_pid.unwrap() > 0 && rlimit.num_of_running_processes.unwrap() > 0);
+    let pods_cg = node
+        .system_containers
+        .iter()
+        .find(|c| c.name == "pods")
+        .expect("pods system container");
+    assert!(pods_cg.memory.as_ref().unwrap().working_set_bytes.unwrap() > 16_000_000);
+    assert!(node.system_containers.iter().any(|c| c.name == "kubelet"));
+
+    // The pod and its container.
+    let pod = summary
+        .pods
+        .iter()
+        .find(|p| p.pod_ref.name == "stats-busy")
+        .unwrap();
+    assert_eq!(pod.pod_ref.namespace, "default");
+    assert!(!pod.pod_ref.uid.is_empty());
+    let c = &pod.containers[0];
+    let rate = c.cpu.as_ref().unwrap().usage_nano_cores.unwrap();
+    // The CFS quota holds it at 0.1 core; allow for sampling noise.
+    assert!(
+        (20_000_000..=160_000_000).contains(&rate),
+        "busy container at 100m uses {rate} nanocores"
+    );
+    assert!(c.cpu.as_ref().unwrap().usage_core_nano_seconds.unwrap() > 100_000_000);
+    let cmem = c.memory.as_ref().unwrap();
+    let ws = cmem.working_set_bytes.unwrap();
+    assert!(ws > 16_000_000 && ws < 96 << 20, "working set {ws}");
+    assert!(cmem.rss_bytes.unwrap() > 16_000_000);
+    assert!(cmem.available_bytes.unwrap() < 96 << 20);
+    assert!(c.rootfs.is_some() && c.logs.as_ref().unwrap().used_bytes.unwrap() > 0);
+    let pcpu = pod.cpu.as_ref().unwrap();
+    assert!(
+        pcpu.usage_core_nano_seconds.unwrap()
+            >= c.cpu.as_ref().unwrap().usage_core_nano_seconds.unwrap()
+    );
+    assert!(pod.memory.as_ref().unwrap().working_set_bytes.unwrap() >= ws);
+    assert!(pod.process_stats.as_ref().unwrap().process_count.unwrap() >= 1);
+    let scratch = pod
+        .volume_stats
+        .iter()
+        .find(|v| v.name == "scratch")
+        .unwrap();
+    assert!(scratch.fs.used_bytes.unwrap() >= 1 << 20, "{scratch:?}");
+    let eph = pod.ephemeral_storage.as_ref().unwrap();
+    assert!(eph.used_bytes.unwrap() >= scratch.fs.used_bytes.unwrap());
+    assert!(pod.network.is_some(), "network of the sandbox's namespace");
+
+    // CPU and memory only.
+    let (code, body) = get(port, "/stats/summary?only_cpu_and_memory=true", &admin);
+    assert_eq!(code, 200);
+    let small: Summary = serde_json::from_str(&body).unwrap();
+    assert!(small.node.fs.is_none() && small.node.cpu.is_some());
+    let p = small
+        .pods
+        .iter()
+        .find(|p| p.pod_ref.name == "stats-busy")
+        .unwrap();
+    assert!(p.containers[0].rootfs.is_none() && p.containers[0].memory.is_some());
+
+    // Resource metrics.
+    let (code, metrics) = get(port, "/metrics/resource", &admin);
+    assert_eq!(code, 200);
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "container_cpu_usage_seconds_total{container=\"busy\",namespace=\"default\",pod=\"stats-busy\"} ",
+            )
+        })
+        .unwrap_or_else(|| panic!("no container CPU counter in\n{metrics}"));
+    let secs: f64 = line.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(secs > 0.1, "{line}");
+    for want in [
+        "# TYPE node_cpu_usage_seconds_total counter",
+        "container_memory_working_set_bytes{container=\"busy\",namespace=\"default\",pod=\"stats-busy\"} ",
+        "container_start_time_seconds{container=\"busy\",namespace=\"default\",pod=\"stats-busy\"} ",
+        "pod_cpu_usage_seconds_total{namespace=\"default\",pod=\"stats-busy\"} ",
+        "pod_memory_working_set_bytes{namespace=\"default\",pod=\"stats-busy\"} ",
+        "node_memory_working_set_bytes ",
+        "\nresource_scrape_error 0",
+    ] {
+        assert!(metrics.contains(want), "missing {want:?} in\n{metrics}");
+    }
+
+    // configz echoes the file's maxPods.
+    let (code, body) = get(port, "/configz", &admin);
+    assert_eq!(code, 200, "{body}");
+    let configz: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(configz["kubeletconfig"]["maxPods"], 37, "{body}");
+    assert_eq!(configz["kubeletconfig"]["authorization"]["mode"], "Webhook");
+
+    // Authorization asks for nodes/stats and nodes/metrics.
+    let nobody = cluster.pki().client_cert("nobody", "nobody", None).unwrap();
+    let nobody = Cert {
+        cert: nobody.cert.clone(),
+        key: nobody.key.clone(),
+    };
+    let (code, body) = get(port, "/stats/summary", &nobody);
+    assert_eq!(code, 403);
+    assert!(body.contains("subresource(s)=[stats]"), "{body}");
+    let (code, body) = get(port, "/metrics/resource", &nobody);
+    assert_eq!(code, 403);
+    assert!(body.contains("subresource(s)=[metrics]"), "{body}");
+    let (code, body) = get(port, "/configz", &nobody);
+    assert_eq!(code, 403);
+    assert!(body.contains("subresource(s)=[configz proxy]"), "{body}");
+
+    // Through the apiserver's node proxy, as `kubectl top`/metrics-server users reach it.
+    if node_ip.is_some() {
+        let raw = format!("/api/v1/nodes/{node_name}/proxy/stats/summary");
+        let o = cluster.kubectl(&["get", "--raw", &raw]).unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let s: Summary = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(s.node.node_name, node_name);
+        assert!(s.pods.iter().any(|p| p.pod_ref.name == "stats-busy"));
+    } else {
+        eprintln!(
+            "SKIPPED (part): no proxyable node address (10.200.0.1 on lo) — node proxy not checked"
+        );
+    }
+
+    pods.delete("stats-busy", &Default::default())
+        .await
+        .unwrap();
+    wait("pod gone", Duration::from_secs(30), || async {
+        pods.get_opt("stats-busy")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    kubelet.terminate(Duration::from_secs(5)).unwrap();
+    remove_cgroups(&cgroup_root);
+}
