@@ -5,6 +5,7 @@
 //! `--controllers` enables.
 
 pub mod context;
+pub mod informers;
 pub mod lifecycle;
 pub mod options;
 pub mod registry;

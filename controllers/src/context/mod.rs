@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::informers::InformerFactory;
 use crate::options::KcmOptions;
 pub use credentials::Credentials;
 
@@ -24,6 +25,14 @@ pub struct ControllerContext {
 }
 
 impl ControllerContext {
+    /// The shared informers every controller reads from (upstream's
+    /// `ControllerContext.InformerFactory`): one watch per resource type for the whole
+    /// process, over the manager's own client (upstream's `shared-informers` client is the
+    /// root one too), stopped with `shutdown`.
+    pub fn informers(&self) -> &'static InformerFactory {
+        InformerFactory::shared(&self.client, &self.shutdown)
+    }
+
     /// A client acting as the controller's service account `kube-system/<name>` (upstream's
     /// names, e.g. `replicaset-controller`, `generic-garbage-collector`) when
     /// `--use-service-account-credentials` is set, else the manager's own client.

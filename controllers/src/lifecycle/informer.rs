@@ -1,5 +1,6 @@
-//! Shared informers: a kube-runtime reflector whose events also call a handler (to enqueue
-//! keys), as client-go's SharedInformer with event handlers.
+//! Event handlers over the process's shared informers ([`crate::informers`]) in the shape
+//! the lifecycle controllers use (object + applied/deleted), and private reflectors for the
+//! few watches that cannot be shared (filtered by a selector).
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -12,6 +13,8 @@ use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use crate::informers::{self, Informer};
+
 /// What changed, as the handler sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -21,7 +24,22 @@ pub enum Change {
     Deleted,
 }
 
-/// Starts a reflector over `api` that calls `handler` for every object it sees, until
+/// Registers `handler` on the shared `informer`: adds and updates are
+/// [`Change::Applied`] (with the new object), deletes [`Change::Deleted`] (with the final
+/// state). A late registrant is first told every cached object as applied.
+pub fn on<K>(informer: &Informer<K>, handler: impl Fn(&K, Change) + Send + Sync + 'static)
+where
+    K: Resource + Clone + Send + Sync + 'static,
+{
+    informer.add_handler(move |c| match c {
+        informers::Change::Added(o) | informers::Change::Updated { new: o, .. } => {
+            handler(o, Change::Applied)
+        }
+        informers::Change::Deleted(o) => handler(o, Change::Deleted),
+    });
+}
+
+/// Starts a private reflector over `api` that calls `handler` for every object it sees, until
 /// `shutdown`. Returns the store; await [`Store::wait_until_ready`] before trusting it.
 pub fn spawn<K, H>(
     api: Api<K>,
