@@ -1,7 +1,9 @@
 //! e2e: node allocatable and the eviction manager on a real containerd and apiserver —
 //! kubeReserved and the hard eviction threshold come off allocatable, the kubepods cgroup
 //! is limited to capacity minus reservations, a met `memory.available` threshold turns
-//! MemoryPressure True and the running pod is evicted (Failed/Evicted, DisruptionTarget).
+//! MemoryPressure True and the running pod is evicted (Failed/Evicted, DisruptionTarget);
+//! a met `nodefs.available` threshold turns DiskPressure True, unused images are removed
+//! first, and only then is a pod evicted.
 
 use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
 use kube::api::{Api, PostParams};
@@ -200,6 +202,214 @@ kubeReserved: {{memory: 1Gi, cpu: 100m}}\nevictionHard: {{memory.available: {thr
     );
 
     pods.delete("victim", &Default::default()).await.ok();
+    kubelet.terminate(Duration::from_secs(5)).unwrap();
+    for ctl in [
+        "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
+    ] {
+        for cg in ["kubepods/burstable", "kubepods/besteffort", "kubepods", ""] {
+            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}{cgroup_root}/{cg}"));
+        }
+    }
+}
+
+/// A one-file image of its own (a distinct image ID), unused by any pod.
+fn unused_image(name: &str) -> kubelet::image::OciImage {
+    let mut tar = tar::Builder::new(Vec::new());
+    let data = format!("image {name}\n");
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_cksum();
+    tar.append_data(&mut h, "marker", data.as_bytes()).unwrap();
+    let config = serde_json::json!({
+        "architecture": component_base::version::go_arch(),
+        "os": "linux",
+        "config": {"Cmd": ["/marker"]},
+        "rootfs": {"type": "layers", "diff_ids": []},
+    });
+    kubelet::image::OciImage::from_parts(name, &config, vec![tar.into_inner().unwrap()]).unwrap()
+}
+
+async fn image_tags(cri: &kubelet::cri::Cri) -> Vec<String> {
+    cri.images
+        .clone()
+        .list_images(k8s_cri::v1::ListImagesRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .images
+        .into_iter()
+        .flat_map(|i| i.repo_tags)
+        .collect()
+}
+
+#[tokio::test]
+async fn disk_pressure_collects_images_before_evicting() {
+    let cluster = e2e::cluster_or_skip!();
+    if let Some(reason) = unavailable_reason() {
+        e2e::skip_test!("{reason}");
+    }
+    let containerd = TestContainerd::start().await.expect("start containerd");
+    let cri = kubelet::cri::Cri::connect(&containerd.endpoint())
+        .await
+        .unwrap();
+    let victim_image = "docker.io/library/disk-gc-victim:1";
+    kubelet::image::ImageLoader::connect(&containerd.endpoint(), kubelet::image::K8S_NAMESPACE)
+        .await
+        .unwrap()
+        .load(&unused_image(victim_image))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !image_tags(&cri).await.contains(&victim_image.to_string()) {
+        assert!(Instant::now() < deadline, "CRI never listed {victim_image}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = std::process::id() % 10000;
+    let node_name = format!("disk-node-{id}");
+    let dir = containerd.dir().join("kubelet");
+    std::fs::create_dir_all(&dir).unwrap();
+    // nodefs.available<99%: met from the first observation and never relieved. Images are
+    // collectable 5s after the kubelet first sees them; busybox stays in use by a static
+    // pod (never evicted), so the second observation (10s) removes only the unused image.
+    let manifests = dir.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("keeper.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: keeper, namespace: default}\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: app, image: busybox:1.35, command: [sleep, \"3600\"]}\n",
+    )
+    .unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\npodLogsDir: {}\nfailSwapOn: false\n\
+evictionHard: {{nodefs.available: \"99%\"}}\nevictionPressureTransitionPeriod: 30s\nimageMinimumGCAge: 5s\n\
+staticPodPath: {}\nfileCheckFrequency: 1s\n",
+            dir.join("logs").display(),
+            manifests.display()
+        ),
+    )
+    .unwrap();
+    let kubeconfig = cluster
+        .kubeconfig_for(&e2e::Identity::Node(node_name.clone()))
+        .unwrap();
+    let cgroup_root = format!("/ferrokube-disk-{id}");
+    let args = vec![
+        format!(
+            "FERROKUBE_CNI_CONF_DIR={}",
+            containerd.cni_conf_dir().display()
+        ),
+        format!("FERROKUBE_CNI_BRIDGE=fkdp{id}"),
+        e2e::binaries::ferrokube_binary("kubelet")
+            .unwrap()
+            .display()
+            .to_string(),
+        format!("--config={}", config.display()),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--container-runtime-endpoint={}", containerd.endpoint()),
+        format!("--root-dir={}", dir.join("root").display()),
+        format!("--hostname-override={node_name}"),
+        "--node-ip=127.0.0.1".into(),
+        format!("--cgroup-root={cgroup_root}"),
+        format!("--healthz-port={}", e2e::ports::free_port().unwrap()),
+        format!("--port={}", e2e::ports::free_port().unwrap()),
+    ];
+    let mut kubelet = cluster
+        .spawn("kubelet-disk", std::path::Path::new("/usr/bin/env"), &args)
+        .unwrap();
+    let client = cluster.client();
+    let nodes: Api<Node> = Api::all(client.clone());
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+    let _ = sas
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
+        )
+        .await;
+
+    let condition = wait("DiskPressure", Duration::from_secs(60), || async {
+        let n = nodes.get_opt(&node_name).await.ok().flatten()?;
+        let c = n
+            .status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "DiskPressure")?;
+        (c.status == "True").then_some(c)
+    })
+    .await;
+    assert_eq!(condition.reason.as_deref(), Some("KubeletHasDiskPressure"));
+    // The pod arrives once the node is under pressure: it is evicted at a later
+    // observation, after node-level reclaim.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod_name = format!("disk-victim-{id}");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": pod_name},
+        "spec": {"nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "app", "image": "busybox:1.35", "command": ["sleep", "3600"]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+
+    let evicted = wait("pod evicted", Duration::from_secs(90), || async {
+        let p = pods.get_opt(&pod_name).await.ok().flatten()?;
+        let s = p.status.clone()?;
+        (s.phase.as_deref() == Some("Failed") && s.reason.as_deref() == Some("Evicted"))
+            .then_some(s)
+    })
+    .await;
+    assert!(
+        evicted
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("The node was low on resource: ephemeral-storage."),
+        "{:?}",
+        evicted.message
+    );
+    // The unused image went first (node-level reclaim), in the kubelet's own order of work.
+    let tags = image_tags(&cri).await;
+    assert!(
+        !tags.contains(&victim_image.to_string()),
+        "{tags:?}\n{}",
+        kubelet.log_tail(40)
+    );
+    assert!(
+        tags.contains(&kubelet::image::busybox::PAUSE_IMAGE.to_string()),
+        "the sandbox image is never collected: {tags:?}"
+    );
+    let log = kubelet.log();
+    let removed_at = log.find("Removing image to free bytes").unwrap_or_else(|| {
+        panic!(
+            "no image removal in the kubelet log:\n{}",
+            kubelet.log_tail(40)
+        )
+    });
+    let evicting_at = log
+        .find("Eviction manager: evicting pod")
+        .expect("eviction logged");
+    assert!(removed_at < evicting_at, "images are reclaimed before pods");
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::all(client.clone());
+    let met = wait(
+        "EvictionThresholdMet event",
+        Duration::from_secs(20),
+        || async {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items.into_iter().find(|e| {
+                e.reason.as_deref() == Some("EvictionThresholdMet")
+                    && e.involved_object.name.as_deref() == Some(node_name.as_str())
+            })
+        },
+    )
+    .await;
+    assert_eq!(
+        met.message.as_deref(),
+        Some("Attempting to reclaim ephemeral-storage")
+    );
+
+    pods.delete(&pod_name, &Default::default()).await.ok();
     kubelet.terminate(Duration::from_secs(5)).unwrap();
     for ctl in [
         "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
