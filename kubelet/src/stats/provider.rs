@@ -178,9 +178,11 @@ impl StatsProvider {
         .find(|p| self.cgroups.exists(p))
     }
 
-    fn pod_volumes(&self, uid: &str, update: bool) -> PodVolumeStats {
+    /// The pod's volume usage, measured again once the last measure is older than
+    /// [`VOLUME_STATS_PERIOD`].
+    fn pod_volumes(&self, uid: &str) -> PodVolumeStats {
         if let Some((at, v)) = lock(&self.volumes).get(uid) {
-            if !update || at.elapsed() < VOLUME_STATS_PERIOD {
+            if at.elapsed() < VOLUME_STATS_PERIOD {
                 return v.clone();
             }
         }
@@ -300,7 +302,7 @@ impl StatsProvider {
                     .as_ref()
                     .and_then(|p| self.cgroups.first_pid(&format!("{p}/{sandbox_id}")))
                     .and_then(super::host::pid_network);
-                let volumes = self.pod_volumes(&uid, update);
+                let volumes = self.pod_volumes(&uid);
                 let pod_dir = self.shared.runtime.pod_dir(&uid);
                 let pod_logs = files_usage(
                     &crate::runtime::config::pod_log_dir(ctx, &to_pod_ref(&pod.pod_ref)),
