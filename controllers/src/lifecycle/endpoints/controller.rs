@@ -6,12 +6,11 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, PostParams};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Api;
 
 use super::{legacy, pods, slices};
 use crate::context::ControllerContext;
+use crate::informers::{self, Informer};
 use crate::lifecycle::{errors, informer, queue::WorkQueue};
 
 /// Which of the two controllers runs.
@@ -28,109 +27,101 @@ type Key = (String, String);
 
 struct State {
     client: kube::Client,
-    services: Store<Service>,
-    pods: Store<Pod>,
-    slices: Store<EndpointSlice>,
-    endpoints: Store<Endpoints>,
+    services: Informer<Service>,
+    pods: Informer<Pod>,
+    /// Empty for the endpoints-controller.
+    slices: Informer<EndpointSlice>,
+    /// Empty for the endpointslice-controller.
+    endpoints: Informer<Endpoints>,
 }
 
 fn key(ns: Option<&String>, name: Option<&String>) -> Option<(String, String)> {
     Some((ns?.clone(), name?.clone()))
 }
 
+/// Whether `s` is one of the endpointslice-controller's slices (the shared informer also
+/// holds the mirroring controller's and users' slices).
+fn managed_by_us(s: &EndpointSlice) -> bool {
+    s.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(slices::MANAGED_BY_LABEL))
+        .is_some_and(|v| v == slices::MANAGED_BY)
+}
+
 /// Runs one of the controllers until shutdown.
 pub async fn run(ctx: ControllerContext, kind: Kind) -> anyhow::Result<()> {
     let queue: WorkQueue<(String, String)> = WorkQueue::new();
     let sd = ctx.shutdown.clone();
+    let informers = ctx.informers();
+    let services = informers.informer::<Service>();
     let q = queue.clone();
-    let services = informer::spawn(
-        Api::<Service>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        move |s: &Service, _| {
-            enqueue(
-                &q,
-                key(s.metadata.namespace.as_ref(), s.metadata.name.as_ref()),
-            );
-        },
-    );
+    informer::on(&services, move |s: &Service, _| {
+        enqueue(
+            &q,
+            key(s.metadata.namespace.as_ref(), s.metadata.name.as_ref()),
+        );
+    });
     // Pods map to the services of their namespace whose selector matches them.
     let q = queue.clone();
     let svc_store = services.clone();
     // Remembers which services each pod matched, so a pod whose labels change also
-    // updates the services it leaves (the informer does not hand out the old object).
+    // updates the services it leaves.
     let matched: Mutex<HashMap<Key, Vec<Key>>> = Mutex::default();
-    let pods = informer::spawn(
-        Api::<Pod>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        move |p: &Pod, change| {
-            let Some(pod_key) = key(p.metadata.namespace.as_ref(), p.metadata.name.as_ref()) else {
-                return;
-            };
-            let now: Vec<(String, String)> = svc_store
-                .state()
-                .iter()
-                .filter(|s| {
-                    s.metadata.namespace == p.metadata.namespace
-                        && pods::selector(s).is_some_and(|sel| pods::selects(sel, p))
-                })
-                .filter_map(|s| key(s.metadata.namespace.as_ref(), s.metadata.name.as_ref()))
-                .collect();
-            let mut matched = matched.lock().unwrap_or_else(|e| e.into_inner());
-            let before = match change {
-                informer::Change::Deleted => matched.remove(&pod_key),
-                informer::Change::Applied => matched.insert(pod_key, now.clone()),
-            };
-            for k in now.into_iter().chain(before.unwrap_or_default()) {
-                q.add(k);
-            }
-        },
-    );
+    let pods = informers.informer::<Pod>();
+    informer::on(&pods, move |p: &Pod, change| {
+        let Some(pod_key) = key(p.metadata.namespace.as_ref(), p.metadata.name.as_ref()) else {
+            return;
+        };
+        let now: Vec<(String, String)> = svc_store
+            .list_namespace(p.metadata.namespace.as_deref().unwrap_or_default())
+            .iter()
+            .filter(|s| pods::selector(s).is_some_and(|sel| pods::selects(sel, p)))
+            .filter_map(|s| key(s.metadata.namespace.as_ref(), s.metadata.name.as_ref()))
+            .collect();
+        let mut matched = matched.lock().unwrap_or_else(|e| e.into_inner());
+        let before = match change {
+            informer::Change::Deleted => matched.remove(&pod_key),
+            informer::Change::Applied => matched.insert(pod_key, now.clone()),
+        };
+        for k in now.into_iter().chain(before.unwrap_or_default()) {
+            q.add(k);
+        }
+    });
     let q = queue.clone();
     let (slice_store, endpoints_store) = match kind {
         Kind::Slices => {
-            let cfg = watcher::Config::default().labels(&format!(
-                "{}={}",
-                slices::MANAGED_BY_LABEL,
-                slices::MANAGED_BY
-            ));
-            let store = informer::spawn(
-                Api::<EndpointSlice>::all(ctx.client.clone()),
-                cfg,
-                sd.clone(),
-                move |s: &EndpointSlice, _| {
-                    let svc = s
-                        .metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(slices::SERVICE_NAME_LABEL));
-                    enqueue(&q, key(s.metadata.namespace.as_ref(), svc));
-                },
-            );
-            (store, None)
+            let store = informers.informer::<EndpointSlice>();
+            informer::on(&store, move |s: &EndpointSlice, _| {
+                if !managed_by_us(s) {
+                    return;
+                }
+                let svc = s
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(slices::SERVICE_NAME_LABEL));
+                enqueue(&q, key(s.metadata.namespace.as_ref(), svc));
+            });
+            (store, Informer::new())
         }
         Kind::Endpoints => {
-            let store = informer::spawn(
-                Api::<Endpoints>::all(ctx.client.clone()),
-                watcher::Config::default(),
-                sd.clone(),
-                move |e: &Endpoints, _| {
-                    enqueue(
-                        &q,
-                        key(e.metadata.namespace.as_ref(), e.metadata.name.as_ref()),
-                    );
-                },
-            );
-            (reflector_unused(), Some(store))
+            let store = informers.informer::<Endpoints>();
+            informer::on(&store, move |e: &Endpoints, _| {
+                enqueue(
+                    &q,
+                    key(e.metadata.namespace.as_ref(), e.metadata.name.as_ref()),
+                );
+            });
+            (Informer::new(), store)
         }
     };
-    informer::wait_synced(&sd, async {
-        let _ = services.wait_until_ready().await;
-        let _ = pods.wait_until_ready().await;
-        match &endpoints_store {
-            Some(e) => drop(e.wait_until_ready().await),
-            None => drop(slice_store.wait_until_ready().await),
+    informers::wait_synced(&sd, async {
+        services.wait_synced().await;
+        pods.wait_synced().await;
+        match kind {
+            Kind::Endpoints => endpoints_store.wait_synced().await,
+            Kind::Slices => slice_store.wait_synced().await,
         }
     })
     .await?;
@@ -151,7 +142,7 @@ pub async fn run(ctx: ControllerContext, kind: Kind) -> anyhow::Result<()> {
         services,
         pods,
         slices: slice_store,
-        endpoints: endpoints_store.unwrap_or_else(reflector_unused),
+        endpoints: endpoints_store,
     });
     queue
         .run(name, workers, sd, move |(ns, svc)| {
@@ -165,15 +156,6 @@ pub async fn run(ctx: ControllerContext, kind: Kind) -> anyhow::Result<()> {
         })
         .await;
     Ok(())
-}
-
-/// An empty store for the informer a controller does not run.
-fn reflector_unused<K>() -> Store<K>
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    kube::runtime::reflector::store().0
 }
 
 fn enqueue(queue: &WorkQueue<(String, String)>, key: Option<(String, String)>) {
@@ -197,10 +179,10 @@ async fn sync_slices(state: &State, ns: &str, name: &str) -> anyhow::Result<()> 
     let api: Api<EndpointSlice> = Api::namespaced(state.client.clone(), ns);
     let existing: Vec<EndpointSlice> = state
         .slices
-        .state()
+        .list_namespace(ns)
         .iter()
         .filter(|s| {
-            s.metadata.namespace.as_deref() == Some(ns)
+            managed_by_us(s)
                 && s.metadata
                     .labels
                     .as_ref()
@@ -210,7 +192,7 @@ async fn sync_slices(state: &State, ns: &str, name: &str) -> anyhow::Result<()> 
         })
         .map(|s| s.as_ref().clone())
         .collect();
-    let svc = state.services.get(&ObjectRef::new(name).within(ns));
+    let svc = state.services.get(ns, name);
     let Some(svc) =
         svc.filter(|s| pods::selector(s).is_some() && s.metadata.deletion_timestamp.is_none())
     else {
@@ -223,7 +205,7 @@ async fn sync_slices(state: &State, ns: &str, name: &str) -> anyhow::Result<()> 
         }
         return Ok(());
     };
-    let all = state.pods.state();
+    let all = state.pods.list_namespace(ns);
     let pods = selected(&svc, &all);
     let plan = slices::plan(
         &svc,
@@ -252,8 +234,8 @@ async fn sync_slices(state: &State, ns: &str, name: &str) -> anyhow::Result<()> 
 
 async fn sync_endpoints(state: &State, ns: &str, name: &str) -> anyhow::Result<()> {
     let api: Api<Endpoints> = Api::namespaced(state.client.clone(), ns);
-    let current = state.endpoints.get(&ObjectRef::new(name).within(ns));
-    let Some(svc) = state.services.get(&ObjectRef::new(name).within(ns)) else {
+    let current = state.endpoints.get(ns, name);
+    let Some(svc) = state.services.get(ns, name) else {
         // Service deleted: its Endpoints go too (same name, no owner reference upstream).
         if current.is_some() {
             errors::ignore_not_found(api.delete(name, &DeleteParams::default()).await)?;
@@ -263,7 +245,7 @@ async fn sync_endpoints(state: &State, ns: &str, name: &str) -> anyhow::Result<(
     if pods::selector(&svc).is_none() {
         return Ok(()); // user-managed Endpoints
     }
-    let all = state.pods.state();
+    let all = state.pods.list_namespace(ns);
     let want = legacy::desired(&svc, &selected(&svc, &all));
     match current {
         Some(cur) if legacy::up_to_date(&cur, &want) => Ok(()),
