@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 use futures::future::FutureExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 use kube::Api;
 use serde_json::json;
 
-use super::{errors, informer};
+use super::errors;
 use crate::context::ControllerContext;
+use crate::informers::{self, Informer};
 use crate::registry::ControllerDescriptor;
 
 /// The identity it acts as with `--use-service-account-credentials`.
@@ -236,28 +235,18 @@ pub fn failed_status_patch(pod: &Pod, reason: Reason, now: &str) -> Option<serde
 
 struct State {
     client: kube::Client,
-    pods: Store<Pod>,
-    nodes: Store<Node>,
+    pods: Informer<Pod>,
+    nodes: Informer<Node>,
     threshold: i32,
 }
 
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let sd = ctx.shutdown.clone();
-    let pods = informer::spawn(
-        Api::<Pod>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        |_: &Pod, _| {},
-    );
-    let nodes = informer::spawn(
-        Api::<Node>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        |_: &Node, _| {},
-    );
-    informer::wait_synced(&sd, async {
-        let _ = pods.wait_until_ready().await;
-        let _ = nodes.wait_until_ready().await;
+    let pods = ctx.informers().informer::<Pod>();
+    let nodes = ctx.informers().informer::<Node>();
+    informers::wait_synced(&sd, async {
+        pods.wait_synced().await;
+        nodes.wait_synced().await;
     })
     .await?;
     let state = State {
@@ -278,8 +267,8 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
 
 /// One pass: confirm quarantined nodes are gone, then delete what [`plan`] says.
 async fn collect_once(state: &State, first_missing: &mut HashMap<String, Instant>) {
-    let pods = state.pods.state();
-    let nodes = state.nodes.state();
+    let pods = state.pods.list();
+    let nodes = state.nodes.list();
     let missing = missing_nodes(&pods, &nodes);
     let node_api: Api<Node> = Api::all(state.client.clone());
     let mut deleted = BTreeSet::new();
