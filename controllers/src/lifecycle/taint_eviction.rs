@@ -7,14 +7,13 @@ use std::time::Duration;
 use futures::future::FutureExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Api;
 use serde_json::json;
 
 use super::node::taints::tolerates;
 use super::{errors, informer, queue::WorkQueue};
 use crate::context::ControllerContext;
+use crate::informers::{self, Informer};
 use crate::registry::ControllerDescriptor;
 
 /// Registry entry.
@@ -76,53 +75,45 @@ pub fn decide(pod: &Pod, node_taints: &[Taint], elapsed: impl Fn(&Taint) -> Dura
 
 struct State {
     client: kube::Client,
-    pods: Store<Pod>,
-    nodes: Store<Node>,
+    pods: Informer<Pod>,
+    nodes: Informer<Node>,
 }
 
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let queue: WorkQueue<(String, String)> = WorkQueue::new();
     let sd = ctx.shutdown.clone();
     let q = queue.clone();
-    let pods = informer::spawn(
-        Api::<Pod>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        move |p: &Pod, change| {
-            let bound = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
-            if let (true, informer::Change::Applied, Some(ns), Some(n)) =
-                (bound, change, &p.metadata.namespace, &p.metadata.name)
-            {
-                q.add((ns.clone(), n.clone()));
-            }
-        },
-    );
+    let pods = ctx.informers().informer::<Pod>();
+    informer::on(&pods, move |p: &Pod, change| {
+        let bound = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+        if let (true, informer::Change::Applied, Some(ns), Some(n)) =
+            (bound, change, &p.metadata.namespace, &p.metadata.name)
+        {
+            q.add((ns.clone(), n.clone()));
+        }
+    });
     let (q, pod_store) = (queue.clone(), pods.clone());
-    let nodes = informer::spawn(
-        Api::<Node>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        move |n: &Node, _| {
-            let has_no_execute = n
-                .spec
-                .as_ref()
-                .and_then(|s| s.taints.as_ref())
-                .is_some_and(|t| t.iter().any(|t| t.effect == "NoExecute"));
-            if !has_no_execute {
-                return;
-            }
-            for p in pod_store.state() {
-                if p.spec.as_ref().and_then(|s| s.node_name.as_ref()) == n.metadata.name.as_ref() {
-                    if let (Some(ns), Some(name)) = (&p.metadata.namespace, &p.metadata.name) {
-                        q.add((ns.clone(), name.clone()));
-                    }
+    let nodes = ctx.informers().informer::<Node>();
+    informer::on(&nodes, move |n: &Node, _| {
+        let has_no_execute = n
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .is_some_and(|t| t.iter().any(|t| t.effect == "NoExecute"));
+        if !has_no_execute {
+            return;
+        }
+        for p in pod_store.list() {
+            if p.spec.as_ref().and_then(|s| s.node_name.as_ref()) == n.metadata.name.as_ref() {
+                if let (Some(ns), Some(name)) = (&p.metadata.namespace, &p.metadata.name) {
+                    q.add((ns.clone(), name.clone()));
                 }
             }
-        },
-    );
-    informer::wait_synced(&sd, async {
-        let _ = pods.wait_until_ready().await;
-        let _ = nodes.wait_until_ready().await;
+        }
+    });
+    informers::wait_synced(&sd, async {
+        pods.wait_synced().await;
+        nodes.wait_synced().await;
     })
     .await?;
     let state = Arc::new(State {
@@ -146,7 +137,7 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
 }
 
 async fn sync(state: &State, (ns, name): &(String, String)) -> anyhow::Result<Option<Duration>> {
-    let Some(pod) = state.pods.get(&ObjectRef::new(name).within(ns)) else {
+    let Some(pod) = state.pods.get(ns, name) else {
         return Ok(None);
     };
     if pod.metadata.deletion_timestamp.is_some() {
@@ -155,7 +146,7 @@ async fn sync(state: &State, (ns, name): &(String, String)) -> anyhow::Result<Op
     let Some(node_name) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
         return Ok(None);
     };
-    let Some(node) = state.nodes.get(&ObjectRef::new(&node_name)) else {
+    let Some(node) = state.nodes.get("", &node_name) else {
         return Ok(None);
     };
     let taints = node
