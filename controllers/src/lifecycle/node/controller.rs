@@ -10,13 +10,12 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Api;
 use serde_json::json;
 
 use super::{health, taints};
 use crate::context::ControllerContext;
+use crate::informers::Informer;
 use crate::lifecycle::{errors, informer, queue::WorkQueue};
 
 /// Where kubelets keep their heartbeat Leases.
@@ -24,8 +23,8 @@ pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 
 struct State {
     client: kube::Client,
-    nodes: Store<Node>,
-    leases: Store<Lease>,
+    nodes: Informer<Node>,
+    leases: Informer<Lease>,
     probes: Mutex<HashMap<String, health::Probe>>,
     ctx: ControllerContext,
 }
@@ -35,30 +34,26 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let queue: WorkQueue<String> = WorkQueue::new();
     let sd = ctx.shutdown.clone();
     let q = queue.clone();
-    let nodes = informer::spawn(
-        Api::<Node>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        move |n: &Node, change| {
-            if let (Some(name), informer::Change::Applied) = (&n.metadata.name, change) {
-                q.add(name.clone());
-            }
-        },
-    );
+    let nodes = ctx.informers().informer::<Node>();
+    informer::on(&nodes, move |n: &Node, change| {
+        if let (Some(name), informer::Change::Applied) = (&n.metadata.name, change) {
+            q.add(name.clone());
+        }
+    });
     let q = queue.clone();
-    let leases = informer::spawn(
-        Api::<Lease>::namespaced(ctx.client.clone(), LEASE_NAMESPACE),
-        watcher::Config::default(),
-        sd.clone(),
-        move |l: &Lease, _| {
-            if let Some(name) = &l.metadata.name {
-                q.add(name.clone());
-            }
-        },
-    );
+    // The shared Lease informer holds every namespace's Leases; only kubelets' matter here.
+    let leases = ctx.informers().informer::<Lease>();
+    informer::on(&leases, move |l: &Lease, _| {
+        if l.metadata.namespace.as_deref() != Some(LEASE_NAMESPACE) {
+            return;
+        }
+        if let Some(name) = &l.metadata.name {
+            q.add(name.clone());
+        }
+    });
     informer::wait_synced(&sd, async {
-        let _ = nodes.wait_until_ready().await;
-        let _ = leases.wait_until_ready().await;
+        nodes.wait_synced().await;
+        leases.wait_synced().await;
     })
     .await?;
     let state = Arc::new(State {
@@ -81,7 +76,7 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
             tokio::select! {
                 _ = tick_sd.cancelled() => return,
                 _ = ticker.tick() => {
-                    for n in tick_state.nodes.state() {
+                    for n in tick_state.nodes.list() {
                         if let Some(name) = &n.metadata.name {
                             q.add(name.clone());
                         }
@@ -103,7 +98,7 @@ fn now_time() -> Time {
 }
 
 async fn sync(state: Arc<State>, name: String) -> anyhow::Result<()> {
-    let Some(node) = state.nodes.get(&ObjectRef::new(&name)) else {
+    let Some(node) = state.nodes.get("", &name) else {
         state
             .probes
             .lock()
@@ -111,9 +106,7 @@ async fn sync(state: Arc<State>, name: String) -> anyhow::Result<()> {
             .remove(&name);
         return Ok(());
     };
-    let lease = state
-        .leases
-        .get(&ObjectRef::new(&name).within(LEASE_NAMESPACE));
+    let lease = state.leases.get(LEASE_NAMESPACE, &name);
     let renew = lease
         .as_ref()
         .and_then(|l| l.spec.as_ref())
@@ -159,7 +152,7 @@ async fn sync(state: Arc<State>, name: String) -> anyhow::Result<()> {
     // Upstream's full disruption: when no node is Ready, nothing is evicted.
     let any_ready = state
         .nodes
-        .state()
+        .list()
         .iter()
         .any(|n| taints::ready_status(n) == Some("True"))
         || taints::ready_status(&node) == Some("True");
