@@ -10,13 +10,12 @@ use anyhow::Context as _;
 use futures::future::FutureExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Api;
 use serde_json::json;
 
 use super::{informer, queue::WorkQueue};
 use crate::context::ControllerContext;
+use crate::informers::Informer;
 use crate::registry::ControllerDescriptor;
 
 /// Registry entry.
@@ -108,7 +107,7 @@ pub fn allocate(
 
 struct State {
     client: kube::Client,
-    nodes: Store<Node>,
+    nodes: Informer<Node>,
     cluster: Cidr,
     mask_size: u8,
     reserved: Option<Cidr>,
@@ -152,21 +151,17 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     };
     let queue: WorkQueue<String> = WorkQueue::new();
     let q = queue.clone();
-    let nodes = informer::spawn(
-        Api::<Node>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        ctx.shutdown.clone(),
-        move |n: &Node, change| {
-            let unassigned = n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_none();
-            if let (true, informer::Change::Applied, Some(name)) =
-                (unassigned, change, &n.metadata.name)
-            {
-                q.add(name.clone());
-            }
-        },
-    );
+    let nodes = ctx.informers().informer::<Node>();
+    informer::on(&nodes, move |n: &Node, change| {
+        let unassigned = n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_none();
+        if let (true, informer::Change::Applied, Some(name)) =
+            (unassigned, change, &n.metadata.name)
+        {
+            q.add(name.clone());
+        }
+    });
     informer::wait_synced(&ctx.shutdown, async {
-        let _ = nodes.wait_until_ready().await;
+        nodes.wait_synced().await;
     })
     .await?;
     let state = Arc::new(State {
@@ -187,7 +182,7 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
 }
 
 async fn sync(state: Arc<State>, name: String) -> anyhow::Result<()> {
-    let Some(node) = state.nodes.get(&ObjectRef::new(&name)) else {
+    let Some(node) = state.nodes.get("", &name) else {
         return Ok(());
     };
     if node
@@ -200,7 +195,7 @@ async fn sync(state: Arc<State>, name: String) -> anyhow::Result<()> {
     }
     let mut used: BTreeSet<Cidr> = state
         .nodes
-        .state()
+        .list()
         .iter()
         .flat_map(|n| {
             n.spec
