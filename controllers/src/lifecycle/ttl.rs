@@ -8,8 +8,6 @@ use std::sync::{Arc, Mutex};
 use futures::future::FutureExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Api;
 use serde_json::json;
 
@@ -100,41 +98,33 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     });
     let seen: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
     let (q, sz) = (queue.clone(), sizing.clone());
-    let store_slot: Arc<Mutex<Option<Store<Node>>>> = Arc::default();
-    let slot = store_slot.clone();
-    let nodes = informer::spawn(
-        Api::<Node>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        move |n: &Node, change| {
-            let Some(name) = n.metadata.name.clone() else {
-                return;
-            };
-            let delta = {
-                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-                match change {
-                    Change::Applied => isize::from(seen.insert(name.clone())),
-                    Change::Deleted => -isize::from(seen.remove(&name)),
-                }
-            };
-            if delta != 0 && sz.apply(delta) {
-                // The TTL changed: every node needs the new value.
-                if let Some(store) = slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-                    for node in store.state() {
-                        if let Some(n) = &node.metadata.name {
-                            q.add(n.clone());
-                        }
-                    }
+    let nodes = ctx.informers().informer::<Node>();
+    let store = nodes.clone();
+    informer::on(&nodes, move |n: &Node, change| {
+        let Some(name) = n.metadata.name.clone() else {
+            return;
+        };
+        let delta = {
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            match change {
+                Change::Applied => isize::from(seen.insert(name.clone())),
+                Change::Deleted => -isize::from(seen.remove(&name)),
+            }
+        };
+        if delta != 0 && sz.apply(delta) {
+            // The TTL changed: every node needs the new value.
+            for node in store.list() {
+                if let Some(n) = &node.metadata.name {
+                    q.add(n.clone());
                 }
             }
-            if change == Change::Applied {
-                q.add(name);
-            }
-        },
-    );
-    *store_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(nodes.clone());
+        }
+        if change == Change::Applied {
+            q.add(name);
+        }
+    });
     informer::wait_synced(&sd, async {
-        let _ = nodes.wait_until_ready().await;
+        nodes.wait_synced().await;
     })
     .await?;
     let client = ctx.client_for(SERVICE_ACCOUNT).await?;
@@ -142,7 +132,7 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
         .run("ttl", 5, sd, move |name| {
             let (client, nodes, sizing) = (client.clone(), nodes.clone(), sizing.clone());
             async move {
-                let Some(node) = nodes.get(&ObjectRef::new(&name)) else {
+                let Some(node) = nodes.get("", &name) else {
                     return Ok(());
                 };
                 if let Some(patch) = annotation_patch(&node, sizing.ttl()) {
