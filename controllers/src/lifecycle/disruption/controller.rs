@@ -8,13 +8,12 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::status;
 use crate::context::ControllerContext;
+use crate::informers::Informer;
 use crate::lifecycle::discovery;
 use crate::lifecycle::errors;
 use crate::lifecycle::informer::{self, Change};
@@ -25,8 +24,8 @@ type Key = (String, String);
 
 struct State {
     client: kube::Client,
-    pdbs: Store<PodDisruptionBudget>,
-    pods: Store<Pod>,
+    pdbs: Informer<PodDisruptionBudget>,
+    pods: Informer<Pod>,
     queue: WorkQueue<Key>,
 }
 
@@ -35,8 +34,8 @@ fn key_of<K: kube::Resource>(o: &K) -> Option<Key> {
 }
 
 /// Queues every budget whose selector picks `pod`.
-fn enqueue_budgets_of(queue: &WorkQueue<Key>, pdbs: &Store<PodDisruptionBudget>, pod: &Pod) {
-    for pdb in pdbs.state() {
+fn enqueue_budgets_of(queue: &WorkQueue<Key>, pdbs: &Informer<PodDisruptionBudget>, pod: &Pod) {
+    for pdb in pdbs.list() {
         if pdb.metadata.namespace != pod.metadata.namespace {
             continue;
         }
@@ -57,22 +56,19 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let queue: WorkQueue<Key> = WorkQueue::new();
     let stale: WorkQueue<Key> = WorkQueue::new();
     let q = queue.clone();
-    let pdbs = informer::spawn(
-        Api::<PodDisruptionBudget>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        move |b: &PodDisruptionBudget, change| {
+    let pdbs = {
+        let shared = ctx.informers().informer::<PodDisruptionBudget>();
+        informer::on(&shared, move |b: &PodDisruptionBudget, change| {
             if let (Change::Applied, Some(k)) = (change, key_of(b)) {
                 q.add(k);
             }
-        },
-    );
+        });
+        shared
+    };
     let (q, sq, budgets) = (queue.clone(), stale.clone(), pdbs.clone());
-    let pods = informer::spawn(
-        Api::<Pod>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        move |p: &Pod, change| {
+    let pods = {
+        let shared = ctx.informers().informer::<Pod>();
+        informer::on(&shared, move |p: &Pod, change| {
             enqueue_budgets_of(&q, &budgets, p);
             if change == Change::Applied {
                 if let (Some(after), Some(k)) = (
@@ -82,11 +78,12 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
                     sq.add_after(k, after);
                 }
             }
-        },
-    );
+        });
+        shared
+    };
     informer::wait_synced(&sd, async {
-        let _ = pdbs.wait_until_ready().await;
-        let _ = pods.wait_until_ready().await;
+        pdbs.wait_synced().await;
+        pods.wait_synced().await;
     })
     .await?;
     let state = Arc::new(State {
@@ -209,12 +206,12 @@ async fn expected_scale(client: &kube::Client, ns: &str, pods: &[&Pod]) -> Resul
 }
 
 async fn sync(state: &State, (ns, name): &Key) -> anyhow::Result<()> {
-    let Some(pdb) = state.pdbs.get(&ObjectRef::new(name).within(ns)) else {
+    let Some(pdb) = state.pdbs.get(ns, name) else {
         return Ok(());
     };
     let all: Vec<Arc<Pod>> = state
         .pods
-        .state()
+        .list()
         .into_iter()
         .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
         .collect();
@@ -266,7 +263,7 @@ async fn write_status(
 
 /// Resets a stale `DisruptionTarget=True` condition of a pod that is not being deleted.
 async fn reset_stale_condition(state: &State, (ns, name): &Key) -> anyhow::Result<()> {
-    let Some(pod) = state.pods.get(&ObjectRef::new(name).within(ns)) else {
+    let Some(pod) = state.pods.get(ns, name) else {
         return Ok(());
     };
     match status::stale_disruption_in(&pod, jiff::Timestamp::now()) {
