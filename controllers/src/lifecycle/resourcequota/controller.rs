@@ -1,7 +1,6 @@
 //! The resourcequota controller's informers, queue and status writes.
 
 use std::collections::BTreeMap;
-use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,14 +8,12 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota, Secret, Service,
 };
 use kube::api::{DynamicObject, ListParams, PostParams};
-use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
 use super::triggers;
 use super::usage::{self, Observed};
 use crate::context::ControllerContext;
+use crate::informers::Informer;
 use crate::lifecycle::discovery::{self, Served};
 use crate::lifecycle::informer::{self, Change};
 use crate::lifecycle::queue::WorkQueue;
@@ -28,22 +25,20 @@ const DISCOVERY_TTL: Duration = Duration::from_secs(30);
 
 struct State {
     client: kube::Client,
-    quotas: Store<ResourceQuota>,
-    pods: Store<Pod>,
-    services: Store<Service>,
-    claims: Store<PersistentVolumeClaim>,
-    configmaps: Store<PartialObjectMeta<ConfigMap>>,
-    secrets: Store<PartialObjectMeta<Secret>>,
-    controllers: Store<PartialObjectMeta<ReplicationController>>,
+    quotas: Informer<ResourceQuota>,
+    pods: Informer<Pod>,
+    services: Informer<Service>,
+    claims: Informer<PersistentVolumeClaim>,
+    configmaps: Informer<ConfigMap>,
+    secrets: Informer<Secret>,
+    controllers: Informer<ReplicationController>,
     discovered: Mutex<Option<(Instant, Arc<Vec<Served>>)>>,
 }
 
 /// Queues every quota of `namespace` (replenishment).
-fn enqueue_namespace(queue: &WorkQueue<Key>, quotas: &Store<ResourceQuota>, namespace: &str) {
-    for q in quotas.state() {
-        if q.metadata.namespace.as_deref() == Some(namespace) {
-            queue.add((namespace.to_string(), q.name_any()));
-        }
+fn enqueue_namespace(queue: &WorkQueue<Key>, quotas: &Informer<ResourceQuota>, namespace: &str) {
+    for q in quotas.list_namespace(namespace) {
+        queue.add((namespace.to_string(), q.name_any()));
     }
 }
 
@@ -51,16 +46,13 @@ fn enqueue_namespace(queue: &WorkQueue<Key>, quotas: &Store<ResourceQuota>, name
 pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let queue: WorkQueue<Key> = WorkQueue::new();
     let sd = ctx.shutdown.clone();
-    let client = ctx.client.clone();
     // A quota is synced on first sight, on a spec.hard change, or when its status is
     // incomplete — not on the apiserver's admission charges (see `triggers`).
     let q = queue.clone();
     let hard_seen = triggers::LastSeen::default();
-    let quotas = informer::spawn(
-        Api::<ResourceQuota>::all(client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        move |rq: &ResourceQuota, change| {
+    let quotas = {
+        let shared = ctx.informers().informer::<ResourceQuota>();
+        informer::on(&shared, move |rq: &ResourceQuota, change| {
             let Some(ns) = &rq.metadata.namespace else {
                 return;
             };
@@ -73,15 +65,16 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
             if triggers::quota_needs_sync(previous.as_ref(), rq) {
                 q.add(key);
             }
-        },
-    );
+        });
+        shared
+    };
     // Replenishment: a delete, or an update that can release or move usage, re-syncs the
     // namespace's quotas (upstream's update filter). Creates are charged by admission.
     fn replenisher<K: Resource + 'static, V: PartialEq + Clone + Send + 'static>(
         queue: &WorkQueue<Key>,
-        quotas: &Store<ResourceQuota>,
+        quotas: &Informer<ResourceQuota>,
         charge: fn(&K) -> V,
-    ) -> impl Fn(&K, Change) + Send + 'static {
+    ) -> impl Fn(&K, Change) + Send + Sync + 'static {
         let (q, quotas) = (queue.clone(), quotas.clone());
         let seen = triggers::LastSeen::default();
         move |obj: &K, change: Change| {
@@ -102,54 +95,53 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
             }
         }
     }
-    let pods = informer::spawn(
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        replenisher(&queue, &quotas, triggers::pod_charge),
-    );
-    let services = informer::spawn(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        replenisher(&queue, &quotas, triggers::service_charge_class),
-    );
-    let claims = informer::spawn(
-        Api::<PersistentVolumeClaim>::all(client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        replenisher(&queue, &quotas, triggers::claim_charge),
-    );
-    let configmaps = informer::spawn(
-        Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        replenisher(&queue, &quotas, |_: &PartialObjectMeta<ConfigMap>| ()),
-    );
-    let secrets = informer::spawn(
-        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        replenisher(&queue, &quotas, |_: &PartialObjectMeta<Secret>| ()),
-    );
-    let controllers = informer::spawn(
-        Api::<PartialObjectMeta<ReplicationController>>::all(client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        replenisher(
-            &queue,
-            &quotas,
-            |_: &PartialObjectMeta<ReplicationController>| (),
-        ),
-    );
+    let pods = {
+        let shared = ctx.informers().informer::<Pod>();
+        informer::on(&shared, replenisher(&queue, &quotas, triggers::pod_charge));
+        shared
+    };
+    let services = {
+        let shared = ctx.informers().informer::<Service>();
+        informer::on(
+            &shared,
+            replenisher(&queue, &quotas, triggers::service_charge_class),
+        );
+        shared
+    };
+    let claims = {
+        let shared = ctx.informers().informer::<PersistentVolumeClaim>();
+        informer::on(
+            &shared,
+            replenisher(&queue, &quotas, triggers::claim_charge),
+        );
+        shared
+    };
+    let configmaps = {
+        let shared = ctx.informers().informer::<ConfigMap>();
+        informer::on(&shared, replenisher(&queue, &quotas, |_: &ConfigMap| ()));
+        shared
+    };
+    let secrets = {
+        let shared = ctx.informers().informer::<Secret>();
+        informer::on(&shared, replenisher(&queue, &quotas, |_: &Secret| ()));
+        shared
+    };
+    let controllers = {
+        let shared = ctx.informers().informer::<ReplicationController>();
+        informer::on(
+            &shared,
+            replenisher(&queue, &quotas, |_: &ReplicationController| ()),
+        );
+        shared
+    };
     informer::wait_synced(&sd, async {
-        let _ = quotas.wait_until_ready().await;
-        let _ = pods.wait_until_ready().await;
-        let _ = services.wait_until_ready().await;
-        let _ = claims.wait_until_ready().await;
-        let _ = configmaps.wait_until_ready().await;
-        let _ = secrets.wait_until_ready().await;
-        let _ = controllers.wait_until_ready().await;
+        quotas.wait_synced().await;
+        pods.wait_synced().await;
+        services.wait_synced().await;
+        claims.wait_synced().await;
+        configmaps.wait_synced().await;
+        secrets.wait_synced().await;
+        controllers.wait_synced().await;
     })
     .await?;
     let state = Arc::new(State {
@@ -175,7 +167,7 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
                 _ = rsd.cancelled() => return,
                 _ = tokio::time::sleep(period) => {}
             }
-            for rq in st.quotas.state() {
+            for rq in st.quotas.list() {
                 if let Some(ns) = &rq.metadata.namespace {
                     q.add((ns.clone(), rq.name_any()));
                 }
@@ -192,26 +184,15 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn in_namespace<K: Resource + Clone + 'static>(store: &Store<K>, ns: &str) -> Vec<Arc<K>>
-where
-    K::DynamicType: Eq + Hash + Clone,
-{
-    store
-        .state()
-        .into_iter()
-        .filter(|o| Resource::meta(o.as_ref()).namespace.as_deref() == Some(ns))
-        .collect()
+fn in_namespace<K: Resource + Clone + Send + Sync + 'static>(
+    store: &Informer<K>,
+    ns: &str,
+) -> Vec<Arc<K>> {
+    store.list_namespace(ns)
 }
 
-fn count_in<K: Resource + Clone + 'static>(store: &Store<K>, ns: &str) -> i64
-where
-    K::DynamicType: Eq + Hash + Clone,
-{
-    store
-        .state()
-        .iter()
-        .filter(|o| Resource::meta(o.as_ref()).namespace.as_deref() == Some(ns))
-        .count() as i64
+fn count_in<K: Resource + Clone + Send + Sync + 'static>(store: &Informer<K>, ns: &str) -> i64 {
+    store.list_namespace(ns).len() as i64
 }
 
 impl State {
@@ -270,7 +251,7 @@ impl State {
 }
 
 async fn sync(state: &State, (ns, name): &Key) -> anyhow::Result<()> {
-    let Some(quota) = state.quotas.get(&ObjectRef::new(name).within(ns)) else {
+    let Some(quota) = state.quotas.get(ns, name) else {
         return Ok(());
     };
     let hard: Vec<String> = quota
