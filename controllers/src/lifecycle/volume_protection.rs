@@ -7,14 +7,13 @@ use futures::future::FutureExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, PostParams};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Api;
 
 use super::errors;
 use super::informer::{self, Change};
 use super::queue::WorkQueue;
 use crate::context::ControllerContext;
+use crate::informers::Informer;
 use crate::registry::ControllerDescriptor;
 
 /// The finalizer that keeps a claim while pods use it.
@@ -165,6 +164,19 @@ pub fn claims_of_pod(pod: &Pod) -> Vec<String> {
         .collect()
 }
 
+/// The shared pod cache's index of pods by the claims they reference (upstream's
+/// `pod-pvc-index`), values `<namespace>/<claim>`.
+pub const POD_PVC_INDEX: &str = "pod-pvc-index";
+
+/// The [`POD_PVC_INDEX`] values of `pod`.
+pub fn pod_pvc_keys(pod: &Pod) -> Vec<String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    claims_of_pod(pod)
+        .into_iter()
+        .map(|c| format!("{ns}/{c}"))
+        .collect()
+}
+
 /// Whether a pod event may release claims: the pod went away, finished, or is not scheduled.
 pub fn pod_event_may_release(pod: &Pod, deleted: bool) -> bool {
     deleted || pod_is_terminated(pod) || !is_scheduled(pod)
@@ -186,24 +198,21 @@ async fn run_pvc(ctx: ControllerContext) -> anyhow::Result<()> {
     let sd = ctx.shutdown.clone();
     let queue: WorkQueue<ClaimKey> = WorkQueue::new();
     let q = queue.clone();
-    let claims = informer::spawn(
-        Api::<PersistentVolumeClaim>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        move |c: &PersistentVolumeClaim, change| {
+    let claims = {
+        let shared = ctx.informers().informer::<PersistentVolumeClaim>();
+        informer::on(&shared, move |c: &PersistentVolumeClaim, change| {
             if change == Change::Applied {
                 if let (Some(ns), Some(name)) = (&c.metadata.namespace, &c.metadata.name) {
                     q.add((ns.clone(), name.clone()));
                 }
             }
-        },
-    );
+        });
+        shared
+    };
     let q = queue.clone();
-    let pods = informer::spawn(
-        Api::<Pod>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        move |p: &Pod, change| {
+    let pods = {
+        let shared = ctx.informers().informer::<Pod>();
+        informer::on(&shared, move |p: &Pod, change| {
             if !pod_event_may_release(p, change == Change::Deleted) {
                 return;
             }
@@ -213,10 +222,12 @@ async fn run_pvc(ctx: ControllerContext) -> anyhow::Result<()> {
             for claim in claims_of_pod(p) {
                 q.add((ns.clone(), claim));
             }
-        },
-    );
+        });
+        shared
+    };
+    pods.add_index(POD_PVC_INDEX, pod_pvc_keys);
     informer::wait_synced(&sd, async {
-        let _ = tokio::join!(claims.wait_until_ready(), pods.wait_until_ready());
+        let _ = tokio::join!(claims.wait_synced(), pods.wait_synced());
     })
     .await?;
     let client = ctx.client_for(PVC_SERVICE_ACCOUNT).await?;
@@ -231,24 +242,21 @@ async fn run_pvc(ctx: ControllerContext) -> anyhow::Result<()> {
 
 async fn sync_claim(
     client: kube::Client,
-    claims: &Store<PersistentVolumeClaim>,
-    pods: &Store<Pod>,
+    claims: &Informer<PersistentVolumeClaim>,
+    pods: &Informer<Pod>,
     ns: &str,
     name: &str,
 ) -> anyhow::Result<()> {
-    let Some(claim) = claims.get(&ObjectRef::new(name).within(ns)) else {
+    let Some(claim) = claims.get(ns, name) else {
         return Ok(());
     };
     let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     let meta = &claim.metadata;
     if is_deletion_candidate(meta, PVC_FINALIZER) {
-        let cached = pods.state();
-        let in_ns = cached
-            .iter()
-            .map(|p| p.as_ref())
-            .filter(|p| p.metadata.namespace.as_deref() == Some(ns));
-        // The cache may lag behind a new pod: confirm with a live list before releasing.
-        let unused = can_remove_pvc_finalizer(&claim, in_ns) && {
+        let cached = pods.by_index(POD_PVC_INDEX, &format!("{ns}/{name}"));
+        // The cache may lag behind a new pod: confirm with a live list before releasing, as
+        // upstream's askAPIServer (only when the cache saw no user).
+        let unused = can_remove_pvc_finalizer(&claim, cached.iter().map(|p| p.as_ref())) && {
             let live = Api::<Pod>::namespaced(client, ns)
                 .list(&ListParams::default())
                 .await?;
@@ -277,20 +285,19 @@ async fn run_pv(ctx: ControllerContext) -> anyhow::Result<()> {
     let sd = ctx.shutdown.clone();
     let queue: WorkQueue<String> = WorkQueue::new();
     let q = queue.clone();
-    let volumes = informer::spawn(
-        Api::<PersistentVolume>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        move |pv: &PersistentVolume, change| {
+    let volumes = {
+        let shared = ctx.informers().informer::<PersistentVolume>();
+        informer::on(&shared, move |pv: &PersistentVolume, change| {
             if change == Change::Applied {
                 if let Some(name) = &pv.metadata.name {
                     q.add(name.clone());
                 }
             }
-        },
-    );
+        });
+        shared
+    };
     informer::wait_synced(&sd, async {
-        let _ = volumes.wait_until_ready().await;
+        volumes.wait_synced().await;
     })
     .await?;
     let client = ctx.client_for(PV_SERVICE_ACCOUNT).await?;
@@ -298,7 +305,7 @@ async fn run_pv(ctx: ControllerContext) -> anyhow::Result<()> {
         .run("pv-protection", 5, sd, move |name| {
             let (client, volumes) = (client.clone(), volumes.clone());
             async move {
-                let Some(pv) = volumes.get(&ObjectRef::new(&name)) else {
+                let Some(pv) = volumes.get("", &name) else {
                     return Ok(());
                 };
                 let meta = &pv.metadata;
