@@ -7,14 +7,13 @@ use futures::future::FutureExt;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::PostParams;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Api;
 
 use super::errors;
 use super::informer::{self, Change};
 use super::queue::WorkQueue;
 use crate::context::ControllerContext;
+use crate::informers::Informer;
 use crate::registry::ControllerDescriptor;
 
 /// The identity of the controller with `--use-service-account-credentials`.
@@ -131,11 +130,9 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let sd = ctx.shutdown.clone();
     let queue: WorkQueue<PodKey> = WorkQueue::new();
     let q = queue.clone();
-    let pods = informer::spawn(
-        Api::<Pod>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        move |p: &Pod, change| {
+    let pods = {
+        let shared = ctx.informers().informer::<Pod>();
+        informer::on(&shared, move |p: &Pod, change| {
             if change != Change::Applied
                 || p.metadata.deletion_timestamp.is_some()
                 || !has_ephemeral_volumes(p)
@@ -145,24 +142,24 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
             if let (Some(ns), Some(name)) = (&p.metadata.namespace, &p.metadata.name) {
                 q.add((ns.clone(), name.clone()));
             }
-        },
-    );
+        });
+        shared
+    };
     let q = queue.clone();
-    let claims = informer::spawn(
-        Api::<PersistentVolumeClaim>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        move |c: &PersistentVolumeClaim, change| {
+    let claims = {
+        let shared = ctx.informers().informer::<PersistentVolumeClaim>();
+        informer::on(&shared, move |c: &PersistentVolumeClaim, change| {
             if change != Change::Deleted {
                 return;
             }
             if let (Some(ns), Some(pod)) = (&c.metadata.namespace, owning_pod(c)) {
                 q.add((ns.clone(), pod));
             }
-        },
-    );
+        });
+        shared
+    };
     informer::wait_synced(&sd, async {
-        let _ = tokio::join!(pods.wait_until_ready(), claims.wait_until_ready());
+        let _ = tokio::join!(pods.wait_synced(), claims.wait_synced());
     })
     .await?;
     let client = ctx.client_for(SERVICE_ACCOUNT).await?;
@@ -177,20 +174,16 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
 
 async fn sync_pod(
     client: kube::Client,
-    pods: &Store<Pod>,
-    claims: &Store<PersistentVolumeClaim>,
+    pods: &Informer<Pod>,
+    claims: &Informer<PersistentVolumeClaim>,
     ns: &str,
     name: &str,
 ) -> anyhow::Result<()> {
-    let Some(pod) = pods.get(&ObjectRef::new(name).within(ns)) else {
+    let Some(pod) = pods.get(ns, name) else {
         return Ok(());
     };
     let api: Api<PersistentVolumeClaim> = Api::namespaced(client, ns);
-    let actions = claim_actions(&pod, |claim| {
-        claims
-            .get(&ObjectRef::new(claim).within(ns))
-            .map(|c| (*c).clone())
-    });
+    let actions = claim_actions(&pod, |claim| claims.get(ns, claim).map(|c| (*c).clone()));
     for action in actions {
         match action {
             ClaimAction::Exists(_) => {}
