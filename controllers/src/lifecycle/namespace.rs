@@ -9,7 +9,6 @@ use k8s_openapi::api::core::v1::{Namespace, NamespaceCondition, NamespaceStatus}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams, PropagationPolicy};
 use kube::discovery::verbs;
-use kube::runtime::watcher;
 use kube::Api;
 
 use super::discovery::{self, Served};
@@ -192,20 +191,19 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let queue: WorkQueue<String> =
         WorkQueue::with_backoff(Duration::from_millis(5), Duration::from_secs(60));
     let q = queue.clone();
-    let store = informer::spawn(
-        Api::<Namespace>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        ctx.shutdown.clone(),
-        move |ns: &Namespace, change| {
+    let store = {
+        let shared = ctx.informers().informer::<Namespace>();
+        informer::on(&shared, move |ns: &Namespace, change| {
             if let (Some(name), informer::Change::Applied, Some(_)) =
                 (&ns.metadata.name, change, &ns.metadata.deletion_timestamp)
             {
                 q.add(name.clone());
             }
-        },
-    );
+        });
+        shared
+    };
     informer::wait_synced(&ctx.shutdown, async {
-        let _ = store.wait_until_ready().await;
+        store.wait_synced().await;
     })
     .await?;
     let client = ctx.client_for(SERVICE_ACCOUNT).await?;
