@@ -5,12 +5,11 @@ use std::sync::Arc;
 use futures::future::{BoxFuture, FutureExt};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{ObjectMeta, PostParams};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Api;
 
 use super::{errors, informer, queue::WorkQueue};
 use crate::context::ControllerContext;
+use crate::informers::Informer;
 use crate::registry::ControllerDescriptor;
 
 /// The service accounts every namespace gets.
@@ -66,33 +65,27 @@ fn start(ctx: ControllerContext) -> BoxFuture<'static, anyhow::Result<()>> {
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let queue: WorkQueue<String> = WorkQueue::new();
     let q = queue.clone();
-    let namespaces = informer::spawn(
-        Api::<Namespace>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        ctx.shutdown.clone(),
-        move |ns: &Namespace, _| {
+    let namespaces = {
+        let shared = ctx.informers().informer::<Namespace>();
+        informer::on(&shared, move |ns: &Namespace, _| {
             if let Some(n) = &ns.metadata.name {
                 q.add(n.clone());
             }
-        },
-    );
+        });
+        shared
+    };
     let q = queue.clone();
-    let sa_config = watcher::Config::default().fields("metadata.name=default");
-    let accounts = informer::spawn(
-        Api::<ServiceAccount>::all(ctx.client.clone()),
-        sa_config,
-        ctx.shutdown.clone(),
-        move |sa: &ServiceAccount, change| {
-            if change == informer::Change::Deleted {
-                if let Some(ns) = &sa.metadata.namespace {
-                    q.add(ns.clone());
-                }
+    let accounts = ctx.informers().informer::<ServiceAccount>();
+    informer::on(&accounts, move |sa: &ServiceAccount, change| {
+        if change == informer::Change::Deleted && managed(sa) {
+            if let Some(ns) = &sa.metadata.namespace {
+                q.add(ns.clone());
             }
-        },
-    );
+        }
+    });
     informer::wait_synced(&ctx.shutdown, async {
-        let _ = namespaces.wait_until_ready().await;
-        let _ = accounts.wait_until_ready().await;
+        namespaces.wait_synced().await;
+        accounts.wait_synced().await;
     })
     .await?;
     // Upstream runs this controller with one worker.
@@ -107,16 +100,24 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether `sa` is one of the accounts this controller keeps in every namespace.
+fn managed(sa: &ServiceAccount) -> bool {
+    sa.metadata
+        .name
+        .as_deref()
+        .is_some_and(|n| MANAGED_NAMES.contains(&n))
+}
+
 async fn sync(
     client: kube::Client,
-    state: Arc<(Store<Namespace>, Store<ServiceAccount>)>,
+    state: Arc<(Informer<Namespace>, Informer<ServiceAccount>)>,
     name: String,
 ) -> anyhow::Result<()> {
     let (namespaces, accounts) = &*state;
-    let Some(ns) = namespaces.get(&ObjectRef::new(&name)) else {
+    let Some(ns) = namespaces.get("", &name) else {
         return Ok(());
     };
-    let exists = |sa: &str| accounts.get(&ObjectRef::new(sa).within(&name)).is_some();
+    let exists = |sa: &str| accounts.get(&name, sa).is_some();
     let api: Api<ServiceAccount> = Api::namespaced(client, &name);
     for sa in missing(&ns, exists) {
         match api.create(&PostParams::default(), &sa).await {
