@@ -10,12 +10,11 @@ use base64::Engine as _;
 use futures::future::{BoxFuture, FutureExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{ObjectMeta, PostParams};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Api;
 
 use super::{errors, informer, queue::WorkQueue};
 use crate::context::ControllerContext;
+use crate::informers::Informer;
 use crate::options::KcmOptions;
 use crate::registry::ControllerDescriptor;
 
@@ -139,31 +138,29 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let ca: Arc<str> = load_ca(&ctx.options)?.into();
     let queue: WorkQueue<String> = WorkQueue::new();
     let q = queue.clone();
-    let namespaces = informer::spawn(
-        Api::<Namespace>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        ctx.shutdown.clone(),
-        move |ns: &Namespace, change| {
+    let namespaces = {
+        let shared = ctx.informers().informer::<Namespace>();
+        informer::on(&shared, move |ns: &Namespace, change| {
             if let (Some(n), informer::Change::Applied) = (&ns.metadata.name, change) {
                 q.add(n.clone());
             }
-        },
-    );
+        });
+        shared
+    };
     let q = queue.clone();
-    let cm_config = watcher::Config::default().fields(&format!("metadata.name={CONFIGMAP_NAME}"));
-    let configmaps = informer::spawn(
-        Api::<ConfigMap>::all(ctx.client.clone()),
-        cm_config,
-        ctx.shutdown.clone(),
-        move |cm: &ConfigMap, _| {
-            if let Some(ns) = &cm.metadata.namespace {
-                q.add(ns.clone());
-            }
-        },
-    );
+    // The shared ConfigMap informer holds every ConfigMap; only ours matter here.
+    let configmaps = ctx.informers().informer::<ConfigMap>();
+    informer::on(&configmaps, move |cm: &ConfigMap, _| {
+        if cm.metadata.name.as_deref() != Some(CONFIGMAP_NAME) {
+            return;
+        }
+        if let Some(ns) = &cm.metadata.namespace {
+            q.add(ns.clone());
+        }
+    });
     informer::wait_synced(&ctx.shutdown, async {
-        let _ = namespaces.wait_until_ready().await;
-        let _ = configmaps.wait_until_ready().await;
+        namespaces.wait_synced().await;
+        configmaps.wait_synced().await;
     })
     .await?;
     let client = ctx.client_for(SERVICE_ACCOUNT).await?;
@@ -179,14 +176,14 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     Ok(())
 }
 
-type State = (Store<Namespace>, Store<ConfigMap>, Arc<str>);
+type State = (Informer<Namespace>, Informer<ConfigMap>, Arc<str>);
 
 async fn sync(client: kube::Client, state: Arc<State>, ns: String) -> anyhow::Result<()> {
     let (namespaces, configmaps, ca) = &*state;
-    if namespaces.get(&ObjectRef::new(&ns)).is_none() {
+    if namespaces.get("", &ns).is_none() {
         return Ok(());
     }
-    let current = configmaps.get(&ObjectRef::new(CONFIGMAP_NAME).within(&ns));
+    let current = configmaps.get(&ns, CONFIGMAP_NAME);
     let Some(want) = desired(&ns, ca, current.as_deref()) else {
         return Ok(());
     };
