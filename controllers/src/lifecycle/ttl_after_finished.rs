@@ -8,7 +8,6 @@ use std::time::Duration;
 use futures::future::FutureExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{DeleteParams, Preconditions, PropagationPolicy};
-use kube::runtime::watcher;
 use kube::Api;
 
 use super::errors;
@@ -75,20 +74,19 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let sd = ctx.shutdown.clone();
     let queue: WorkQueue<(String, String)> = WorkQueue::new();
     let q = queue.clone();
-    let jobs = informer::spawn(
-        Api::<Job>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        move |j: &Job, change| {
+    let jobs = {
+        let shared = ctx.informers().informer::<Job>();
+        informer::on(&shared, move |j: &Job, change| {
             if change == Change::Applied && decide(j, jiff::Timestamp::now()) != Decision::Ignore {
                 if let (Some(ns), Some(n)) = (&j.metadata.namespace, &j.metadata.name) {
                     q.add((ns.clone(), n.clone()));
                 }
             }
-        },
-    );
+        });
+        shared
+    };
     informer::wait_synced(&sd, async {
-        let _ = jobs.wait_until_ready().await;
+        jobs.wait_synced().await;
     })
     .await?;
     let client = Arc::new(ctx.client_for(SERVICE_ACCOUNT).await?);
