@@ -7,13 +7,12 @@ use std::sync::Arc;
 use futures::future::{BoxFuture, FutureExt};
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Api;
 use serde_json::json;
 
 use super::{errors, informer, queue::WorkQueue};
 use crate::context::ControllerContext;
+use crate::informers::Informer;
 use crate::registry::ControllerDescriptor;
 use crate::workload::selector;
 
@@ -79,15 +78,11 @@ fn start(ctx: ControllerContext) -> BoxFuture<'static, anyhow::Result<()>> {
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let queue: WorkQueue<String> = WorkQueue::new();
     let q = queue.clone();
-    let store: Store<ClusterRole> = informer::spawn(
-        Api::all(ctx.client.clone()),
-        watcher::Config::default(),
-        ctx.shutdown.clone(),
-        move |_: &ClusterRole, _| q.add(String::new()),
-    );
+    let store = ctx.informers().informer::<ClusterRole>();
+    informer::on(&store, move |_: &ClusterRole, _| q.add(String::new()));
     let s = store.clone();
     informer::wait_synced(&ctx.shutdown, async move {
-        let _ = s.wait_until_ready().await;
+        s.wait_synced().await;
     })
     .await?;
     // Any change may affect any aggregated role: the empty key fans out to all of them.
@@ -104,7 +99,7 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
                 let fan_out = fan_out.clone();
                 async move {
                     if key.is_empty() {
-                        for role in store.state() {
+                        for role in store.list() {
                             if role.aggregation_rule.is_some() {
                                 fan_out.add(role.metadata.name.clone().unwrap_or_default());
                             }
@@ -121,13 +116,13 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
 
 async fn sync(
     api: &Api<ClusterRole>,
-    store: &Store<ClusterRole>,
+    store: &Informer<ClusterRole>,
     name: &str,
 ) -> anyhow::Result<()> {
-    let Some(role) = store.get(&ObjectRef::new(name)) else {
+    let Some(role) = store.get("", name) else {
         return Ok(());
     };
-    let Some(rules) = aggregated_rules(&role, &store.state()) else {
+    let Some(rules) = aggregated_rules(&role, &store.list()) else {
         return Ok(());
     };
     if up_to_date(&role, &rules) {
