@@ -8,7 +8,6 @@ use futures::future::{BoxFuture, FutureExt};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::DeleteParams;
-use kube::runtime::watcher;
 use kube::Api;
 
 use super::is_issued;
@@ -93,22 +92,17 @@ fn start(ctx: ControllerContext) -> BoxFuture<'static, anyhow::Result<()>> {
 }
 
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
-    let store = informer::spawn(
-        Api::<CertificateSigningRequest>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        ctx.shutdown.clone(),
-        |_: &CertificateSigningRequest, _| {},
-    );
+    let store = ctx.informers().informer::<CertificateSigningRequest>();
     let s = store.clone();
     informer::wait_synced(&ctx.shutdown, async move {
-        let _ = s.wait_until_ready().await;
+        s.wait_synced().await;
     })
     .await?;
     let api: Api<CertificateSigningRequest> =
         Api::all(ctx.client_for(super::SERVICE_ACCOUNT).await?);
     loop {
         let now = jiff::Timestamp::now();
-        for csr in store.state() {
+        for csr in store.list() {
             let Some(why) = reason_to_delete(&csr, now) else {
                 continue;
             };

@@ -12,9 +12,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
-use kube::Api;
 
 use super::{informer, queue::WorkQueue};
 use crate::context::ControllerContext;
@@ -91,25 +88,21 @@ where
 {
     let queue: WorkQueue<String> = WorkQueue::new();
     let q = queue.clone();
-    let store: Store<CertificateSigningRequest> = informer::spawn(
-        Api::all(ctx.client.clone()),
-        watcher::Config::default(),
-        ctx.shutdown.clone(),
-        move |csr: &CertificateSigningRequest, change| {
-            if let (Some(n), informer::Change::Applied) = (&csr.metadata.name, change) {
-                q.add(n.clone());
-            }
-        },
-    );
+    let store = ctx.informers().informer::<CertificateSigningRequest>();
+    informer::on(&store, move |csr: &CertificateSigningRequest, change| {
+        if let (Some(n), informer::Change::Applied) = (&csr.metadata.name, change) {
+            q.add(n.clone());
+        }
+    });
     let s = store.clone();
     informer::wait_synced(&ctx.shutdown, async move {
-        let _ = s.wait_until_ready().await;
+        s.wait_synced().await;
     })
     .await?;
     tracing::info!(controller = name, "starting certificate controller");
     queue
         .run(name, workers, ctx.shutdown.clone(), move |key: String| {
-            let csr = store.get(&ObjectRef::new(&key));
+            let csr = store.get("", &key);
             let handle = handle.clone();
             async move {
                 match csr {
