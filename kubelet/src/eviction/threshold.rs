@@ -168,9 +168,20 @@ fn amount(field: &str, k: &str, v: &str) -> Result<Amount> {
     }
 }
 
+/// `containerfs.available` / `containerfs.inodesFree`: accepted and ignored, as upstream
+/// overrides them with the nodefs (or, on a split filesystem, imagefs) thresholds — the
+/// container filesystem is never a filesystem of its own here.
+fn is_containerfs(k: &str) -> bool {
+    matches!(k, "containerfs.available" | "containerfs.inodesFree")
+}
+
 fn parse_map(field: &str, map: &BTreeMap<String, String>, hard: bool) -> Result<Vec<Threshold>> {
     let mut out = Vec::new();
     for (k, v) in map {
+        if is_containerfs(k) {
+            tracing::warn!(field, signal = %k, "found {k} for eviction. ignoring");
+            continue;
+        }
         let signal = signal_of(field, k)?;
         let amount = amount(field, k, v)?;
         if amount.is_zero() {
@@ -209,7 +220,11 @@ pub fn parse_all(c: &EvictionConfig) -> Result<Vec<Threshold>> {
     let mut out = parse(&c.hard)?;
     let mut soft = parse_map("evictionSoft", &c.soft, false)?;
     let mut graces = BTreeMap::new();
-    for (k, v) in &c.soft_grace_period {
+    for (k, v) in c
+        .soft_grace_period
+        .iter()
+        .filter(|(k, _)| !is_containerfs(k))
+    {
         let signal = signal_of("evictionSoftGracePeriod", k)?;
         let d: component_base::duration::GoDuration = v.trim().parse().map_err(|e| {
             anyhow::anyhow!("evictionSoftGracePeriod[{k}]: invalid duration {v:?}: {e}")
@@ -226,7 +241,7 @@ pub fn parse_all(c: &EvictionConfig) -> Result<Vec<Threshold>> {
         t.grace_period = *g;
     }
     out.append(&mut soft);
-    for (k, v) in &c.minimum_reclaim {
+    for (k, v) in c.minimum_reclaim.iter().filter(|(k, _)| !is_containerfs(k)) {
         let signal = signal_of("evictionMinimumReclaim", k)?;
         let m = amount("evictionMinimumReclaim", k, v)?;
         for t in out.iter_mut().filter(|t| t.signal == signal) {
@@ -328,6 +343,19 @@ mod tests {
         let cap = 10 << 30;
         assert!(!hard.met(1200 << 20, cap) && hard.met_with_reclaim(1200 << 20, cap));
         assert!(!hard.met_with_reclaim(1600 << 20, cap));
+
+        let mut with_containerfs = c.clone();
+        with_containerfs
+            .hard
+            .insert("containerfs.available".into(), "10%".into());
+        with_containerfs
+            .minimum_reclaim
+            .insert("containerfs.inodesFree".into(), "5%".into());
+        assert_eq!(
+            parse_all(&with_containerfs).unwrap(),
+            t,
+            "containerfs.* ignored"
+        );
 
         let mut missing = c.clone();
         missing.soft_grace_period.remove("imagefs.available");

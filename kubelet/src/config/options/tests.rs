@@ -109,6 +109,59 @@ fn kubeadm_config_loads_and_flags_override_it() {
     assert_eq!(o.enforce_node_allocatable, vec!["pods"]);
     assert_eq!(o.eviction_hard["memory.available"], "100Mi");
     assert_eq!(o.file_check_frequency, std::time::Duration::from_secs(20));
+    // kubeadm's zero durations are unset: upstream's defaults apply.
+    assert_eq!(
+        o.image_gc,
+        crate::image::gc::policy::Policy::default(),
+        "85/80, imageMinimumGCAge 2m, no maximum age"
+    );
+    assert_eq!(
+        o.eviction_pressure_transition_period,
+        std::time::Duration::from_secs(300)
+    );
+}
+
+#[test]
+fn image_gc_and_soft_eviction_settings_resolve_and_validate() {
+    let (_d, p) = config_file(
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+imageGCHighThresholdPercent: 100\nimageGCLowThresholdPercent: 70\nimageMinimumGCAge: 30s\nimageMaximumGCAge: 1h\n\
+evictionSoft: {nodefs.available: 15%}\nevictionSoftGracePeriod: {nodefs.available: 1m}\n\
+evictionMinimumReclaim: {nodefs.available: 1Gi}\n",
+    );
+    let f: KubeletConfiguration = component_base::config::load_strict(&p, CONFIG_TYPES).unwrap();
+    let o = Options::resolve_with(
+        &matches(&[
+            "--image-gc-low-threshold=60",
+            "--minimum-image-ttl-duration=45s",
+        ]),
+        f.clone(),
+    )
+    .unwrap();
+    assert_eq!(o.image_gc.high_threshold_percent, 100);
+    assert_eq!(o.image_gc.low_threshold_percent, 60, "flag wins");
+    assert_eq!(o.image_gc.min_age, std::time::Duration::from_secs(45));
+    assert_eq!(o.image_gc.max_age, std::time::Duration::from_secs(3600));
+    assert!(!o
+        .unimplemented
+        .iter()
+        .any(|u| u.starts_with("image") || u.starts_with("eviction")));
+    let t = crate::eviction::threshold::parse_all(&crate::eviction::threshold::EvictionConfig {
+        hard: o.eviction_hard.clone(),
+        ..o.eviction_soft.clone()
+    })
+    .unwrap();
+    let soft = t.iter().find(|t| !t.hard).unwrap();
+    assert_eq!(soft.grace_period, std::time::Duration::from_secs(60));
+    assert!(soft.min_reclaim.is_some());
+
+    let e = Options::resolve_with(&matches(&["--image-gc-low-threshold=100"]), f)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("imageGCLowThresholdPercent (--image-gc-low-threshold) 100 must be less than"),
+        "{e}"
+    );
 }
 
 #[test]
