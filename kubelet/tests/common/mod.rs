@@ -1,7 +1,10 @@
-//! Shared setup of the kubelet's component tests: a private containerd and a PodRuntime
-//! whose logs and cgroups live under names of their own.
+//! Shared setup of the kubelet's tests: a private containerd and a PodRuntime whose logs
+//! and cgroups live under names of their own ([`Rig`]), and the kubelet binary as a process
+//! against a real apiserver ([`process::KubeletProcess`]).
 
 #![allow(dead_code)]
+
+pub mod process;
 
 use kubelet::cgroups::{self, CgroupManager, Hierarchy};
 use kubelet::runtime::config::NodeContext;
