@@ -3,29 +3,14 @@
 //! apiserver's client certificate (x509 authentication, webhook authorization), while
 //! callers without credentials get 401 and callers without `nodes/proxy` get 403.
 
+mod common;
+
+use common::process::{wait, KubeletProcess};
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kubelet::testing::{containerd::unavailable_reason, TestContainerd};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-async fn wait<T, F: Fn() -> Fut, Fut: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    timeout: Duration,
-    f: F,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
+use std::time::Duration;
 
 fn stdout(o: &std::process::Output) -> String {
     assert!(
@@ -44,48 +29,18 @@ async fn logs_and_exec_through_the_apiserver() {
         e2e::skip_test!("{reason}");
     }
     let containerd = TestContainerd::start().await.expect("start containerd");
-    let id = std::process::id() % 10000;
-    let node_name = format!("srv-node-{id}");
-    let dir = containerd.dir().join("kubelet");
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\npodLogsDir: {}\nfailSwapOn: false\n\
-authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {}\nauthorization:\n  mode: Webhook\n",
-            dir.join("logs").display(),
-            cluster.pki().ca_cert().display()
-        ),
-    )
-    .unwrap();
-    let kubeconfig = cluster
-        .kubeconfig_for(&e2e::Identity::Node(node_name.clone()))
-        .unwrap();
-    let port = e2e::ports::free_port().unwrap();
-    let args = vec![
-        format!(
-            "FERROKUBE_CNI_CONF_DIR={}",
-            containerd.cni_conf_dir().display()
-        ),
-        format!("FERROKUBE_CNI_BRIDGE=fks{id}"),
-        e2e::binaries::ferrokube_binary("kubelet")
-            .unwrap()
-            .display()
-            .to_string(),
-        format!("--config={}", config.display()),
-        format!("--kubeconfig={}", kubeconfig.display()),
-        format!("--container-runtime-endpoint={}", containerd.endpoint()),
-        format!("--root-dir={}", dir.join("root").display()),
-        format!("--hostname-override={node_name}"),
-        "--node-ip=127.0.0.1".into(),
-        format!("--cgroup-root=/ferrokube-srv-{id}"),
-        format!("--healthz-port={}", e2e::ports::free_port().unwrap()),
-        format!("--port={port}"),
-    ];
-    let mut kubelet = cluster
-        .spawn("kubelet", std::path::Path::new("/usr/bin/env"), &args)
-        .unwrap();
+    let kubelet = KubeletProcess::builder(&cluster, &containerd, "srv")
+        .config(serde_json::json!({
+            "authentication": {
+                "anonymous": {"enabled": false},
+                "webhook": {"enabled": true},
+                "x509": {"clientCAFile": cluster.pki().ca_cert()},
+            },
+            "authorization": {"mode": "Webhook"},
+        }))
+        .start();
+    let node_name = kubelet.node_name.clone();
+    let port = kubelet.port;
     let client = cluster.client();
     // No controller-manager here: create the default ServiceAccount it would.
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
@@ -271,12 +226,5 @@ authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true
             .then_some(())
     })
     .await;
-    kubelet.terminate(Duration::from_secs(5)).unwrap();
-    for ctl in [
-        "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
-    ] {
-        for cg in ["kubepods/burstable", "kubepods/besteffort", "kubepods", ""] {
-            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}/ferrokube-srv-{id}/{cg}"));
-        }
-    }
+    kubelet.stop();
 }
