@@ -3,28 +3,13 @@
 //! is recreated when deleted, follows file edits (new hash, new container), and goes away
 //! with its file while the pod stops.
 
+mod common;
+
+use common::process::{wait, KubeletProcess};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 use kubelet::testing::{containerd::unavailable_reason, TestContainerd};
-use std::time::{Duration, Instant};
-
-async fn wait<T, F: Fn() -> Fut, Fut: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    timeout: Duration,
-    f: F,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
+use std::time::Duration;
 
 fn annotation(p: &Pod, k: &str) -> Option<String> {
     p.metadata.annotations.as_ref()?.get(k).cloned()
@@ -43,51 +28,22 @@ async fn static_pods_run_from_files_with_mirror_pods() {
         e2e::skip_test!("{reason}");
     }
     let containerd = TestContainerd::start().await.expect("start containerd");
-    let id = std::process::id() % 10000;
-    let node_name = format!("static-node-{id}");
     let dir = containerd.dir().join("kubelet");
     let manifests = dir.join("manifests");
     std::fs::create_dir_all(&manifests).unwrap();
     std::fs::write(manifests.join("web.yaml"), manifest("first")).unwrap();
     std::fs::write(manifests.join(".swp"), "not a pod").unwrap();
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\npodLogsDir: {}\nfailSwapOn: false\nstaticPodPath: {}\nfileCheckFrequency: 1s\n\
-authentication:\n  anonymous:\n    enabled: false\n  x509:\n    clientCAFile: {}\n",
-            dir.join("logs").display(),
-            manifests.display(),
-            cluster.pki().ca_cert().display()
-        ),
-    )
-    .unwrap();
-    let kubeconfig = cluster
-        .kubeconfig_for(&e2e::Identity::Node(node_name.clone()))
-        .unwrap();
-    let args = vec![
-        format!(
-            "FERROKUBE_CNI_CONF_DIR={}",
-            containerd.cni_conf_dir().display()
-        ),
-        format!("FERROKUBE_CNI_BRIDGE=fkst{id}"),
-        e2e::binaries::ferrokube_binary("kubelet")
-            .unwrap()
-            .display()
-            .to_string(),
-        format!("--config={}", config.display()),
-        format!("--kubeconfig={}", kubeconfig.display()),
-        format!("--container-runtime-endpoint={}", containerd.endpoint()),
-        format!("--root-dir={}", dir.join("root").display()),
-        format!("--hostname-override={node_name}"),
-        "--node-ip=127.0.0.1".into(),
-        format!("--cgroup-root=/ferrokube-static-{id}"),
-        format!("--healthz-port={}", e2e::ports::free_port().unwrap()),
-        format!("--port={}", e2e::ports::free_port().unwrap()),
-    ];
-    let mut kubelet = cluster
-        .spawn("kubelet", std::path::Path::new("/usr/bin/env"), &args)
-        .unwrap();
+    let kubelet = KubeletProcess::builder(&cluster, &containerd, "static")
+        .config(serde_json::json!({
+            "staticPodPath": manifests,
+            "fileCheckFrequency": "1s",
+            "authentication": {
+                "anonymous": {"enabled": false},
+                "x509": {"clientCAFile": cluster.pki().ca_cert()},
+            },
+        }))
+        .start();
+    let node_name = kubelet.node_name.clone();
     let client = cluster.client();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let mirror_name = format!("web-{node_name}");
@@ -195,12 +151,5 @@ authentication:\n  anonymous:\n    enabled: false\n  x509:\n    clientCAFile: {}
     })
     .await;
 
-    kubelet.terminate(Duration::from_secs(5)).unwrap();
-    for ctl in [
-        "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
-    ] {
-        for cg in ["kubepods/burstable", "kubepods/besteffort", "kubepods", ""] {
-            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}/ferrokube-static-{id}/{cg}"));
-        }
-    }
+    kubelet.stop();
 }
