@@ -3,29 +3,14 @@
 //! gets an IP from CNI, reads its configMap/secret/token volumes and reports upstream
 //! status; deletion stops it gracefully; a crashing container backs off.
 
+mod common;
+
+use common::process::{wait, KubeletProcess};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, PostParams};
 use kubelet::testing::{containerd::unavailable_reason, TestContainerd};
 use std::time::{Duration, Instant};
-
-async fn wait<T, F: Fn() -> Fut, Fut: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    timeout: Duration,
-    f: F,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 fn condition(node: &Node, kind: &str) -> Option<String> {
     node.status
@@ -45,52 +30,23 @@ async fn node_runs_pods_end_to_end() {
     }
     let containerd = TestContainerd::start().await.expect("start containerd");
     let id = std::process::id() % 10000;
-    let node_name = format!("e2e-node-{id}");
-    let bridge = format!("fk{id}");
     let pod_cidr = format!("10.88.{}.0/24", id % 250);
-    let dir = containerd.dir().join("kubelet");
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.yaml");
-    std::fs::write(&config, format!(
-        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\npodLogsDir: {}\nclusterDNS: [10.96.0.10]\nclusterDomain: cluster.local\nfailSwapOn: false\nauthentication:\n  anonymous:\n    enabled: false\n",
-        dir.join("logs").display()
-    )).unwrap();
-    let kubeconfig = cluster
-        .kubeconfig_for(&e2e::Identity::Node(node_name.clone()))
-        .unwrap();
-    let kubelet_bin = e2e::binaries::ferrokube_binary("kubelet").unwrap();
-    let mut args = vec![
-        format!(
-            "FERROKUBE_CNI_CONF_DIR={}",
-            containerd.cni_conf_dir().display()
-        ),
-        format!("FERROKUBE_CNI_BRIDGE={bridge}"),
-        kubelet_bin.display().to_string(),
-        format!("--config={}", config.display()),
-        format!("--kubeconfig={}", kubeconfig.display()),
-        format!("--container-runtime-endpoint={}", containerd.endpoint()),
-        format!("--root-dir={}", dir.join("root").display()),
-        format!("--hostname-override={node_name}"),
-        "--node-ip=127.0.0.1".into(),
-        format!("--pod-cidr={pod_cidr}"),
-        format!("--cgroup-root=/ferrokube-e2e-{id}"),
-        format!("--healthz-port={}", e2e::ports::free_port().unwrap()),
-        format!("--port={}", e2e::ports::free_port().unwrap()),
-        "--node-labels=ferrokube.io/e2e=true".into(),
-        "--v=2".into(),
-    ];
-    let mut kubelet = cluster
-        .spawn("kubelet", std::path::Path::new("/usr/bin/env"), &args)
-        .unwrap();
+    let mut kubelet = KubeletProcess::builder(&cluster, &containerd, "e2e")
+        .config(serde_json::json!({
+            "clusterDNS": ["10.96.0.10"],
+            "clusterDomain": "cluster.local",
+            "authentication": {"anonymous": {"enabled": false}},
+        }))
+        .flag(format!("--pod-cidr={pod_cidr}"))
+        .flag("--node-labels=ferrokube.io/e2e=true")
+        .flag("--v=2")
+        .start();
+    let node_name = kubelet.node_name.clone();
+    let dir = kubelet.dir.clone();
     let client = cluster.client();
-    let nodes: Api<Node> = Api::all(client.clone());
 
     // The node registers and turns Ready (CNI config written from the podCIDR).
-    let node = wait("node Ready", Duration::from_secs(60), || async {
-        let n = nodes.get_opt(&node_name).await.ok().flatten()?;
-        (condition(&n, "Ready").as_deref() == Some("True")).then_some(n)
-    })
-    .await;
+    let node = kubelet.wait_ready(Duration::from_secs(60)).await;
     let labels = node.metadata.labels.clone().unwrap();
     assert_eq!(labels["kubernetes.io/hostname"], node_name);
     assert_eq!(labels["ferrokube.io/e2e"], "true");
@@ -271,16 +227,5 @@ async fn node_runs_pods_end_to_end() {
     })
     .await;
 
-    kubelet.terminate(Duration::from_secs(5)).unwrap();
-    args.clear();
-    let _ = std::process::Command::new("ip")
-        .args(["link", "del", &bridge])
-        .status();
-    for cg in ["kubepods/burstable", "kubepods/besteffort", "kubepods", ""] {
-        for ctl in [
-            "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
-        ] {
-            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}/ferrokube-e2e-{id}/{cg}"));
-        }
-    }
+    kubelet.stop();
 }
