@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::process::{wait, KubeletProcess};
 use common::{pod, Rig};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::jiff::Timestamp;
@@ -375,7 +376,7 @@ async fn startup_probe_gates_liveness_which_then_restarts_the_container() {
 /// tests look for them.
 #[tokio::test]
 async fn probes_and_hooks_through_the_apiserver() {
-    use k8s_openapi::api::core::v1::{Event, Node, ServiceAccount};
+    use k8s_openapi::api::core::v1::{Event, ServiceAccount};
     use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
     let cluster = e2e::cluster_or_skip!();
@@ -386,55 +387,18 @@ async fn probes_and_hooks_through_the_apiserver() {
         .await
         .expect("start containerd");
     let id = std::process::id() % 10000;
-    let node_name = format!("probe-node-{id}");
-    let bridge = format!("fp{id}");
     let pod_cidr = format!("10.89.{}.0/24", id % 250);
-    let dir = containerd.dir().join("kubelet");
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nclusterDNS: [10.96.0.10]\nclusterDomain: cluster.local\nfailSwapOn: false\n",
-    )
-    .unwrap();
-    let kubeconfig = cluster
-        .kubeconfig_for(&e2e::Identity::Node(node_name.clone()))
-        .unwrap();
-    let kubelet_bin = e2e::binaries::ferrokube_binary("kubelet").unwrap();
-    let args = vec![
-        format!(
-            "FERROKUBE_CNI_CONF_DIR={}",
-            containerd.cni_conf_dir().display()
-        ),
-        format!("FERROKUBE_CNI_BRIDGE={bridge}"),
-        kubelet_bin.display().to_string(),
-        format!("--config={}", config.display()),
-        format!("--kubeconfig={}", kubeconfig.display()),
-        format!("--container-runtime-endpoint={}", containerd.endpoint()),
-        format!("--root-dir={}", dir.join("root").display()),
-        format!("--hostname-override={node_name}"),
-        "--node-ip=127.0.0.1".into(),
-        format!("--pod-cidr={pod_cidr}"),
-        format!("--cgroup-root=/ferrokube-probes-{id}"),
-        format!("--healthz-port={}", e2e::ports::free_port().unwrap()),
-        format!("--port={}", e2e::ports::free_port().unwrap()),
-        "--v=2".into(),
-    ];
-    let mut kubelet = cluster
-        .spawn("kubelet", std::path::Path::new("/usr/bin/env"), &args)
-        .unwrap();
+    let mut kubelet = KubeletProcess::builder(&cluster, &containerd, "probe")
+        .config(serde_json::json!({
+            "clusterDNS": ["10.96.0.10"],
+            "clusterDomain": "cluster.local",
+        }))
+        .flag(format!("--pod-cidr={pod_cidr}"))
+        .flag("--v=2")
+        .start();
+    let node_name = kubelet.node_name.clone();
     let client = cluster.client();
-    let nodes: Api<Node> = Api::all(client.clone());
-    e2e_wait("node Ready", Duration::from_secs(60), || async {
-        let n = nodes.get_opt(&node_name).await.ok().flatten()?;
-        let ready = n
-            .status?
-            .conditions?
-            .into_iter()
-            .find(|c| c.type_ == "Ready")?;
-        (ready.status == "True").then_some(())
-    })
-    .await;
+    kubelet.wait_ready(Duration::from_secs(60)).await;
     let ns = "default";
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let _ = sas
@@ -484,7 +448,7 @@ async fn probes_and_hooks_through_the_apiserver() {
             .and_then(|cs| cs.iter().find(|c| c.name == name).cloned())
     };
     // Running but not Ready until the readiness probe passes.
-    let running = e2e_wait("pod Running", Duration::from_secs(40), || async {
+    let running = wait("pod Running", Duration::from_secs(40), || async {
         let p = pods.get_opt("probed").await.ok().flatten()?;
         let phase = p.status.as_ref()?.phase.clone()?;
         (phase == "Running").then_some(p)
@@ -493,7 +457,7 @@ async fn probes_and_hooks_through_the_apiserver() {
     let web = container(&running, "web").unwrap();
     assert_eq!(web.started, Some(true));
     let uid = running.metadata.uid.clone().unwrap();
-    let up = e2e_wait("Ready", Duration::from_secs(30), || async {
+    let up = wait("Ready", Duration::from_secs(30), || async {
         let p = pods.get_opt("probed").await.ok().flatten()?;
         (ready(&p, "Ready") && ready(&p, "ContainersReady")).then_some(p)
     })
@@ -512,7 +476,7 @@ async fn probes_and_hooks_through_the_apiserver() {
         .unwrap();
     assert_eq!(hook, "hooked\n");
     // The liveness probe restarted `live`; lastState keeps the killed instance.
-    let restarted = e2e_wait("live restarted", Duration::from_secs(30), || async {
+    let restarted = wait("live restarted", Duration::from_secs(30), || async {
         let p = pods.get_opt("probed").await.ok().flatten()?;
         let c = container(&p, "live")?;
         (c.restart_count >= 1).then_some(c)
@@ -521,7 +485,7 @@ async fn probes_and_hooks_through_the_apiserver() {
     let last = restarted.last_state.unwrap().terminated.unwrap();
     assert_eq!(last.exit_code, 137, "{last:?}");
     // Readiness flips back once /www/ready is gone.
-    let down = e2e_wait("not Ready again", Duration::from_secs(30), || async {
+    let down = wait("not Ready again", Duration::from_secs(30), || async {
         let p = pods.get_opt("probed").await.ok().flatten()?;
         (!ready(&p, "Ready") && container(&p, "web").is_some_and(|c| !c.ready)).then_some(p)
     })
@@ -532,7 +496,7 @@ async fn probes_and_hooks_through_the_apiserver() {
     let selector = format!(
         "involvedObject.uid={uid},involvedObject.kind=Pod,involvedObject.namespace={ns},source=kubelet"
     );
-    let seen = e2e_wait("kubelet events", Duration::from_secs(15), || async {
+    let seen = wait("kubelet events", Duration::from_secs(15), || async {
         let list = events
             .list(&ListParams::default().fields(&selector))
             .await
@@ -588,7 +552,7 @@ async fn probes_and_hooks_through_the_apiserver() {
     pods.delete("probed", &DeleteParams::default())
         .await
         .unwrap();
-    e2e_wait("pod gone", Duration::from_secs(40), || async {
+    wait("pod gone", Duration::from_secs(40), || async {
         pods.get_opt("probed")
             .await
             .ok()
@@ -597,33 +561,5 @@ async fn probes_and_hooks_through_the_apiserver() {
             .then_some(())
     })
     .await;
-    kubelet.terminate(Duration::from_secs(5)).unwrap();
-    let _ = std::process::Command::new("ip")
-        .args(["link", "del", &bridge])
-        .status();
-    for cg in ["kubepods/burstable", "kubepods/besteffort", "kubepods", ""] {
-        for ctl in [
-            "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
-        ] {
-            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}/ferrokube-probes-{id}/{cg}"));
-        }
-    }
-}
-
-async fn e2e_wait<T, F: Fn() -> Fut, Fut: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    timeout: Duration,
-    f: F,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    kubelet.stop();
 }
