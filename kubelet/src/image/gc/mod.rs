@@ -7,13 +7,14 @@
 //! by any container (running or not), pinned images and the runtime's sandbox (pause)
 //! image are never removed.
 
+pub mod metrics;
 pub mod policy;
 
 use crate::cri::Cri;
 use crate::events::{EventType, Recorder};
 use anyhow::{bail, Context, Result};
 use k8s_cri::v1 as cri;
-use policy::{FsUsage, ImageRecord, Plan, Policy};
+use policy::{FsUsage, ImageRecord, Plan, Policy, Reason};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -174,7 +175,7 @@ impl ImageGc {
     }
 
     /// Removes one image by ID and forgets it.
-    async fn remove(&self, id: &str) -> Result<()> {
+    async fn remove(&self, id: &str, why: Reason) -> Result<()> {
         tracing::info!(image_id = id, "Removing image to free bytes");
         self.cri
             .images
@@ -189,6 +190,7 @@ impl ImageGc {
             .map_err(|s| anyhow::anyhow!("{}", crate::runtime::images::grpc_error(&s)))
             .with_context(|| format!("RemoveImage {id}"))?;
         self.records.lock().expect("image records lock").remove(id);
+        metrics::count(why);
         Ok(())
     }
 
@@ -201,7 +203,7 @@ impl ImageGc {
             if done.freed >= bytes {
                 break;
             }
-            match self.remove(id).await {
+            match self.remove(id, Reason::Space).await {
                 Ok(()) => {
                     done.freed += size;
                     done.images.push(id.clone());
@@ -246,7 +248,7 @@ impl ImageGc {
         let mut done = Removed::default();
         let mut age_errors = Vec::new();
         for id in &plan.by_age {
-            match self.remove(id).await {
+            match self.remove(id, Reason::Age).await {
                 Ok(()) => done.images.push(id.clone()),
                 Err(e) => age_errors.push(format!("{e:#}")),
             }
