@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use serde_json::json;
@@ -51,7 +52,11 @@ fn endpoints(name: &str, ready: &[&str], not_ready: &[&str]) -> Endpoints {
 #[tokio::test]
 async fn selectorless_endpoints_are_mirrored_to_endpointslices() {
     let cluster = e2e::cluster_or_skip!();
-    let mut kcm = support::start_kcm(&cluster, "endpointslicemirroring", &[]);
+    let mut kcm = support::start_kcm(
+        &cluster,
+        "endpointslicemirroring",
+        &["--mirroring-max-endpoints-per-subset=2"],
+    );
     let client = cluster.client();
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let eps: Api<Endpoints> = Api::namespaced(client.clone(), "default");
@@ -65,6 +70,15 @@ async fn selectorless_endpoints_are_mirrored_to_endpointslices() {
     )
     .await
     .expect("create sel endpoints");
+
+    // Three ready addresses in one subset, two mirrored (the flag's maximum), with a warning.
+    create_service(&services, "big", None).await;
+    eps.create(
+        &PostParams::default(),
+        &endpoints("big", &["10.2.0.1", "10.2.0.2", "10.2.0.3"], &[]),
+    )
+    .await
+    .expect("create big endpoints");
 
     create_service(&services, "ext", None).await;
     let created = eps
@@ -228,5 +242,38 @@ async fn selectorless_endpoints_are_mirrored_to_endpointslices() {
         .unwrap()
         .items
         .is_empty());
+
+    let big = support::eventually("big mirrored", WAIT, &mut kcm, || async {
+        Ok(slices.list(&mirrored_of("big")).await?.items.pop())
+    })
+    .await;
+    let ips: Vec<&str> = big
+        .endpoints
+        .iter()
+        .map(|e| e.addresses[0].as_str())
+        .collect();
+    assert_eq!(ips, ["10.2.0.1", "10.2.0.2"]);
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let warning = support::eventually("TooManyAddressesToMirror event", WAIT, &mut kcm, || async {
+        Ok(events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("TooManyAddressesToMirror")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("big")
+            }))
+    })
+    .await;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    assert!(
+        warning
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .contains("1 addresses were skipped"),
+        "{warning:?}"
+    );
     kcm.terminate(Duration::from_secs(10)).unwrap();
 }
