@@ -67,7 +67,11 @@ impl LocalCluster {
             .kubectl
             .clone()
             .ok_or_else(|| UpError::Skip("no kubectl (set KUBEBUILDER_ASSETS)".into()))?;
-        if Command::new("containerd").arg("--version").output().is_err() {
+        if Command::new("containerd")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             return Err(UpError::Skip(
                 "no containerd on PATH (run hack/install-deps.sh)".into(),
             ));
@@ -126,21 +130,31 @@ impl LocalCluster {
             free_port().map_err(|e| UpError::Failed(format!("{e:#}")))?,
             free_port().map_err(|e| UpError::Failed(format!("{e:#}")))?,
         );
-        let up = cluster
-            .script("local-up.sh")
-            .env("KUBEBUILDER_ASSETS", assets_dir)
-            .env("FERROKUBE_API_PORT", api_port.to_string())
-            .env("FERROKUBE_ETCD_PORT", etcd.to_string())
-            .env("FERROKUBE_ETCD_PEER_PORT", peer.to_string())
-            .output()
-            .map_err(|e| UpError::Failed(format!("cannot run local-up: {e}")))?;
-        if !up.status.success() {
-            return Err(UpError::Failed(format!(
-                "local-up failed:\n{}{}\n{}",
+        // local-up's start-up has races of its own (containerd's socket exists before it
+        // serves; `ip addr | grep -q` under pipefail): a failed start is retried once, loudly.
+        // It stops what the failed attempt started before starting again.
+        for attempt in 1..=2 {
+            let up = cluster
+                .script("local-up.sh")
+                .env("KUBEBUILDER_ASSETS", &assets_dir)
+                .env("FERROKUBE_API_PORT", api_port.to_string())
+                .env("FERROKUBE_ETCD_PORT", etcd.to_string())
+                .env("FERROKUBE_ETCD_PEER_PORT", peer.to_string())
+                .output()
+                .map_err(|e| UpError::Failed(format!("cannot run local-up: {e}")))?;
+            if up.status.success() {
+                break;
+            }
+            let failure = format!(
+                "local-up failed (attempt {attempt}):\n{}{}\n{}",
                 String::from_utf8_lossy(&up.stdout),
                 String::from_utf8_lossy(&up.stderr),
                 cluster.log_tails()
-            )));
+            );
+            if attempt == 2 {
+                return Err(UpError::Failed(failure));
+            }
+            eprintln!("{failure}\nlocal-up: retrying once");
         }
         Ok(cluster)
     }
@@ -188,7 +202,10 @@ impl LocalCluster {
     /// Runs kubectl as cluster-admin.
     pub fn kubectl(&self, args: &[&str]) -> Output {
         Command::new(&self.kubectl)
-            .arg(format!("--kubeconfig={}", self.admin_kubeconfig().display()))
+            .arg(format!(
+                "--kubeconfig={}",
+                self.admin_kubeconfig().display()
+            ))
             .args(args)
             .output()
             .expect("run kubectl")

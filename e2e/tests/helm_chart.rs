@@ -183,11 +183,19 @@ impl Rendered {
         };
         let mut out = BTreeSet::new();
         for b in self.all::<ClusterRoleBinding>("ClusterRoleBinding", component) {
-            assert!(bound_to_sa(&b.subjects), "{:?} binds another subject", b.metadata.name);
+            assert!(
+                bound_to_sa(&b.subjects),
+                "{:?} binds another subject",
+                b.metadata.name
+            );
             out.insert(("".to_string(), format!("ClusterRole/{}", b.role_ref.name)));
         }
         for b in self.all::<RoleBinding>("RoleBinding", component) {
-            assert!(bound_to_sa(&b.subjects), "{:?} binds another subject", b.metadata.name);
+            assert!(
+                bound_to_sa(&b.subjects),
+                "{:?} binds another subject",
+                b.metadata.name
+            );
             out.insert((
                 b.metadata.namespace.clone().unwrap_or_default(),
                 format!("{}/{}", b.role_ref.kind, b.role_ref.name),
@@ -291,7 +299,10 @@ fn chart_lints_and_renders_upstream_shaped_objects() {
         ]
     );
     assert!(c.env.iter().flatten().any(|e| e.name == "NODE_NAME"
-        && e.value_from.as_ref().and_then(|v| v.field_ref.as_ref()).map(|f| f.field_path.as_str())
+        && e.value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .map(|f| f.field_path.as_str())
             == Some("spec.nodeName")));
     assert_eq!(
         c.security_context.as_ref().and_then(|s| s.privileged),
@@ -339,7 +350,11 @@ fn chart_lints_and_renders_upstream_shaped_objects() {
     );
     let c = only_container(&pod);
     assert_eq!(c.image.as_deref(), Some(image.as_str()));
-    assert!(c.resources.as_ref().and_then(|r| r.requests.as_ref()).is_some());
+    assert!(c
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .is_some());
     for (probe, what) in [
         (&c.liveness_probe, "scheduler liveness"),
         (&c.readiness_probe, "scheduler readiness"),
@@ -349,10 +364,19 @@ fn chart_lints_and_renders_upstream_shaped_objects() {
     }
     let (_, sched_cfg) = r.config_file("kube-scheduler", "config.yaml");
     assert_eq!(sched_cfg["apiVersion"], "kubescheduler.config.k8s.io/v1");
-    assert_eq!(sched_cfg["profiles"][0]["schedulerName"], "default-scheduler");
+    assert_eq!(
+        sched_cfg["profiles"][0]["schedulerName"],
+        "default-scheduler"
+    );
     assert_eq!(sched_cfg["leaderElection"]["leaderElect"], true);
-    assert_eq!(sched_cfg["leaderElection"]["resourceName"], "kube-scheduler");
-    assert_eq!(sched_cfg["leaderElection"]["resourceNamespace"], "kube-system");
+    assert_eq!(
+        sched_cfg["leaderElection"]["resourceName"],
+        "kube-scheduler"
+    );
+    assert_eq!(
+        sched_cfg["leaderElection"]["resourceNamespace"],
+        "kube-system"
+    );
     assert_eq!(
         r.bindings("kube-scheduler"),
         string_set([
@@ -421,12 +445,17 @@ fn chart_lints_and_renders_upstream_shaped_objects() {
     assert_eq!(role.metadata.namespace.as_deref(), Some("kube-system"));
     assert!(role.rules.iter().flatten().any(|rule| {
         rule.resources.iter().flatten().any(|x| x == "leases")
-            && rule.resource_names.iter().flatten().any(|n| n == "ferrokube-helm")
+            && rule
+                .resource_names
+                .iter()
+                .flatten()
+                .any(|n| n == "ferrokube-helm")
             && rule.verbs.iter().any(|v| v == "update")
     }));
-    assert!(r
-        .bindings("kube-scheduler")
-        .contains(&("kube-system".into(), format!("Role/{}", role.metadata.name.unwrap()))));
+    assert!(r.bindings("kube-scheduler").contains(&(
+        "kube-system".into(),
+        format!("Role/{}", role.metadata.name.unwrap())
+    )));
 }
 
 /// Starts `command` and waits until its stderr shows `marker` (then stops it), failing with
@@ -520,7 +549,10 @@ fn rendered_configs_and_flags_are_accepted_by_our_binaries() {
     let helm = helm_or_skip!();
     let dir = tempfile::tempdir().unwrap();
     let timeout = Duration::from_secs(60);
-    for (case, sets) in [("defaults", &[][..]), ("second scheduler", &SECOND_SCHEDULER[..])] {
+    for (case, sets) in [
+        ("defaults", &[][..]),
+        ("second scheduler", &SECOND_SCHEDULER[..]),
+    ] {
         let r = render(&helm, sets);
 
         // kube-scheduler: past config loading and framework building to its Lease.
@@ -544,7 +576,11 @@ fn rendered_configs_and_flags_are_accepted_by_our_binaries() {
         let (bin, args) = local_command(&c, Some(("--config", &bad)));
         let mut cmd = Command::new(bin);
         cmd.args(args);
-        refused_naming(cmd, "notAField", &format!("kube-scheduler bad config ({case})"));
+        refused_naming(
+            cmd,
+            "notAField",
+            &format!("kube-scheduler bad config ({case})"),
+        );
 
         // kube-controller-manager: its flags parse, controllers resolve, it campaigns.
         let c = only_container(&pod_spec_of_deployment(
@@ -571,7 +607,12 @@ fn rendered_configs_and_flags_are_accepted_by_our_binaries() {
         let mut cmd = Command::new(&bin);
         cmd.args(&args)
             .env("FERROKUBE_PROXY_NETNS", "ferrokube-helm-test-no-such-netns");
-        runs_until(cmd, "Starting kube-proxy", timeout, &format!("kube-proxy ({case})"));
+        runs_until(
+            cmd,
+            "Starting kube-proxy",
+            timeout,
+            &format!("kube-proxy ({case})"),
+        );
         let bad = dir.path().join("proxy-bad.conf");
         std::fs::write(&bad, format!("{text}notAField: 1\n")).unwrap();
         let (bin, args) = local_command(&c, Some(("--config", &bad)));
@@ -628,6 +669,8 @@ fn lease_holder(cluster: &LocalCluster, name: &str) -> String {
 #[test]
 fn chart_installs_a_second_scheduler_into_a_local_cluster() {
     let helm = helm_or_skip!();
+    let start = Instant::now();
+    let progress = |what: &str| eprintln!("helm_chart: {what} ({:.0?})", start.elapsed());
     // The image first: its build also gives a local_up test started at the same moment
     // time to begin, so the wait below sees it.
     let image_dir = tempfile::tempdir().unwrap();
@@ -636,7 +679,12 @@ fn chart_installs_a_second_scheduler_into_a_local_cluster() {
         Ok(p) => p.parent().unwrap().to_path_buf(),
         Err(e) => panic!("{e:#}"),
     };
-    for b in ["kubelet", "kube-proxy", "kube-controller-manager", "ferrokube-load-image"] {
+    for b in [
+        "kubelet",
+        "kube-proxy",
+        "kube-controller-manager",
+        "ferrokube-load-image",
+    ] {
         ferrokube_binary(b).expect("ferrokube binary");
     }
     let built = Command::new("bash")
@@ -653,6 +701,7 @@ fn chart_installs_a_second_scheduler_into_a_local_cluster() {
         String::from_utf8_lossy(&built.stderr)
     );
 
+    progress("image archive built");
     let cluster = match LocalCluster::up(Duration::from_secs(90)) {
         Ok(c) => c,
         Err(UpError::Skip(why)) => e2e::skip_test!("{why}"),
@@ -688,8 +737,12 @@ fn chart_installs_a_second_scheduler_into_a_local_cluster() {
         String::from_utf8_lossy(&loaded.stderr)
     );
 
+    progress("local cluster up, node Ready, image imported");
     let kcm_holder = lease_holder(&cluster, "kube-controller-manager");
-    assert!(!kcm_holder.is_empty(), "local-up's controller manager holds no Lease");
+    assert!(
+        !kcm_holder.is_empty(),
+        "local-up's controller manager holds no Lease"
+    );
     cluster.kubectl_ok(&["create", "namespace", NAMESPACE]);
     // The apiserver listens on 127.0.0.1 only, so the pods use the node's network (their
     // probes on ports nothing else here uses) and reach it there, with their own token.
@@ -731,7 +784,10 @@ fn chart_installs_a_second_scheduler_into_a_local_cluster() {
         install.extend(["--set", s]);
     }
     let notes = helm_ok(&helm, &install);
-    assert!(notes.contains("ferrokube-helm"), "NOTES name the scheduler: {notes}");
+    assert!(
+        notes.contains("ferrokube-helm"),
+        "NOTES name the scheduler: {notes}"
+    );
 
     let pods_context = || {
         format!(
@@ -761,6 +817,7 @@ fn chart_installs_a_second_scheduler_into_a_local_cluster() {
             pods_context,
         );
     }
+    progress("helm install done; the chart's scheduler and controller manager are Ready");
     // The second scheduler leads its own Lease; the chart's controller manager stands by
     // while local-up's keeps the kube-controller-manager Lease.
     cluster.eventually(
@@ -838,6 +895,7 @@ spec:
         "the Scheduled event's reporter"
     );
 
+    progress("pod for-helm-scheduler placed by ferrokube-helm and Running");
     // helm uninstall: the release's objects go at once (cluster-scoped and kube-system ones
     // too), its pods with them (garbage collection of the ReplicaSets).
     helm_ok(
@@ -859,7 +917,12 @@ spec:
     cluster.eventually(
         "the release's pods to be gone",
         Duration::from_secs(90),
-        || release_objects(&cluster, "replicasets,pods").is_empty().then_some(()),
+        || {
+            release_objects(&cluster, "replicasets,pods")
+                .is_empty()
+                .then_some(())
+        },
         pods_context,
     );
+    progress("helm uninstall left nothing of the release");
 }
