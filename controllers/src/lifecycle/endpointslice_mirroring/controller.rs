@@ -287,3 +287,32 @@ fn record_events(state: &State, endpoints: &Endpoints, want: &Desired) {
         tokio::spawn(async move { recorder.record(spec).await });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_services_without_a_selector_are_mirrored() {
+        let svc = |spec: serde_json::Value| -> Service {
+            serde_json::from_value(json!({"metadata": {"name": "s"}, "spec": spec})).unwrap()
+        };
+        assert!(selectorless(&svc(json!({"ports": [{"port": 80}]}))));
+        assert!(selectorless(&svc(json!({"selector": {}}))));
+        assert!(!selectorless(&svc(json!({"selector": {"app": "web"}}))));
+    }
+
+    #[test]
+    fn slices_map_to_their_endpoints_by_service_name_label() {
+        let s: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "ext-abc", "namespace": "ns", "labels": {SERVICE_NAME_LABEL: "ext"}},
+            "addressType": "IPv4", "endpoints": []
+        }))
+        .unwrap();
+        assert_eq!(slice_key(&s), Some(("ns".into(), "ext".into())));
+        let mut unlabelled = s.clone();
+        unlabelled.metadata.labels = None;
+        assert_eq!(slice_key(&unlabelled), None);
+    }
+}
