@@ -5,6 +5,7 @@
 //! the pod stops and is left `Failed` with reason `Evicted` and a `DisruptionTarget`
 //! condition. (Pressure taints are the node lifecycle controller's.)
 
+pub mod admit;
 pub mod disk;
 pub mod pressure;
 pub mod rank;
@@ -157,8 +158,7 @@ async fn ranked(
     let pods: Vec<Pod> = shared
         .pod_list()
         .into_iter()
-        .filter(|p| !crate::static_pods::source::is_static(p))
-        .filter(|p| p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0) < 2_000_000_000)
+        .filter(|p| !admit::is_critical(p))
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| !is_evicted(p))
         .collect();
