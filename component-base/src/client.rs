@@ -3,8 +3,10 @@
 //! and user agent.
 
 mod rate_limit;
+mod transport;
 
 pub use rate_limit::{RateLimitLayer, TokenBucket};
+pub use transport::http2_disabled;
 
 use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -105,17 +107,23 @@ pub async fn client(opts: &ClientOptions) -> Result<kube::Client, ClientError> {
     client_from_config(cfg, opts.qps, opts.burst)
 }
 
-/// Builds a client from a resolved config with a token-bucket rate limit.
+/// Builds a client from a resolved config with a token-bucket rate limit (`qps` < 0: none;
+/// 0: client-go's default 5). It speaks HTTP/2 to the apiserver when TLS negotiates it,
+/// unless `DISABLE_HTTP2` is set; through a proxy it falls back to kube-rs's HTTP/1.1 stack.
 pub fn client_from_config(
     cfg: kube::Config,
     qps: f32,
     burst: u32,
 ) -> Result<kube::Client, ClientError> {
-    let builder = ClientBuilder::try_from(cfg)?;
     let qps = if qps == 0.0 { 5.0 } else { qps };
-    if qps < 0.0 {
-        return Ok(builder.build());
+    let rate_limit =
+        (qps >= 0.0).then(|| RateLimitLayer::new(TokenBucket::new(qps as f64, burst.max(1))));
+    if transport::supports(&cfg) {
+        return Ok(transport::client(&cfg, rate_limit)?);
     }
-    let bucket = TokenBucket::new(qps as f64, burst.max(1));
-    Ok(builder.with_layer(&RateLimitLayer::new(bucket)).build())
+    let builder = ClientBuilder::try_from(cfg)?;
+    Ok(match rate_limit {
+        Some(layer) => builder.with_layer(&layer).build(),
+        None => builder.build(),
+    })
 }
