@@ -24,6 +24,7 @@ pub use jwt::TokenSigner;
 
 use super::{errors, informer, queue::WorkQueue};
 use crate::context::ControllerContext;
+use crate::informers::Informer;
 use crate::registry::ControllerDescriptor;
 
 /// The Secret type of legacy tokens.
@@ -159,7 +160,7 @@ fn secret_key(s: &Secret) -> Key {
 
 struct Controller {
     secrets: Store<Secret>,
-    accounts: Store<ServiceAccount>,
+    accounts: Informer<ServiceAccount>,
     client: kube::Client,
     signer: TokenSigner,
     root_ca: Vec<u8>,
@@ -187,24 +188,22 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
         move |s: &Secret, _| q.add(secret_key(s)),
     );
     let q = queue.clone();
-    let accounts = informer::spawn(
-        Api::<ServiceAccount>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        ctx.shutdown.clone(),
-        move |sa: &ServiceAccount, change| {
-            if change == informer::Change::Deleted {
-                q.add(Key::DeletedAccount {
-                    namespace: sa.metadata.namespace.clone().unwrap_or_default(),
-                    name: sa.metadata.name.clone().unwrap_or_default(),
-                    uid: sa.metadata.uid.clone().unwrap_or_default(),
-                });
-            }
-        },
-    );
+    // Token Secrets come from a private watch filtered by type, as upstream's tokens
+    // controller; ServiceAccounts from the shared informer.
+    let accounts = ctx.informers().informer::<ServiceAccount>();
+    informer::on(&accounts, move |sa: &ServiceAccount, change| {
+        if change == informer::Change::Deleted {
+            q.add(Key::DeletedAccount {
+                namespace: sa.metadata.namespace.clone().unwrap_or_default(),
+                name: sa.metadata.name.clone().unwrap_or_default(),
+                uid: sa.metadata.uid.clone().unwrap_or_default(),
+            });
+        }
+    });
     let (s, a) = (secrets.clone(), accounts.clone());
     informer::wait_synced(&ctx.shutdown, async move {
         let _ = s.wait_until_ready().await;
-        let _ = a.wait_until_ready().await;
+        a.wait_synced().await;
     })
     .await?;
     tracing::info!(
@@ -304,7 +303,7 @@ impl Controller {
         }
         let matches =
             |sa: &ServiceAccount| uid.is_empty() || sa.metadata.uid.as_deref() == Some(uid);
-        if let Some(sa) = self.accounts.get(&ObjectRef::new(name).within(ns)) {
+        if let Some(sa) = self.accounts.get(ns, name) {
             if matches(&sa) {
                 return Ok(Some(sa));
             }
