@@ -154,6 +154,11 @@ async fn serve_tls(
                 }
             },
         };
+        // Headers and body go out as separate writes: without TCP_NODELAY, Nagle's
+        // algorithm holds the body until the client's delayed ACK (~40 ms per response).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%remote, error = %e, "TCP_NODELAY not set");
+        }
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(

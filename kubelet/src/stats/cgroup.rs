@@ -13,7 +13,8 @@ pub struct CgroupSample {
     pub cpu_usage_ns: Option<u64>,
     /// Memory.
     pub memory: Option<MemorySample>,
-    /// Processes in the cgroup and its descendants.
+    /// Processes in the cgroup and its descendants (counted only when asked for: it
+    /// walks the subtree).
     pub processes: Option<u64>,
 }
 
@@ -165,7 +166,7 @@ impl CgroupFs {
                     .ok()
                     .and_then(|s| parse_v2_cpu(&s)),
                 memory,
-                processes: count_procs(&dir),
+                processes: None,
             });
         }
         let mem = self.dir("memory", path);
@@ -174,18 +175,29 @@ impl CgroupFs {
             let stat = std::fs::read_to_string(mem.join("memory.stat")).unwrap_or_default();
             parse_v1_memory(usage, limit, &stat)
         });
-        let pids = self.dir("pids", path);
-        let processes = if pids.is_dir() {
-            count_procs(&pids)
-        } else {
-            count_procs(&self.dir("cpu", path))
-        };
         Some(CgroupSample {
             time,
             cpu_usage_ns: read_u64(&self.dir("cpuacct", path).join("cpuacct.usage")),
             memory,
-            processes,
+            processes: None,
         })
+    }
+
+    /// [`CgroupFs::sample`] with the processes of the cgroup's subtree counted.
+    pub fn sample_with_processes(&self, path: &str) -> Option<CgroupSample> {
+        let mut s = self.sample(path)?;
+        s.processes = if self.v2 {
+            count_procs(&self.dir("", path))
+        } else {
+            let pids = self.dir("pids", path);
+            let dir = if pids.is_dir() {
+                pids
+            } else {
+                self.dir("cpu", path)
+            };
+            count_procs(&dir)
+        };
+        Some(s)
     }
 
     /// The first PID in the cgroup (the sandbox's pause process, for its network).
@@ -284,7 +296,8 @@ total_inactive_file 524288\ntotal_pgfault 300\ntotal_pgmajfault 2\n";
         std::fs::write(cpu.join("cpuacct.usage"), "123456789\n").unwrap();
         std::fs::write(pids.join("cgroup.procs"), "").unwrap();
         std::fs::write(pids.join("c1/cgroup.procs"), "10\n11\n").unwrap();
-        let s = fs.sample("/kubepods/podx").unwrap();
+        assert_eq!(fs.sample("/kubepods/podx").unwrap().processes, None);
+        let s = fs.sample_with_processes("/kubepods/podx").unwrap();
         assert_eq!(s.cpu_usage_ns, Some(123456789));
         assert_eq!(s.memory.unwrap().working_set, 4194304 - 524288);
         assert_eq!(s.processes, Some(2));

@@ -244,9 +244,14 @@ impl StatsProvider {
                 .map(|m| m.name.clone())
                 .unwrap_or_default();
             let pod_cgroup = self.pod_cgroup(&pref.uid);
-            let cgroup = pod_cgroup
-                .as_ref()
-                .and_then(|p| self.cgroups.sample(&format!("{p}/{}", container.id)));
+            let cgroup = pod_cgroup.as_ref().and_then(|p| {
+                let path = format!("{p}/{}", container.id);
+                if full {
+                    self.cgroups.sample_with_processes(&path)
+                } else {
+                    self.cgroups.sample(&path)
+                }
+            });
             let nano_cores = match &cgroup {
                 Some(c) => self.rate(&container.id, c, update),
                 None => s.cpu.as_ref().and_then(|cpu| {
