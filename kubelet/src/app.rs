@@ -64,6 +64,7 @@ pub async fn run(opts: Options) -> Result<()> {
         cgroups,
         ctx,
         root_dir: opts.root_dir.clone(),
+        image_manager: Default::default(),
     };
     std::fs::create_dir_all(opts.root_dir.join("pods")).context("create the root dir")?;
     let thresholds =
@@ -151,6 +152,7 @@ pub async fn run(opts: Options) -> Result<()> {
     health.add_shutdown_check(stop.clone());
     let metrics = component_base::metrics::Metrics::new();
     crate::prober::metrics::register(&metrics);
+    crate::image::gc::metrics::register(&metrics);
     // Resource usage for /stats/summary and /metrics/resource; the sampler keeps the CPU
     // rates fresh as upstream's eviction manager does every 10 s.
     let stats = Arc::new(crate::stats::StatsProvider::new(

@@ -10,7 +10,7 @@ mod common;
 use common::{pod, Rig};
 use kubelet::events::{EventType, Recorder};
 use kubelet::pod::status::{pod_status, StatusInputs};
-use kubelet::runtime::{images, PodInputs};
+use kubelet::runtime::PodInputs;
 use std::time::{Duration, Instant};
 
 const MISSING: &str = "localhost:1/none:latest";
@@ -130,13 +130,14 @@ async fn failed_pulls_back_off_and_never_pull_is_reported() {
         ]
     );
     let pull_error = message_of_first_failure(&app);
-    let remaining = images::pull_backoff_remaining(UID, MISSING);
+    let remaining = rt.image_manager.backoff_remaining(UID, MISSING);
     assert!(
         remaining > Duration::ZERO && remaining <= Duration::from_secs(10),
         "{remaining:?}"
     );
 
     // Second sync inside the 10 s window: ImagePullBackOff, and no pull is attempted.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let r = rt.sync_pod(&p, false, &inputs).await.expect("sync");
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -168,6 +169,27 @@ async fn failed_pulls_back_off_and_never_pull_is_reported() {
         "no Pulling: PullImage is not called while backing off"
     );
     assert!(r.observed.containers.is_empty(), "{:?}", r.observed);
+
+    // The pod is to be synced again when the back-off is over (not after a fixed period):
+    // that sync pulls again, fails, and the back-off doubles to 20 s.
+    let requeue = r.requeue_after.expect("requeue at back-off expiry");
+    let remaining = rt.image_manager.backoff_remaining(UID, MISSING);
+    assert!(
+        requeue >= remaining
+            && requeue <= remaining + Duration::from_millis(100)
+            && requeue < Duration::from_secs(9),
+        "requeue {requeue:?}, back-off left {remaining:?}"
+    );
+    tokio::time::sleep(requeue).await;
+    let r = rt.sync_pod(&p, false, &inputs).await.expect("sync");
+    assert_eq!(waiting_in_status(&p, &r, "app").0, "ErrImagePull");
+    let third: Vec<_> = std::iter::from_fn(|| events.try_recv().ok()).collect();
+    assert_eq!(of(&third, "app")[0].1, "Pulling", "pulled again at expiry");
+    let remaining = rt.image_manager.backoff_remaining(UID, MISSING);
+    assert!(
+        remaining > Duration::from_secs(10) && remaining <= Duration::from_secs(20),
+        "{remaining:?}"
+    );
 
     // Clean up the sandbox.
     let r = rt.sync_pod(&p, true, &inputs).await.expect("stop");

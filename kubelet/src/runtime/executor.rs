@@ -22,6 +22,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How soon a container that failed to start for a reason other than an image pull (e.g.
+/// CreateContainerConfigError) is tried again, as upstream's pod worker back-off period.
+pub const START_RETRY: Duration = Duration::from_secs(10);
+
+/// How long a failed StopContainer waits for the runtime to report the container exited
+/// (the runtime handles a container's exit event asynchronously).
+const EXIT_SETTLE: Duration = Duration::from_secs(2);
+
 /// What a pod needs from outside the runtime to start its containers.
 #[derive(Debug, Clone, Default)]
 pub struct PodInputs {
@@ -79,6 +87,8 @@ pub struct PodRuntime {
     pub ctx: NodeContext,
     /// `--root-dir` (`/var/lib/kubelet`).
     pub root_dir: PathBuf,
+    /// Image pulls and their back-off.
+    pub image_manager: images::ImageManager,
 }
 
 fn grace_period(pod: &Pod) -> i64 {
@@ -153,15 +163,33 @@ impl PodRuntime {
             }
             let failures = self.apply(pod, &observed, &actions, inputs).await?;
             if !failures.is_empty() {
+                let retry = failures
+                    .iter()
+                    .map(|(name, f)| self.retry_after(pod, name, f))
+                    .min();
                 for (name, f) in failures {
                     result.waiting.insert(name, (f.reason, f.message));
                 }
                 result.observed = observe::observe_pod(&self.cri, &uid).await?;
-                result.requeue_after = Some(Duration::from_secs(10));
+                result.requeue_after = retry;
                 return Ok(result);
             }
         }
         Ok(result)
+    }
+
+    /// When to try a container that could not start again: an image pull when its
+    /// back-off is over, anything else after [`START_RETRY`].
+    fn retry_after(&self, pod: &Pod, name: &str, f: &StartFailure) -> Duration {
+        if !matches!(f.reason.as_str(), "ErrImagePull" | "ImagePullBackOff") {
+            return START_RETRY;
+        }
+        let image = find_container(pod, name)
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        // A little past the end of the window, so the next sync is outside it.
+        self.image_manager.backoff_remaining(uid, &image) + Duration::from_millis(50)
     }
 
     /// Applies one step; returns containers that could not start.
@@ -265,7 +293,11 @@ impl PodRuntime {
         let event = |type_: EventType, why: &str, msg: &str| {
             recorder.pod_event(pod, Some(&c.name), type_, why, msg)
         };
-        if let Err(e) = images::ensure_image_for(&self.cri, pod, c, recorder).await {
+        if let Err(e) = self
+            .image_manager
+            .ensure_image(&self.cri, pod, c, recorder)
+            .await
+        {
             event(
                 EventType::Warning,
                 reason::FAILED,
@@ -457,13 +489,59 @@ impl PodRuntime {
         // Upstream gives at least 2 seconds after the hook.
         let left = (grace_secs - started.elapsed().as_secs() as i64).max(2);
         let mut rt = self.cri.runtime.clone();
-        rt.stop_container(cri::StopContainerRequest {
-            container_id: id.to_string(),
-            timeout: left,
-        })
-        .await
-        .with_context(|| format!("StopContainer {id}"))?;
-        Ok(())
+        let stopped = rt
+            .stop_container(cri::StopContainerRequest {
+                container_id: id.to_string(),
+                timeout: left,
+            })
+            .await;
+        match stopped {
+            Ok(_) => Ok(()),
+            // Gone already: nothing left to stop, as upstream's killContainer.
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
+            // A container that exits while it is being stopped can make the runtime fail
+            // the call (containerd: "ttrpc: closed"); what counts is whether it still runs
+            // once the runtime has taken note of the exit.
+            Err(s) if self.exits_soon(id).await => {
+                tracing::debug!(container = %id, error = %s.message(), "StopContainer failed but the container has exited");
+                Ok(())
+            }
+            Err(s) => Err(anyhow::Error::new(s).context(format!("StopContainer {id}"))),
+        }
+    }
+
+    /// Whether CRI reports container `id` exited (or gone) within [`EXIT_SETTLE`].
+    async fn exits_soon(&self, id: &str) -> bool {
+        let deadline = std::time::Instant::now() + EXIT_SETTLE;
+        loop {
+            if self.has_exited(id).await {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether CRI reports container `id` exited (or no longer knows it).
+    async fn has_exited(&self, id: &str) -> bool {
+        let status = self
+            .cri
+            .runtime
+            .clone()
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.to_string(),
+                verbose: false,
+            })
+            .await;
+        match status {
+            Ok(r) => r
+                .into_inner()
+                .status
+                .is_some_and(|s| s.state == cri::ContainerState::ContainerExited as i32),
+            Err(s) => s.code() == tonic::Code::NotFound,
+        }
     }
 
     /// Stops every container of the pod in parallel, then its sandboxes.
@@ -516,11 +594,17 @@ impl PodRuntime {
         }
         let mut rt = self.cri.runtime.clone();
         for sb in observed.sandboxes.iter().filter(|s| s.ready) {
-            rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
-                pod_sandbox_id: sb.id.clone(),
-            })
-            .await
-            .with_context(|| format!("StopPodSandbox {}", sb.id))?;
+            let stopped = rt
+                .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                    pod_sandbox_id: sb.id.clone(),
+                })
+                .await;
+            match stopped {
+                Err(s) if s.code() != tonic::Code::NotFound => {
+                    return Err(anyhow::Error::new(s).context(format!("StopPodSandbox {}", sb.id)))
+                }
+                _ => {}
+            }
         }
         Ok(())
     }

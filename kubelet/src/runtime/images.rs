@@ -12,7 +12,7 @@ use crate::events::{reason, EventType, Recorder};
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Why an image is not available; `reason()` is the container's waiting reason and
@@ -118,16 +118,115 @@ impl PullBackoff {
     }
 }
 
-/// The kubelet's one image pull back-off (upstream keeps one per kubelet, too).
-static PULL_BACKOFF: LazyLock<Mutex<PullBackoff>> = LazyLock::new(Mutex::default);
-
-fn pull_backoff() -> std::sync::MutexGuard<'static, PullBackoff> {
-    PULL_BACKOFF.lock().unwrap_or_else(|p| p.into_inner())
+/// The kubelet's image manager: its pull back-off (one per kubelet, as upstream's image
+/// manager keeps one), shared by every clone.
+#[derive(Debug, Clone, Default)]
+pub struct ImageManager {
+    backoff: Arc<Mutex<PullBackoff>>,
 }
 
-/// Whether pulling `image` for the pod `pod_uid` is backing off right now, and for how long.
-pub fn pull_backoff_remaining(pod_uid: &str, image: &str) -> std::time::Duration {
-    pull_backoff().remaining(&backoff_key(pod_uid, image), Instant::now())
+impl ImageManager {
+    fn backoff(&self) -> std::sync::MutexGuard<'_, PullBackoff> {
+        self.backoff.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long pulling `image` for the pod `pod_uid` still backs off (zero: not at all).
+    pub fn backoff_remaining(&self, pod_uid: &str, image: &str) -> std::time::Duration {
+        self.backoff()
+            .remaining(&backoff_key(pod_uid, image), Instant::now())
+    }
+
+    /// Makes sure `c`'s image is present per its pull policy, as upstream's
+    /// `EnsureImageExists`: records the events about container `c` of `pod`, honours the
+    /// pull back-off; returns the image reference.
+    pub async fn ensure_image(
+        &self,
+        cri: &Cri,
+        pod: &Pod,
+        c: &Container,
+        recorder: &Recorder,
+    ) -> Result<String, ImageError> {
+        let image = c.image.clone().unwrap_or_default();
+        let policy = pull_policy(c);
+        let event = |type_: EventType, why: &str, msg: &str| {
+            recorder.pod_event(pod, Some(&c.name), type_, why, msg)
+        };
+        let present = image_status(cri, &image).await;
+        match (&present, policy.as_str()) {
+            (Some(i), "IfNotPresent" | "Never") => {
+                event(
+                    EventType::Normal,
+                    reason::PULLED,
+                    &format!("Container image {image:?} already present on machine"),
+                );
+                return Ok(i.id.clone());
+            }
+            (None, "Never") => {
+                let e = ImageError::NeverPull(image.clone());
+                event(
+                    EventType::Warning,
+                    reason::ERR_IMAGE_NEVER_PULL,
+                    &e.message(),
+                );
+                return Err(e);
+            }
+            _ => {}
+        }
+        let key = backoff_key(pod.metadata.uid.as_deref().unwrap_or_default(), &image);
+        let backing_off = self.backoff().check(&key, &image, Instant::now());
+        if let Some(e) = backing_off {
+            event(
+                EventType::Normal,
+                reason::BACK_OFF,
+                &format!("Back-off pulling image {image:?}"),
+            );
+            return Err(e);
+        }
+        event(
+            EventType::Normal,
+            reason::PULLING,
+            &format!("Pulling image {image:?}"),
+        );
+        let started = Instant::now();
+        let pulled = cri
+            .images
+            .clone()
+            .pull_image(cri::PullImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: image.clone(),
+                    ..Default::default()
+                }),
+                auth: None,
+                sandbox_config: None,
+            })
+            .await;
+        match pulled {
+            Ok(r) => {
+                self.backoff().succeeded(Instant::now());
+                let took = crate::events::go_duration(started.elapsed());
+                let size = image_status(cri, &image).await.map_or(0, |i| i.size);
+                event(
+                    EventType::Normal,
+                    reason::PULLED,
+                    &format!(
+                        "Successfully pulled image {image:?} in {took} ({took} including waiting). Image size: {size} bytes."
+                    ),
+                );
+                Ok(r.into_inner().image_ref)
+            }
+            Err(s) => {
+                let message = grpc_error(&s);
+                event(
+                    EventType::Warning,
+                    reason::FAILED,
+                    &format!("Failed to pull image {image:?}: {message}"),
+                );
+                let e = ImageError::Pull { image, message };
+                self.backoff().failed(&key, &e, Instant::now());
+                Err(e)
+            }
+        }
+    }
 }
 
 /// The CRI error as Go's gRPC status prints it (`rpc error: code = NotFound desc = …`),
@@ -168,97 +267,6 @@ async fn image_status(cri: &Cri, image: &str) -> Option<cri::Image> {
         .await
         .ok()
         .and_then(|r| r.into_inner().image)
-}
-
-/// Makes sure `c`'s image is present per its pull policy, as upstream's
-/// `EnsureImageExists`: records the events about container `c` of `pod`, honours the
-/// pull back-off; returns the image reference.
-pub async fn ensure_image_for(
-    cri: &Cri,
-    pod: &Pod,
-    c: &Container,
-    recorder: &Recorder,
-) -> Result<String, ImageError> {
-    let image = c.image.clone().unwrap_or_default();
-    let policy = pull_policy(c);
-    let event = |type_: EventType, why: &str, msg: &str| {
-        recorder.pod_event(pod, Some(&c.name), type_, why, msg)
-    };
-    let present = image_status(cri, &image).await;
-    match (&present, policy.as_str()) {
-        (Some(i), "IfNotPresent" | "Never") => {
-            event(
-                EventType::Normal,
-                reason::PULLED,
-                &format!("Container image {image:?} already present on machine"),
-            );
-            return Ok(i.id.clone());
-        }
-        (None, "Never") => {
-            let e = ImageError::NeverPull(image.clone());
-            event(
-                EventType::Warning,
-                reason::ERR_IMAGE_NEVER_PULL,
-                &e.message(),
-            );
-            return Err(e);
-        }
-        _ => {}
-    }
-    let key = backoff_key(pod.metadata.uid.as_deref().unwrap_or_default(), &image);
-    let backing_off = pull_backoff().check(&key, &image, Instant::now());
-    if let Some(e) = backing_off {
-        event(
-            EventType::Normal,
-            reason::BACK_OFF,
-            &format!("Back-off pulling image {image:?}"),
-        );
-        return Err(e);
-    }
-    event(
-        EventType::Normal,
-        reason::PULLING,
-        &format!("Pulling image {image:?}"),
-    );
-    let started = Instant::now();
-    let pulled = cri
-        .images
-        .clone()
-        .pull_image(cri::PullImageRequest {
-            image: Some(cri::ImageSpec {
-                image: image.clone(),
-                ..Default::default()
-            }),
-            auth: None,
-            sandbox_config: None,
-        })
-        .await;
-    match pulled {
-        Ok(r) => {
-            pull_backoff().succeeded(Instant::now());
-            let took = crate::events::go_duration(started.elapsed());
-            let size = image_status(cri, &image).await.map_or(0, |i| i.size);
-            event(
-                EventType::Normal,
-                reason::PULLED,
-                &format!(
-                    "Successfully pulled image {image:?} in {took} ({took} including waiting). Image size: {size} bytes."
-                ),
-            );
-            Ok(r.into_inner().image_ref)
-        }
-        Err(s) => {
-            let message = grpc_error(&s);
-            event(
-                EventType::Warning,
-                reason::FAILED,
-                &format!("Failed to pull image {image:?}: {message}"),
-            );
-            let e = ImageError::Pull { image, message };
-            pull_backoff().failed(&key, &e, Instant::now());
-            Err(e)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ impl Rig {
             cgroups: Arc::from(cgroups::detect()),
             ctx,
             root_dir: containerd.dir().join("kubelet"),
+            image_manager: Default::default(),
         };
         runtime
             .ensure_qos_cgroups(2000)
