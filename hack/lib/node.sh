@@ -37,8 +37,10 @@ node::containerd() {
 }
 
 # Starts the kubelet with a KubeletConfiguration as kubeadm writes it, with kind's disk
-# eviction thresholds (0%): a developer machine's disk is often below upstream's default 15%
-# imagefs.available, which would put the node under DiskPressure and taint it.
+# settings: eviction thresholds 0% (a developer machine's disk is often below upstream's
+# default 15% imagefs.available, which would put the node under DiskPressure and taint it)
+# and image GC off (imageGCHighThresholdPercent 100: on a full disk it would remove the
+# locally imported images, which no registry can give back).
 node::kubelet() {
   mkdir -p "${KUBELET_DIR}"
   cat >"${KUBELET_DIR}/config.yaml" <<YAML
@@ -63,6 +65,7 @@ evictionHard:
   nodefs.available: "0%"
   nodefs.inodesFree: "0%"
 failSwapOn: false
+imageGCHighThresholdPercent: 100
 healthzBindAddress: 127.0.0.1
 healthzPort: 10248
 YAML
