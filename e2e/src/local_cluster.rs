@@ -199,6 +199,36 @@ impl LocalCluster {
         cmd
     }
 
+    /// Stops (SIGTERM, then waits up to 30 s) the process local-up started as `name`
+    /// (e.g. `kube-proxy`), to let something else take its place on the node.
+    pub fn stop_component(&self, name: &str) {
+        let pids = std::fs::read_to_string(self.dir.join("pids")).expect("pids file");
+        let pid: i32 = pids
+            .lines()
+            .rev()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next()? == name).then(|| f.next()?.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("{name} not in the pids file"));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap_or_else(|e| panic!("SIGTERM {name} (pid {pid}): {e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{name} (pid {pid}) still runs 30 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Runs kubectl as cluster-admin.
     pub fn kubectl(&self, args: &[&str]) -> Output {
         Command::new(&self.kubectl)
@@ -270,6 +300,23 @@ impl LocalCluster {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
+        // local-down stops containerd and its shims, but processes in running containers
+        // would outlive them: the workloads go first, through the kubelet.
+        let out = self.kubectl(&[
+            "delete",
+            "daemonsets,deployments,replicasets,jobs,pods",
+            "--all",
+            "--all-namespaces",
+            "--grace-period=1",
+            "--wait=true",
+            "--timeout=60s",
+        ]);
+        if !out.status.success() {
+            eprintln!(
+                "deleting the local cluster's workloads failed (their containers may outlive it): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         match self.script("local-down.sh").output() {
             Ok(out) if out.status.success() => {}
             Ok(out) => eprintln!(

@@ -13,7 +13,9 @@
 //!   its containerd, `helm install` with kube-proxy off, the scheduler as a second scheduler
 //!   (`ferrokube-helm`, own Lease) and the controller manager standing by on the Lease
 //!   local-up's holds; a pod naming `ferrokube-helm` is scheduled by it and runs;
-//!   `helm uninstall` leaves nothing of the release.
+//!   `helm uninstall` leaves nothing of the release. Then the chart's kube-proxy alone replaces
+//!   local-up's: its DaemonSet pod programs the node's nftables and a ClusterIP answers from
+//!   the host.
 //!
 //! Without helm every test skips loudly (`hack/install-deps.sh` installs it); the cluster
 //! test also skips without root, containerd or the control-plane assets, or while another
@@ -37,6 +39,8 @@ use k8s_openapi::serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 const RELEASE: &str = "fk";
+/// The release that runs only the chart's kube-proxy, in place of local-up's.
+const PROXY_RELEASE: &str = "fk-proxy";
 const NAMESPACE: &str = "ferrokube-system";
 const COMPONENTS: [&str; 3] = ["kube-proxy", "kube-scheduler", "kube-controller-manager"];
 /// The values that make the scheduler a second scheduler with its own Lease.
@@ -925,4 +929,131 @@ spec:
         pods_context,
     );
     progress("helm uninstall left nothing of the release");
+
+    // The chart's kube-proxy in place of local-up's: the DaemonSet's pod (privileged, host
+    // network, the image's nft) programs the node, and a ClusterIP answers from the host.
+    cluster.stop_component("kube-proxy");
+    let cidr = "kubeProxy.clusterCIDR=10.244.0.0/16";
+    let mut install: Vec<&str> = vec![
+        "install",
+        PROXY_RELEASE,
+        chart.to_str().unwrap(),
+        "--namespace",
+        NAMESPACE,
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--set",
+        "apiServer.host=127.0.0.1",
+        "--set",
+        &api_port,
+        "--set",
+        cidr,
+    ];
+    for s in [
+        "kubeScheduler.enabled=false",
+        "kubeControllerManager.enabled=false",
+    ] {
+        install.extend(["--set", s]);
+    }
+    helm_ok(&helm, &install);
+    let selector = format!("app.kubernetes.io/instance={PROXY_RELEASE}");
+    cluster.eventually(
+        "the chart's kube-proxy pod Running and Ready",
+        Duration::from_secs(90),
+        || {
+            let out = cluster.kubectl_ok(&[
+                "get",
+                "pods",
+                "-n",
+                NAMESPACE,
+                "-l",
+                &selector,
+                "-o",
+                r#"jsonpath={range .items[*]}{.status.phase} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
+            ]);
+            (out.trim() == "Running True").then_some(())
+        },
+        pods_context,
+    );
+    cluster.kubectl_ok(&[
+        "create",
+        "deployment",
+        "httpd",
+        "--image=busybox:1.35",
+        "--port=8080",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/etc",
+    ]);
+    cluster.kubectl_ok(&[
+        "expose",
+        "deployment",
+        "httpd",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    let cluster_ip = cluster.kubectl_ok(&[
+        "get",
+        "service",
+        "httpd",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    // busybox httpd serves the pod's /etc: /hostname names the backend.
+    let backend = cluster.eventually(
+        &format!("http://{cluster_ip}/hostname to answer through the chart's kube-proxy"),
+        Duration::from_secs(120),
+        || http_get(&cluster_ip, 80, "/hostname"),
+        || {
+            String::from_utf8_lossy(
+                &cluster
+                    .kubectl(&["logs", "-n", NAMESPACE, "-l", &selector, "--tail=20"])
+                    .stdout,
+            )
+            .into_owned()
+        },
+    );
+    assert!(backend.starts_with("httpd-"), "answered by {backend:?}");
+    helm_ok(
+        &helm,
+        &[
+            "uninstall",
+            PROXY_RELEASE,
+            "--namespace",
+            NAMESPACE,
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ],
+    );
+    cluster.eventually(
+        "the chart's kube-proxy pod to be gone",
+        Duration::from_secs(90),
+        || {
+            cluster
+                .kubectl_ok(&["get", "pods", "-A", "-l", &selector, "-o", "name"])
+                .trim()
+                .is_empty()
+                .then_some(())
+        },
+        pods_context,
+    );
+    progress("the chart's kube-proxy served a ClusterIP; uninstalled");
+}
+
+/// One HTTP/1.0 GET of `path`; the body when the server answered 200.
+fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr = format!("{ip}:{port}").parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    (head.split_whitespace().nth(1)? == "200").then(|| body.trim().to_string())
 }
