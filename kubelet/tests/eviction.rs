@@ -5,27 +5,21 @@
 //! a met `nodefs.available` threshold turns DiskPressure True, unused images are removed
 //! first, and only then is a pod evicted.
 
+mod common;
+
+use common::process::{wait_every, KubeletProcess};
 use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kubelet::testing::{containerd::unavailable_reason, TestContainerd};
 use std::time::{Duration, Instant};
 
+/// Polls every 500 ms, as these tests always have.
 async fn wait<T, F: Fn() -> Fut, Fut: std::future::Future<Output = Option<T>>>(
     what: &str,
     timeout: Duration,
     f: F,
 ) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_every(what, timeout, Duration::from_millis(500), f).await
 }
 
 fn ki(q: &str) -> i64 {
@@ -39,10 +33,6 @@ async fn memory_pressure_evicts_and_allocatable_is_enforced() {
         e2e::skip_test!("{reason}");
     }
     let containerd = TestContainerd::start().await.expect("start containerd");
-    let id = std::process::id() % 10000;
-    let node_name = format!("evict-node-{id}");
-    let dir = containerd.dir().join("kubelet");
-    std::fs::create_dir_all(&dir).unwrap();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
     let total_kib: i64 = meminfo
         .lines()
@@ -55,43 +45,15 @@ async fn memory_pressure_evicts_and_allocatable_is_enforced() {
         .unwrap();
     // A threshold just above what is available now: met from the first observation.
     let threshold_mi = total_kib / 1024 + 1;
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\npodLogsDir: {}\nfailSwapOn: false\n\
-kubeReserved: {{memory: 1Gi, cpu: 100m}}\nevictionHard: {{memory.available: {threshold_mi}Mi}}\nevictionPressureTransitionPeriod: 30s\n",
-            dir.join("logs").display()
-        ),
-    )
-    .unwrap();
-    let kubeconfig = cluster
-        .kubeconfig_for(&e2e::Identity::Node(node_name.clone()))
-        .unwrap();
-    let cgroup_root = format!("/ferrokube-evict-{id}");
-    let args = vec![
-        format!(
-            "FERROKUBE_CNI_CONF_DIR={}",
-            containerd.cni_conf_dir().display()
-        ),
-        format!("FERROKUBE_CNI_BRIDGE=fkev{id}"),
-        e2e::binaries::ferrokube_binary("kubelet")
-            .unwrap()
-            .display()
-            .to_string(),
-        format!("--config={}", config.display()),
-        format!("--kubeconfig={}", kubeconfig.display()),
-        format!("--container-runtime-endpoint={}", containerd.endpoint()),
-        format!("--root-dir={}", dir.join("root").display()),
-        format!("--hostname-override={node_name}"),
-        "--node-ip=127.0.0.1".into(),
-        format!("--cgroup-root={cgroup_root}"),
-        format!("--healthz-port={}", e2e::ports::free_port().unwrap()),
-        format!("--port={}", e2e::ports::free_port().unwrap()),
-    ];
-    let mut kubelet = cluster
-        .spawn("kubelet", std::path::Path::new("/usr/bin/env"), &args)
-        .unwrap();
+    let kubelet = KubeletProcess::builder(&cluster, &containerd, "evict")
+        .config(serde_json::json!({
+            "kubeReserved": {"memory": "1Gi", "cpu": "100m"},
+            "evictionHard": {"memory.available": format!("{threshold_mi}Mi")},
+            "evictionPressureTransitionPeriod": "30s",
+        }))
+        .start();
+    let node_name = kubelet.node_name.clone();
+    let cgroup_root = kubelet.cgroup_root.clone();
     let client = cluster.client();
     let nodes: Api<Node> = Api::all(client.clone());
 
@@ -202,14 +164,7 @@ kubeReserved: {{memory: 1Gi, cpu: 100m}}\nevictionHard: {{memory.available: {thr
     );
 
     pods.delete("victim", &Default::default()).await.ok();
-    kubelet.terminate(Duration::from_secs(5)).unwrap();
-    for ctl in [
-        "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
-    ] {
-        for cg in ["kubepods/burstable", "kubepods/besteffort", "kubepods", ""] {
-            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}{cgroup_root}/{cg}"));
-        }
-    }
+    kubelet.stop();
 }
 
 /// A one-file image of its own (a distinct image ID), unused by any pod.
@@ -267,9 +222,7 @@ async fn disk_pressure_collects_images_before_evicting() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let id = std::process::id() % 10000;
-    let node_name = format!("disk-node-{id}");
     let dir = containerd.dir().join("kubelet");
-    std::fs::create_dir_all(&dir).unwrap();
     // nodefs.available<99%: met from the first observation and never relieved. Images are
     // collectable 5s after the kubelet first sees them; busybox stays in use by a static
     // pod (never evicted), so the second observation (10s) removes only the unused image.
@@ -280,45 +233,16 @@ async fn disk_pressure_collects_images_before_evicting() {
         "apiVersion: v1\nkind: Pod\nmetadata: {name: keeper, namespace: default}\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: app, image: busybox:1.35, command: [sleep, \"3600\"]}\n",
     )
     .unwrap();
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\npodLogsDir: {}\nfailSwapOn: false\n\
-evictionHard: {{nodefs.available: \"99%\"}}\nevictionPressureTransitionPeriod: 30s\nimageMinimumGCAge: 5s\n\
-staticPodPath: {}\nfileCheckFrequency: 1s\n",
-            dir.join("logs").display(),
-            manifests.display()
-        ),
-    )
-    .unwrap();
-    let kubeconfig = cluster
-        .kubeconfig_for(&e2e::Identity::Node(node_name.clone()))
-        .unwrap();
-    let cgroup_root = format!("/ferrokube-disk-{id}");
-    let args = vec![
-        format!(
-            "FERROKUBE_CNI_CONF_DIR={}",
-            containerd.cni_conf_dir().display()
-        ),
-        format!("FERROKUBE_CNI_BRIDGE=fkdp{id}"),
-        e2e::binaries::ferrokube_binary("kubelet")
-            .unwrap()
-            .display()
-            .to_string(),
-        format!("--config={}", config.display()),
-        format!("--kubeconfig={}", kubeconfig.display()),
-        format!("--container-runtime-endpoint={}", containerd.endpoint()),
-        format!("--root-dir={}", dir.join("root").display()),
-        format!("--hostname-override={node_name}"),
-        "--node-ip=127.0.0.1".into(),
-        format!("--cgroup-root={cgroup_root}"),
-        format!("--healthz-port={}", e2e::ports::free_port().unwrap()),
-        format!("--port={}", e2e::ports::free_port().unwrap()),
-    ];
-    let mut kubelet = cluster
-        .spawn("kubelet-disk", std::path::Path::new("/usr/bin/env"), &args)
-        .unwrap();
+    let kubelet = KubeletProcess::builder(&cluster, &containerd, "disk")
+        .config(serde_json::json!({
+            "evictionHard": {"nodefs.available": "99%"},
+            "evictionPressureTransitionPeriod": "30s",
+            "imageMinimumGCAge": "5s",
+            "staticPodPath": manifests,
+            "fileCheckFrequency": "1s",
+        }))
+        .start();
+    let node_name = kubelet.node_name.clone();
     let client = cluster.client();
     let nodes: Api<Node> = Api::all(client.clone());
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
@@ -410,12 +334,5 @@ staticPodPath: {}\nfileCheckFrequency: 1s\n",
     );
 
     pods.delete(&pod_name, &Default::default()).await.ok();
-    kubelet.terminate(Duration::from_secs(5)).unwrap();
-    for ctl in [
-        "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
-    ] {
-        for cg in ["kubepods/burstable", "kubepods/besteffort", "kubepods", ""] {
-            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}{cgroup_root}/{cg}"));
-        }
-    }
+    kubelet.stop();
 }

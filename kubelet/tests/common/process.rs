@@ -215,6 +215,11 @@ impl<'a> KubeletProcess<'a> {
         self.process.as_ref().expect("kubelet started").log_path()
     }
 
+    /// The process's whole log so far.
+    pub fn log(&self) -> String {
+        self.process.as_ref().map(|p| p.log()).unwrap_or_default()
+    }
+
     /// The last `lines` lines of the process's log.
     pub fn log_tail(&self, lines: usize) -> String {
         self.process
