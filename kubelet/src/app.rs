@@ -88,6 +88,7 @@ pub async fn run(opts: Options) -> Result<()> {
         tracing::info!(cpu_milli = cpu, memory = ?memory, "Node allocatable enforced on kubepods");
     }
     let (pressure_tx, pressure_rx) = tokio::sync::watch::channel(BTreeSet::new());
+    let admission_pressure = pressure_rx.clone();
     let node_sync = NodeSync {
         client: client.clone(),
         cri: cri.clone(),
@@ -246,6 +247,7 @@ pub async fn run(opts: Options) -> Result<()> {
         opts.node_name.clone(),
         statics,
         evict_rx,
+        admission_pressure,
         stop.clone(),
     )
     .await;

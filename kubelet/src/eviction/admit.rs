@@ -3,9 +3,14 @@
 //! system-critical) always are; under memory pressure alone only BestEffort pods that do
 //! not tolerate the memory-pressure taint are refused; any other pressure refuses every
 //! pod, with reason `Evicted` and `The node had condition: [DiskPressure]. `.
+//!
+//! As upstream's `HandlePodAdditions`, admission runs once, when a pod is first added to
+//! this kubelet; a refused pod is never started and is left `Failed` with the reason and
+//! `Pod was rejected: <message>` (upstream's `rejectPod`).
 
 use crate::pod::qos::{qos_class, QosClass};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::collections::BTreeSet;
 
 /// Upstream's `SystemCriticalPriority`.
@@ -50,6 +55,49 @@ fn tolerates_memory_pressure(pod: &Pod) -> bool {
                 effect_ok && key_ok && value_ok
             })
         })
+}
+
+/// The prefix of a refused pod's status message, as upstream's `rejectPod`.
+pub const REJECTED_PREFIX: &str = "Pod was rejected: ";
+
+/// Whether the pod needs no admission: already past it (`Running`: admitted by an earlier
+/// run of this kubelet) or terminal (upstream never admits terminal pods).
+fn admitted_before(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Running" | "Succeeded" | "Failed")
+    )
+}
+
+/// The admission decision for a pod seen from the watch: `known` pods (already running a
+/// worker, or refused once) are never checked again; a new pod is checked against the
+/// node's pressure `conditions` with [`admit`].
+pub fn admit_new(pod: &Pod, known: bool, conditions: &BTreeSet<String>) -> Result<(), Rejection> {
+    if known || admitted_before(pod) {
+        return Ok(());
+    }
+    admit(pod, conditions)
+}
+
+/// The status patch of a refused pod, as upstream's `rejectPod`: phase `Failed`, the
+/// reason, `Pod was rejected: <message>`, its QoS class, and a start time (the status
+/// manager's default).
+pub fn rejected_status(pod: &Pod, r: &Rejection, now: Time) -> serde_json::Value {
+    let start = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.clone())
+        .unwrap_or(now);
+    serde_json::json!({
+        "metadata": {"uid": pod.metadata.uid},
+        "status": {
+            "phase": "Failed",
+            "reason": r.reason,
+            "message": format!("{REJECTED_PREFIX}{}", r.message),
+            "qosClass": qos_class(pod).as_str(),
+            "startTime": start,
+        }
+    })
 }
 
 /// Decides whether `pod` may start under `conditions` (the node's pressure conditions).
@@ -102,5 +150,50 @@ mod tests {
         );
         assert!(admit(&tolerant, &disk).is_err());
         assert!(admit(&critical, &set(&["DiskPressure", "MemoryPressure"])).is_ok());
+    }
+
+    #[test]
+    fn only_new_pods_are_admitted_and_refusals_are_failed() {
+        let disk: BTreeSet<String> = ["DiskPressure".to_string()].into();
+        let new = pod(serde_json::json!({"metadata": {"name": "p", "uid": "u"},
+            "spec": {"containers": [{"name": "c"}]}, "status": {"phase": "Pending"}}));
+        let r = admit_new(&new, false, &disk).unwrap_err();
+        assert_eq!(r.message, "The node had condition: [DiskPressure]. ");
+        // Known to the kubelet (a worker, or refused once): never re-checked.
+        assert!(admit_new(&new, true, &disk).is_ok());
+        // Running from an earlier kubelet run, or terminal: not admitted again.
+        let running = pod(serde_json::json!({"spec": {"containers": [{"name": "c"}]},
+            "status": {"phase": "Running"}}));
+        assert!(admit_new(&running, false, &disk).is_ok());
+        // Static and critical pods always start.
+        let static_pod = pod(serde_json::json!({"metadata": {"name": "s",
+            "annotations": {"kubernetes.io/config.source": "file"}},
+            "spec": {"containers": [{"name": "c"}]}}));
+        assert!(crate::static_pods::source::is_static(&static_pod));
+        assert!(admit_new(&static_pod, false, &disk).is_ok());
+        let critical = pod(
+            serde_json::json!({"spec": {"priority": SYSTEM_CRITICAL_PRIORITY,
+            "containers": [{"name": "c"}]}}),
+        );
+        assert!(admit_new(&critical, false, &disk).is_ok());
+
+        let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        let v = rejected_status(&new, &r, now);
+        assert_eq!(v["metadata"]["uid"], "u");
+        let s = &v["status"];
+        assert_eq!(
+            (
+                s["phase"].as_str(),
+                s["reason"].as_str(),
+                s["message"].as_str()
+            ),
+            (
+                Some("Failed"),
+                Some("Evicted"),
+                Some("Pod was rejected: The node had condition: [DiskPressure]. ")
+            )
+        );
+        assert_eq!(s["qosClass"], "BestEffort");
+        assert_eq!(s["startTime"], "1970-01-01T00:00:00Z");
     }
 }

@@ -1,12 +1,16 @@
 //! The pod manager: watches the pods bound to this node, runs one worker per pod, relists
 //! the runtime every second to wake workers whose containers changed (upstream's PLEG),
 //! and removes runtime pods that no longer exist in the API. Static pods from files run
-//! beside them; mirror pods (their copies in the API) are never run.
+//! beside them; mirror pods (their copies in the API) are never run. A pod first seen
+//! from the API goes through admission under node pressure once; a refused pod is never
+//! started and is left `Failed` (upstream's `HandlePodAdditions`/`rejectPod`).
 
 pub mod inputs;
 pub mod worker;
 
 use crate::cri::labels::PodRef;
+use crate::events::{EventType, Recorder};
+use crate::eviction::admit::{self, Rejection};
 use crate::eviction::Eviction;
 use crate::pod::observed::ObservedPod;
 use crate::runtime::{observe, PodRuntime};
@@ -16,7 +20,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher;
 use kube::Api;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
@@ -124,14 +128,17 @@ fn fingerprint(o: &ObservedPod) -> Vec<(String, String)> {
 }
 
 /// Runs the pod manager until `stop`; `statics` publishes the static pods, when a
-/// static pod path is configured; `evictions` are the eviction manager's decisions.
+/// static pod path is configured; `evictions` are the eviction manager's decisions and
+/// `pressure` its node pressure conditions, against which new pods are admitted.
 pub async fn run(
     shared: Arc<Shared>,
     node_name: String,
     mut statics: Option<watch::Receiver<Vec<Pod>>>,
     mut evictions: mpsc::UnboundedReceiver<Eviction>,
+    pressure: watch::Receiver<BTreeSet<String>>,
     stop: CancellationToken,
 ) {
+    let recorder = Recorder::new(shared.client.clone(), &node_name);
     let api: Api<Pod> = Api::all(shared.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
     let mut events = watcher(api, config).boxed();
@@ -144,6 +151,8 @@ pub async fn run(
     let mut static_uids: HashSet<String> = HashSet::new();
     // Pods being evicted: their workers stop them, then they are left Failed/Evicted.
     let mut evicted: HashMap<String, (Pod, String)> = HashMap::new();
+    // Pods refused at admission: never started nor checked again.
+    let mut rejected: HashSet<String> = HashSet::new();
     if let Some(rx) = statics.as_mut() {
         let pods = rx.borrow_and_update().clone();
         sync_statics(&shared, &mut workers, &done_tx, &mut static_uids, pods);
@@ -184,13 +193,22 @@ pub async fn run(
                         let uid = pod.metadata.uid.clone().unwrap_or_default();
                         let stopped = evicted.contains_key(&uid)
                             || (crate::eviction::is_evicted(&pod) && !workers.contains_key(&uid));
-                        if !is_mirror(&pod) && !stopped {
-                            upsert(&shared, &mut workers, &done_tx, pod);
+                        if is_mirror(&pod) || stopped || rejected.contains(&uid) {
+                            continue;
+                        }
+                        let conditions = pressure.borrow().clone();
+                        match admit::admit_new(&pod, workers.contains_key(&uid), &conditions) {
+                            Ok(()) => upsert(&shared, &mut workers, &done_tx, pod),
+                            Err(r) => {
+                                rejected.insert(uid);
+                                tokio::spawn(reject(shared.client.clone(), recorder.clone(), pod, r));
+                            }
                         }
                     }
                     Ok(watcher::Event::Delete(pod)) if is_mirror(&pod) => {}
                     Ok(watcher::Event::Delete(pod)) => {
                         let uid = pod.metadata.uid.clone().unwrap_or_default();
+                        rejected.remove(&uid);
                         shared.pods.lock().expect("pods lock").remove(&uid);
                         if let Some(w) = workers.get(&uid) {
                             let _ = w.tx.send(None);
@@ -284,4 +302,26 @@ fn upsert(
         let _ = done.send(uid2);
     });
     workers.insert(uid, WorkerHandle { tx, wake });
+}
+
+/// Refuses a pod at admission, as upstream's `rejectPod`: a Warning event with the reason
+/// and message, and the pod left `Failed` (no container is started).
+async fn reject(client: kube::Client, recorder: Recorder, pod: Pod, r: Rejection) {
+    tracing::info!(pod = ?pod.metadata.name, reason = r.reason, message = %r.message, "Pod admission refused");
+    recorder.pod_event(&pod, None, EventType::Warning, r.reason, &r.message);
+    let api: Api<Pod> = Api::namespaced(
+        client,
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+    );
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let patch = admit::rejected_status(&pod, &r, now);
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let params = kube::api::PatchParams::default();
+    if let Err(e) = api
+        .patch_status(name, &params, &kube::api::Patch::Merge(&patch))
+        .await
+    {
+        tracing::warn!(pod = name, error = %e, "Failed to write the rejected pod's status");
+    }
 }
