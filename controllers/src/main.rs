@@ -53,7 +53,7 @@ async fn run(options: KcmOptions) -> anyhow::Result<()> {
         options.kube_api_burst,
     )?;
     let credentials = Arc::new(if options.use_service_account_credentials {
-        Credentials::service_accounts(config, options.kube_api_qps, options.kube_api_burst)?
+        Credentials::service_accounts(config.clone(), options.kube_api_qps, options.kube_api_burst)?
     } else {
         Credentials::Shared
     });
@@ -70,9 +70,17 @@ async fn run(options: KcmOptions) -> anyhow::Result<()> {
     let health = Health::default();
     let metrics = Metrics::new();
     health.add_shutdown_check(shutdown.clone());
+    // Its own client, as upstream's "leader-election" clientset: renewals must not queue
+    // behind the controllers' requests in a shared rate limiter (a start-up burst at the
+    // default 20 qps once delayed a renewal past the 10 s deadline and the manager exited).
+    let election_client = component_base::client::client_from_config(
+        config.clone(),
+        options.kube_api_qps,
+        options.kube_api_burst,
+    )?;
     let elector = options.leader_election.leader_elect.then(|| {
         let elector = LeaderElector::new(
-            client.clone(),
+            election_client,
             options.leader_election.clone(),
             default_identity(),
         );

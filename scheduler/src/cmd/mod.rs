@@ -121,8 +121,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         let shared = Shared::new(profiles, sched_metrics, percentage, backoff, Some(effects));
         run_scheduler(shared, client, leading, max_unsched)
     };
+    // Its own client, as upstream's "leader-election" clientset: renewals must not queue
+    // behind scheduling requests in a shared rate limiter.
+    let election_client = component_base::client::client(&client_options).await?;
     let result = component_base::leader_election::lead_or_run(
-        ctx.client.clone().expect("client"),
+        election_client,
         &options.leader_election,
         &health,
         &metrics,
