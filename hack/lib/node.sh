@@ -14,7 +14,8 @@ KUBELET_DIR="${DIR}/kubelet"
 # Service CIDR through lo so the host's connections to ClusterIPs meet kube-proxy's rules
 # instead of the default route, and lets pods' traffic be forwarded.
 node::network() {
-  ip addr show dev lo | grep -q " ${NODE_IP}/32 " || ip addr add "${NODE_IP}/32" dev lo
+  # Not `ip | grep -q`: under pipefail, grep's early exit can fail ip with SIGPIPE.
+  [[ "$(ip -o addr show dev lo)" == *" ${NODE_IP}/32 "* ]] || ip addr add "${NODE_IP}/32" dev lo
   ip route replace "${SERVICE_CIDR}" dev lo src "${NODE_IP}"
   sysctl -qw net.ipv4.ip_forward=1
 }
@@ -27,9 +28,10 @@ node::containerd() {
     "${ROOT}/kubelet/deploy/containerd-config.toml" >"${CONTAINERD_DIR}/config.toml"
   start containerd "$(command -v containerd)" --config "${CONTAINERD_DIR}/config.toml"
   local i
-  for ((i = 0; i < 100; i++)); do
+  # The socket file appears before containerd accepts on it: wait until it answers.
+  for ((i = 0; i < 200; i++)); do
     alive_or_die containerd
-    [[ -S "${CONTAINERD_SOCK}" ]] && break
+    [[ -S "${CONTAINERD_SOCK}" ]] && ctr --address "${CONTAINERD_SOCK}" version >/dev/null 2>&1 && break
     sleep 0.1
   done
   "${BIN_DIR}/ferrokube-load-image" --containerd-address "unix://${CONTAINERD_SOCK}" \
@@ -106,10 +108,13 @@ node::wait_ready() {
 }
 
 # After containerd stopped: ends the pod shims it started (they outlive containerd; found by
-# our socket in their command line), then unmounts what they left under ${DIR}.
+# our socket in their command line) and, first, their containers (each shim's children are
+# the containers' first processes; killing one ends its pid namespace), then unmounts what
+# they left under ${DIR}.
 node::cleanup() {
   local pid
   for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address ${CONTAINERD_SOCK}" || true); do
+    pkill -KILL -P "${pid}" 2>/dev/null || true
     kill -KILL "${pid}" 2>/dev/null || true
   done
   if [[ -d "${DIR}" ]]; then
