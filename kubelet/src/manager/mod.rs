@@ -44,6 +44,8 @@ pub struct Shared {
     pub pods: Mutex<HashMap<String, Pod>>,
     /// Pod references by UID, kept after a pod leaves the API so it can be cleaned up.
     refs: Mutex<HashMap<String, PodRef>>,
+    /// This node's mirror pods from the watch, where static pods' statuses go.
+    pub mirrors: crate::static_pods::mirror::MirrorCache,
 }
 
 impl Shared {
@@ -65,6 +67,7 @@ impl Shared {
             runtime_name,
             pods: Mutex::default(),
             refs: Mutex::default(),
+            mirrors: Default::default(),
         }
     }
 
@@ -190,10 +193,14 @@ pub async fn run(
                 match event {
                     Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
                         // A mirror pod is the API's view of a static pod, which runs from its file.
+                        if is_mirror(&pod) {
+                            shared.mirrors.apply(&pod);
+                            continue;
+                        }
                         let uid = pod.metadata.uid.clone().unwrap_or_default();
                         let stopped = evicted.contains_key(&uid)
                             || (crate::eviction::is_evicted(&pod) && !workers.contains_key(&uid));
-                        if is_mirror(&pod) || stopped || rejected.contains(&uid) {
+                        if stopped || rejected.contains(&uid) {
                             continue;
                         }
                         let conditions = pressure.borrow().clone();
@@ -205,7 +212,7 @@ pub async fn run(
                             }
                         }
                     }
-                    Ok(watcher::Event::Delete(pod)) if is_mirror(&pod) => {}
+                    Ok(watcher::Event::Delete(pod)) if is_mirror(&pod) => shared.mirrors.delete(&pod),
                     Ok(watcher::Event::Delete(pod)) => {
                         let uid = pod.metadata.uid.clone().unwrap_or_default();
                         rejected.remove(&uid);
@@ -307,7 +314,13 @@ fn upsert(
 /// Refuses a pod at admission, as upstream's `rejectPod`: a Warning event with the reason
 /// and message, and the pod left `Failed` (no container is started).
 async fn reject(client: kube::Client, recorder: Recorder, pod: Pod, r: Rejection) {
-    tracing::info!(pod = ?pod.metadata.name, reason = r.reason, message = %r.message, "Pod admission refused");
+    let key = format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    );
+    // (`message` would replace the log line's own message in the klog format.)
+    tracing::info!(pod = %key, reason = r.reason, detail = %r.message, "Pod admission refused");
     recorder.pod_event(&pod, None, EventType::Warning, r.reason, &r.message);
     let api: Api<Pod> = Api::namespaced(
         client,

@@ -1,0 +1,114 @@
+//! e2e: pod admission under node pressure on a real containerd and apiserver — with a met
+//! `nodefs.available` threshold the node reports DiskPressure, and a pod bound to it
+//! afterwards is refused as upstream's `rejectPod`: Failed, reason `Evicted`, message
+//! `Pod was rejected: The node had condition: [DiskPressure]. `, a Warning event with the
+//! reason, and no sandbox nor container is ever created for it.
+
+mod common;
+
+use common::process::{wait, KubeletProcess};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, ServiceAccount};
+use kube::api::{Api, PostParams};
+use kubelet::testing::{containerd::unavailable_reason, TestContainerd};
+use std::time::Duration;
+
+#[tokio::test]
+async fn new_pod_under_disk_pressure_is_rejected() {
+    let cluster = e2e::cluster_or_skip!();
+    if let Some(reason) = unavailable_reason() {
+        e2e::skip_test!("{reason}");
+    }
+    let containerd = TestContainerd::start().await.expect("start containerd");
+    // nodefs.available<99%: met from the first observation and never relieved.
+    let kubelet = KubeletProcess::builder(&cluster, &containerd, "admit")
+        .config(serde_json::json!({
+            "evictionHard": {"nodefs.available": "99%"},
+            "evictionPressureTransitionPeriod": "30s",
+        }))
+        .start();
+    let node_name = kubelet.node_name.clone();
+    let client = cluster.client();
+    let nodes: Api<Node> = Api::all(client.clone());
+    wait("DiskPressure", Duration::from_secs(60), || async {
+        let n = nodes.get_opt(&node_name).await.ok().flatten()?;
+        let c = n
+            .status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "DiskPressure")?;
+        (c.status == "True").then_some(())
+    })
+    .await;
+
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+    let _ = sas
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
+        )
+        .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let name = format!("admit-refused-{}", std::process::id() % 10000);
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {"nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "app", "image": "busybox:1.35", "command": ["sleep", "3600"]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+
+    let status = wait("pod rejected", Duration::from_secs(30), || async {
+        let s = pods.get_opt(&name).await.ok().flatten()?.status?;
+        (s.phase.as_deref() == Some("Failed")).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        (status.reason.as_deref(), status.message.as_deref()),
+        (
+            Some("Evicted"),
+            Some("Pod was rejected: The node had condition: [DiskPressure]. ")
+        ),
+        "{}",
+        kubelet.log_tail(30)
+    );
+    assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
+    assert!(status.container_statuses.unwrap_or_default().is_empty());
+
+    // Upstream's event: Warning, the reason, the admission message.
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let event = wait("Evicted event", Duration::from_secs(20), || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("Evicted")
+                && e.involved_object.name.as_deref() == Some(name.as_str())
+        })
+    })
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(
+        event.message.as_deref(),
+        Some("The node had condition: [DiskPressure]. ")
+    );
+
+    // Never started: no sandbox nor container of it, and it stays Failed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cri = kubelet::cri::Cri::connect(&containerd.endpoint())
+        .await
+        .unwrap();
+    let all = kubelet::runtime::observe::observe_all(&cri).await.unwrap();
+    assert!(
+        all.values().all(|(r, _)| r.name != name),
+        "a sandbox was created for the rejected pod"
+    );
+    let p = pods.get(&name).await.unwrap();
+    assert_eq!(p.status.unwrap().phase.as_deref(), Some("Failed"));
+    assert_eq!(
+        kubelet.log().matches("Pod admission refused").count(),
+        1,
+        "admitted once, not re-checked on updates"
+    );
+
+    pods.delete(&name, &Default::default()).await.ok();
+    kubelet.stop();
+}
