@@ -67,7 +67,7 @@ pub async fn run(
             .or(pod.status.clone())
             .unwrap_or_default();
         if status_changed(&previous, &status) {
-            match write_status(&shared.client, &pod, &status).await {
+            match write_status(&shared, &pod, &status).await {
                 Ok(true) => last_written = Some(status),
                 Ok(false) => {} // a static pod without a current mirror: try again next sync
                 Err(e) => {
@@ -173,12 +173,12 @@ async fn sync_once(
 
 /// Patches `status` onto the pod, or onto a static pod's current mirror pod (as upstream's
 /// status manager); `false` when a static pod has no current mirror yet.
-async fn write_status(client: &kube::Client, pod: &Pod, status: &PodStatus) -> kube::Result<bool> {
-    let Some(uid) = crate::static_pods::mirror::status_uid(client, pod).await else {
+async fn write_status(shared: &Shared, pod: &Pod, status: &PodStatus) -> kube::Result<bool> {
+    let Some(uid) = shared.mirrors.status_uid(pod) else {
         return Ok(false);
     };
     let api: Api<Pod> = Api::namespaced(
-        client.clone(),
+        shared.client.clone(),
         pod.metadata.namespace.as_deref().unwrap_or_default(),
     );
     let patch = serde_json::json!({

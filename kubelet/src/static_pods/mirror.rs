@@ -7,7 +7,8 @@ use super::source::{annotation, is_mirror, CONFIG_HASH, CONFIG_MIRROR};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -174,25 +175,57 @@ pub async fn sync(client: &kube::Client, node_name: &str, statics: &[Pod]) -> an
     Ok(())
 }
 
+/// The mirror pods of this node as the pod manager's watch last saw them, by
+/// namespace/name: where static pods' statuses go, read without a GET per status write.
+#[derive(Debug, Default)]
+pub struct MirrorCache {
+    pods: Mutex<HashMap<(String, String), Pod>>,
+}
+
+fn key(p: &Pod) -> (String, String) {
+    (
+        p.metadata.namespace.clone().unwrap_or_default(),
+        p.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+impl MirrorCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Pod>> {
+        self.pods.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A mirror pod was added or changed.
+    pub fn apply(&self, mirror: &Pod) {
+        self.lock().insert(key(mirror), mirror.clone());
+    }
+
+    /// A mirror pod was deleted (a newer one of the same name is kept).
+    pub fn delete(&self, mirror: &Pod) {
+        let mut pods = self.lock();
+        let k = key(mirror);
+        if pods.get(&k).map(|p| &p.metadata.uid) == Some(&mirror.metadata.uid) {
+            pods.remove(&k);
+        }
+    }
+
+    /// The UID whose status the pod worker writes for `pod` (see [`status_uid`]).
+    pub fn status_uid(&self, pod: &Pod) -> Option<String> {
+        status_uid(pod, self.lock().get(&key(pod)))
+    }
+}
+
 /// The UID whose status the pod worker writes for `pod`: its own for an API pod; for a
-/// static pod its mirror pod's, when a current mirror exists (None: skip this write), as
-/// upstream's status manager translates static pods to their mirrors.
-pub async fn status_uid(client: &kube::Client, pod: &Pod) -> Option<String> {
+/// static pod that of `mirror` (its namespace/name's mirror pod) when it is current —
+/// same hash, not being deleted — else None (skip this write), as upstream's status
+/// manager translates static pods to their mirrors.
+pub fn status_uid(pod: &Pod, mirror: Option<&Pod>) -> Option<String> {
     if !super::source::is_static(pod) {
         return pod.metadata.uid.clone();
     }
-    let api: Api<Pod> = Api::namespaced(
-        client.clone(),
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-    );
-    let mirror = api
-        .get_opt(pod.metadata.name.as_deref().unwrap_or_default())
-        .await
-        .ok()
-        .flatten()?;
-    (annotation(&mirror, CONFIG_MIRROR) == annotation(pod, CONFIG_HASH)
+    let mirror = mirror?;
+    (annotation(mirror, CONFIG_MIRROR) == annotation(pod, CONFIG_HASH)
         && mirror.metadata.deletion_timestamp.is_none())
-    .then_some(mirror.metadata.uid)
+    .then(|| mirror.metadata.uid.clone())
     .flatten()
 }
 
@@ -277,5 +310,37 @@ mod tests {
                 Action::Create(0)
             ]
         );
+    }
+
+    #[test]
+    fn a_static_pods_status_goes_to_its_current_cached_mirror() {
+        let s = static_pod("web", "busybox:1.35");
+        let cache = MirrorCache::default();
+        assert_eq!(cache.status_uid(&s), None, "no mirror yet");
+        let m1 = api_copy(&s, "m1");
+        cache.apply(&m1);
+        assert_eq!(cache.status_uid(&s).as_deref(), Some("m1"));
+        // A stale mirror (other hash) or one being deleted gets no status.
+        let edited = static_pod("web", "busybox:1.36");
+        assert_eq!(cache.status_uid(&edited), None);
+        let mut deleting = m1.clone();
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+        cache.apply(&deleting);
+        assert_eq!(cache.status_uid(&s), None);
+        // Replaced by a new mirror: the old one's delete event does not drop the new one.
+        let m2 = api_copy(&s, "m2");
+        cache.apply(&m2);
+        cache.delete(&m1);
+        assert_eq!(cache.status_uid(&s).as_deref(), Some("m2"));
+        cache.delete(&m2);
+        assert_eq!(cache.status_uid(&s), None);
+        // An API pod's status is its own.
+        let api: Pod =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "a", "uid": "a1"}}))
+                .unwrap();
+        assert_eq!(cache.status_uid(&api).as_deref(), Some("a1"));
     }
 }
