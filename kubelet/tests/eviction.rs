@@ -102,7 +102,8 @@ async fn memory_pressure_evicts_and_allocatable_is_enforced() {
         "kubepods memory limit"
     );
 
-    // A running pod is evicted.
+    // A running pod is evicted. It arrives under MemoryPressure: Burstable, so admission
+    // (which refuses only BestEffort pods under memory pressure alone) lets it start.
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
     let _ = sas
         .create(
@@ -115,7 +116,8 @@ async fn memory_pressure_evicts_and_allocatable_is_enforced() {
         "metadata": {"name": "victim"},
         "spec": {"nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
             "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "app", "image": "busybox:1.35", "command": ["sleep", "3600"]}]}
+            "containers": [{"name": "app", "image": "busybox:1.35", "command": ["sleep", "3600"],
+                "resources": {"requests": {"memory": "10Mi"}}}]}
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
@@ -233,9 +235,10 @@ async fn disk_pressure_collects_images_before_evicting() {
         "apiVersion: v1\nkind: Pod\nmetadata: {name: keeper, namespace: default}\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: app, image: busybox:1.35, command: [sleep, \"3600\"]}\n",
     )
     .unwrap();
-    let kubelet = KubeletProcess::builder(&cluster, &containerd, "disk")
+    // The victim runs before the pressure (a pod arriving under DiskPressure is refused at
+    // admission, tests/admission.rs): first without the threshold, then restarted with it.
+    let mut kubelet = KubeletProcess::builder(&cluster, &containerd, "disk")
         .config(serde_json::json!({
-            "evictionHard": {"nodefs.available": "99%"},
             "evictionPressureTransitionPeriod": "30s",
             "imageMinimumGCAge": "5s",
             "staticPodPath": manifests,
@@ -252,6 +255,34 @@ async fn disk_pressure_collects_images_before_evicting() {
             &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
         )
         .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod_name = format!("disk-victim-{id}");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": pod_name},
+        "spec": {"nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "app", "image": "busybox:1.35", "command": ["sleep", "3600"]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait("victim Running", Duration::from_secs(60), || async {
+        let s = pods.get_opt(&pod_name).await.ok().flatten()?.status?;
+        (s.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    let mut config: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&kubelet.config_path).unwrap()).unwrap();
+    // Soft, with a grace period: DiskPressure at once, but pods are considered only from
+    // the second observation (10 s), when the unused image (first seen by the restarted
+    // kubelet) is collectable.
+    config["evictionSoft"] = serde_json::json!({"nodefs.available": "99%"});
+    config["evictionSoftGracePeriod"] = serde_json::json!({"nodefs.available": "8s"});
+    std::fs::write(
+        &kubelet.config_path,
+        serde_yaml::to_string(&config).unwrap(),
+    )
+    .unwrap();
+    kubelet.restart();
 
     let condition = wait("DiskPressure", Duration::from_secs(60), || async {
         let n = nodes.get_opt(&node_name).await.ok().flatten()?;
@@ -264,18 +295,8 @@ async fn disk_pressure_collects_images_before_evicting() {
     })
     .await;
     assert_eq!(condition.reason.as_deref(), Some("KubeletHasDiskPressure"));
-    // The pod arrives once the node is under pressure: it is evicted at a later
+    // The running pod (not re-admitted after the restart) is evicted at a later
     // observation, after node-level reclaim.
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let pod_name = format!("disk-victim-{id}");
-    let pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": pod_name},
-        "spec": {"nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "app", "image": "busybox:1.35", "command": ["sleep", "3600"]}]}
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
 
     let evicted = wait("pod evicted", Duration::from_secs(90), || async {
         let p = pods.get_opt(&pod_name).await.ok().flatten()?;
