@@ -4,21 +4,18 @@
 //! `Pod was rejected: The node had condition: [DiskPressure]. `, a Warning event with the
 //! reason, and no sandbox nor container is ever created for it.
 
+#[macro_use]
 mod common;
 
 use common::process::{wait, KubeletProcess};
-use k8s_openapi::api::core::v1::{Event, Node, Pod, ServiceAccount};
-use kube::api::{Api, PostParams};
-use kubelet::testing::{containerd::unavailable_reason, TestContainerd};
+use common::{create_pod, default_pods, wait_pod_phase};
+use k8s_openapi::api::core::v1::{Event, Node};
+use kube::api::Api;
 use std::time::Duration;
 
 #[tokio::test]
 async fn new_pod_under_disk_pressure_is_rejected() {
-    let cluster = e2e::cluster_or_skip!();
-    if let Some(reason) = unavailable_reason() {
-        e2e::skip_test!("{reason}");
-    }
-    let containerd = TestContainerd::start().await.expect("start containerd");
+    let (cluster, containerd) = cluster_and_containerd_or_skip!();
     // nodefs.available<99%: met from the first observation and never relieved.
     let kubelet = KubeletProcess::builder(&cluster, &containerd, "admit")
         .config(serde_json::json!({
@@ -40,29 +37,20 @@ async fn new_pod_under_disk_pressure_is_rejected() {
     })
     .await;
 
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-    let _ = sas
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
-        )
-        .await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pods = default_pods(&client).await;
     let name = format!("admit-refused-{}", std::process::id() % 10000);
-    let pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name},
-        "spec": {"nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "app", "image": "busybox:1.35", "command": ["sleep", "3600"]}]}
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-
-    let status = wait("pod rejected", Duration::from_secs(30), || async {
-        let s = pods.get_opt(&name).await.ok().flatten()?.status?;
-        (s.phase.as_deref() == Some("Failed")).then_some(s)
-    })
+    create_pod(
+        &pods,
+        serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "app", "image": "busybox:1.35", "command": ["sleep", "3600"]}]}
+        }),
+    )
     .await;
+
+    let status = wait_pod_phase(&pods, &name, "Failed", Duration::from_secs(30)).await;
     assert_eq!(
         (status.reason.as_deref(), status.message.as_deref()),
         (

@@ -5,12 +5,13 @@
 //! a met `nodefs.available` threshold turns DiskPressure True, unused images are removed
 //! first, and only then is a pod evicted.
 
+#[macro_use]
 mod common;
 
 use common::process::{wait_every, KubeletProcess};
-use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
-use kube::api::{Api, PostParams};
-use kubelet::testing::{containerd::unavailable_reason, TestContainerd};
+use common::{create_pod, default_pods, wait_pod_phase};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
 use std::time::{Duration, Instant};
 
 /// Polls every 500 ms, as these tests always have.
@@ -28,11 +29,7 @@ fn ki(q: &str) -> i64 {
 
 #[tokio::test]
 async fn memory_pressure_evicts_and_allocatable_is_enforced() {
-    let cluster = e2e::cluster_or_skip!();
-    if let Some(reason) = unavailable_reason() {
-        e2e::skip_test!("{reason}");
-    }
-    let containerd = TestContainerd::start().await.expect("start containerd");
+    let (cluster, containerd) = cluster_and_containerd_or_skip!();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
     let total_kib: i64 = meminfo
         .lines()
@@ -104,23 +101,18 @@ async fn memory_pressure_evicts_and_allocatable_is_enforced() {
 
     // A running pod is evicted. It arrives under MemoryPressure: Burstable, so admission
     // (which refuses only BestEffort pods under memory pressure alone) lets it start.
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-    let _ = sas
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
-        )
-        .await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "victim"},
-        "spec": {"nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "app", "image": "busybox:1.35", "command": ["sleep", "3600"],
-                "resources": {"requests": {"memory": "10Mi"}}}]}
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let pods = default_pods(&client).await;
+    create_pod(
+        &pods,
+        serde_json::json!({
+            "metadata": {"name": "victim"},
+            "spec": {"nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "app", "image": "busybox:1.35", "command": ["sleep", "3600"],
+                    "resources": {"requests": {"memory": "10Mi"}}}]}
+        }),
+    )
+    .await;
     let evicted = wait("pod evicted", Duration::from_secs(60), || async {
         let p = pods.get_opt("victim").await.ok().flatten()?;
         let s = p.status.clone()?;
@@ -203,11 +195,7 @@ async fn image_tags(cri: &kubelet::cri::Cri) -> Vec<String> {
 
 #[tokio::test]
 async fn disk_pressure_collects_images_before_evicting() {
-    let cluster = e2e::cluster_or_skip!();
-    if let Some(reason) = unavailable_reason() {
-        e2e::skip_test!("{reason}");
-    }
-    let containerd = TestContainerd::start().await.expect("start containerd");
+    let (cluster, containerd) = cluster_and_containerd_or_skip!();
     let cri = kubelet::cri::Cri::connect(&containerd.endpoint())
         .await
         .unwrap();
@@ -248,28 +236,19 @@ async fn disk_pressure_collects_images_before_evicting() {
     let node_name = kubelet.node_name.clone();
     let client = cluster.client();
     let nodes: Api<Node> = Api::all(client.clone());
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-    let _ = sas
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
-        )
-        .await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pods = default_pods(&client).await;
     let pod_name = format!("disk-victim-{id}");
-    let pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": pod_name},
-        "spec": {"nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "app", "image": "busybox:1.35", "command": ["sleep", "3600"]}]}
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    wait("victim Running", Duration::from_secs(60), || async {
-        let s = pods.get_opt(&pod_name).await.ok().flatten()?.status?;
-        (s.phase.as_deref() == Some("Running")).then_some(())
-    })
+    create_pod(
+        &pods,
+        serde_json::json!({
+            "metadata": {"name": pod_name},
+            "spec": {"nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "app", "image": "busybox:1.35", "command": ["sleep", "3600"]}]}
+        }),
+    )
     .await;
+    wait_pod_phase(&pods, &pod_name, "Running", Duration::from_secs(60)).await;
     let mut config: serde_json::Value =
         serde_yaml::from_str(&std::fs::read_to_string(&kubelet.config_path).unwrap()).unwrap();
     // Soft, with a grace period: DiskPressure at once, but pods are considered only from

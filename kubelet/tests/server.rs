@@ -3,12 +3,11 @@
 //! apiserver's client certificate (x509 authentication, webhook authorization), while
 //! callers without credentials get 401 and callers without `nodes/proxy` get 403.
 
+#[macro_use]
 mod common;
 
 use common::process::{wait, KubeletProcess};
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use kube::api::{Api, PostParams};
-use kubelet::testing::{containerd::unavailable_reason, TestContainerd};
+use common::{create_pod, default_pods, delete_pod_and_wait_gone, wait_pod_phase};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -24,11 +23,7 @@ fn stdout(o: &std::process::Output) -> String {
 
 #[tokio::test]
 async fn logs_and_exec_through_the_apiserver() {
-    let cluster = e2e::cluster_or_skip!();
-    if let Some(reason) = unavailable_reason() {
-        e2e::skip_test!("{reason}");
-    }
-    let containerd = TestContainerd::start().await.expect("start containerd");
+    let (cluster, containerd) = cluster_and_containerd_or_skip!();
     let kubelet = KubeletProcess::builder(&cluster, &containerd, "srv")
         .config(serde_json::json!({
             "authentication": {
@@ -42,31 +37,21 @@ async fn logs_and_exec_through_the_apiserver() {
     let node_name = kubelet.node_name.clone();
     let port = kubelet.port;
     let client = cluster.client();
-    // No controller-manager here: create the default ServiceAccount it would.
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-    let _ = sas
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
-        )
-        .await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "chatty"},
-        "spec": {
-            "nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "app", "image": "busybox:1.35",
-                "command": ["sh", "-c", "echo one; echo two; echo three; i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.3; done"]}]
-        }
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    wait("pod Running", Duration::from_secs(60), || async {
-        let p = pods.get_opt("chatty").await.ok().flatten()?;
-        (p.status?.phase.as_deref() == Some("Running")).then_some(())
-    })
+    let pods = default_pods(&client).await;
+    create_pod(
+        &pods,
+        serde_json::json!({
+            "metadata": {"name": "chatty"},
+            "spec": {
+                "nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "app", "image": "busybox:1.35",
+                    "command": ["sh", "-c", "echo one; echo two; echo three; i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.3; done"]}]
+            }
+        }),
+    )
     .await;
+    wait_pod_phase(&pods, "chatty", "Running", Duration::from_secs(60)).await;
 
     // kubectl logs: whole log, tail, timestamps, limit-bytes.
     let all = wait("log lines", Duration::from_secs(20), || async {
@@ -216,15 +201,6 @@ async fn logs_and_exec_through_the_apiserver() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&bad.stdout), "401");
 
-    pods.delete("chatty", &Default::default()).await.unwrap();
-    wait("pod gone", Duration::from_secs(30), || async {
-        pods.get_opt("chatty")
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_pod_and_wait_gone(&pods, "chatty", Duration::from_secs(30)).await;
     kubelet.stop();
 }

@@ -5,32 +5,16 @@
 //! `nodes/stats` and `nodes/metrics` subresources, and the apiserver's node proxy reaches
 //! the summary when the node has a proxyable address.
 
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use kube::api::{Api, PostParams};
-use kubelet::stats::Summary;
-use kubelet::testing::{containerd::unavailable_reason, TestContainerd};
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+#[macro_use]
+mod common;
 
-async fn wait<T, F: Fn() -> Fut, Fut: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    timeout: Duration,
-    f: F,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
+use common::process::{wait, KubeletProcess};
+use common::{create_pod, default_pods, delete_pod_and_wait_gone, wait_pod_phase};
+use kubelet::stats::Summary;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
 
 /// A client certificate for curl.
 struct Cert {
@@ -63,99 +47,45 @@ fn proxyable_local_address() -> Option<IpAddr> {
     std::net::TcpListener::bind((ip, 0)).ok().map(|_| ip)
 }
 
-fn remove_cgroups(root: &str) {
-    for ctl in [
-        "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
-    ] {
-        for cg in ["kubepods/burstable", "kubepods/besteffort", "kubepods", ""] {
-            let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{ctl}{root}/{cg}"));
-        }
-    }
-}
-
 #[tokio::test]
 async fn summary_metrics_and_configz() {
-    let cluster = e2e::cluster_or_skip!();
-    if let Some(reason) = unavailable_reason() {
-        e2e::skip_test!("{reason}");
-    }
-    let containerd = TestContainerd::start().await.expect("start containerd");
-    let id = std::process::id() % 10000;
-    let node_name = format!("stats-node-{id}");
-    let cgroup_root = format!("/ferrokube-stats-{id}");
+    let (cluster, containerd) = cluster_and_containerd_or_skip!();
     let node_ip = proxyable_local_address();
-    let dir = containerd.dir().join("kubelet");
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\npodLogsDir: {}\nfailSwapOn: false\nmaxPods: 37\nevictionHard:\n  memory.available: 1Mi\n\
-authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n  x509:\n    clientCAFile: {}\nauthorization:\n  mode: Webhook\n",
-            dir.join("logs").display(),
-            cluster.pki().ca_cert().display()
-        ),
-    )
-    .unwrap();
-    let kubeconfig = cluster
-        .kubeconfig_for(&e2e::Identity::Node(node_name.clone()))
-        .unwrap();
-    let port = e2e::ports::free_port().unwrap();
-    let args = vec![
-        format!(
-            "FERROKUBE_CNI_CONF_DIR={}",
-            containerd.cni_conf_dir().display()
-        ),
-        format!("FERROKUBE_CNI_BRIDGE=fkst{id}"),
-        e2e::binaries::ferrokube_binary("kubelet")
-            .unwrap()
-            .display()
-            .to_string(),
-        format!("--config={}", config.display()),
-        format!("--kubeconfig={}", kubeconfig.display()),
-        format!("--container-runtime-endpoint={}", containerd.endpoint()),
-        format!("--root-dir={}", dir.join("root").display()),
-        format!("--hostname-override={node_name}"),
-        format!(
-            "--node-ip={}",
-            node_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
-        ),
-        format!("--cgroup-root={cgroup_root}"),
-        format!("--healthz-port={}", e2e::ports::free_port().unwrap()),
-        format!("--port={port}"),
-    ];
-    let mut kubelet = cluster
-        .spawn("kubelet", Path::new("/usr/bin/env"), &args)
-        .unwrap();
+    let kubelet = KubeletProcess::builder(&cluster, &containerd, "stats")
+        .node_ip(node_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)))
+        .config(serde_json::json!({
+            "maxPods": 37,
+            "evictionHard": {"memory.available": "1Mi"},
+            "authentication": {
+                "anonymous": {"enabled": false},
+                "webhook": {"enabled": true},
+                "x509": {"clientCAFile": cluster.pki().ca_cert()},
+            },
+            "authorization": {"mode": "Webhook"},
+        }))
+        .start();
+    let node_name = kubelet.node_name.clone();
+    let port = kubelet.port;
     let client = cluster.client();
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-    let _ = sas
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
-        )
-        .await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pods = default_pods(&client).await;
     // 100m of CPU (CFS quota) spent in a busy loop, ~16 MB held in a shell variable.
-    let pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "stats-busy"},
-        "spec": {
-            "nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
-            "terminationGracePeriodSeconds": 1,
-            "volumes": [{"name": "scratch", "emptyDir": {}}],
-            "containers": [{"name": "busy", "image": "busybox:1.35",
-                "command": ["sh", "-c", "head -c 1048576 /dev/zero > /scratch/blob; x=$(head -c 16000000 /dev/zero | tr '\\0' a); echo ready; while true; do :; done"],
-                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
-                "resources": {"limits": {"cpu": "100m", "memory": "96Mi"}}}]
-        }
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    wait("pod Running", Duration::from_secs(60), || async {
-        let p = pods.get_opt("stats-busy").await.ok().flatten()?;
-        (p.status?.phase.as_deref() == Some("Running")).then_some(())
-    })
+    create_pod(
+        &pods,
+        serde_json::json!({
+            "metadata": {"name": "stats-busy"},
+            "spec": {
+                "nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
+                "terminationGracePeriodSeconds": 1,
+                "volumes": [{"name": "scratch", "emptyDir": {}}],
+                "containers": [{"name": "busy", "image": "busybox:1.35",
+                    "command": ["sh", "-c", "head -c 1048576 /dev/zero > /scratch/blob; x=$(head -c 16000000 /dev/zero | tr '\\0' a); echo ready; while true; do :; done"],
+                    "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                    "resources": {"limits": {"cpu": "100m", "memory": "96Mi"}}}]
+            }
+        }),
+    )
     .await;
+    wait_pod_phase(&pods, "stats-busy", "Running", Duration::from_secs(60)).await;
 
     let admin = cluster
         .pki()
@@ -366,18 +296,6 @@ authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true
         );
     }
 
-    pods.delete("stats-busy", &Default::default())
-        .await
-        .unwrap();
-    wait("pod gone", Duration::from_secs(30), || async {
-        pods.get_opt("stats-busy")
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    kubelet.terminate(Duration::from_secs(5)).unwrap();
-    remove_cgroups(&cgroup_root);
+    delete_pod_and_wait_gone(&pods, "stats-busy", Duration::from_secs(30)).await;
+    kubelet.stop();
 }

@@ -88,6 +88,78 @@ impl Drop for Rig {
     }
 }
 
+/// Starts a [`e2e::TestCluster`] and a [`TestContainerd`] as `(cluster, containerd)`, or
+/// skips the enclosing test (returning from it) when either is unavailable.
+#[macro_export]
+macro_rules! cluster_and_containerd_or_skip {
+    () => {{
+        let cluster = e2e::cluster_or_skip!();
+        if let Some(reason) = kubelet::testing::containerd::unavailable_reason() {
+            e2e::skip_test!("{reason}");
+        }
+        let containerd = kubelet::testing::TestContainerd::start()
+            .await
+            .expect("start containerd");
+        (cluster, containerd)
+    }};
+}
+
+/// The `default` namespace's pods, after creating the `default` ServiceAccount the
+/// controller-manager (not running in these tests) would create.
+pub async fn default_pods(client: &kube::Client) -> kube::Api<k8s_openapi::api::core::v1::Pod> {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let sas: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), "default");
+    let _ = sas
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
+        )
+        .await;
+    kube::Api::namespaced(client.clone(), "default")
+}
+
+/// Creates the pod `json` describes in `pods`' namespace.
+pub async fn create_pod(
+    pods: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    json: serde_json::Value,
+) -> k8s_openapi::api::core::v1::Pod {
+    pods.create(&kube::api::PostParams::default(), &pod(json))
+        .await
+        .unwrap()
+}
+
+/// Waits until pod `name` reports phase `phase`, and returns its status.
+pub async fn wait_pod_phase(
+    pods: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    name: &str,
+    phase: &str,
+    timeout: std::time::Duration,
+) -> k8s_openapi::api::core::v1::PodStatus {
+    process::wait(&format!("pod {phase}"), timeout, || async {
+        let s = pods.get_opt(name).await.ok().flatten()?.status?;
+        (s.phase.as_deref() == Some(phase)).then_some(s)
+    })
+    .await
+}
+
+/// Deletes pod `name` and waits until the apiserver no longer has it.
+pub async fn delete_pod_and_wait_gone(
+    pods: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    name: &str,
+    timeout: std::time::Duration,
+) {
+    pods.delete(name, &Default::default()).await.unwrap();
+    process::wait("pod gone", timeout, || async {
+        pods.get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
 /// A pod from JSON with defaults filled in.
 pub fn pod(json: serde_json::Value) -> k8s_openapi::api::core::v1::Pod {
     serde_json::from_value(json).unwrap()

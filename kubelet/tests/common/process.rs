@@ -71,6 +71,7 @@ pub struct KubeletBuilder<'a> {
     cgroup_root: String,
     bridge: String,
     port: u16,
+    node_ip: String,
     config: Value,
     flags: Vec<String>,
 }
@@ -91,6 +92,12 @@ impl<'a> KubeletBuilder<'a> {
     /// The Linux bridge the CNI config names (default `fk<tag><id>`).
     pub fn bridge(mut self, name: impl Into<String>) -> Self {
         self.bridge = name.into();
+        self
+    }
+
+    /// `--node-ip` (default `127.0.0.1`).
+    pub fn node_ip(mut self, ip: impl ToString) -> Self {
+        self.node_ip = ip.to_string();
         self
     }
 
@@ -122,7 +129,7 @@ impl<'a> KubeletBuilder<'a> {
             ),
             format!("--root-dir={}", dir.join("root").display()),
             format!("--hostname-override={}", self.node_name),
-            "--node-ip=127.0.0.1".into(),
+            format!("--node-ip={}", self.node_ip),
             format!("--cgroup-root={}", self.cgroup_root),
             format!("--healthz-port={}", e2e::ports::free_port().unwrap()),
             format!("--port={}", self.port),
@@ -187,6 +194,7 @@ impl<'a> KubeletProcess<'a> {
             cgroup_root: format!("/ferrokube-{tag}-{id}"),
             bridge: format!("fk{tag}{id}"),
             port: e2e::ports::free_port().unwrap(),
+            node_ip: "127.0.0.1".into(),
             config: json!({
                 "apiVersion": "kubelet.config.k8s.io/v1beta1",
                 "kind": "KubeletConfiguration",
