@@ -8,7 +8,7 @@
 mod common;
 
 use common::process::{wait, KubeletProcess};
-use common::{create_pod, default_pods, wait_pod_phase};
+use common::{create_pod, default_pods, sleeping_pod, wait_pod_phase};
 use k8s_openapi::api::core::v1::{Event, Node};
 use kube::api::Api;
 use std::time::Duration;
@@ -39,16 +39,7 @@ async fn new_pod_under_disk_pressure_is_rejected() {
 
     let pods = default_pods(&client).await;
     let name = format!("admit-refused-{}", std::process::id() % 10000);
-    create_pod(
-        &pods,
-        serde_json::json!({
-            "metadata": {"name": name},
-            "spec": {"nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
-                "terminationGracePeriodSeconds": 1,
-                "containers": [{"name": "app", "image": "busybox:1.35", "command": ["sleep", "3600"]}]}
-        }),
-    )
-    .await;
+    create_pod(&pods, sleeping_pod(&name, &node_name)).await;
 
     let status = wait_pod_phase(&pods, &name, "Failed", Duration::from_secs(30)).await;
     assert_eq!(

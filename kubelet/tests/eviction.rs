@@ -9,7 +9,7 @@
 mod common;
 
 use common::process::{wait_every, KubeletProcess};
-use common::{create_pod, default_pods, wait_pod_phase};
+use common::{create_pod, default_pods, image_tags, sleeping_pod, tiny_image, wait_pod_phase};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use std::time::{Duration, Instant};
@@ -161,38 +161,6 @@ async fn memory_pressure_evicts_and_allocatable_is_enforced() {
     kubelet.stop();
 }
 
-/// A one-file image of its own (a distinct image ID), unused by any pod.
-fn unused_image(name: &str) -> kubelet::image::OciImage {
-    let mut tar = tar::Builder::new(Vec::new());
-    let data = format!("image {name}\n");
-    let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_cksum();
-    tar.append_data(&mut h, "marker", data.as_bytes()).unwrap();
-    let config = serde_json::json!({
-        "architecture": component_base::version::go_arch(),
-        "os": "linux",
-        "config": {"Cmd": ["/marker"]},
-        "rootfs": {"type": "layers", "diff_ids": []},
-    });
-    kubelet::image::OciImage::from_parts(name, &config, vec![tar.into_inner().unwrap()]).unwrap()
-}
-
-async fn image_tags(cri: &kubelet::cri::Cri) -> Vec<String> {
-    cri.images
-        .clone()
-        .list_images(k8s_cri::v1::ListImagesRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .images
-        .into_iter()
-        .flat_map(|i| i.repo_tags)
-        .collect()
-}
-
 #[tokio::test]
 async fn disk_pressure_collects_images_before_evicting() {
     let (cluster, containerd) = cluster_and_containerd_or_skip!();
@@ -203,7 +171,7 @@ async fn disk_pressure_collects_images_before_evicting() {
     kubelet::image::ImageLoader::connect(&containerd.endpoint(), kubelet::image::K8S_NAMESPACE)
         .await
         .unwrap()
-        .load(&unused_image(victim_image))
+        .load(&tiny_image(victim_image))
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -238,16 +206,7 @@ async fn disk_pressure_collects_images_before_evicting() {
     let nodes: Api<Node> = Api::all(client.clone());
     let pods = default_pods(&client).await;
     let pod_name = format!("disk-victim-{id}");
-    create_pod(
-        &pods,
-        serde_json::json!({
-            "metadata": {"name": pod_name},
-            "spec": {"nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
-                "terminationGracePeriodSeconds": 1,
-                "containers": [{"name": "app", "image": "busybox:1.35", "command": ["sleep", "3600"]}]}
-        }),
-    )
-    .await;
+    create_pod(&pods, sleeping_pod(&pod_name, &node_name)).await;
     wait_pod_phase(&pods, &pod_name, "Running", Duration::from_secs(60)).await;
     let mut config: serde_json::Value =
         serde_yaml::from_str(&std::fs::read_to_string(&kubelet.config_path).unwrap()).unwrap();

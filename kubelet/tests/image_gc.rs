@@ -4,49 +4,19 @@
 
 mod common;
 
-use common::{pod, Rig};
-use k8s_cri::v1::ListImagesRequest;
+use common::{image_tags, pod, tiny_image, Rig};
 use kubelet::container_gc::{self, policy::PodState};
 use kubelet::events::Recorder;
 use kubelet::image::busybox::{BUSYBOX_IMAGE, PAUSE_IMAGE};
 use kubelet::image::gc::policy::Policy;
 use kubelet::image::gc::{reason, ImageGc};
-use kubelet::image::{ImageLoader, OciImage, K8S_NAMESPACE};
+use kubelet::image::{ImageLoader, K8S_NAMESPACE};
 use kubelet::pod::observed::{ContainerState, ObservedPod};
 use kubelet::runtime::{PodInputs, PodRuntime};
 use std::time::{Duration, Instant};
 
-/// A one-file image of its own (distinct layer, so a distinct image ID).
-fn tiny_image(name: &str) -> OciImage {
-    let mut tar = tar::Builder::new(Vec::new());
-    let data = format!("image {name}\n");
-    let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_cksum();
-    tar.append_data(&mut h, "marker", data.as_bytes()).unwrap();
-    let config = serde_json::json!({
-        "architecture": component_base::version::go_arch(),
-        "os": "linux",
-        "config": {"Cmd": ["/marker"]},
-        "rootfs": {"type": "layers", "diff_ids": []},
-    });
-    OciImage::from_parts(name, &config, vec![tar.into_inner().unwrap()]).unwrap()
-}
-
 async fn tags(rt: &PodRuntime) -> Vec<String> {
-    rt.cri
-        .images
-        .clone()
-        .list_images(ListImagesRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .images
-        .into_iter()
-        .flat_map(|i| i.repo_tags)
-        .collect()
+    image_tags(&rt.cri).await
 }
 
 async fn sync_until(

@@ -25,14 +25,7 @@ fn stdout(o: &std::process::Output) -> String {
 async fn logs_and_exec_through_the_apiserver() {
     let (cluster, containerd) = cluster_and_containerd_or_skip!();
     let kubelet = KubeletProcess::builder(&cluster, &containerd, "srv")
-        .config(serde_json::json!({
-            "authentication": {
-                "anonymous": {"enabled": false},
-                "webhook": {"enabled": true},
-                "x509": {"clientCAFile": cluster.pki().ca_cert()},
-            },
-            "authorization": {"mode": "Webhook"},
-        }))
+        .webhook_auth()
         .start();
     let node_name = kubelet.node_name.clone();
     let port = kubelet.port;

@@ -56,13 +56,8 @@ async fn summary_metrics_and_configz() {
         .config(serde_json::json!({
             "maxPods": 37,
             "evictionHard": {"memory.available": "1Mi"},
-            "authentication": {
-                "anonymous": {"enabled": false},
-                "webhook": {"enabled": true},
-                "x509": {"clientCAFile": cluster.pki().ca_cert()},
-            },
-            "authorization": {"mode": "Webhook"},
         }))
+        .webhook_auth()
         .start();
     let node_name = kubelet.node_name.clone();
     let port = kubelet.port;

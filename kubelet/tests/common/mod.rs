@@ -160,6 +160,50 @@ pub async fn delete_pod_and_wait_gone(
     .await;
 }
 
+/// A BestEffort pod `name` bound to `node_name` whose one container `app` sleeps (host
+/// network, no token, 1 s grace), as JSON for [`create_pod`].
+pub fn sleeping_pod(name: &str, node_name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {"nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "app", "image": "busybox:1.35", "command": ["sleep", "3600"]}]}
+    })
+}
+
+/// A one-file image of its own (a distinct layer, so a distinct image ID), used by no pod.
+pub fn tiny_image(name: &str) -> kubelet::image::OciImage {
+    let mut tar = tar::Builder::new(Vec::new());
+    let data = format!("image {name}\n");
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_cksum();
+    tar.append_data(&mut h, "marker", data.as_bytes()).unwrap();
+    let config = serde_json::json!({
+        "architecture": component_base::version::go_arch(),
+        "os": "linux",
+        "config": {"Cmd": ["/marker"]},
+        "rootfs": {"type": "layers", "diff_ids": []},
+    });
+    kubelet::image::OciImage::from_parts(name, &config, vec![tar.into_inner().unwrap()]).unwrap()
+}
+
+/// The repo tags of every image the runtime has.
+pub async fn image_tags(cri: &kubelet::cri::Cri) -> Vec<String> {
+    cri.images
+        .clone()
+        .list_images(k8s_cri::v1::ListImagesRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .images
+        .into_iter()
+        .flat_map(|i| i.repo_tags)
+        .collect()
+}
+
 /// A pod from JSON with defaults filled in.
 pub fn pod(json: serde_json::Value) -> k8s_openapi::api::core::v1::Pod {
     serde_json::from_value(json).unwrap()

@@ -101,6 +101,20 @@ impl<'a> KubeletBuilder<'a> {
         self
     }
 
+    /// The kubelet API as on a real node: anonymous requests off, x509 client certificates
+    /// of the cluster's CA and bearer tokens authenticated, Webhook authorization.
+    pub fn webhook_auth(self) -> Self {
+        let ca = self.cluster.pki().ca_cert();
+        self.config(json!({
+            "authentication": {
+                "anonymous": {"enabled": false},
+                "webhook": {"enabled": true},
+                "x509": {"clientCAFile": ca},
+            },
+            "authorization": {"mode": "Webhook"},
+        }))
+    }
+
     /// Writes the config and starts the kubelet.
     pub fn start(self) -> KubeletProcess<'a> {
         let dir = self.containerd.dir().join("kubelet");
