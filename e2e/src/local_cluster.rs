@@ -9,7 +9,10 @@
 //! running (the fixed ports are free and no `hack/local-up.sh` process exists), then starts
 //! on free API and etcd ports of its own.
 
+use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -202,15 +205,7 @@ impl LocalCluster {
     /// Stops (SIGTERM, then waits up to 30 s) the process local-up started as `name`
     /// (e.g. `kube-proxy`), to let something else take its place on the node.
     pub fn stop_component(&self, name: &str) {
-        let pids = std::fs::read_to_string(self.dir.join("pids")).expect("pids file");
-        let pid: i32 = pids
-            .lines()
-            .rev()
-            .find_map(|l| {
-                let mut f = l.split_whitespace();
-                (f.next()? == name).then(|| f.next()?.parse().ok())?
-            })
-            .unwrap_or_else(|| panic!("{name} not in the pids file"));
+        let pid = self.pid_of(name);
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGTERM,
@@ -227,6 +222,162 @@ impl LocalCluster {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// The pid of the process local-up (or [`LocalCluster::restart_kubelet`]) last recorded
+    /// as `name` in the pids file (`name pid binary` lines).
+    pub fn pid_of(&self, name: &str) -> i32 {
+        let pids = std::fs::read_to_string(self.dir.join("pids")).expect("pids file");
+        pids.lines()
+            .rev()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next()? == name).then(|| f.next()?.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("{name} not in the pids file"))
+    }
+
+    /// Stops the kubelet (SIGTERM, waiting for it to exit) and starts it again with the same
+    /// command line and environment, recording the new pid so local-down stops it.
+    pub fn restart_kubelet(&self) {
+        let pid = self.pid_of("kubelet");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("kubelet cmdline");
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("kubelet environ");
+        let args: Vec<String> = nul_split(&cmdline);
+        let env: Vec<(String, String)> = nul_split(&environ)
+            .into_iter()
+            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.into(), v.into())))
+            .collect();
+        self.stop_component("kubelet");
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("logs/kubelet.log"))
+            .expect("kubelet log");
+        let child = Command::new(&args[0])
+            .args(&args[1..])
+            .env_clear()
+            .envs(env)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("restart kubelet");
+        let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).expect("exe");
+        let mut pids = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("pids"))
+            .expect("pids file");
+        writeln!(pids, "kubelet {} {}", child.id(), exe.display()).expect("record pid");
+        // Not waited for: local-down stops it; the handle is dropped without killing it.
+        std::mem::forget(child);
+    }
+
+    /// The node's name (the cluster has one node: this machine).
+    pub fn node_name(&self) -> String {
+        self.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"])
+    }
+
+    /// Whether `node`'s Ready condition is True.
+    pub fn node_ready(&self, node: &str) -> bool {
+        let out = self.kubectl(&[
+            "get",
+            "node",
+            node,
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+        ]);
+        String::from_utf8_lossy(&out.stdout) == "True"
+    }
+
+    /// Waits up to `timeout` for the node to be Ready (failing with `what` and the logs);
+    /// returns its name.
+    pub fn wait_node_ready(&self, what: &str, timeout: Duration) -> String {
+        let node = self.node_name();
+        self.eventually(
+            what,
+            timeout,
+            || self.node_ready(&node).then_some(()),
+            String::new,
+        );
+        node
+    }
+
+    /// `pod name -> (containerID, restartCount)` of the pods labelled `app=<app>` in the
+    /// default namespace.
+    pub fn containers(&self, app: &str) -> BTreeMap<String, (String, String)> {
+        self.app_pods(
+            app,
+            "{.metadata.name} {.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount}",
+        )
+        .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                Some((f.next()?.into(), (f.next()?.into(), f.next()?.into())))
+            })
+            .collect()
+    }
+
+    /// Names of the Running pods labelled `app=<app>` in the default namespace (not being
+    /// deleted).
+    pub fn running(&self, app: &str) -> Vec<String> {
+        self.app_pods(
+            app,
+            "{.metadata.name} {.status.phase} {.metadata.deletionTimestamp}",
+        )
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 2 && f[1] == "Running").then(|| f[0].to_string())
+        })
+        .collect()
+    }
+
+    /// One line per pod labelled `app=<app>` in the default namespace: `fields`, a
+    /// jsonpath template over the pod.
+    fn app_pods(&self, app: &str, fields: &str) -> String {
+        self.kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            &format!("app={app}"),
+            "-o",
+            &format!(r#"jsonpath={{range .items[*]}}{fields}{{"\n"}}{{end}}"#),
+        ])
+    }
+
+    /// Creates Deployment `httpd` (`replicas` busybox httpd pods serving their `/etc` on
+    /// 8080, so `/hostname` names the backend that answered) behind a ClusterIP Service
+    /// `httpd` on port 80, in the default namespace; returns the Service's ClusterIP.
+    pub fn expose_httpd(&self, replicas: u32) -> String {
+        self.kubectl_ok(&[
+            "create",
+            "deployment",
+            "httpd",
+            "--image=busybox:1.35",
+            &format!("--replicas={replicas}"),
+            "--port=8080",
+            "--",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+            "-h",
+            "/etc",
+        ]);
+        self.kubectl_ok(&[
+            "expose",
+            "deployment",
+            "httpd",
+            "--port=80",
+            "--target-port=8080",
+        ]);
+        self.kubectl_ok(&[
+            "get",
+            "service",
+            "httpd",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
     }
 
     /// Runs kubectl as cluster-admin.
@@ -354,4 +505,25 @@ fn other_local_up() -> Option<String> {
         }
     }
     None
+}
+
+fn nul_split(bytes: &[u8]) -> Vec<String> {
+    bytes
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+/// One HTTP/1.0 GET of `path`; the body (trimmed) when the server answered 200.
+pub fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
+    let addr = format!("{ip}:{port}").parse().ok()?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    (head.split_whitespace().nth(1)? == "200").then(|| body.trim().to_string())
 }

@@ -29,7 +29,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use e2e::binaries::{ferrokube_binary, workspace_root};
-use e2e::local_cluster::{LocalCluster, UpError};
+use e2e::local_cluster::{http_get, LocalCluster, UpError};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Probe, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
@@ -712,22 +712,7 @@ fn chart_installs_a_second_scheduler_into_a_local_cluster() {
         Err(UpError::Failed(why)) => panic!("{why}"),
     };
     let no_context = String::new;
-    let node = cluster.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
-    cluster.eventually(
-        "the node to be Ready",
-        Duration::from_secs(60),
-        || {
-            let out = cluster.kubectl(&[
-                "get",
-                "node",
-                &node,
-                "-o",
-                r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
-            ]);
-            (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
-        },
-        no_context,
-    );
+    let node = cluster.wait_node_ready("the node to be Ready", Duration::from_secs(60));
     let socket = format!("unix://{}", cluster.containerd_socket().display());
     let loaded = Command::new(cluster.bin_dir().join("ferrokube-load-image"))
         .args(["--containerd-address", &socket])
@@ -975,34 +960,7 @@ spec:
         },
         pods_context,
     );
-    cluster.kubectl_ok(&[
-        "create",
-        "deployment",
-        "httpd",
-        "--image=busybox:1.35",
-        "--port=8080",
-        "--",
-        "httpd",
-        "-f",
-        "-p",
-        "8080",
-        "-h",
-        "/etc",
-    ]);
-    cluster.kubectl_ok(&[
-        "expose",
-        "deployment",
-        "httpd",
-        "--port=80",
-        "--target-port=8080",
-    ]);
-    let cluster_ip = cluster.kubectl_ok(&[
-        "get",
-        "service",
-        "httpd",
-        "-o",
-        "jsonpath={.spec.clusterIP}",
-    ]);
+    let cluster_ip = cluster.expose_httpd(1);
     // busybox httpd serves the pod's /etc: /hostname names the backend.
     let backend = cluster.eventually(
         &format!("http://{cluster_ip}/hostname to answer through the chart's kube-proxy"),
@@ -1042,18 +1000,4 @@ spec:
         pods_context,
     );
     progress("the chart's kube-proxy served a ClusterIP; uninstalled");
-}
-
-/// One HTTP/1.0 GET of `path`; the body when the server answered 200.
-fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let addr = format!("{ip}:{port}").parse().ok()?;
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut response = String::new();
-    s.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    (head.split_whitespace().nth(1)? == "200").then(|| body.trim().to_string())
 }
