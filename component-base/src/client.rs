@@ -6,7 +6,6 @@ mod rate_limit;
 mod transport;
 
 pub use rate_limit::{RateLimitLayer, TokenBucket};
-pub use transport::http2_disabled;
 
 use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};

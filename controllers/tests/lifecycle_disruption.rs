@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use kube::api::{EvictParams, Patch, PatchParams, PostParams};
 use kube::Api;
@@ -96,12 +96,7 @@ async fn wait_status(
 async fn budgets_track_pods_and_scale_and_gate_evictions() {
     let cluster = e2e::cluster_or_skip!();
     let client = cluster.client();
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-    let sa: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
-    if let Err(e) = sas.create(&PostParams::default(), &sa).await {
-        assert!(matches!(&e, kube::Error::Api(s) if s.code == 409), "{e}");
-    }
+    support::ensure_default_service_account(&client).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
 

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::PostParams;
 use kube::Api;
 use serde_json::json;
@@ -15,12 +15,7 @@ use serde_json::json;
 async fn pod_gets_its_ephemeral_claim() {
     let cluster = e2e::cluster_or_skip!();
     let client = cluster.client();
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-    let sa: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
-    if let Err(e) = sas.create(&PostParams::default(), &sa).await {
-        assert!(matches!(&e, kube::Error::Api(s) if s.code == 409), "{e}");
-    }
+    support::ensure_default_service_account(&client).await;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
 

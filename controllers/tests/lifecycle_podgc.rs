@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use serde_json::json;
@@ -25,13 +25,7 @@ fn pod(name: &str, finalizers: &[&str]) -> Pod {
 async fn terminated_and_unscheduled_terminating_pods_are_collected() {
     let cluster = e2e::cluster_or_skip!();
     let client = cluster.client();
-    // ServiceAccount admission wants the namespace's default ServiceAccount.
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-    let sa: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
-    if let Err(e) = sas.create(&PostParams::default(), &sa).await {
-        assert!(matches!(&e, kube::Error::Api(s) if s.code == 409), "{e}");
-    }
+    support::ensure_default_service_account(&client).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     // Four finished pods (created in name order: a is the oldest) and one that runs.
     for name in ["a", "b", "c", "d", "running"] {

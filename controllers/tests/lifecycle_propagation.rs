@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use e2e::ManagedProcess;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::Api;
 use serde_json::json;
@@ -73,13 +73,7 @@ async fn deleting_a_deployment_with_each_propagation_policy() {
     let cluster = e2e::cluster_or_skip!();
     let client = cluster.client();
     // No serviceaccount controller here: the default ServiceAccount pods need.
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-    let _ = sas
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap(),
-        )
-        .await;
+    support::ensure_default_service_account(&client).await;
     let mut kcm = support::start_kcm(
         &cluster,
         "deployment-controller,replicaset-controller,garbage-collector-controller",

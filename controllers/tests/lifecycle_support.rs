@@ -40,3 +40,16 @@ where
         Err(e) => panic!("{e:#}"),
     }
 }
+
+/// Creates the `default` namespace's `default` ServiceAccount (ServiceAccount admission
+/// wants it before pods; these tests run without the serviceaccount controller). An
+/// existing one is fine.
+pub async fn ensure_default_service_account(client: &kube::Client) {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let sas: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), "default");
+    let sa: ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap();
+    if let Err(e) = sas.create(&kube::api::PostParams::default(), &sa).await {
+        assert!(matches!(&e, kube::Error::Api(s) if s.code == 409), "{e}");
+    }
+}

@@ -19,7 +19,7 @@ const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
 const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Whether client-go's `DISABLE_HTTP2` is set (to anything non-empty).
-pub fn http2_disabled() -> bool {
+fn http2_disabled() -> bool {
     std::env::var_os("DISABLE_HTTP2").is_some_and(|v| !v.is_empty())
 }
 

@@ -418,6 +418,19 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`decide`] with a one-hour signing duration, now.
+    fn decide_now(
+        csr: &CertificateSigningRequest,
+        authority: &Authority,
+    ) -> anyhow::Result<Option<CertificateSigningRequest>> {
+        decide(
+            csr,
+            authority,
+            Duration::from_secs(3600),
+            OffsetDateTime::now_utc(),
+        )
+    }
     use crate::lifecycle::certificates::request::tests::make_csr;
     use k8s_openapi::api::certificates::v1::{
         CertificateSigningRequestSpec, CertificateSigningRequestStatus,
@@ -599,14 +612,7 @@ mod tests {
             &[],
             &["server auth"],
         );
-        let out = decide(
-            &csr,
-            &authority,
-            Duration::from_secs(3600),
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap()
-        .unwrap();
+        let out = decide_now(&csr, &authority).unwrap().unwrap();
         let status = out.status.unwrap();
         assert!(status.certificate.is_none());
         let failed = status
@@ -673,14 +679,7 @@ c7blAf4VxYAbVv0CIQDwGt7zABjWjwsYPFMVQh75MqrPaa6aO1ZhmHV4LOX8Ig==
         let (authority, ca_pem) = ca(365);
         let mut csr = approved_csr(KUBE_APISERVER_CLIENT, "x", &[], &[], &["client auth"]);
         csr.spec.request = ByteString(TWO_GROUPS_CSR.as_bytes().to_vec());
-        let out = decide(
-            &csr,
-            &authority,
-            Duration::from_secs(3600),
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap()
-        .unwrap();
+        let out = decide_now(&csr, &authority).unwrap().unwrap();
         let pem = out.status.unwrap().certificate.unwrap().0;
         let (_, block) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
         let cert = block.parse_x509().unwrap();
@@ -765,14 +764,7 @@ c7blAf4VxYAbVv0CIQDwGt7zABjWjwsYPFMVQh75MqrPaa6aO1ZhmHV4LOX8Ig==
             &[],
             &["client auth"],
         );
-        let out = decide(
-            &csr,
-            &authority,
-            Duration::from_secs(3600),
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap()
-        .unwrap();
+        let out = decide_now(&csr, &authority).unwrap().unwrap();
         let pem = out.status.unwrap().certificate.unwrap().0;
         let (_, block) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
         let (_, ca_block) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).unwrap();
