@@ -114,8 +114,19 @@ lint() {
   SUMMARY+=("lint: ${passed} passed, ${failed} failed, 0 skipped${what:+ (failed: ${what[*]})}")
 }
 
+# Free space where the build goes: a full disk shows up as linker "Bus error"s, so say it.
+report_disk() {
+  local dir="${CARGO_TARGET_DIR:-${ROOT}/target}"
+  mkdir -p "${dir}"
+  echo "disk ($1): $(df -h --output=avail,size "${dir}" | tail -n 1 | awk '{print $1 " free of " $2}')" \
+    "at ${dir}, target $(du -sh "${dir}" 2>/dev/null | cut -f1)"
+}
+
 main() {
   local start=${SECONDS}
+  # A fresh clone gains nothing from incremental compilation; it only costs disk.
+  if [[ "${CI:-}" == true ]]; then export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"; fi
+  report_disk start
   say "system dependencies"
   "${ROOT}/hack/install-deps.sh"
 
@@ -145,6 +156,7 @@ main() {
     esac
   done
 
+  report_disk end
   echo
   echo "==> summary ($((SECONDS - start)) s, runner ${RUNNER})"
   printf '%s\n' "${SUMMARY[@]}"
