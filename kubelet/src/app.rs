@@ -152,8 +152,8 @@ pub async fn run(opts: Options) -> Result<()> {
     let health = component_base::server::Health::default();
     health.add_shutdown_check(stop.clone());
     let metrics = component_base::metrics::Metrics::new();
-    crate::prober::metrics::register(&metrics);
     crate::image::gc::metrics::register(&metrics);
+    crate::metrics::register(&metrics);
     // Resource usage for /stats/summary and /metrics/resource; the sampler keeps the CPU
     // rates fresh as upstream's eviction manager does every 10 s.
     let stats = Arc::new(crate::stats::StatsProvider::new(
@@ -228,6 +228,7 @@ pub async fn run(opts: Options) -> Result<()> {
         nodefs: opts.root_dir.clone(),
         imagefs: runtime_root,
         cgroups: shared.runtime.ctx.cgroups.clone(),
+        max_pod_grace_period: opts.eviction_max_pod_grace_period,
     };
     let reclaim = crate::eviction::NodeReclaim {
         image_gc: Some(image_gc),

@@ -12,6 +12,7 @@ pub mod eviction;
 pub mod hooks;
 pub mod image;
 pub mod manager;
+pub mod metrics;
 pub mod node;
 pub mod pod;
 pub mod prober;

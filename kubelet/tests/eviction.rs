@@ -9,7 +9,10 @@
 mod common;
 
 use common::process::{wait_every, KubeletProcess};
-use common::{create_pod, default_pods, image_tags, sleeping_pod, tiny_image, wait_pod_phase};
+use common::{
+    create_pod, default_pods, image_tags, kubelet_get, sample, sleeping_pod, tiny_image,
+    wait_pod_phase,
+};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use std::time::{Duration, Instant};
@@ -48,6 +51,7 @@ async fn memory_pressure_evicts_and_allocatable_is_enforced() {
             "evictionHard": {"memory.available": format!("{threshold_mi}Mi")},
             "evictionPressureTransitionPeriod": "30s",
         }))
+        .webhook_auth()
         .start();
     let node_name = kubelet.node_name.clone();
     let cgroup_root = kubelet.cgroup_root.clone();
@@ -100,14 +104,16 @@ async fn memory_pressure_evicts_and_allocatable_is_enforced() {
     );
 
     // A running pod is evicted. It arrives under MemoryPressure: Burstable, so admission
-    // (which refuses only BestEffort pods under memory pressure alone) lets it start.
+    // (which refuses only BestEffort pods under memory pressure alone) lets it start. Its
+    // own 30 s grace does not apply: a hard threshold kills within upstream's immediate
+    // grace period (1 s; `sleep` as PID 1 ignores SIGTERM, so 30 s would show).
     let pods = default_pods(&client).await;
     create_pod(
         &pods,
         serde_json::json!({
             "metadata": {"name": "victim"},
             "spec": {"nodeName": node_name, "hostNetwork": true, "automountServiceAccountToken": false,
-                "terminationGracePeriodSeconds": 1,
+                "terminationGracePeriodSeconds": 30,
                 "containers": [{"name": "app", "image": "busybox:1.35", "command": ["sleep", "3600"],
                     "resources": {"requests": {"memory": "10Mi"}}}]}
         }),
@@ -138,6 +144,26 @@ async fn memory_pressure_evicts_and_allocatable_is_enforced() {
     assert_eq!(
         (dt.status.as_str(), dt.reason.as_deref()),
         ("True", Some("TerminationByKubelet"))
+    );
+    let log = kubelet.log();
+    let killing = log
+        .lines()
+        .find(|l| l.contains("Killing evicted pod") && l.contains("victim"))
+        .unwrap_or_else(|| panic!("no eviction kill logged:\n{}", kubelet.log_tail(30)));
+    assert!(killing.contains("grace_period=1"), "{killing}");
+    let metrics = kubelet_get(&cluster, kubelet.port, "/metrics");
+    assert_eq!(
+        sample(
+            &metrics,
+            "kubelet_evictions",
+            &[("eviction_signal", "memory.available")]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE kubelet_evictions counter"),
+        "{metrics}"
     );
     // It stays down: no container of it runs afterwards.
     let cri = kubelet::cri::Cri::connect(&containerd.endpoint())
@@ -199,14 +225,19 @@ async fn disk_pressure_collects_images_before_evicting() {
             "imageMinimumGCAge": "5s",
             "staticPodPath": manifests,
             "fileCheckFrequency": "1s",
+            "evictionMaxPodGracePeriod": 3,
         }))
+        .webhook_auth()
         .start();
     let node_name = kubelet.node_name.clone();
     let client = cluster.client();
     let nodes: Api<Node> = Api::all(client.clone());
     let pods = default_pods(&client).await;
     let pod_name = format!("disk-victim-{id}");
-    create_pod(&pods, sleeping_pod(&pod_name, &node_name)).await;
+    // A soft eviction gives min(evictionMaxPodGracePeriod 3, the pod's own 30) seconds.
+    let mut victim = sleeping_pod(&pod_name, &node_name);
+    victim["spec"]["terminationGracePeriodSeconds"] = 30.into();
+    create_pod(&pods, victim).await;
     wait_pod_phase(&pods, &pod_name, "Running", Duration::from_secs(60)).await;
     let mut config: serde_json::Value =
         serde_yaml::from_str(&std::fs::read_to_string(&kubelet.config_path).unwrap()).unwrap();
@@ -274,6 +305,21 @@ async fn disk_pressure_collects_images_before_evicting() {
         .find("Eviction manager: evicting pod")
         .expect("eviction logged");
     assert!(removed_at < evicting_at, "images are reclaimed before pods");
+    let killing = log
+        .lines()
+        .find(|l| l.contains("Killing evicted pod") && l.contains(&pod_name))
+        .expect("eviction kill logged");
+    assert!(killing.contains("grace_period=3"), "{killing}");
+    let metrics = kubelet_get(&cluster, kubelet.port, "/metrics");
+    assert_eq!(
+        sample(
+            &metrics,
+            "kubelet_evictions",
+            &[("eviction_signal", "nodefs.available")]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
     let events: Api<k8s_openapi::api::core::v1::Event> = Api::all(client.clone());
     let met = wait(
         "EvictionThresholdMet event",

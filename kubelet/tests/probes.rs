@@ -240,9 +240,7 @@ async fn readiness_follows_exec_http_and_tcp_probes() {
         "the passing liveness probe restarted nothing"
     );
     // prober_probe_total counts by type and result.
-    let metrics = component_base::metrics::Metrics::new();
-    kubelet::prober::metrics::register(&metrics);
-    let text = metrics.render();
+    let text = kubelet::prober::metrics::render();
     for (kind, result, container) in [
         ("Readiness", "failed", "app"),
         ("Readiness", "successful", "app"),
@@ -260,6 +258,9 @@ async fn readiness_follows_exec_http_and_tcp_probes() {
         );
     }
     drop(d);
+    // The pod's probes ended: its series are gone, as upstream's workers delete them.
+    let after = kubelet::prober::metrics::render();
+    assert!(!after.contains("pod=\"ready\""), "{after}");
     stop(rt, &p).await;
 }
 
@@ -395,6 +396,7 @@ async fn probes_and_hooks_through_the_apiserver() {
         }))
         .flag(format!("--pod-cidr={pod_cidr}"))
         .flag("--v=2")
+        .webhook_auth()
         .start();
     let node_name = kubelet.node_name.clone();
     let client = cluster.client();
@@ -491,6 +493,58 @@ async fn probes_and_hooks_through_the_apiserver() {
     })
     .await;
     assert_eq!(container(&down, "web").unwrap().restart_count, 0);
+    // What operators scrape: probe results and durations on /metrics/probes (not on
+    // /metrics, as upstream), the kubelet's pod/container gauges on /metrics.
+    let probes = common::kubelet_get(&cluster, kubelet.port, "/metrics/probes");
+    let probed = |probe_type: &str, result: &str, container: &str| {
+        common::sample(
+            &probes,
+            "prober_probe_total",
+            &[
+                ("probe_type", probe_type),
+                ("result", result),
+                ("container", container),
+                ("pod", "probed"),
+                ("namespace", ns),
+                ("pod_uid", uid.as_str()),
+            ],
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(probed("Readiness", "successful", "web") >= 1.0, "{probes}");
+    assert!(probed("Readiness", "failed", "web") >= 1.0, "{probes}");
+    assert!(probed("Liveness", "failed", "live") >= 1.0, "{probes}");
+    let durations = common::sample(
+        &probes,
+        "prober_probe_duration_seconds_count",
+        &[
+            ("probe_type", "Readiness"),
+            ("container", "web"),
+            ("pod", "probed"),
+        ],
+    );
+    assert!(durations.is_some_and(|n| n >= 1.0), "{probes}");
+    assert!(probes.contains("process_start_time_seconds "), "{probes}");
+    let metrics = common::kubelet_get(&cluster, kubelet.port, "/metrics");
+    assert!(!metrics.contains("prober_probe_total"), "{metrics}");
+    let gauge = |name: &str, labels: &[(&str, &str)]| {
+        common::sample(&metrics, name, labels).unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert_eq!(gauge("kubelet_running_pods", &[]), 1.0);
+    // web runs; live may be between restarts; live's killed instance has exited.
+    assert!(
+        gauge(
+            "kubelet_running_containers",
+            &[("container_state", "running")]
+        ) >= 1.0
+    );
+    assert!(
+        gauge(
+            "kubelet_running_containers",
+            &[("container_state", "exited")]
+        ) >= 1.0
+    );
+    assert!(gauge("kubelet_pod_start_duration_seconds_count", &[]) >= 1.0);
     // Events by the kubelet about this pod, with upstream's reasons and messages.
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     let selector = format!(

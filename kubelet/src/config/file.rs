@@ -242,9 +242,9 @@ pub struct KubeletConfiguration {
     /// `evictionPressureTransitionPeriod`: how long a pressure condition outlives its cause (5m).
     #[serde(rename = "evictionPressureTransitionPeriod")]
     pub eviction_pressure_transition_period: Option<GoDuration>,
-    /// `evictionMaxPodGracePeriod`: Accepted for compatibility; not implemented.
+    /// `evictionMaxPodGracePeriod`: the longest grace (seconds) a soft eviction gives a pod.
     #[serde(rename = "evictionMaxPodGracePeriod")]
-    pub eviction_max_pod_grace_period: Option<serde_yaml::Value>,
+    pub eviction_max_pod_grace_period: Option<i32>,
     /// `evictionMinimumReclaim`: How much more than a threshold must be free to end it.
     #[serde(rename = "evictionMinimumReclaim")]
     pub eviction_minimum_reclaim: Option<BTreeMap<String, String>>,
@@ -510,9 +510,6 @@ pub fn unimplemented_fields_set(c: &KubeletConfiguration) -> Vec<&'static str> {
     }
     if c.max_parallel_image_pulls.is_some() {
         set.push("maxParallelImagePulls");
-    }
-    if c.eviction_max_pod_grace_period.is_some() {
-        set.push("evictionMaxPodGracePeriod");
     }
     if c.merge_default_eviction_settings.is_some() {
         set.push("mergeDefaultEvictionSettings");

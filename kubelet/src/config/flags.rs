@@ -73,6 +73,7 @@ pub fn command() -> Command {
         .arg(value("eviction-soft-grace-period", "Grace periods of the soft eviction thresholds (e.g. memory.available=1m30s)."))
         .arg(value("eviction-minimum-reclaim", "Minimum reclaims once a threshold is met (e.g. imagefs.available=2Gi)."))
         .arg(value("eviction-pressure-transition-period", "How long the kubelet waits before leaving an eviction pressure condition."))
+        .arg(value("eviction-max-pod-grace-period", "Maximum allowed grace period (in seconds) to use when terminating pods in response to a soft eviction threshold being met.").value_parser(clap::value_parser!(i32)))
         .arg(value("image-gc-high-threshold", "The percent of disk usage after which image garbage collection is always run.").value_parser(clap::value_parser!(i64)))
         .arg(value("image-gc-low-threshold", "The percent of disk usage before which image garbage collection is never run.").value_parser(clap::value_parser!(i64)))
         .arg(value("minimum-image-ttl-duration", "Minimum age for an unused image before it is garbage collected."))

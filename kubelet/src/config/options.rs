@@ -87,6 +87,8 @@ pub struct Options {
     pub enforce_node_allocatable: Vec<String>,
     /// `evictionPressureTransitionPeriod` (default 5m).
     pub eviction_pressure_transition_period: Duration,
+    /// `--eviction-max-pod-grace-period` / `evictionMaxPodGracePeriod` (seconds, default 0).
+    pub eviction_max_pod_grace_period: i64,
     /// `evictionSoft`, `evictionSoftGracePeriod`, `evictionMinimumReclaim` (with
     /// `eviction_hard`, what [`crate::eviction::threshold::parse_all`] reads).
     pub eviction_soft: crate::eviction::threshold::EvictionConfig,
@@ -406,6 +408,10 @@ impl Options {
                     .filter(|d| !d.is_zero())
                     .unwrap_or(Duration::from_secs(300)),
             },
+            eviction_max_pod_grace_period: flag_i32("eviction-max-pod-grace-period")
+                .or(f.eviction_max_pod_grace_period)
+                .unwrap_or(0)
+                .into(),
             eviction_soft: crate::eviction::threshold::EvictionConfig {
                 hard: BTreeMap::new(),
                 soft: match flag("eviction-soft") {

@@ -7,6 +7,7 @@
 
 pub mod admit;
 pub mod disk;
+pub mod grace;
 pub mod pressure;
 pub mod rank;
 pub mod reclaim;
@@ -50,6 +51,8 @@ pub struct Settings {
     pub imagefs: PathBuf,
     /// The cgroup hierarchy (per-pod usage).
     pub cgroups: Hierarchy,
+    /// `evictionMaxPodGracePeriod` (seconds): the longest grace a soft eviction gives.
+    pub max_pod_grace_period: i64,
 }
 
 /// What node-level reclaim and events need.
@@ -70,6 +73,8 @@ pub struct Eviction {
     pub uid: String,
     /// The status message, as upstream words it.
     pub message: String,
+    /// How long the pod is given to stop, in seconds ([`grace::grace_period`]).
+    pub grace_period: i64,
 }
 
 /// Upstream's eviction message for a threshold.
@@ -236,6 +241,9 @@ pub async fn run_with_reclaim(
 ) {
     let mut state = pressure::State::default();
     let mut dedicated: Option<bool> = None;
+    // Pods already evicted that may still be stopping (a soft eviction's grace period can
+    // span several intervals): never chosen, nor counted, twice.
+    let mut evicting: BTreeSet<String> = BTreeSet::new();
     let mut tick = tokio::time::interval(INTERVAL);
     loop {
         tokio::select! {
@@ -298,22 +306,34 @@ pub async fn run_with_reclaim(
         let Some(o) = observed.get(&t.signal).copied() else {
             continue;
         };
+        let live: BTreeSet<String> = shared
+            .pod_list()
+            .iter()
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect();
+        evicting.retain(|uid| live.contains(uid));
         let Some((victim, usage)) = ranked(&settings, &shared, t.signal, dedicated)
             .await
             .into_iter()
-            .next()
+            .find(|(p, _)| !evicting.contains(p.metadata.uid.as_deref().unwrap_or_default()))
         else {
             tracing::error!("Eviction manager: eviction thresholds have been met, but no pods are active to evict");
             continue;
         };
         let message = message(&t, &o);
-        tracing::info!(pod = ?victim.metadata.name, usage, "Eviction manager: evicting pod");
+        let grace_period = grace::grace_period(&t, &victim, settings.max_pod_grace_period);
+        tracing::info!(pod = ?victim.metadata.name, usage, grace_period, "Eviction manager: evicting pod");
         node.recorder
             .pod_event(&victim, None, EventType::Warning, EVICTED, &message);
-        let _ = evict.send(Eviction {
+        let sent = evict.send(Eviction {
             uid: victim.metadata.uid.clone().unwrap_or_default(),
             message,
+            grace_period,
         });
+        if sent.is_ok() {
+            evicting.insert(victim.metadata.uid.clone().unwrap_or_default());
+            crate::metrics::count_eviction(t.signal.name());
+        }
     }
 }
 

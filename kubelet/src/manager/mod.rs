@@ -112,6 +112,8 @@ impl Shared {
 struct WorkerHandle {
     tx: watch::Sender<Option<Pod>>,
     wake: Arc<Notify>,
+    /// Set once to evict the pod with this grace period (seconds).
+    evict: watch::Sender<Option<i64>>,
 }
 
 /// A cheap summary of a pod's runtime state: a change wakes its worker.
@@ -183,8 +185,8 @@ pub async fn run(
             Some(e) = evictions.recv() => {
                 let pod = shared.pods.lock().expect("pods lock").get(&e.uid).cloned();
                 if let (Some(pod), Some(w)) = (pod, workers.get(&e.uid)) {
-                    tracing::info!(pod = ?pod.metadata.name, message = %e.message, "Evicting pod");
-                    let _ = w.tx.send(None);
+                    tracing::info!(pod = ?pod.metadata.name, message = %e.message, grace_period = e.grace_period, "Evicting pod");
+                    let _ = w.evict.send(Some(e.grace_period));
                     evicted.insert(e.uid, (pod, e.message));
                 }
             }
@@ -228,6 +230,7 @@ pub async fn run(
             }
             _ = relist.tick() => {
                 let Ok(all) = observe::observe_all(&shared.runtime.cri).await else { continue };
+                crate::metrics::set_running(&crate::metrics::RunningCounts::of(all.values().map(|(_, o)| o)));
                 for (uid, (r, observed)) in &all {
                     let f = fingerprint(observed);
                     if fingerprints.get(uid) != Some(&f) {
@@ -302,13 +305,14 @@ fn upsert(
         return;
     }
     let (tx, rx) = watch::channel(Some(pod));
+    let (evict, evict_rx) = watch::channel(None);
     let wake = Arc::new(Notify::new());
     let (shared, done, wake2, uid2) = (shared.clone(), done.clone(), wake.clone(), uid.clone());
     tokio::spawn(async move {
-        worker::run(shared, uid2.clone(), rx, wake2).await;
+        worker::run(shared, uid2.clone(), rx, evict_rx, wake2).await;
         let _ = done.send(uid2);
     });
-    workers.insert(uid, WorkerHandle { tx, wake });
+    workers.insert(uid, WorkerHandle { tx, wake, evict });
 }
 
 /// Refuses a pod at admission, as upstream's `rejectPod`: a Warning event with the reason
@@ -321,6 +325,7 @@ async fn reject(client: kube::Client, recorder: Recorder, pod: Pod, r: Rejection
     );
     // (`message` would replace the log line's own message in the klog format.)
     tracing::info!(pod = %key, reason = r.reason, detail = %r.message, "Pod admission refused");
+    crate::metrics::count_admission_rejection(r.reason);
     recorder.pod_event(&pod, None, EventType::Warning, r.reason, &r.message);
     let api: Api<Pod> = Api::namespaced(
         client,

@@ -25,9 +25,12 @@ pub async fn run(
     shared: Arc<Shared>,
     uid: String,
     mut rx: watch::Receiver<Option<Pod>>,
+    mut evict: watch::Receiver<Option<i64>>,
     wake: Arc<Notify>,
 ) {
     let start_time = Timestamp::now();
+    let first_seen = std::time::Instant::now();
+    let mut last_phase: Option<String> = None;
     let mut last_written: Option<PodStatus> = None;
     let node_name = rx
         .borrow()
@@ -45,6 +48,13 @@ pub async fn run(
             cleanup(&shared, &uid, None).await;
             return;
         };
+        let eviction = *evict.borrow_and_update();
+        if let Some(grace) = eviction {
+            probes.stop_all();
+            evict_pod(&shared, &pod, grace, &recorder).await;
+            cleanup(&shared, &uid, None).await;
+            return;
+        }
         let terminating = pod.metadata.deletion_timestamp.is_some();
         let (result, mount_error) = sync_once(&shared, &pod, terminating, &probes, &recorder).await;
         if let Some(e) = &mount_error {
@@ -62,6 +72,12 @@ pub async fn run(
             probes: probes.health(),
         };
         let status = pod_status(&pod, &result.observed, &inputs, Timestamp::now());
+        let phase = status.phase.clone().unwrap_or_default();
+        let terminal = matches!(phase.as_str(), "Succeeded" | "Failed");
+        if !terminal && crate::metrics::records_pod_start(last_phase.as_deref(), &phase) {
+            crate::metrics::observe_pod_start(first_seen.elapsed().as_secs_f64());
+        }
+        last_phase = Some(phase);
         let previous = last_written
             .clone()
             .or(pod.status.clone())
@@ -91,6 +107,7 @@ pub async fn run(
         };
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
+            _ = evict.changed() => {},
             _ = wake.notified() => {},
             _ = tokio::time::sleep(wait) => {},
         }
@@ -192,6 +209,28 @@ async fn write_status(shared: &Shared, pod: &Pod, status: &PodStatus) -> kube::R
     )
     .await?;
     Ok(true)
+}
+
+/// Stops an evicted pod within `grace` seconds (preStop hooks and Killing events as for
+/// any kill); the pod manager then leaves it Failed/Evicted.
+async fn evict_pod(shared: &Shared, pod: &Pod, grace: i64, recorder: &Recorder) {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let observed = observe::observe_pod(&shared.runtime.cri, &uid)
+        .await
+        .unwrap_or_default();
+    let inputs = PodInputs {
+        recorder: recorder.clone(),
+        host_ips: shared.host_ips.clone(),
+        ..Default::default()
+    };
+    tracing::info!(pod = ?pod.metadata.name, grace_period = grace, "Killing evicted pod");
+    if let Err(e) = shared
+        .runtime
+        .kill_pod_with(pod, &observed, grace, &inputs)
+        .await
+    {
+        tracing::warn!(pod = ?pod.metadata.name, error = %format!("{e:#}"), "Failed to stop evicted pod");
+    }
 }
 
 /// Stops whatever still runs and removes the pod's runtime objects, cgroup and directory.

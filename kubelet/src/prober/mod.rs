@@ -14,7 +14,7 @@ use crate::pod::observed::{ContainerState, ObservedPod};
 use crate::pod::reconcile::ProbeKill;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use state::{ProbeKind, ProbeResult};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -84,6 +84,8 @@ pub struct PodProbes {
     results: Results,
     /// Running workers: their stop token and the container's name.
     workers: HashMap<(String, ProbeKind), (CancellationToken, String)>,
+    /// The metric series the workers wrote, removed when the pod's probes end.
+    series: HashSet<metrics::Target>,
 }
 
 impl PodProbes {
@@ -95,6 +97,7 @@ impl PodProbes {
             wake,
             results: Results::default(),
             workers: HashMap::new(),
+            series: HashSet::new(),
         }
     }
 
@@ -167,6 +170,7 @@ impl PodProbes {
                 results: self.results.clone(),
                 wake: self.wake.clone(),
             };
+            self.series.insert(w.target());
             tokio::spawn(w.run(stop.clone()));
             self.workers.insert(key, (stop, name));
         }
@@ -244,5 +248,8 @@ impl PodProbes {
 impl Drop for PodProbes {
     fn drop(&mut self) {
         self.stop_all();
+        for t in &self.series {
+            metrics::forget(t);
+        }
     }
 }

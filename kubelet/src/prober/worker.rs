@@ -106,16 +106,16 @@ impl Worker {
         );
     }
 
-    fn count(&self, result: &str) {
+    /// Who this worker's metric series belong to.
+    pub fn target(&self) -> super::metrics::Target {
         let m = &self.pod.metadata;
-        super::metrics::count(
-            self.kind.as_str(),
-            result,
-            &self.container.name,
-            m.name.as_deref().unwrap_or_default(),
-            m.namespace.as_deref().unwrap_or_default(),
-            m.uid.as_deref().unwrap_or_default(),
-        );
+        super::metrics::Target {
+            probe_type: self.kind.as_str(),
+            container: self.container.name.clone(),
+            pod: m.name.clone().unwrap_or_default(),
+            namespace: m.namespace.clone().unwrap_or_default(),
+            pod_uid: m.uid.clone().unwrap_or_default(),
+        }
     }
 
     /// Probes until `stop`.
@@ -126,12 +126,14 @@ impl Worker {
         let timing = Timing::of(&probe);
         let mut tracker = Tracker::new(self.kind);
         let kind = self.kind.as_str();
+        let target = self.target();
         loop {
             let running_for = Duration::from_nanos((now_ns() - self.started_at).max(0) as u64);
             let wait = match gate(self.kind, &tracker, &timing, running_for, self.started()) {
                 Err(Skip::OnHold) => timing.period,
                 Err(_) => GATE_POLL,
                 Ok(()) => {
+                    let started = std::time::Instant::now();
                     let outcome = tokio::select! {
                         _ = stop.cancelled() => return,
                         o = run_probe(&probe, &self.container, &self.container_id, &self.pod_ip, &self.cri) => o,
@@ -164,11 +166,15 @@ impl Worker {
                             None
                         }
                     };
-                    self.count(match result {
-                        Some(ProbeResult::Success) => "successful",
-                        Some(ProbeResult::Failure) => "failed",
-                        _ => "unknown",
-                    });
+                    // A probe that errored is thrown away, uncounted, as upstream.
+                    if let Some(r) = result {
+                        let label = match r {
+                            ProbeResult::Success => "successful",
+                            ProbeResult::Failure => "failed",
+                            ProbeResult::Unknown => "unknown",
+                        };
+                        super::metrics::record(&target, label, started.elapsed().as_secs_f64());
+                    }
                     if let Some(result) = result {
                         if tracker.observe(result, &timing) {
                             let before = self.results.set(&self.container_id, self.kind, result);

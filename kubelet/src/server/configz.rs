@@ -87,6 +87,10 @@ pub fn kubelet_configuration(opts: &Options) -> Value {
         set("evictionHard", json!(opts.eviction_hard));
     }
     set(
+        "evictionMaxPodGracePeriod",
+        json!(opts.eviction_max_pod_grace_period),
+    );
+    set(
         "evictionPressureTransitionPeriod",
         dur(opts.eviction_pressure_transition_period),
     );
@@ -169,5 +173,19 @@ clusterDomain: cluster.local\nclusterDNS: [10.96.0.10]\nsyncFrequency: 30s\nevic
         assert_eq!(c["authorization"]["mode"], "Webhook");
         assert_eq!(c["enforceNodeAllocatable"], json!(["pods"]));
         assert!(c.get("kind").is_none() && c.get("staticPodPath").is_none());
+    }
+
+    #[test]
+    fn eviction_max_pod_grace_period_from_file_and_flag() {
+        let file = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nevictionMaxPodGracePeriod: 45\n";
+        assert_eq!(options(&[], file).eviction_max_pod_grace_period, 45);
+        let o = options(&["--eviction-max-pod-grace-period=20"], file);
+        assert_eq!(o.eviction_max_pod_grace_period, 20, "the flag wins");
+        assert_eq!(
+            document(&o)["kubeletconfig"]["evictionMaxPodGracePeriod"],
+            20
+        );
+        let unset = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
+        assert_eq!(options(&[], unset).eviction_max_pod_grace_period, 0);
     }
 }

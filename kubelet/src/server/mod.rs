@@ -1,8 +1,8 @@
 //! The kubelet's endpoints: the plain-HTTP healthz port (10248, localhost) and the HTTPS
 //! kubelet API (10250) — `/healthz`, `/metrics`, `/pods`, `/runningpods/`,
 //! `/containerLogs`, `/exec`, `/attach`, `/portForward`, `/stats/summary`,
-//! `/metrics/resource` and `/configz` — authenticated (client certificate, bearer token,
-//! anonymous) and authorized per KubeletConfiguration.
+//! `/metrics/resource`, `/metrics/probes` and `/configz` — authenticated (client
+//! certificate, bearer token, anonymous) and authorized per KubeletConfiguration.
 
 pub mod auth;
 pub mod configz;

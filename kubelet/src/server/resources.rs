@@ -1,5 +1,5 @@
 //! The resource endpoints: `/stats/summary` (GET or POST; `only_cpu_and_memory=true`
-//! limits it to CPU and memory), `/metrics/resource` and `/configz`.
+//! limits it to CPU and memory), `/metrics/resource`, `/metrics/probes` and `/configz`.
 
 use super::streaming::query_pairs;
 use crate::stats::{resource_metrics, StatsProvider};
@@ -31,7 +31,8 @@ pub fn routes(r: Resources) -> Router {
     let configz = Router::new()
         .route("/configz", get(configz))
         .with_state(r.configz);
-    stats.merge(configz)
+    let probes = Router::new().route("/metrics/probes", get(probes));
+    stats.merge(configz).merge(probes)
 }
 
 /// Whether the query (or a form body's fields, for POST) asks for CPU and memory only.
@@ -86,6 +87,15 @@ async fn resource(State(p): State<Arc<StatsProvider>>) -> Response {
     (
         [("content-type", PROMETHEUS_TEXT)],
         resource_metrics::render(summary.as_ref()),
+    )
+        .into_response()
+}
+
+/// The prober's results and durations (upstream serves them apart from `/metrics`).
+async fn probes() -> Response {
+    (
+        [("content-type", PROMETHEUS_TEXT)],
+        crate::prober::metrics::render(),
     )
         .into_response()
 }

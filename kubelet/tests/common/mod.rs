@@ -208,3 +208,43 @@ pub async fn image_tags(cri: &kubelet::cri::Cri) -> Vec<String> {
 pub fn pod(json: serde_json::Value) -> k8s_openapi::api::core::v1::Pod {
     serde_json::from_value(json).unwrap()
 }
+
+/// GETs `path` from the kubelet API on `port` (HTTPS) as a `system:masters` client of the
+/// cluster's CA — the kubelet must trust that CA (`KubeletBuilder::webhook_auth`) — and
+/// returns the body; anything but 200 fails the test.
+pub fn kubelet_get(cluster: &e2e::TestCluster, port: u16, path: &str) -> String {
+    let admin = cluster
+        .pki()
+        .client_cert(
+            "kubelet-client",
+            "kube-apiserver-kubelet-client",
+            Some("system:masters"),
+        )
+        .unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "-w", "\n%{http_code}", "--cert"])
+        .arg(&admin.cert)
+        .arg("--key")
+        .arg(&admin.key)
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    assert_eq!(code.trim(), "200", "GET {path}: {body}");
+    body.to_string()
+}
+
+/// The value of the sample `name` whose labels include every `labels` pair, in a
+/// Prometheus text exposition.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+        let matches = n == name
+            && labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        matches.then(|| value.parse().ok()).flatten()
+    })
+}
