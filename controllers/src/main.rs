@@ -12,7 +12,7 @@ use component_base::client::ClientOptions;
 use component_base::leader_election::{default_identity, LeaderElector};
 use component_base::metrics::Metrics;
 use component_base::server::{self, Authorization, Health, ServingOptions, TlsOptions};
-use controllers::context::{ControllerContext, Credentials};
+use controllers::context::{ControllerContext, ControllerMetrics, Credentials};
 use controllers::options::{flags, KcmOptions};
 use controllers::registry::{self, Selection};
 use tokio_util::sync::CancellationToken;
@@ -111,7 +111,7 @@ async fn run(options: KcmOptions) -> anyhow::Result<()> {
     let server = server::serve(
         flags::COMPONENT,
         &serving,
-        server::router(health, metrics),
+        server::router(health, metrics.clone()),
         authorization,
         shutdown.clone(),
     )
@@ -122,12 +122,15 @@ async fn run(options: KcmOptions) -> anyhow::Result<()> {
     }
 
     let options = Arc::new(options);
+    // Registered once: controllers restarted after regaining leadership reuse the families.
+    let controller_metrics = ControllerMetrics::new(&metrics);
     let work = move |leading: CancellationToken| {
         let ctx = ControllerContext {
             client,
             options,
             shutdown: leading,
             credentials,
+            metrics: controller_metrics,
         };
         run_controllers(ctx, selection)
     };

@@ -1,6 +1,7 @@
 //! What every controller is started with.
 
 pub mod credentials;
+pub mod metrics;
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::informers::InformerFactory;
 use crate::options::KcmOptions;
 pub use credentials::Credentials;
+pub use metrics::ControllerMetrics;
 
 /// Shared handles a controller's `start` function receives. Cheap to clone.
 #[derive(Clone)]
@@ -22,6 +24,8 @@ pub struct ControllerContext {
     pub shutdown: CancellationToken,
     /// Per-controller identities (`--use-service-account-credentials`).
     pub credentials: Arc<Credentials>,
+    /// The manager's metrics (served on /metrics): work queues and controllers register here.
+    pub metrics: ControllerMetrics,
 }
 
 impl ControllerContext {

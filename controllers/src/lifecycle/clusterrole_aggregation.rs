@@ -76,7 +76,8 @@ fn start(ctx: ControllerContext) -> BoxFuture<'static, anyhow::Result<()>> {
 }
 
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
-    let queue: WorkQueue<String> = WorkQueue::new();
+    let queue: WorkQueue<String> =
+        WorkQueue::new().with_metrics(&ctx.metrics, "ClusterRoleAggregator");
     let q = queue.clone();
     let store = ctx.informers().informer::<ClusterRole>();
     informer::on(&store, move |_: &ClusterRole, _| q.add(String::new()));

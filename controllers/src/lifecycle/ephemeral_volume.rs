@@ -128,7 +128,7 @@ type PodKey = (String, String);
 
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let sd = ctx.shutdown.clone();
-    let queue: WorkQueue<PodKey> = WorkQueue::new();
+    let queue: WorkQueue<PodKey> = WorkQueue::new().with_metrics(&ctx.metrics, "ephemeral_volume");
     let q = queue.clone();
     let pods = {
         let shared = ctx.informers().informer::<Pod>();

@@ -189,7 +189,8 @@ fn start(ctx: ControllerContext) -> BoxFuture<'static, anyhow::Result<()>> {
 
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let queue: WorkQueue<String> =
-        WorkQueue::with_backoff(Duration::from_millis(5), Duration::from_secs(60));
+        WorkQueue::with_backoff(Duration::from_millis(5), Duration::from_secs(60))
+            .with_metrics(&ctx.metrics, "namespace");
     let q = queue.clone();
     let store = {
         let shared = ctx.informers().informer::<Namespace>();

@@ -149,7 +149,8 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
         Some(r) => Some(Cidr::parse(r, "--service-cluster-ip-range")?),
         None => None,
     };
-    let queue: WorkQueue<String> = WorkQueue::new();
+    let queue: WorkQueue<String> =
+        WorkQueue::new().with_metrics(&ctx.metrics, "cidrallocator_node");
     let q = queue.clone();
     let nodes = ctx.informers().informer::<Node>();
     informer::on(&nodes, move |n: &Node, change| {

@@ -136,7 +136,8 @@ fn start(ctx: ControllerContext) -> BoxFuture<'static, anyhow::Result<()>> {
 
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let ca: Arc<str> = load_ca(&ctx.options)?.into();
-    let queue: WorkQueue<String> = WorkQueue::new();
+    let queue: WorkQueue<String> =
+        WorkQueue::new().with_metrics(&ctx.metrics, "root_ca_cert_publisher");
     let q = queue.clone();
     let namespaces = {
         let shared = ctx.informers().informer::<Namespace>();

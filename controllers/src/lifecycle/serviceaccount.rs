@@ -63,7 +63,7 @@ fn start(ctx: ControllerContext) -> BoxFuture<'static, anyhow::Result<()>> {
 }
 
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
-    let queue: WorkQueue<String> = WorkQueue::new();
+    let queue: WorkQueue<String> = WorkQueue::new().with_metrics(&ctx.metrics, "serviceaccount");
     let q = queue.clone();
     let namespaces = {
         let shared = ctx.informers().informer::<Namespace>();

@@ -179,7 +179,8 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     };
     let signer = TokenSigner::load(&key_file)?;
     let root_ca = super::root_ca::load_ca(&ctx.options)?.into_bytes();
-    let queue: WorkQueue<Key> = WorkQueue::new();
+    let queue: WorkQueue<Key> =
+        WorkQueue::new().with_metrics(&ctx.metrics, "serviceaccount_tokens_service");
     let q = queue.clone();
     let secrets = informer::spawn(
         Api::<Secret>::all(ctx.client.clone()),

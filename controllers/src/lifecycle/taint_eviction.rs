@@ -80,7 +80,8 @@ struct State {
 }
 
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
-    let queue: WorkQueue<(String, String)> = WorkQueue::new();
+    let queue: WorkQueue<(String, String)> =
+        WorkQueue::new().with_metrics(&ctx.metrics, "noexec_taint_pod");
     let sd = ctx.shutdown.clone();
     let q = queue.clone();
     let pods = ctx.informers().informer::<Pod>();

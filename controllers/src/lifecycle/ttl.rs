@@ -91,7 +91,7 @@ impl Sizing {
 
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let sd = ctx.shutdown.clone();
-    let queue: WorkQueue<String> = WorkQueue::new();
+    let queue: WorkQueue<String> = WorkQueue::new().with_metrics(&ctx.metrics, "ttlcontroller");
     let sizing = Arc::new(Sizing {
         nodes: AtomicUsize::new(0),
         step: Mutex::new(0),

@@ -72,7 +72,8 @@ pub fn decide(job: &Job, now: jiff::Timestamp) -> Decision {
 
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let sd = ctx.shutdown.clone();
-    let queue: WorkQueue<(String, String)> = WorkQueue::new();
+    let queue: WorkQueue<(String, String)> =
+        WorkQueue::new().with_metrics(&ctx.metrics, "ttl_jobs_to_delete");
     let q = queue.clone();
     let jobs = {
         let shared = ctx.informers().informer::<Job>();

@@ -196,7 +196,7 @@ type ClaimKey = (String, String);
 
 async fn run_pvc(ctx: ControllerContext) -> anyhow::Result<()> {
     let sd = ctx.shutdown.clone();
-    let queue: WorkQueue<ClaimKey> = WorkQueue::new();
+    let queue: WorkQueue<ClaimKey> = WorkQueue::new().with_metrics(&ctx.metrics, "pvcprotection");
     let q = queue.clone();
     let claims = {
         let shared = ctx.informers().informer::<PersistentVolumeClaim>();
@@ -283,7 +283,7 @@ async fn sync_claim(
 
 async fn run_pv(ctx: ControllerContext) -> anyhow::Result<()> {
     let sd = ctx.shutdown.clone();
-    let queue: WorkQueue<String> = WorkQueue::new();
+    let queue: WorkQueue<String> = WorkQueue::new().with_metrics(&ctx.metrics, "pvprotection");
     let q = queue.clone();
     let volumes = {
         let shared = ctx.informers().informer::<PersistentVolume>();

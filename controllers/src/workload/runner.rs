@@ -51,6 +51,9 @@ pub async fn run<C: WorkloadController>(
         _ = ctx.shutdown.cancelled() => return Ok(()),
         _ = synced => {}
     }
+    controller
+        .work_queue()
+        .instrument(&ctx.metrics, queue_name(name));
     controller.register_handlers();
     tracing::info!(
         controller = name,
@@ -66,4 +69,19 @@ pub async fn run<C: WorkloadController>(
         })
         .await;
     Ok(())
+}
+
+/// Upstream's work queue name for the workload controller `controller` (its service account
+/// name), as its `workqueue_*` metrics are labelled.
+pub fn queue_name(controller: &str) -> &str {
+    match controller {
+        "deployment-controller" => "deployment",
+        "replicaset-controller" => "replicaset",
+        "replication-controller" => "replicationmanager",
+        "daemon-set-controller" => "daemonset",
+        "statefulset-controller" => "statefulset",
+        "job-controller" => "job",
+        "cronjob-controller" => "cronjob",
+        other => other,
+    }
 }

@@ -30,7 +30,7 @@ fn start(ctx: ControllerContext) -> BoxFuture<'static, anyhow::Result<()>> {
 }
 
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
-    let queue: WorkQueue<String> = WorkQueue::new();
+    let queue: WorkQueue<String> = WorkQueue::new().with_metrics(&ctx.metrics, "token_cleaner");
     let q = queue.clone();
     let store: Store<Secret> = informer::spawn(
         Api::namespaced(ctx.client.clone(), token::NAMESPACE),

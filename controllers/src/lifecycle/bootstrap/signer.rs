@@ -94,7 +94,8 @@ fn start(ctx: ControllerContext) -> BoxFuture<'static, anyhow::Result<()>> {
 }
 
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
-    let queue: WorkQueue<()> = WorkQueue::new();
+    let queue: WorkQueue<()> =
+        WorkQueue::new().with_metrics(&ctx.metrics, "bootstrap_signer_queue");
     let q = queue.clone();
     let config_maps: Store<ConfigMap> = informer::spawn(
         Api::namespaced(ctx.client.clone(), CONFIG_MAP_NAMESPACE),

@@ -86,7 +86,8 @@ where
     F: Fn(Arc<CertificateSigningRequest>) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    let queue: WorkQueue<String> = WorkQueue::new();
+    // Upstream names every CertificateController's queue "certificate".
+    let queue: WorkQueue<String> = WorkQueue::new().with_metrics(&ctx.metrics, "certificate");
     let q = queue.clone();
     let store = ctx.informers().informer::<CertificateSigningRequest>();
     informer::on(&store, move |csr: &CertificateSigningRequest, change| {

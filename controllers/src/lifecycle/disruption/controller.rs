@@ -53,8 +53,8 @@ fn enqueue_budgets_of(queue: &WorkQueue<Key>, pdbs: &Informer<PodDisruptionBudge
 /// Runs the controller until shutdown.
 pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let sd = ctx.shutdown.clone();
-    let queue: WorkQueue<Key> = WorkQueue::new();
-    let stale: WorkQueue<Key> = WorkQueue::new();
+    let queue: WorkQueue<Key> = WorkQueue::new().with_metrics(&ctx.metrics, "disruption");
+    let stale: WorkQueue<Key> = WorkQueue::new().with_metrics(&ctx.metrics, "stale_pod_disruption");
     let q = queue.clone();
     let pdbs = {
         let shared = ctx.informers().informer::<PodDisruptionBudget>();

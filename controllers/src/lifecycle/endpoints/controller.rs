@@ -51,7 +51,13 @@ fn managed_by_us(s: &EndpointSlice) -> bool {
 
 /// Runs one of the controllers until shutdown.
 pub async fn run(ctx: ControllerContext, kind: Kind) -> anyhow::Result<()> {
-    let queue: WorkQueue<(String, String)> = WorkQueue::new();
+    let queue: WorkQueue<(String, String)> = WorkQueue::new().with_metrics(
+        &ctx.metrics,
+        match kind {
+            Kind::Slices => "endpoint_slice",
+            Kind::Endpoints => "endpoint",
+        },
+    );
     let sd = ctx.shutdown.clone();
     let informers = ctx.informers();
     let services = informers.informer::<Service>();

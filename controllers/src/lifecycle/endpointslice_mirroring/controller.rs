@@ -24,6 +24,10 @@ use crate::lifecycle::{errors, informer, queue::WorkQueue};
 /// Upstream's per-key retry backoff (1s doubling to 100s).
 const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(100));
 
+/// Upstream's maxRetries: an Endpoints key that failed this many times in a row is dropped
+/// from the queue (it comes back with its next change).
+const MAX_RETRIES: u32 = 15;
+
 struct State {
     client: kube::Client,
     endpoints: Store<Endpoints>,
@@ -55,7 +59,9 @@ fn slice_key(s: &EndpointSlice) -> Option<Key> {
 pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let opts = &ctx.options;
     let batch = opts.mirroring_endpointslice_updates_batch_period;
-    let queue: WorkQueue<Key> = WorkQueue::with_backoff(BACKOFF.0, BACKOFF.1);
+    let queue: WorkQueue<Key> = WorkQueue::with_backoff(BACKOFF.0, BACKOFF.1)
+        .with_max_retries(MAX_RETRIES)
+        .with_metrics(&ctx.metrics, "endpoint_slice_mirroring");
     let tracker = Arc::new(Tracker::default());
     let sd = ctx.shutdown.clone();
 

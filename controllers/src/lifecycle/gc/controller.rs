@@ -41,7 +41,8 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
         client: ctx.client_for(super::SERVICE_ACCOUNT).await?,
         graph: Mutex::default(),
         resources: RwLock::default(),
-        queue: WorkQueue::new(),
+        // Our one queue does upstream's attemptToDelete work (orphaning included).
+        queue: WorkQueue::new().with_metrics(&ctx.metrics, "garbage_collector_attempt_to_delete"),
     });
     let (watch_client, sd) = (ctx.client.clone(), ctx.shutdown.clone());
     let disc = shared.clone();

@@ -31,7 +31,8 @@ struct State {
 
 /// Runs until shutdown.
 pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
-    let queue: WorkQueue<String> = WorkQueue::new();
+    let queue: WorkQueue<String> =
+        WorkQueue::new().with_metrics(&ctx.metrics, "node_lifecycle_controller");
     let sd = ctx.shutdown.clone();
     let q = queue.clone();
     let nodes = ctx.informers().informer::<Node>();

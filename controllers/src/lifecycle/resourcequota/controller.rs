@@ -44,7 +44,8 @@ fn enqueue_namespace(queue: &WorkQueue<Key>, quotas: &Informer<ResourceQuota>, n
 
 /// Runs the controller until shutdown.
 pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
-    let queue: WorkQueue<Key> = WorkQueue::new();
+    let queue: WorkQueue<Key> =
+        WorkQueue::new().with_metrics(&ctx.metrics, "resourcequota_primary");
     let sd = ctx.shutdown.clone();
     // A quota is synced on first sight, on a spec.hard change, or when its status is
     // incomplete — not on the apiserver's admission charges (see `triggers`).
