@@ -3,7 +3,7 @@
 //! `(namespace, name)`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use component_base::events::{EventRecorder, EventSpec, EventType};
 use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Service};
@@ -14,6 +14,7 @@ use kube::runtime::watcher;
 use kube::Api;
 
 use super::desired::{desired, should_mirror, Desired};
+use super::metrics::{group_sizes, totals, MirroringMetrics};
 use super::plan::plan;
 use super::tracker::{Key, Tracker};
 use super::{COMPONENT, MANAGED_BY, SERVICE_ACCOUNT};
@@ -36,6 +37,7 @@ struct State {
     tracker: Arc<Tracker>,
     recorder: EventRecorder,
     max_per_subset: usize,
+    metrics: MirroringMetrics,
 }
 
 fn key(ns: Option<&String>, name: Option<&String>) -> Option<Key> {
@@ -132,6 +134,9 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
         slices,
         tracker,
         max_per_subset: opts.mirroring_max_endpoints_per_subset,
+        metrics: ctx.metrics.families(|registry| {
+            MirroringMetrics::register(registry, opts.mirroring_max_endpoints_per_subset)
+        }),
     });
     tracing::info!(
         workers = opts.concurrency.mirroring_service_endpoint,
@@ -145,7 +150,12 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
             sd,
             move |(ns, name)| {
                 let state = state.clone();
-                async move { sync(&state, &ns, &name).await }
+                async move {
+                    let started = Instant::now();
+                    let result = sync(&state, &ns, &name).await;
+                    state.metrics.synced_in(started.elapsed());
+                    result
+                }
             },
         )
         .await;
@@ -178,13 +188,14 @@ fn mirrored(state: &State, ns: &str, name: &str) -> Vec<EndpointSlice> {
 }
 
 async fn delete_all(state: &State, ns: &str, name: &str) -> anyhow::Result<()> {
-    state
-        .tracker
-        .delete_endpoints(&(ns.to_string(), name.to_string()));
+    let k = (ns.to_string(), name.to_string());
+    state.tracker.delete_endpoints(&k);
+    state.metrics.deleted(&k);
     let api: Api<EndpointSlice> = Api::namespaced(state.client.clone(), ns);
     for s in mirrored(state, ns, name) {
         if let Some(n) = &s.metadata.name {
             errors::ignore_not_found(api.delete(n, &DeleteParams::default()).await)?;
+            state.metrics.changed("delete");
         }
     }
     Ok(())
@@ -209,11 +220,20 @@ async fn sync(state: &State, ns: &str, name: &str) -> anyhow::Result<()> {
     let want = desired(&endpoints, state.max_per_subset);
     record_events(state, &endpoints, &want);
     let plan = plan(&endpoints, &want, &existing, state.max_per_subset);
+    state.metrics.reconciled(
+        k.clone(),
+        totals(&want, &existing, state.max_per_subset),
+        want.skipped,
+        group_sizes(&want, state.max_per_subset),
+    );
     let api: Api<EndpointSlice> = Api::namespaced(state.client.clone(), ns);
     if endpoints.metadata.deletion_timestamp.is_none() {
         for s in &plan.create {
             match api.create(&PostParams::default(), s).await {
-                Ok(created) => state.tracker.update(&created),
+                Ok(created) => {
+                    state.metrics.changed("create");
+                    state.tracker.update(&created);
+                }
                 Err(e) if errors::is_namespace_terminating(&e) => return Ok(()),
                 Err(e) => {
                     return Err(anyhow::Error::new(e)
@@ -232,6 +252,7 @@ async fn sync(state: &State, ns: &str, name: &str) -> anyhow::Result<()> {
                     "updating EndpointSlice {slice_name} for Endpoints {ns}/{name}"
                 ))
             })?;
+        state.metrics.changed("update");
         state.tracker.update(&updated);
     }
     for n in &plan.delete {
@@ -240,6 +261,7 @@ async fn sync(state: &State, ns: &str, name: &str) -> anyhow::Result<()> {
                 "deleting EndpointSlice {n} for Endpoints {ns}/{name}"
             ))
         })?;
+        state.metrics.changed("delete");
         if let Some(s) = existing
             .iter()
             .find(|s| s.metadata.name.as_ref() == Some(n))

@@ -275,7 +275,7 @@ fn endpoint_order(e: &Endpoint) -> (Vec<String>, String) {
 
 /// Upstream's endpoint identity within a slice (addresses, hostname, target namespace and
 /// name): a later endpoint with the same identity replaces an earlier one.
-fn endpoint_identity(e: &Endpoint) -> (Vec<String>, String, String, String) {
+pub fn endpoint_identity(e: &Endpoint) -> (Vec<String>, String, String, String) {
     let r = e.target_ref.as_ref();
     (
         e.addresses.clone(),

@@ -7,6 +7,7 @@
 
 pub mod controller;
 pub mod desired;
+pub mod metrics;
 pub mod plan;
 pub mod tracker;
 
