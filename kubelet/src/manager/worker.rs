@@ -107,7 +107,7 @@ pub async fn run(
         };
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
-            _ = evict.changed() => {},
+            changed = evict.changed() => if changed.is_err() { return },
             _ = wake.notified() => {},
             _ = tokio::time::sleep(wait) => {},
         }
