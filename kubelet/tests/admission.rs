@@ -2,13 +2,14 @@
 //! `nodefs.available` threshold the node reports DiskPressure, and a pod bound to it
 //! afterwards is refused as upstream's `rejectPod`: Failed, reason `Evicted`, message
 //! `Pod was rejected: The node had condition: [DiskPressure]. `, a Warning event with the
-//! reason, and no sandbox nor container is ever created for it.
+//! reason, no sandbox nor container is ever created for it, and
+//! `kubelet_admission_rejections_total{reason="Evicted"}` counts it.
 
 #[macro_use]
 mod common;
 
 use common::process::{wait, KubeletProcess};
-use common::{create_pod, default_pods, sleeping_pod, wait_pod_phase};
+use common::{create_pod, default_pods, kubelet_get, sample, sleeping_pod, wait_pod_phase};
 use k8s_openapi::api::core::v1::{Event, Node};
 use kube::api::Api;
 use std::time::Duration;
@@ -22,6 +23,7 @@ async fn new_pod_under_disk_pressure_is_rejected() {
             "evictionHard": {"nodefs.available": "99%"},
             "evictionPressureTransitionPeriod": "30s",
         }))
+        .webhook_auth()
         .start();
     let node_name = kubelet.node_name.clone();
     let client = cluster.client();
@@ -86,6 +88,16 @@ async fn new_pod_under_disk_pressure_is_rejected() {
         kubelet.log().matches("Pod admission refused").count(),
         1,
         "admitted once, not re-checked on updates"
+    );
+    let metrics = kubelet_get(&cluster, kubelet.port, "/metrics");
+    assert_eq!(
+        sample(
+            &metrics,
+            "kubelet_admission_rejections_total",
+            &[("reason", "Evicted")]
+        ),
+        Some(1.0),
+        "{metrics}"
     );
 
     pods.delete(&name, &Default::default()).await.ok();
