@@ -52,7 +52,7 @@ fn endpoints(name: &str, ready: &[&str], not_ready: &[&str]) -> Endpoints {
 #[tokio::test]
 async fn selectorless_endpoints_are_mirrored_to_endpointslices() {
     let cluster = e2e::cluster_or_skip!();
-    let mut kcm = support::start_kcm(
+    let (mut kcm, metrics_port) = support::start_kcm_on_port(
         &cluster,
         "endpointslicemirroring",
         &["--mirroring-max-endpoints-per-subset=2"],
@@ -275,5 +275,33 @@ async fn selectorless_endpoints_are_mirrored_to_endpointslices() {
             .contains("1 addresses were skipped"),
         "{warning:?}"
     );
+
+    // The work done shows on /metrics under upstream's names: the work queue's and the
+    // controller's own. By now ext is gone and big mirrors 2 endpoints in 1 slice.
+    let metrics = support::scrape_metrics(&cluster, &mut kcm, metrics_port).await;
+    let value = |series: &str| {
+        support::sample(&metrics, series).unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    const Q: &str = r#"{name="endpoint_slice_mirroring"}"#;
+    assert!(
+        value(&format!("workqueue_adds_total{Q}")) >= 4.0,
+        "{metrics}"
+    );
+    assert!(value(&format!("workqueue_work_duration_seconds_count{Q}")) >= 4.0);
+    assert!(value(&format!("workqueue_queue_duration_seconds_count{Q}")) >= 4.0);
+    assert_eq!(value(&format!("workqueue_depth{Q}")), 0.0);
+    assert!(value(&format!("workqueue_unfinished_work_seconds{Q}")) >= 0.0);
+    const C: &str = "endpoint_slice_mirroring_controller_";
+    assert!(value(&format!(r#"{C}changes{{operation="create"}}"#)) >= 3.0);
+    assert!(value(&format!(r#"{C}changes{{operation="update"}}"#)) >= 1.0);
+    assert!(value(&format!(r#"{C}changes{{operation="delete"}}"#)) >= 2.0);
+    // ext's 2, its 1 new address, its 2 again after skip-mirror, big's 2.
+    assert!(value(&format!("{C}endpoints_added_per_sync_sum")) >= 7.0);
+    assert!(value(&format!("{C}endpoints_removed_per_sync_sum")) >= 1.0);
+    assert!(value(&format!("{C}addresses_skipped_per_sync_sum")) >= 1.0);
+    assert!(value(&format!("{C}endpoints_sync_duration_count")) >= 4.0);
+    assert_eq!(value(&format!("{C}endpoints_desired")), 2.0);
+    assert_eq!(value(&format!("{C}num_endpoint_slices")), 1.0);
+    assert_eq!(value(&format!("{C}desired_endpoint_slices")), 1.0);
     kcm.terminate(Duration::from_secs(10)).unwrap();
 }

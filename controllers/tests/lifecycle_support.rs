@@ -11,15 +11,55 @@ use e2e::{ManagedProcess, TestCluster};
 /// Starts the controller manager against `cluster` with only `controllers` enabled plus
 /// `extra` flags.
 pub fn start_kcm(cluster: &TestCluster, controllers: &str, extra: &[&str]) -> ManagedProcess {
+    start_kcm_on_port(cluster, controllers, extra).0
+}
+
+/// As [`start_kcm`], also returning the secure port (/healthz, /metrics) it serves on.
+pub fn start_kcm_on_port(
+    cluster: &TestCluster,
+    controllers: &str,
+    extra: &[&str],
+) -> (ManagedProcess, u16) {
     let port = e2e::ports::free_port().expect("free port");
     let mut args = controller_manager_args(cluster, port, false).expect("kcm args");
     args.push(format!("--controllers={controllers}"));
     args.push("--v=2".into());
     args.push("--use-service-account-credentials=true".into());
     args.extend(extra.iter().map(|s| s.to_string()));
-    cluster
+    let kcm = cluster
         .spawn_component(KUBE_CONTROLLER_MANAGER, &args)
-        .expect("start kube-controller-manager")
+        .expect("start kube-controller-manager");
+    (kcm, port)
+}
+
+/// The manager's /metrics on `port`, read as a Prometheus scraper with a token of a
+/// ServiceAccount allowed to get /metrics (retried while delegated authentication still
+/// refuses the new token).
+pub async fn scrape_metrics(cluster: &TestCluster, kcm: &mut ManagedProcess, port: u16) -> String {
+    let token = e2e::monitoring::metrics_reader_token(&cluster.client())
+        .await
+        .expect("metrics reader token");
+    let scraper = e2e::probe::Probe::new(&format!("https://127.0.0.1:{port}"), Some(&token))
+        .expect("metrics probe");
+    eventually(
+        "/metrics to answer the scraper",
+        Duration::from_secs(30),
+        kcm,
+        || async {
+            let answer = scraper.get("/metrics").await?;
+            Ok((answer.status == 200).then_some(answer.body))
+        },
+    )
+    .await
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed, e.g.
+/// `workqueue_adds_total{name="endpoint"}`) in Prometheus text `metrics`.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Polls `check` every 200ms for up to `timeout`, failing with the manager's log tail.
