@@ -2,7 +2,8 @@
 //! a hard threshold kills at once (upstream's immediate grace period, 1 s — the runtime
 //! still gives each container its 2 s minimum); a soft threshold gives the pod
 //! `evictionMaxPodGracePeriod`, or its own `terminationGracePeriodSeconds` when that is
-//! shorter.
+//! shorter. As upstream's pod workers apply the override, it is never below 1 s (so an
+//! unset or negative maximum means 1 s).
 
 use super::threshold::Threshold;
 use k8s_openapi::api::core::v1::Pod;
@@ -11,9 +12,17 @@ use k8s_openapi::api::core::v1::Pod;
 /// threshold (and, upstream, for exceeding a local-storage limit).
 pub const IMMEDIATE_EVICTION_GRACE_PERIOD_SECONDS: i64 = 1;
 
+/// The shortest grace period a kill is given (upstream's pod workers' floor).
+pub const MINIMUM_GRACE_PERIOD_SECONDS: i64 = 1;
+
 /// The grace period, in seconds, of a pod evicted for `threshold`; `max_pod_grace_period`
-/// is `evictionMaxPodGracePeriod` (0 when unset, which upstream applies as is).
+/// is `evictionMaxPodGracePeriod` (0 when unset).
 pub fn grace_period(threshold: &Threshold, pod: &Pod, max_pod_grace_period: i64) -> i64 {
+    override_seconds(threshold, pod, max_pod_grace_period).max(MINIMUM_GRACE_PERIOD_SECONDS)
+}
+
+/// The override the eviction manager asks for, before the floor.
+fn override_seconds(threshold: &Threshold, pod: &Pod, max_pod_grace_period: i64) -> i64 {
     if threshold.hard {
         return IMMEDIATE_EVICTION_GRACE_PERIOD_SECONDS;
     }
@@ -57,7 +66,9 @@ mod tests {
         assert_eq!(grace_period(&soft, &pod(Some(30)), 60), 30);
         assert_eq!(grace_period(&soft, &pod(Some(300)), 60), 60);
         assert_eq!(grace_period(&soft, &pod(None), 45), 45);
-        // Unset maximum (0): upstream applies 0.
-        assert_eq!(grace_period(&soft, &pod(Some(30)), 0), 0);
+        // Unset (0) or negative maximum, or a pod asking for 0: floored at 1 s.
+        assert_eq!(grace_period(&soft, &pod(Some(30)), 0), 1);
+        assert_eq!(grace_period(&soft, &pod(Some(30)), -1), 1);
+        assert_eq!(grace_period(&soft, &pod(Some(0)), 60), 1);
     }
 }
