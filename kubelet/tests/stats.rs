@@ -254,6 +254,27 @@ async fn summary_metrics_and_configz() {
         assert!(metrics.contains(want), "missing {want:?} in\n{metrics}");
     }
 
+    // The kubelet's own gauges: exactly this pod's sandbox and its one container run, and
+    // its start was timed.
+    let (code, metrics) = get(port, "/metrics", &admin);
+    assert_eq!(code, 200);
+    for (name, labels, want) in [
+        ("kubelet_running_pods", &[][..], 1.0),
+        (
+            "kubelet_running_containers",
+            &[("container_state", "running")][..],
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            common::sample(&metrics, name, labels),
+            Some(want),
+            "{name} in\n{metrics}"
+        );
+    }
+    let starts = common::sample(&metrics, "kubelet_pod_start_duration_seconds_count", &[]);
+    assert!(starts.is_some_and(|n| n >= 1.0), "{metrics}");
+
     // configz echoes the file's maxPods.
     let (code, body) = get(port, "/configz", &admin);
     assert_eq!(code, 200, "{body}");
