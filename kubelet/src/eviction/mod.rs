@@ -317,7 +317,15 @@ pub async fn run_with_reclaim(
             .into_iter()
             .find(|(p, _)| !evicting.contains(p.metadata.uid.as_deref().unwrap_or_default()))
         else {
-            tracing::error!("Eviction manager: eviction thresholds have been met, but no pods are active to evict");
+            if evicting.is_empty() {
+                tracing::error!("Eviction manager: eviction thresholds have been met, but no pods are active to evict");
+            } else {
+                // Upstream waits for the evicted pods' cleanup before looking again.
+                tracing::info!(
+                    pods = evicting.len(),
+                    "Eviction manager: waiting for evicted pods to be cleaned up"
+                );
+            }
             continue;
         };
         let message = message(&t, &o);
