@@ -8,6 +8,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, PostParams};
 use kube::Api;
 
+use super::metrics::{self, SliceMetrics};
 use super::{legacy, pods, slices};
 use crate::context::ControllerContext;
 use crate::informers::{self, Informer};
@@ -33,6 +34,8 @@ struct State {
     slices: Informer<EndpointSlice>,
     /// Empty for the endpointslice-controller.
     endpoints: Informer<Endpoints>,
+    /// The endpointslice-controller's metrics (`None` for the endpoints-controller).
+    metrics: Option<SliceMetrics>,
 }
 
 fn key(ns: Option<&String>, name: Option<&String>) -> Option<(String, String)> {
@@ -149,13 +152,24 @@ pub async fn run(ctx: ControllerContext, kind: Kind) -> anyhow::Result<()> {
         pods,
         slices: slice_store,
         endpoints: endpoints_store,
+        metrics: matches!(kind, Kind::Slices).then(|| {
+            ctx.metrics.families(|registry| {
+                SliceMetrics::register(registry, slices::MAX_ENDPOINTS_PER_SLICE)
+            })
+        }),
     });
     queue
         .run(name, workers, sd, move |(ns, svc)| {
             let state = state.clone();
             async move {
                 match kind {
-                    Kind::Slices => sync_slices(&state, &ns, &svc).await,
+                    Kind::Slices => {
+                        let result = sync_slices(&state, &ns, &svc).await;
+                        if let Some(m) = &state.metrics {
+                            m.synced(result.is_ok());
+                        }
+                        result
+                    }
                     Kind::Endpoints => sync_endpoints(&state, &ns, &svc).await,
                 }
             }
@@ -204,20 +218,37 @@ async fn sync_slices(state: &State, ns: &str, name: &str) -> anyhow::Result<()> 
     else {
         // Service gone or selector-less: garbage collection removes owned slices; a
         // selector removed from a live Service leaves slices for us to delete.
+        if let Some(m) = &state.metrics {
+            m.deleted(&(ns.to_string(), name.to_string()));
+        }
         for s in existing {
             if let Some(n) = &s.metadata.name {
                 errors::ignore_not_found(api.delete(n, &DeleteParams::default()).await)?;
+                if let Some(m) = &state.metrics {
+                    m.changed("delete");
+                }
             }
         }
         return Ok(());
     };
     let all = state.pods.list_namespace(ns);
     let pods = selected(&svc, &all);
-    let plan = slices::plan(
-        &svc,
-        slices::desired(&svc, &pods, slices::MAX_ENDPOINTS_PER_SLICE),
-        &existing,
-    );
+    let desired = slices::desired(&svc, &pods, slices::MAX_ENDPOINTS_PER_SLICE);
+    let traffic = metrics::traffic_distribution(&svc);
+    if let Some(m) = &state.metrics {
+        m.reconciled(
+            (ns.to_string(), name.to_string()),
+            metrics::totals(&desired, &existing),
+            metrics::group_sizes(&desired),
+            traffic.clone(),
+        );
+    }
+    let plan = slices::plan(&svc, desired, &existing);
+    let count = |operation| {
+        if let Some(m) = &state.metrics {
+            m.changed(operation);
+        }
+    };
     for s in &plan.update {
         api.replace(
             s.metadata.name.as_deref().unwrap_or_default(),
@@ -225,15 +256,22 @@ async fn sync_slices(state: &State, ns: &str, name: &str) -> anyhow::Result<()> 
             s,
         )
         .await?;
+        count("update");
     }
     for s in &plan.create {
         match api.create(&PostParams::default(), s).await {
             Err(e) if errors::is_namespace_terminating(&e) => return Ok(()),
             r => drop(r?),
         }
+        count("create");
     }
     for n in &plan.delete {
         errors::ignore_not_found(api.delete(n, &DeleteParams::default()).await)?;
+        count("delete");
+    }
+    if let Some(m) = &state.metrics {
+        let changed = plan.create.len() + plan.update.len() + plan.delete.len();
+        m.slices_changed(traffic.as_deref(), changed);
     }
     Ok(())
 }

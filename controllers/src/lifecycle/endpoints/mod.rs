@@ -2,7 +2,9 @@
 //! EndpointSlices (discovery.k8s.io/v1) and the legacy Endpoints object.
 
 pub mod controller;
+pub mod efficiency;
 pub mod legacy;
+pub mod metrics;
 pub mod pods;
 pub mod slices;
 

@@ -82,7 +82,8 @@ pub fn ports(pod: &Pod, svc: &Service) -> Vec<EndpointPort> {
         .collect()
 }
 
-fn port_key(ports: &[EndpointPort]) -> String {
+/// Identifies a port set (order-insensitive): `name/protocol/port` of each port, sorted.
+pub fn port_key(ports: &[EndpointPort]) -> String {
     let mut keys: Vec<String> = ports
         .iter()
         .map(|p| {

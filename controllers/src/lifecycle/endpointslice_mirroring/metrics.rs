@@ -14,6 +14,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use super::desired::{endpoint_identity, Desired, SliceKey};
 use super::tracker::Key;
 use crate::context::metrics::UnsuffixedCounter;
+use crate::lifecycle::endpoints::efficiency::{Efficiency, GroupSize};
 
 /// Endpoint changes one sync makes (upstream's `totalsByAction`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,16 +82,6 @@ fn same_beyond_hash(a: &Endpoint, b: &Endpoint) -> bool {
         && target(a) == target(b)
 }
 
-/// One address type and port set of one Endpoints: endpoints desired, slices it has after
-/// the sync (upstream's `EfficiencyInfo`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct GroupSize {
-    /// Desired endpoints.
-    pub endpoints: usize,
-    /// Slices after the sync.
-    pub slices: usize,
-}
-
 /// The sizes of each desired group after a sync: mirroring keeps one slice per non-empty
 /// group and none for an empty one.
 pub fn group_sizes(desired: &Desired, max_per_slice: usize) -> Vec<GroupSize> {
@@ -105,46 +96,6 @@ pub fn group_sizes(desired: &Desired, max_per_slice: usize) -> Vec<GroupSize> {
             }
         })
         .collect()
-}
-
-/// Upstream's metrics cache: the group sizes of every mirrored Endpoints, summed into the
-/// `endpoints_desired`, `num_endpoint_slices` and `desired_endpoint_slices` gauges.
-#[derive(Debug, Default)]
-pub struct Efficiency {
-    max_per_slice: usize,
-    by_endpoints: HashMap<Key, Vec<GroupSize>>,
-}
-
-impl Efficiency {
-    /// An empty cache for slices of at most `max_per_slice` endpoints.
-    pub fn new(max_per_slice: usize) -> Self {
-        Efficiency {
-            max_per_slice: max_per_slice.max(1),
-            by_endpoints: HashMap::new(),
-        }
-    }
-
-    /// Records the groups of `key` after a sync.
-    pub fn update(&mut self, key: Key, sizes: Vec<GroupSize>) {
-        self.by_endpoints.insert(key, sizes);
-    }
-
-    /// Forgets `key` (its Endpoints is gone or no longer mirrored).
-    pub fn delete(&mut self, key: &Key) {
-        self.by_endpoints.remove(key);
-    }
-
-    /// `(endpoints desired, slices, slices desired)` over every Endpoints.
-    pub fn sums(&self) -> (usize, usize, usize) {
-        let groups = self.by_endpoints.values().flatten();
-        groups.fold((0, 0, 0), |(e, s, d), g| {
-            (
-                e + g.endpoints,
-                s + g.slices,
-                d + g.endpoints.div_ceil(self.max_per_slice),
-            )
-        })
-    }
 }
 
 /// The `operation` label of `endpoint_slice_mirroring_controller_changes`.
@@ -237,8 +188,7 @@ impl MirroringMetrics {
     /// Forgets `key`, whose Endpoints is gone or no longer mirrored.
     pub fn deleted(&self, key: &Key) {
         let mut eff = self.efficiency.lock().unwrap_or_else(|e| e.into_inner());
-        if eff.by_endpoints.contains_key(key) {
-            eff.delete(key);
+        if eff.delete(key) {
             self.publish(&eff);
         }
     }
@@ -329,22 +279,21 @@ mod tests {
     }
 
     #[test]
-    fn efficiency_sums_endpoints_and_actual_and_desired_slices() {
-        let mut eff = Efficiency::new(2);
-        let three = endpoints(&["10.0.0.1", "10.0.0.2", "10.0.0.3"], &[]);
-        eff.update(
-            ("ns".into(), "a".into()),
-            group_sizes(&desired(&three, 1000), 1000),
+    fn group_sizes_keep_one_slice_per_non_empty_group() {
+        let e = endpoints(&["10.0.0.9", "fd00::1"], &[]);
+        let mut sizes = group_sizes(&desired(&e, 1000), 1000);
+        sizes.sort_by_key(|g| g.endpoints);
+        let one = GroupSize {
+            endpoints: 1,
+            slices: 1,
+        };
+        assert_eq!(sizes, vec![one, one]);
+        let empty = endpoints(&[], &[]);
+        let sizes = group_sizes(&desired(&empty, 1000), 1000);
+        assert!(
+            sizes.iter().all(|g| *g == GroupSize::default()),
+            "{sizes:?}"
         );
-        let one = endpoints(&["10.0.0.9", "fd00::1"], &[]);
-        eff.update(
-            ("ns".into(), "b".into()),
-            group_sizes(&desired(&one, 1000), 1000),
-        );
-        // a: one IPv4 slice of 3 (desired 2 of max 2); b: one IPv4 + one IPv6 slice.
-        assert_eq!(eff.sums(), (5, 3, 4));
-        eff.delete(&("ns".into(), "a".into()));
-        assert_eq!(eff.sums(), (2, 2, 2));
     }
 
     #[test]
