@@ -159,17 +159,21 @@ impl EncodeMetric for UnfinishedWork {
         let now = Instant::now();
         // Queues sharing a name (e.g. several certificate controllers) are reported as one.
         let mut by_name: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
-        {
-            let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-            for (name, queue) in queues.iter() {
-                let Some(queue) = queue.upgrade() else {
-                    continue;
-                };
-                let (total, oldest) = queue.unfinished_work(now);
-                let entry = by_name.entry(name.clone()).or_default();
-                entry.0 += total;
-                entry.1 = entry.1.max(oldest);
-            }
+        // A copy, so that no queue's lock is taken under the list's (a queue being named
+        // holds its own lock while it joins the list).
+        let queues = self
+            .queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (name, queue) in queues {
+            let Some(queue) = queue.upgrade() else {
+                continue;
+            };
+            let (total, oldest) = queue.unfinished_work(now);
+            let entry = by_name.entry(name).or_default();
+            entry.0 += total;
+            entry.1 = entry.1.max(oldest);
         }
         for (name, (total, oldest)) in by_name {
             let value = if self.longest { oldest } else { total };

@@ -154,13 +154,16 @@ impl<K: Eq + Hash + Clone + Send + Sync + 'static> WorkQueue<K> {
         let Some(families) = metrics.workqueue() else {
             return;
         };
+        let in_flight: Arc<dyn InFlight> = self.state.clone();
+        // Under the state lock, so that no add or get falls between the two steps.
+        let s = self.lock();
         if self.metrics.get().is_some() {
             return;
         }
-        let state: Arc<dyn InFlight> = self.state.clone();
-        let _ = self
-            .metrics
-            .set(families.queue(name, Arc::downgrade(&state)));
+        let m = families.queue(name, Arc::downgrade(&in_flight));
+        // Keys waiting already; several queues of one name add up, as upstream's.
+        m.depth.inc_by(s.dirty.len() as i64);
+        let _ = self.metrics.set(m);
     }
 
     /// This queue, whose `run` drops a key (forgetting its backoff) once it failed
@@ -183,7 +186,7 @@ impl<K: Eq + Hash + Clone + Send + Sync + 'static> WorkQueue<K> {
         }
         if let Some(m) = self.metrics.get() {
             m.adds.inc();
-            m.depth.set(s.dirty.len() as i64);
+            m.depth.inc();
             s.added_at.entry(key.clone()).or_insert_with(Instant::now);
         }
         if !s.processing.contains(&key) {
@@ -233,7 +236,7 @@ impl<K: Eq + Hash + Clone + Send + Sync + 'static> WorkQueue<K> {
                     s.processing.insert(key.clone());
                     if let Some(m) = self.metrics.get() {
                         let now = Instant::now();
-                        m.depth.set(s.dirty.len() as i64);
+                        m.depth.dec();
                         if let Some(added) = s.added_at.remove(&key) {
                             m.latency
                                 .observe(now.saturating_duration_since(added).as_secs_f64());
@@ -490,6 +493,39 @@ mod tests {
             sample(&text, r#"workqueue_adds_total{name="gone"}"#),
             Some(1.0)
         );
+    }
+
+    #[tokio::test]
+    async fn queues_sharing_a_name_add_up_and_late_naming_counts_waiting_keys() {
+        let registry = component_base::metrics::Metrics::new();
+        let metrics = ControllerMetrics::new(&registry);
+        let approving: WorkQueue<&str> = WorkQueue::new().with_metrics(&metrics, "certificate");
+        let signing: WorkQueue<&str> = WorkQueue::new();
+        signing.add("csr-1");
+        signing.add("csr-2");
+        signing.instrument(&metrics, "certificate"); // as workload queues, named at start
+        signing.instrument(&metrics, "other"); // keeps its first name
+        approving.add("csr-1");
+        let depth = r#"workqueue_depth{name="certificate"}"#;
+        assert_eq!(sample(&registry.render(), depth), Some(3.0));
+        let k = signing.get().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let a = approving.get().await.unwrap();
+        let text = registry.render();
+        assert_eq!(sample(&text, depth), Some(1.0));
+        assert!(!text.contains(r#"name="other""#), "{text}");
+        let total = sample(
+            &text,
+            r#"workqueue_unfinished_work_seconds{name="certificate"}"#,
+        );
+        let longest = sample(
+            &text,
+            r#"workqueue_longest_running_processor_seconds{name="certificate"}"#,
+        );
+        assert!(total.unwrap() > longest.unwrap(), "{text}");
+        assert!(longest.unwrap() >= 0.01, "{text}");
+        signing.done(&k);
+        approving.done(&a);
     }
 
     #[tokio::test]
