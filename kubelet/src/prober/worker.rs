@@ -166,7 +166,11 @@ impl Worker {
                             None
                         }
                     };
-                    // A probe that errored is thrown away, uncounted, as upstream.
+                    // A probe that errored is thrown away, uncounted, as upstream; nor is
+                    // one that ends as the pod's probes stop (their series are removed).
+                    if stop.is_cancelled() {
+                        return;
+                    }
                     if let Some(r) = result {
                         let label = match r {
                             ProbeResult::Success => "successful",
