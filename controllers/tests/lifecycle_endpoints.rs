@@ -33,7 +33,8 @@ async fn set_status(pods: &Api<Pod>, name: &str, ip: &str, ready: bool) {
 #[tokio::test]
 async fn service_with_ready_pods_gets_slices_and_endpoints() {
     let cluster = e2e::cluster_or_skip!();
-    let mut kcm = support::start_kcm(&cluster, "serviceaccount,endpointslice,endpoint", &[]);
+    let (mut kcm, metrics_port) =
+        support::start_kcm_on_port(&cluster, "serviceaccount,endpointslice,endpoint", &[]);
     let client = cluster.client();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     support::eventually(
@@ -158,5 +159,35 @@ async fn service_with_ready_pods_gets_slices_and_endpoints() {
         },
     )
     .await;
+
+    // The work shows on /metrics under upstream's names once the slice controller has also
+    // dropped a: web has 1 endpoint in 1 slice (the selector-less kubernetes Service none).
+    const C: &str = "endpoint_slice_controller_";
+    let metrics = support::scrape_metrics_until(&cluster, &mut kcm, metrics_port, |text| {
+        support::sample(text, &format!("{C}endpoints_desired")) == Some(1.0)
+    })
+    .await;
+    let value = |series: &str| {
+        support::sample(&metrics, series).unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    for queue in ["endpoint_slice", "endpoint", "serviceaccount"] {
+        let adds = value(&format!(r#"workqueue_adds_total{{name="{queue}"}}"#));
+        assert!(adds >= 1.0, "{queue}: {adds}");
+        let done = value(&format!(
+            r#"workqueue_work_duration_seconds_count{{name="{queue}"}}"#
+        ));
+        assert!(done >= 1.0, "{queue}: {done}");
+    }
+    assert_eq!(value(&format!("{C}num_endpoint_slices")), 1.0);
+    assert_eq!(value(&format!("{C}desired_endpoint_slices")), 1.0);
+    assert!(value(&format!(r#"{C}changes{{operation="create"}}"#)) >= 1.0);
+    // b turning ready and a leaving update the slice.
+    assert!(value(&format!(r#"{C}changes{{operation="update"}}"#)) >= 2.0);
+    assert!(value(&format!(r#"{C}syncs{{result="success"}}"#)) >= 3.0);
+    assert!(value(&format!("{C}endpoints_added_per_sync_sum")) >= 2.0);
+    assert!(value(&format!("{C}endpoints_removed_per_sync_sum")) >= 1.0);
+    let changed =
+        r#"endpointslices_changed_per_sync_count{topology="Disabled",traffic_distribution=""}"#;
+    assert!(value(&format!("{C}{changed}")) >= 3.0);
     kcm.terminate(Duration::from_secs(10)).unwrap();
 }

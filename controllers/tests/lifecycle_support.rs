@@ -36,18 +36,32 @@ pub fn start_kcm_on_port(
 /// ServiceAccount allowed to get /metrics (retried while delegated authentication still
 /// refuses the new token).
 pub async fn scrape_metrics(cluster: &TestCluster, kcm: &mut ManagedProcess, port: u16) -> String {
+    scrape_metrics_until(cluster, kcm, port, |_| true).await
+}
+
+/// As [`scrape_metrics`], scraping again (for up to 30 s) until `ready` holds for the text.
+pub async fn scrape_metrics_until(
+    cluster: &TestCluster,
+    kcm: &mut ManagedProcess,
+    port: u16,
+    ready: impl Fn(&str) -> bool,
+) -> String {
     let token = e2e::monitoring::metrics_reader_token(&cluster.client())
         .await
         .expect("metrics reader token");
     let scraper = e2e::probe::Probe::new(&format!("https://127.0.0.1:{port}"), Some(&token))
         .expect("metrics probe");
+    let ready = &ready;
     eventually(
         "/metrics to answer the scraper",
         Duration::from_secs(30),
         kcm,
-        || async {
-            let answer = scraper.get("/metrics").await?;
-            Ok((answer.status == 200).then_some(answer.body))
+        || {
+            let scraper = scraper.clone();
+            async move {
+                let answer = scraper.get("/metrics").await?;
+                Ok((answer.status == 200 && ready(&answer.body)).then_some(answer.body))
+            }
         },
     )
     .await
