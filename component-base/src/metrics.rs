@@ -119,22 +119,18 @@ impl Metrics {
 
 impl ProcessMetrics {
     fn refresh(&self) {
-        let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        let Some(f) = stat_fields("self") else {
             return;
         };
-        // Fields after the parenthesised command name, which may contain spaces.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            return;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
         let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        // `rest` starts at field 3 (state); utime=14, stime=15, starttime=22, vsize=23, rss=24.
         let ticks = clock_ticks() as f64;
-        self.cpu_seconds.set((num(11) + num(12)) as f64 / ticks);
-        self.virtual_mem.set(num(20) as i64);
-        self.resident.set((num(21) * page_size()) as i64);
+        self.cpu_seconds
+            .set((num(STAT_UTIME) + num(STAT_STIME)) as f64 / ticks);
+        self.virtual_mem.set(num(STAT_VSIZE) as i64);
+        self.resident.set((num(STAT_RSS) * page_size()) as i64);
         if let Some(boot) = boot_time() {
-            self.start_time.set(boot as f64 + num(19) as f64 / ticks);
+            self.start_time
+                .set(boot as f64 + num(STAT_STARTTIME) as f64 / ticks);
         }
         if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
             self.open_fds.set(fds.count() as i64);
@@ -150,6 +146,29 @@ impl ProcessMetrics {
             }
         }
     }
+}
+
+// Indexes into [`stat_fields`], which start at /proc/<pid>/stat's field 3 (state):
+// utime=14, stime=15, starttime=22, vsize=23, rss=24.
+const STAT_UTIME: usize = 11;
+const STAT_STIME: usize = 12;
+const STAT_STARTTIME: usize = 19;
+const STAT_VSIZE: usize = 20;
+const STAT_RSS: usize = 21;
+
+/// The fields of `/proc/<pid>/stat` after the parenthesised command name (which may hold
+/// spaces), from the state field on.
+fn stat_fields(pid: &str) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// User plus system CPU time `pid` has used so far, in seconds, for benchmarks.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let f = stat_fields(&pid.to_string())?;
+    let num = |i: usize| f.get(i)?.parse::<u64>().ok();
+    Some((num(STAT_UTIME)? + num(STAT_STIME)?) as f64 / clock_ticks() as f64)
 }
 
 /// `sysconf(_SC_CLK_TCK)`: the unit of /proc/self/stat's times (100 on common kernels).
@@ -194,6 +213,25 @@ pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
 mod tests {
     use super::*;
     use prometheus_client::metrics::counter::Counter;
+
+    #[test]
+    fn cpu_seconds_grows_with_work_and_is_none_for_missing_pid() {
+        let me = std::process::id();
+        let before = cpu_seconds(me).expect("own /proc/<pid>/stat");
+        // Busy until the clock-tick counter moves (bounded by wall time on a loaded machine).
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        let mut after = before;
+        while after - before < 0.05 && start.elapsed() < std::time::Duration::from_secs(10) {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            after = cpu_seconds(me).expect("own /proc/<pid>/stat");
+        }
+        assert!(after - before >= 0.05, "{before} -> {after}");
+        // Above the kernel's largest pid_max.
+        assert_eq!(cpu_seconds(4_194_305), None);
+    }
 
     #[test]
     fn renders_process_build_and_registered_metrics() {

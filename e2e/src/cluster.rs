@@ -221,6 +221,11 @@ impl TestCluster {
         kubeconfig::client(&self.kubeconfig_for(identity)?).await
     }
 
+    /// The kube-apiserver's process id (benchmarks read its CPU time and memory).
+    pub fn apiserver_pid(&mut self) -> u32 {
+        self.apiserver.process().pid()
+    }
+
     /// The apiserver URL, `https://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         self.apiserver.url()
