@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -25,6 +26,12 @@ pub enum Kind {
 
 /// `(namespace, name)`.
 type Key = (String, String);
+
+/// Upstream's maxRetries: a Service key that failed this many times in a row is dropped
+/// from the queue (it comes back with its next change).
+const MAX_RETRIES: u32 = 15;
+/// Upstream's longest per-key backoff of both controllers.
+const MAX_BACKOFF: Duration = Duration::from_secs(1000);
 
 struct State {
     client: kube::Client,
@@ -54,13 +61,21 @@ fn managed_by_us(s: &EndpointSlice) -> bool {
 
 /// Runs one of the controllers until shutdown.
 pub async fn run(ctx: ControllerContext, kind: Kind) -> anyhow::Result<()> {
-    let queue: WorkQueue<(String, String)> = WorkQueue::new().with_metrics(
-        &ctx.metrics,
-        match kind {
-            Kind::Slices => "endpoint_slice",
-            Kind::Endpoints => "endpoint",
-        },
-    );
+    // Upstream's per-key backoff: 1s..1000s for endpointslice, 5ms..1000s for endpoints;
+    // both drop a key after 15 failed retries.
+    let backoff_base = match kind {
+        Kind::Slices => Duration::from_secs(1),
+        Kind::Endpoints => Duration::from_millis(5),
+    };
+    let queue: WorkQueue<(String, String)> = WorkQueue::with_backoff(backoff_base, MAX_BACKOFF)
+        .with_max_retries(MAX_RETRIES)
+        .with_metrics(
+            &ctx.metrics,
+            match kind {
+                Kind::Slices => "endpoint_slice",
+                Kind::Endpoints => "endpoint",
+            },
+        );
     let sd = ctx.shutdown.clone();
     let informers = ctx.informers();
     let services = informers.informer::<Service>();
