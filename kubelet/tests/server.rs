@@ -7,7 +7,10 @@
 mod common;
 
 use common::process::{wait, KubeletProcess};
-use common::{create_pod, default_pods, delete_pod_and_wait_gone, wait_pod_phase};
+use common::{
+    create_pod, default_pods, delete_pod_and_wait_gone, kubelet_get, kubelet_request,
+    wait_pod_phase,
+};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -130,38 +133,14 @@ async fn logs_and_exec_through_the_apiserver() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&anon.stdout), "401");
     let proxy_user = cluster.pki().client_cert("nobody", "nobody", None).unwrap();
-    let denied = Command::new("curl")
-        .args(["-sk", "-w", " %{http_code}", "--cert"])
-        .arg(&proxy_user.cert)
-        .arg("--key")
-        .arg(&proxy_user.key)
-        .arg(&url)
-        .output()
-        .unwrap();
-    let denied = String::from_utf8_lossy(&denied.stdout).into_owned();
+    let (code, denied) = kubelet_request(port, "/pods", &proxy_user);
     assert!(
-        denied.ends_with(" 403") && denied.contains("user=nobody"),
-        "{denied}"
+        code == 403 && denied.contains("user=nobody"),
+        "{code} {denied}"
     );
     // The apiserver's identity (kubeadm's apiserver-kubelet-client, system:masters) may
     // list pods. (The apiserver itself refuses nodes/proxy to a loopback node address.)
-    let apiserver = cluster
-        .pki()
-        .client_cert(
-            "kubelet-client",
-            "kube-apiserver-kubelet-client",
-            Some("system:masters"),
-        )
-        .unwrap();
-    let listed = Command::new("curl")
-        .args(["-sk", "--cert"])
-        .arg(&apiserver.cert)
-        .arg("--key")
-        .arg(&apiserver.key)
-        .arg(&url)
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let listed = kubelet_get(&cluster, port, "/pods");
     assert!(
         listed.contains("\"PodList\"") && listed.contains("\"chatty\""),
         "{listed}"

@@ -9,36 +9,14 @@
 mod common;
 
 use common::process::{wait, KubeletProcess};
-use common::{create_pod, default_pods, delete_pod_and_wait_gone, wait_pod_phase};
+use common::{
+    apiserver_kubelet_client, create_pod, default_pods, delete_pod_and_wait_gone, kubelet_request,
+    wait_pod_phase,
+};
 use kubelet::stats::Summary;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-
-/// A client certificate for curl.
-struct Cert {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-/// `curl` to the kubelet API: (status, body).
-fn get(port: u16, path: &str, cert: &Cert) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-sk", "-w", "\n%{http_code}", "--cert"])
-        .arg(&cert.cert)
-        .arg("--key")
-        .arg(&cert.key)
-        .arg(format!("https://127.0.0.1:{port}{path}"))
-        .output()
-        .expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
-// evictionHard names only memory: this machine's disk sits below the default nodefs and
-// imagefs thresholds, and DiskPressure would evict the test's pod.
 
 /// An address of this machine the apiserver may proxy to (not loopback), if there is one:
 /// NODE-ENVIRONMENT's node address on `lo`.
@@ -82,24 +60,13 @@ async fn summary_metrics_and_configz() {
     .await;
     wait_pod_phase(&pods, "stats-busy", "Running", Duration::from_secs(60)).await;
 
-    let admin = cluster
-        .pki()
-        .client_cert(
-            "kubelet-client",
-            "kube-apiserver-kubelet-client",
-            Some("system:masters"),
-        )
-        .unwrap();
-    let admin = Cert {
-        cert: admin.cert.clone(),
-        key: admin.key.clone(),
-    };
+    let admin = apiserver_kubelet_client(&cluster);
     // usageNanoCores needs two samples of the 10 s sampler, and the memory must be held.
     let summary: Summary = wait(
         "container CPU rate in the summary",
         Duration::from_secs(45),
         || async {
-            let (code, body) = get(port, "/stats/summary", &admin);
+            let (code, body) = kubelet_request(port, "/stats/summary", &admin);
             assert_eq!(code, 200, "{body}");
             let s: Summary = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
             let pod = s.pods.iter().find(|p| p.pod_ref.name == "stats-busy")?;
@@ -218,7 +185,7 @@ async fn summary_metrics_and_configz() {
     }
 
     // CPU and memory only.
-    let (code, body) = get(port, "/stats/summary?only_cpu_and_memory=true", &admin);
+    let (code, body) = kubelet_request(port, "/stats/summary?only_cpu_and_memory=true", &admin);
     assert_eq!(code, 200);
     let small: Summary = serde_json::from_str(&body).unwrap();
     assert!(small.node.fs.is_none() && small.node.cpu.is_some());
@@ -230,7 +197,7 @@ async fn summary_metrics_and_configz() {
     assert!(p.containers[0].rootfs.is_none() && p.containers[0].memory.is_some());
 
     // Resource metrics.
-    let (code, metrics) = get(port, "/metrics/resource", &admin);
+    let (code, metrics) = kubelet_request(port, "/metrics/resource", &admin);
     assert_eq!(code, 200);
     let line = metrics
         .lines()
@@ -256,7 +223,7 @@ async fn summary_metrics_and_configz() {
 
     // The kubelet's own gauges: exactly this pod's sandbox and its one container run, and
     // its start was timed.
-    let (code, metrics) = get(port, "/metrics", &admin);
+    let (code, metrics) = kubelet_request(port, "/metrics", &admin);
     assert_eq!(code, 200);
     for (name, labels, want) in [
         ("kubelet_running_pods", &[][..], 1.0),
@@ -276,7 +243,7 @@ async fn summary_metrics_and_configz() {
     assert!(starts.is_some_and(|n| n >= 1.0), "{metrics}");
 
     // configz echoes the file's maxPods.
-    let (code, body) = get(port, "/configz", &admin);
+    let (code, body) = kubelet_request(port, "/configz", &admin);
     assert_eq!(code, 200, "{body}");
     let configz: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(configz["kubeletconfig"]["maxPods"], 37, "{body}");
@@ -284,17 +251,13 @@ async fn summary_metrics_and_configz() {
 
     // Authorization asks for nodes/stats and nodes/metrics.
     let nobody = cluster.pki().client_cert("nobody", "nobody", None).unwrap();
-    let nobody = Cert {
-        cert: nobody.cert.clone(),
-        key: nobody.key.clone(),
-    };
-    let (code, body) = get(port, "/stats/summary", &nobody);
+    let (code, body) = kubelet_request(port, "/stats/summary", &nobody);
     assert_eq!(code, 403);
     assert!(body.contains("subresource(s)=[stats]"), "{body}");
-    let (code, body) = get(port, "/metrics/resource", &nobody);
+    let (code, body) = kubelet_request(port, "/metrics/resource", &nobody);
     assert_eq!(code, 403);
     assert!(body.contains("subresource(s)=[metrics]"), "{body}");
-    let (code, body) = get(port, "/configz", &nobody);
+    let (code, body) = kubelet_request(port, "/configz", &nobody);
     assert_eq!(code, 403);
     assert!(body.contains("subresource(s)=[configz proxy]"), "{body}");
 

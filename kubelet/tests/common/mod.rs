@@ -209,30 +209,42 @@ pub fn pod(json: serde_json::Value) -> k8s_openapi::api::core::v1::Pod {
     serde_json::from_value(json).unwrap()
 }
 
-/// GETs `path` from the kubelet API on `port` (HTTPS) as a `system:masters` client of the
-/// cluster's CA — the kubelet must trust that CA (`KubeletBuilder::webhook_auth`) — and
-/// returns the body; anything but 200 fails the test.
-pub fn kubelet_get(cluster: &e2e::TestCluster, port: u16, path: &str) -> String {
-    let admin = cluster
+/// The apiserver's client certificate for kubelets (kubeadm's apiserver-kubelet-client,
+/// `system:masters`), issued by the cluster's CA.
+pub fn apiserver_kubelet_client(cluster: &e2e::TestCluster) -> e2e::pki::CertFiles {
+    cluster
         .pki()
         .client_cert(
             "kubelet-client",
             "kube-apiserver-kubelet-client",
             Some("system:masters"),
         )
-        .unwrap();
+        .unwrap()
+}
+
+/// GETs `path` from the kubelet API on `port` (HTTPS) with the client certificate `cert`:
+/// (status, body).
+pub fn kubelet_request(port: u16, path: &str, cert: &e2e::pki::CertFiles) -> (u16, String) {
     let out = std::process::Command::new("curl")
         .args(["-sk", "-w", "\n%{http_code}", "--cert"])
-        .arg(&admin.cert)
+        .arg(&cert.cert)
         .arg("--key")
-        .arg(&admin.key)
+        .arg(&cert.key)
         .arg(format!("https://127.0.0.1:{port}{path}"))
         .output()
         .expect("run curl");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    assert_eq!(code.trim(), "200", "GET {path}: {body}");
-    body.to_string()
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// GETs `path` from the kubelet API on `port` as [`apiserver_kubelet_client`] — the kubelet
+/// must trust the cluster's CA (`KubeletBuilder::webhook_auth`) — and returns the body;
+/// anything but 200 fails the test.
+pub fn kubelet_get(cluster: &e2e::TestCluster, port: u16, path: &str) -> String {
+    let (code, body) = kubelet_request(port, path, &apiserver_kubelet_client(cluster));
+    assert_eq!(code, 200, "GET {path}: {body}");
+    body
 }
 
 /// The value of the sample `name` whose labels include every `labels` pair, in a
