@@ -281,7 +281,14 @@ impl<K: Eq + Hash + Clone + Send + Sync + 'static> WorkQueue<K> {
 
     /// Stops handing out keys; `get` returns `None`.
     pub fn shut_down(&self) {
-        self.lock().shut_down = true;
+        let mut s = self.lock();
+        if let Some(m) = self.metrics.get().filter(|_| !s.shut_down) {
+            // The waiting keys are never handed out: a queue of the same name started
+            // later (leadership regained) must not inherit them in its depth.
+            m.depth.dec_by(s.dirty.len() as i64);
+        }
+        s.shut_down = true;
+        drop(s);
         self.notify.notify_waiters();
     }
 
@@ -526,6 +533,11 @@ mod tests {
         assert!(longest.unwrap() >= 0.01, "{text}");
         signing.done(&k);
         approving.done(&a);
+        signing.add("csr-1"); // with csr-2 still waiting
+        assert_eq!(sample(&registry.render(), depth), Some(2.0));
+        signing.shut_down();
+        signing.shut_down();
+        assert_eq!(sample(&registry.render(), depth), Some(0.0));
     }
 
     #[tokio::test]
