@@ -45,7 +45,9 @@ impl DeploymentController {
             deployments,
             replicasets,
             pods,
-            queue: WorkQueue::new(),
+            // Upstream's maxRetries: a Deployment failing 15 times in a row (5ms .. 82s
+            // apart) is dropped until its next change.
+            queue: WorkQueue::new().with_max_retries(15),
         }
     }
 
