@@ -109,12 +109,65 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.process.refresh();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = String::new();
-        if encode(&mut out, &registry).is_err() {
-            tracing::error!("Cannot encode metrics");
-        }
-        out
+        render_registry(&registry)
     }
+}
+
+/// `registry` in the Prometheus text format 0.0.4 that upstream's components serve (and
+/// that we declare as the content type): prometheus-client writes OpenMetrics, where a
+/// counter family `foo` has samples `foo_total` and the text ends in `# EOF`; here the
+/// HELP and TYPE lines name the samples' `foo_total`, as client_golang's do, help texts
+/// are as registered (without the '.' the encoder appends), and there is no `# EOF`.
+pub fn render_registry(registry: &Registry) -> String {
+    let mut open_metrics = String::new();
+    if encode(&mut open_metrics, registry).is_err() {
+        tracing::error!("Cannot encode metrics");
+    }
+    to_prometheus_text(&open_metrics)
+}
+
+/// See [`render_registry`].
+fn to_prometheus_text(open_metrics: &str) -> String {
+    // Counter families whose samples carry the `_total` suffix.
+    let renamed: std::collections::HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .filter(|family| {
+            let total = format!("{family}_total");
+            open_metrics.lines().any(|l| {
+                l.strip_prefix(total.as_str())
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+            })
+        })
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len() + 16 * renamed.len());
+    for line in open_metrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let comment = ["# HELP ", "# TYPE ", "# UNIT "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match comment {
+            Some(("# UNIT ", _)) => continue, // not part of the 0.0.4 format
+            Some((prefix, rest)) => {
+                let (family, mut tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if prefix == "# HELP " {
+                    // The encoder appends a '.' to every help text; keep the registered one.
+                    tail = tail.strip_suffix('.').unwrap_or(tail);
+                }
+                let suffix = if renamed.contains(family) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{prefix}{family}{suffix} {tail}"));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 impl ProcessMetrics {
@@ -213,6 +266,35 @@ pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
 mod tests {
     use super::*;
     use prometheus_client::metrics::counter::Counter;
+
+    #[test]
+    fn counters_are_named_as_client_golang_names_them() {
+        let mut r = Registry::default();
+        let c: Family<Vec<(String, String)>, Counter> = Family::default();
+        c.get_or_create(&vec![("code".into(), "200".into())]).inc();
+        r.register("rest_client_requests", "Requests.", c);
+        let g: Gauge = Gauge::default();
+        g.set(3);
+        r.register("workqueue_depth", "Depth.", g);
+        let text = render_registry(&r);
+        assert!(
+            text.contains("# HELP rest_client_requests_total Requests.\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE rest_client_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rest_client_requests_total{code=\"200\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE workqueue_depth gauge\nworkqueue_depth 3\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+    }
 
     #[test]
     fn cpu_seconds_grows_with_work_and_is_none_for_missing_pid() {

@@ -4,7 +4,6 @@
 //! `process_start_time_seconds`. Process-wide like upstream's package-level metrics; a
 //! pod's series go when its probes stop for good ([`forget`]).
 
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -137,11 +136,7 @@ fn registry() -> &'static Mutex<Registry> {
 /// `/metrics/probes` in the Prometheus text format.
 pub fn render() -> String {
     let r = registry().lock().unwrap_or_else(|p| p.into_inner());
-    let mut out = String::new();
-    if encode(&mut out, &r).is_err() {
-        tracing::error!("Cannot encode the prober metrics");
-    }
-    out
+    component_base::metrics::render_registry(&r)
 }
 
 /// This process's start, seconds since the epoch (boot time plus /proc/self/stat's
