@@ -2,9 +2,12 @@
 //! `--master`, with upstream's client-side rate limit (`--kube-api-qps`/`--kube-api-burst`)
 //! and user agent.
 
+mod metrics;
 mod rate_limit;
 mod transport;
 
+pub(crate) use metrics::register as register_metrics;
+pub use metrics::{rest_client, RequestMetrics, RequestMetricsLayer, RestClientMetrics};
 pub use rate_limit::{RateLimitLayer, TokenBucket};
 
 use kube::client::ClientBuilder;
@@ -118,11 +121,23 @@ pub fn client_from_config(
     let rate_limit =
         (qps >= 0.0).then(|| RateLimitLayer::new(TokenBucket::new(qps as f64, burst.max(1))));
     if transport::supports(&cfg) {
-        return Ok(transport::client(&cfg, rate_limit)?);
+        return Ok(transport::client(&cfg, rate_limit, &api_host(&cfg))?);
     }
+    let host = api_host(&cfg);
     let builder = ClientBuilder::try_from(cfg)?;
     Ok(match rate_limit {
-        Some(layer) => builder.with_layer(&layer).build(),
-        None => builder.build(),
+        Some(layer) => builder
+            .with_layer(&layer)
+            .with_layer(&RequestMetricsLayer::new(&host))
+            .build(),
+        None => builder.with_layer(&RequestMetricsLayer::new(&host)).build(),
     })
+}
+
+/// The `host` label of `rest_client_*` metrics: the apiserver URL's `host:port`.
+fn api_host(cfg: &kube::Config) -> String {
+    cfg.cluster_url
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_default()
 }

@@ -1,6 +1,7 @@
 //! `/metrics` in Prometheus text format (prometheus-client), with the process and build
 //! metrics every upstream component exposes (`process_resident_memory_bytes`,
-//! `process_cpu_seconds_total`, `process_start_time_seconds`, `kubernetes_build_info`, …).
+//! `process_cpu_seconds_total`, `process_start_time_seconds`, `kubernetes_build_info`, …) and
+//! client-go's `rest_client_*` for the process's apiserver clients (see `client`).
 //!
 //! Note: prometheus-client appends `_total` to counters, so register a counter as
 //! `scheduler_schedule_attempts` to expose upstream's `scheduler_schedule_attempts_total`.
@@ -88,6 +89,7 @@ impl Metrics {
             "A metric with a constant '1' value labeled by major, minor, git version, git commit, git tree state, build date, Go version, and compiler from which Kubernetes was built, and platform on which it is running.",
             build_info,
         );
+        crate::client::register_metrics(&mut registry);
         Metrics {
             registry: Arc::new(Mutex::new(registry)),
             process,

@@ -91,6 +91,22 @@ async fn request_burst_shares_one_http2_connection() {
 
     let ours = component_base::client::client_from_config(cfg.clone(), -1.0, 0).unwrap();
     let ours_opened = burst(ours.clone(), port).await;
+    // Each request is counted as client-go counts it, on the component's /metrics.
+    let text = component_base::metrics::Metrics::new().render();
+    let gets = text.lines().find_map(|l| {
+        l.strip_prefix(&format!(
+            "rest_client_requests_total{{code=\"200\",method=\"GET\",host=\"127.0.0.1:{port}\"}} "
+        ))?
+        .parse::<f64>()
+        .ok()
+    });
+    assert!(gets >= Some(BURST as f64), "{gets:?} in\n{text}");
+    assert!(
+        text.contains(&format!(
+            "rest_client_request_duration_seconds_count{{verb=\"GET\",host=\"127.0.0.1:{port}\"}}"
+        )),
+        "{text}"
+    );
     let kube_rs = kube::Client::try_from(cfg).unwrap();
     let kube_rs_opened = burst(kube_rs, port).await;
     eprintln!(

@@ -11,7 +11,7 @@ use kube::client::{Body, ConfigExt};
 use std::time::Duration;
 use tower::ServiceBuilder;
 
-use super::RateLimitLayer;
+use super::{RateLimitLayer, RequestMetricsLayer};
 
 /// client-go's `ReadIdleTimeout`: ping a connection that has been silent this long.
 const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -30,10 +30,12 @@ pub fn supports(cfg: &kube::Config) -> bool {
 }
 
 /// A client over an HTTP/2-capable connection pool, with kube-rs's base-URI, auth and
-/// extra-header layers and, outermost, the client-side rate limit when one is given.
+/// extra-header layers, the client-side rate limit when one is given and, outermost, the
+/// `rest_client_*` metrics labelled with `host`.
 pub fn client(
     cfg: &kube::Config,
     rate_limit: Option<RateLimitLayer>,
+    host: &str,
 ) -> Result<kube::Client, kube::Error> {
     let h2 = !http2_disabled() && cfg.cluster_url.scheme_str() == Some("https");
     let streaming = pool(cfg, false)?;
@@ -43,6 +45,7 @@ pub fn client(
         streaming.clone()
     };
     let service = ServiceBuilder::new()
+        .layer(RequestMetricsLayer::new(host))
         .option_layer(rate_limit)
         .layer(cfg.base_uri_layer())
         .option_layer(cfg.auth_layer()?)
