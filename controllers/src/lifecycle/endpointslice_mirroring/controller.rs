@@ -1,6 +1,7 @@
-//! The informers, queue and writes around [`super::desired`] and [`super::plan`]: Endpoints,
-//! Services and this controller's EndpointSlices are watched; each key is an Endpoints
-//! `(namespace, name)`.
+//! The informers, queue and writes around [`super::desired`] and [`super::plan`]: the
+//! process's shared Endpoints, Services and EndpointSlices informers (the latter filtered to
+//! this controller's slices in the handler and the lister, as upstream's); each key is an
+//! Endpoints `(namespace, name)`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,8 +10,6 @@ use component_base::events::{EventRecorder, EventSpec, EventType};
 use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, PostParams};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Api;
 
 use super::desired::{desired, should_mirror, Desired};
@@ -19,6 +18,7 @@ use super::plan::plan;
 use super::tracker::{Key, Tracker};
 use super::{COMPONENT, MANAGED_BY, SERVICE_ACCOUNT};
 use crate::context::ControllerContext;
+use crate::informers::{self, Informer};
 use crate::lifecycle::endpoints::slices::{MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
 use crate::lifecycle::{errors, informer, queue::WorkQueue};
 
@@ -31,9 +31,9 @@ const MAX_RETRIES: u32 = 15;
 
 struct State {
     client: kube::Client,
-    endpoints: Store<Endpoints>,
-    services: Store<Service>,
-    slices: Store<EndpointSlice>,
+    endpoints: Informer<Endpoints>,
+    services: Informer<Service>,
+    slices: Informer<EndpointSlice>,
     tracker: Arc<Tracker>,
     recorder: EventRecorder,
     max_per_subset: usize,
@@ -52,7 +52,21 @@ pub fn selectorless(svc: &Service) -> bool {
         .is_none_or(|s| s.is_empty())
 }
 
+/// Whether `s` was written by this controller (the shared informer also holds the
+/// endpointslice controller's and others' slices).
+pub fn mirrored_by_us(s: &EndpointSlice) -> bool {
+    s.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .is_some_and(|m| m == MANAGED_BY)
+}
+
+/// The Endpoints key of one of this controller's slices (`None` for anybody else's).
 fn slice_key(s: &EndpointSlice) -> Option<Key> {
+    if !mirrored_by_us(s) {
+        return None;
+    }
     let svc = s.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
     key(s.metadata.namespace.as_ref(), Some(svc))
 }
@@ -67,58 +81,46 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let tracker = Arc::new(Tracker::default());
     let sd = ctx.shutdown.clone();
 
+    let shared = ctx.informers();
     let (q, t) = (queue.clone(), tracker.clone());
-    let slices = informer::spawn(
-        Api::<EndpointSlice>::all(ctx.client.clone()),
-        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
-        sd.clone(),
-        move |s: &EndpointSlice, change| {
-            let Some(k) = slice_key(s) else { return };
-            let sync = match change {
-                informer::Change::Applied => t.should_sync(s),
-                // A slice of ours deleted by someone else is recreated.
-                informer::Change::Deleted => t.has(s) && !t.handle_deletion(s),
-            };
-            if sync {
-                q.add_after(k, batch);
-            }
-        },
-    );
+    let slices = shared.informer::<EndpointSlice>();
+    informer::on(&slices, move |s: &EndpointSlice, change| {
+        let Some(k) = slice_key(s) else { return };
+        let sync = match change {
+            informer::Change::Applied => t.should_sync(s),
+            // A slice of ours deleted by someone else is recreated.
+            informer::Change::Deleted => t.has(s) && !t.handle_deletion(s),
+        };
+        if sync {
+            q.add_after(k, batch);
+        }
+    });
     let (q, t) = (queue.clone(), tracker.clone());
-    let endpoints = informer::spawn(
-        Api::<Endpoints>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        move |e: &Endpoints, _| {
-            let Some(k) = key(e.metadata.namespace.as_ref(), e.metadata.name.as_ref()) else {
-                return;
-            };
-            // Skipped Endpoints only matter when they were mirrored before.
-            if should_mirror(e) || t.tracks(&k) {
-                q.add(k);
-            }
-        },
-    );
+    let endpoints = shared.informer::<Endpoints>();
+    informer::on(&endpoints, move |e: &Endpoints, _| {
+        let Some(k) = key(e.metadata.namespace.as_ref(), e.metadata.name.as_ref()) else {
+            return;
+        };
+        // Skipped Endpoints only matter when they were mirrored before.
+        if should_mirror(e) || t.tracks(&k) {
+            q.add(k);
+        }
+    });
     let (q, t) = (queue.clone(), tracker.clone());
-    let services = informer::spawn(
-        Api::<Service>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        sd.clone(),
-        move |s: &Service, _| {
-            let Some(k) = key(s.metadata.namespace.as_ref(), s.metadata.name.as_ref()) else {
-                return;
-            };
-            // A Service that gained a selector has its mirrored slices removed.
-            if selectorless(s) || t.tracks(&k) {
-                q.add(k);
-            }
-        },
-    );
-    let (e, s, sl) = (endpoints.clone(), services.clone(), slices.clone());
-    informer::wait_synced(&sd, async move {
-        let _ = e.wait_until_ready().await;
-        let _ = s.wait_until_ready().await;
-        let _ = sl.wait_until_ready().await;
+    let services = shared.informer::<Service>();
+    informer::on(&services, move |s: &Service, _| {
+        let Some(k) = key(s.metadata.namespace.as_ref(), s.metadata.name.as_ref()) else {
+            return;
+        };
+        // A Service that gained a selector has its mirrored slices removed.
+        if selectorless(s) || t.tracks(&k) {
+            q.add(k);
+        }
+    });
+    informers::wait_synced(&sd, async {
+        endpoints.wait_synced().await;
+        services.wait_synced().await;
+        slices.wait_synced().await;
     })
     .await?;
     let client = ctx.client_for(SERVICE_ACCOUNT).await?;
@@ -168,21 +170,14 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// This controller's slices of the Endpoints `ns/name`, from the cache.
+/// This controller's slices of the Endpoints `ns/name`, from the cache (upstream's lister
+/// with the `service-name` and `managed-by` selector).
 fn mirrored(state: &State, ns: &str, name: &str) -> Vec<EndpointSlice> {
     state
         .slices
-        .state()
+        .list_namespace(ns)
         .iter()
-        .filter(|s| {
-            s.metadata.namespace.as_deref() == Some(ns)
-                && s.metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                    .map(String::as_str)
-                    == Some(name)
-        })
+        .filter(|s| slice_key(s).is_some_and(|(_, svc)| svc == name))
         .map(|s| s.as_ref().clone())
         .collect()
 }
@@ -203,13 +198,13 @@ async fn delete_all(state: &State, ns: &str, name: &str) -> anyhow::Result<()> {
 
 async fn sync(state: &State, ns: &str, name: &str) -> anyhow::Result<()> {
     let k = (ns.to_string(), name.to_string());
-    let Some(endpoints) = state.endpoints.get(&ObjectRef::new(name).within(ns)) else {
+    let Some(endpoints) = state.endpoints.get(ns, name) else {
         return delete_all(state, ns, name).await;
     };
     if !should_mirror(&endpoints) {
         return delete_all(state, ns, name).await;
     }
-    let svc = state.services.get(&ObjectRef::new(name).within(ns));
+    let svc = state.services.get(ns, name);
     if !svc.is_some_and(|s| selectorless(&s)) {
         return delete_all(state, ns, name).await;
     }
@@ -332,13 +327,26 @@ mod tests {
     }
 
     #[test]
-    fn slices_map_to_their_endpoints_by_service_name_label() {
+    fn only_our_slices_map_to_their_endpoints_by_service_name_label() {
         let s: EndpointSlice = serde_json::from_value(json!({
-            "metadata": {"name": "ext-abc", "namespace": "ns", "labels": {SERVICE_NAME_LABEL: "ext"}},
+            "metadata": {"name": "ext-abc", "namespace": "ns", "labels": {
+                SERVICE_NAME_LABEL: "ext",
+                MANAGED_BY_LABEL: MANAGED_BY,
+            }},
             "addressType": "IPv4", "endpoints": []
         }))
         .unwrap();
+        assert!(mirrored_by_us(&s));
         assert_eq!(slice_key(&s), Some(("ns".into(), "ext".into())));
+        // The shared informer also holds the endpointslice controller's slices of the
+        // same Service name: they are never ours to sync or delete.
+        let mut theirs = s.clone();
+        theirs.metadata.labels.as_mut().unwrap().insert(
+            MANAGED_BY_LABEL.into(),
+            "endpointslice-controller.k8s.io".into(),
+        );
+        assert!(!mirrored_by_us(&theirs));
+        assert_eq!(slice_key(&theirs), None);
         let mut unlabelled = s.clone();
         unlabelled.metadata.labels = None;
         assert_eq!(slice_key(&unlabelled), None);
