@@ -13,7 +13,8 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{ObjectMeta, PostParams};
 use kube::config::AuthInfo;
 use kube::Api;
-use tokio::sync::Mutex;
+use std::sync::Arc;
+use tokio::sync::{Mutex, OnceCell};
 use tokio_util::sync::CancellationToken;
 
 /// Namespace of the controllers' service accounts.
@@ -35,7 +36,7 @@ pub struct ServiceAccountClients {
     qps: f32,
     burst: u32,
     dir: tempfile::TempDir,
-    clients: Mutex<HashMap<String, kube::Client>>,
+    clients: Mutex<HashMap<String, Arc<OnceCell<kube::Client>>>>,
 }
 
 impl Credentials {
@@ -73,16 +74,33 @@ impl Credentials {
 }
 
 impl ServiceAccountClients {
+    /// The client for `name`, built once; controllers asking for different accounts get
+    /// their tokens concurrently (kubeadm runs every controller this way, and one token
+    /// request after another held up the start of the last controllers).
     async fn client_for(
         &self,
         name: &str,
         manager: &kube::Client,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<kube::Client> {
-        let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get(name) {
-            return Ok(c.clone());
-        }
+        let cell = self
+            .clients
+            .lock()
+            .await
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| self.build(name, manager, shutdown))
+            .await
+            .cloned()
+    }
+
+    async fn build(
+        &self,
+        name: &str,
+        manager: &kube::Client,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<kube::Client> {
         let file = self.dir.path().join(name);
         refresh(manager, name, &file)
             .await
@@ -106,7 +124,6 @@ impl ServiceAccountClients {
             file,
             shutdown.clone(),
         ));
-        clients.insert(name.to_string(), client.clone());
         Ok(client)
     }
 }
