@@ -1,7 +1,7 @@
 //! The kubelet's endpoints: the plain-HTTP healthz port (10248, localhost) and the HTTPS
 //! kubelet API (10250) — `/healthz`, `/metrics`, `/pods`, `/runningpods/`,
 //! `/containerLogs`, `/exec`, `/attach`, `/portForward`, `/stats/summary`,
-//! `/metrics/resource`, `/metrics/probes` and `/configz` — authenticated (client
+//! `/metrics/resource`, `/metrics/cadvisor`, `/metrics/probes` and `/configz` — authenticated (client
 //! certificate, bearer token, anonymous) and authorized per KubeletConfiguration.
 
 pub mod auth;

@@ -1,8 +1,9 @@
 //! The resource endpoints: `/stats/summary` (GET or POST; `only_cpu_and_memory=true`
-//! limits it to CPU and memory), `/metrics/resource`, `/metrics/probes` and `/configz`.
+//! limits it to CPU and memory), `/metrics/resource`, `/metrics/cadvisor`, `/metrics/probes`
+//! and `/configz`.
 
 use super::streaming::query_pairs;
-use crate::stats::{resource_metrics, StatsProvider};
+use crate::stats::{cadvisor, resource_metrics, StatsProvider};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -27,6 +28,7 @@ pub fn routes(r: Resources) -> Router {
     let stats = Router::new()
         .route("/stats/summary", get(summary).post(summary))
         .route("/metrics/resource", get(resource))
+        .route("/metrics/cadvisor", get(cadvisor_metrics))
         .with_state(r.stats);
     let configz = Router::new()
         .route("/configz", get(configz))
@@ -87,6 +89,17 @@ async fn resource(State(p): State<Arc<StatsProvider>>) -> Response {
     (
         [("content-type", PROMETHEUS_TEXT)],
         resource_metrics::render(summary.as_ref()),
+    )
+        .into_response()
+}
+
+/// cAdvisor's per-cgroup usage and the machine's capacity, as upstream serves them from
+/// its embedded cAdvisor.
+async fn cadvisor_metrics(State(p): State<Arc<StatsProvider>>) -> Response {
+    let scrape = p.cadvisor().await;
+    (
+        [("content-type", PROMETHEUS_TEXT)],
+        cadvisor::render::render(&scrape),
     )
         .into_response()
 }

@@ -133,6 +133,16 @@ impl CgroupFs {
         }
     }
 
+    /// Whether this is the unified (v2) hierarchy.
+    pub fn is_v2(&self) -> bool {
+        self.v2
+    }
+
+    /// The directory of cgroup `path` under `controller` (v1); the unified directory (v2).
+    pub fn controller_dir(&self, controller: &str, path: &str) -> PathBuf {
+        self.dir(controller, path)
+    }
+
     /// Whether the cgroup exists.
     pub fn exists(&self, path: &str) -> bool {
         self.dir("memory", path).is_dir()

@@ -3,6 +3,7 @@
 //! assembles the Summary. Updating reads (the periodic sampler) refresh the CPU rate
 //! cache; API reads use the cached rates, as upstream's summary handler does.
 
+use super::cadvisor;
 use super::cgroup::{CgroupFs, CgroupSample};
 use super::cpu_rate::CpuRates;
 use super::fs::{disk_usage, files_usage, FsInfo};
@@ -412,5 +413,170 @@ fn to_pod_ref(r: &PodReference) -> PodRef {
         namespace: r.namespace.clone(),
         name: r.name.clone(),
         uid: r.uid.clone(),
+    }
+}
+
+/// What `/metrics/cadvisor` needs from CRI: the current sandboxes, the running containers,
+/// and image IDs' first tags.
+struct CadvisorView {
+    sandboxes: Vec<cri::PodSandbox>,
+    containers: Vec<cri::Container>,
+    image_names: HashMap<String, String>,
+}
+
+impl StatsProvider {
+    /// The cAdvisor view of the node (`/metrics/cadvisor`): the root, pods and QoS
+    /// cgroups, each pod's cgroup, sandbox and running containers, and the machine.
+    pub async fn cadvisor(self: &Arc<Self>) -> cadvisor::Scrape {
+        let view = match self.cadvisor_view().await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "Couldn't get containers");
+                None
+            }
+        };
+        let this = self.clone();
+        let scrape = tokio::task::spawn_blocking(move || cadvisor::Scrape {
+            time: Utc::now(),
+            machine: cadvisor::machine::read(),
+            cgroups: view.map(|v| this.cadvisor_cgroups(v)),
+        })
+        .await;
+        scrape.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cAdvisor collection panicked");
+            cadvisor::Scrape {
+                time: Utc::now(),
+                ..Default::default()
+            }
+        })
+    }
+
+    async fn cadvisor_view(&self) -> Result<CadvisorView> {
+        let c = &self.shared.runtime.cri;
+        let (mut rt1, mut rt2, mut images) =
+            (c.runtime.clone(), c.runtime.clone(), c.images.clone());
+        let (sandboxes, containers, listed) = tokio::join!(
+            rt1.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }),
+            rt2.list_containers(cri::ListContainersRequest { filter: None }),
+            images.list_images(cri::ListImagesRequest { filter: None }),
+        );
+        let sandboxes = sandboxes
+            .context("failed to list all pod sandboxes")?
+            .into_inner()
+            .items;
+        let containers = containers
+            .context("failed to list all containers")?
+            .into_inner()
+            .containers;
+        // Without image names the containers still count; their image label is CRI's.
+        let image_names = match listed {
+            Ok(r) => r
+                .into_inner()
+                .images
+                .into_iter()
+                .filter_map(|i| Some((i.id, i.repo_tags.into_iter().next()?)))
+                .collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "Listing images for /metrics/cadvisor failed");
+                HashMap::new()
+            }
+        };
+        Ok(CadvisorView {
+            sandboxes: sandboxes
+                .into_iter()
+                .filter(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
+                .collect(),
+            containers: assemble::running_containers(containers),
+            image_names,
+        })
+    }
+
+    /// One cgroup's reading with `labels`; `None` when the cgroup is gone.
+    fn cadvisor_cgroup(
+        &self,
+        labels: cadvisor::CgroupLabels,
+        created: Option<DateTime<Utc>>,
+    ) -> Option<cadvisor::CgroupInfo> {
+        let (spec, usage) = cadvisor::read::read(&self.cgroups, &labels.id)?;
+        Some(cadvisor::CgroupInfo {
+            created: created.or_else(|| self.cgroups.created(&labels.id)),
+            labels,
+            spec,
+            usage: Some(usage),
+            network: Vec::new(),
+        })
+    }
+
+    fn cadvisor_cgroups(&self, view: CadvisorView) -> Vec<cadvisor::CgroupInfo> {
+        let plain = |id: String| cadvisor::CgroupLabels {
+            id,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        if let Some(mut root) = self.cadvisor_cgroup(plain("/".into()), self.boot_time) {
+            root.network = super::host::node_network()
+                .map(|n| n.interfaces)
+                .unwrap_or_default();
+            out.push(root);
+        }
+        let h = &self.shared.runtime.ctx.cgroups;
+        let mut tops = vec![h.kubepods()];
+        for q in [QosClass::Burstable, QosClass::BestEffort] {
+            tops.push(h.qos(q));
+        }
+        tops.dedup();
+        out.extend(
+            tops.into_iter()
+                .filter_map(|id| self.cadvisor_cgroup(plain(id), None)),
+        );
+        let created = |ns: i64| Some(DateTime::from_timestamp_nanos(ns));
+        for sandbox in &view.sandboxes {
+            let pref = assemble::pod_ref(sandbox);
+            let Some(pod_cgroup) = self.pod_cgroup(&pref.uid) else {
+                continue;
+            };
+            let of_pod =
+                |id: String, name: &str, container: &str, image: &str| cadvisor::CgroupLabels {
+                    id,
+                    name: name.to_string(),
+                    image: image.to_string(),
+                    pod: pref.name.clone(),
+                    namespace: pref.namespace.clone(),
+                    container: container.to_string(),
+                };
+            out.extend(self.cadvisor_cgroup(of_pod(pod_cgroup.clone(), "", "", ""), None));
+            let sandbox_id = format!("{pod_cgroup}/{}", sandbox.id);
+            if let Some(mut s) = self.cadvisor_cgroup(
+                of_pod(sandbox_id.clone(), &sandbox.id, "", ""),
+                created(sandbox.created_at),
+            ) {
+                s.network = self
+                    .cgroups
+                    .first_pid(&sandbox_id)
+                    .and_then(super::host::pid_network)
+                    .map(|n| n.interfaces)
+                    .unwrap_or_default();
+                out.push(s);
+            }
+            for c in view
+                .containers
+                .iter()
+                .filter(|c| c.pod_sandbox_id == sandbox.id)
+            {
+                let cri_image = c.image.as_ref().map(|i| i.image.as_str()).unwrap_or("");
+                let image = view
+                    .image_names
+                    .get(&c.image_ref)
+                    .or_else(|| view.image_names.get(cri_image))
+                    .map(String::as_str)
+                    .unwrap_or(cri_image);
+                let name = c.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or("");
+                out.extend(self.cadvisor_cgroup(
+                    of_pod(format!("{pod_cgroup}/{}", c.id), &c.id, name, image),
+                    created(c.created_at),
+                ));
+            }
+        }
+        out
     }
 }

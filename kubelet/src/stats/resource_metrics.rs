@@ -45,7 +45,9 @@ pub fn go_float(v: f64) -> String {
     }
 }
 
-fn labels(pairs: &[(&str, &str)]) -> String {
+/// A label set as the text format writes it: sorted by name, values escaped, in braces
+/// (nothing when empty).
+pub fn labels(pairs: &[(&str, &str)]) -> String {
     let mut sorted = pairs.to_vec();
     sorted.sort_by_key(|(k, _)| *k);
     let body: Vec<String> = sorted
