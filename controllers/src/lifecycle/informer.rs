@@ -1,16 +1,9 @@
 //! Event handlers over the process's shared informers ([`crate::informers`]) in the shape
-//! the lifecycle controllers use (object + applied/deleted), and private reflectors for the
-//! few watches that cannot be shared (filtered by a selector).
+//! the lifecycle controllers use (object + applied/deleted). Every lifecycle controller
+//! reads the shared informers; only the garbage collector keeps its own (metadata-only)
+//! watches.
 
-use std::fmt::Debug;
-use std::hash::Hash;
-
-use futures::StreamExt;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
-use kube::{Api, Resource};
-use serde::de::DeserializeOwned;
+use kube::Resource;
 use tokio_util::sync::CancellationToken;
 
 use crate::informers::{self, Informer};
@@ -39,43 +32,7 @@ where
     });
 }
 
-/// Starts a private reflector over `api` that calls `handler` for every object it sees, until
-/// `shutdown`. Returns the store; await [`Store::wait_until_ready`] before trusting it.
-pub fn spawn<K, H>(
-    api: Api<K>,
-    config: watcher::Config,
-    shutdown: CancellationToken,
-    handler: H,
-) -> Store<K>
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
-    H: Fn(&K, Change) + Send + 'static,
-{
-    let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher::watcher(api, config).default_backoff());
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        loop {
-            let event = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                e = stream.next() => e,
-            };
-            match event {
-                None => return,
-                Some(Ok(Event::Apply(o) | Event::InitApply(o))) => handler(&o, Change::Applied),
-                Some(Ok(Event::Delete(o))) => handler(&o, Change::Deleted),
-                Some(Ok(Event::Init | Event::InitDone)) => {}
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, kind = %K::kind(&Default::default()), "watch failed, retrying")
-                }
-            }
-        }
-    });
-    store
-}
-
-/// Waits for every store, or returns an error when `shutdown` comes first.
+/// Waits for every informer, or returns an error when `shutdown` comes first.
 pub async fn wait_synced(
     shutdown: &CancellationToken,
     ready: impl std::future::Future<Output = ()>,

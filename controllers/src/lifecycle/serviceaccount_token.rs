@@ -15,8 +15,6 @@ use futures::future::{BoxFuture, FutureExt};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::ByteString;
 use kube::api::{DeleteParams, PostParams, Preconditions};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Api;
 use serde_json::json;
 
@@ -24,7 +22,7 @@ pub use jwt::TokenSigner;
 
 use super::{errors, informer, queue::WorkQueue};
 use crate::context::ControllerContext;
-use crate::informers::Informer;
+use crate::informers::{self, Informer};
 use crate::registry::ControllerDescriptor;
 
 /// The Secret type of legacy tokens.
@@ -158,8 +156,13 @@ fn secret_key(s: &Secret) -> Key {
     }
 }
 
+/// Whether `s` is a legacy service-account token Secret (of type [`SECRET_TYPE`]).
+pub fn is_token(s: &Secret) -> bool {
+    s.type_.as_deref() == Some(SECRET_TYPE)
+}
+
 struct Controller {
-    secrets: Store<Secret>,
+    secrets: Informer<Secret>,
     accounts: Informer<ServiceAccount>,
     client: kube::Client,
     signer: TokenSigner,
@@ -182,15 +185,15 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let queue: WorkQueue<Key> =
         WorkQueue::new().with_metrics(&ctx.metrics, "serviceaccount_tokens_service");
     let q = queue.clone();
-    let secrets = informer::spawn(
-        Api::<Secret>::all(ctx.client.clone()),
-        watcher::Config::default().fields(&format!("type={SECRET_TYPE}")),
-        ctx.shutdown.clone(),
-        move |s: &Secret, _| q.add(secret_key(s)),
-    );
+    // Secrets and ServiceAccounts from the shared informers; only token Secrets are acted
+    // on (upstream's FilterFunc on the shared Secrets informer).
+    let secrets = ctx.informers().informer::<Secret>();
+    informer::on(&secrets, move |s: &Secret, _| {
+        if is_token(s) {
+            q.add(secret_key(s));
+        }
+    });
     let q = queue.clone();
-    // Token Secrets come from a private watch filtered by type, as upstream's tokens
-    // controller; ServiceAccounts from the shared informer.
     let accounts = ctx.informers().informer::<ServiceAccount>();
     informer::on(&accounts, move |sa: &ServiceAccount, change| {
         if change == informer::Change::Deleted {
@@ -201,10 +204,9 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
             });
         }
     });
-    let (s, a) = (secrets.clone(), accounts.clone());
-    informer::wait_synced(&ctx.shutdown, async move {
-        let _ = s.wait_until_ready().await;
-        a.wait_synced().await;
+    informers::wait_synced(&ctx.shutdown, async {
+        secrets.wait_synced().await;
+        accounts.wait_synced().await;
     })
     .await?;
     tracing::info!(
@@ -249,6 +251,7 @@ impl Controller {
                 {
                     return Ok(());
                 }
+                let tokens = self.secrets.list_namespace(&namespace);
                 let gone = ServiceAccount {
                     metadata: kube::api::ObjectMeta {
                         namespace: Some(namespace),
@@ -258,8 +261,8 @@ impl Controller {
                     },
                     ..Default::default()
                 };
-                for s in self.secrets.state() {
-                    if owns(&gone, &s) {
+                for s in tokens {
+                    if is_token(&s) && owns(&gone, &s) {
                         self.delete_token(&s).await?;
                     }
                 }
@@ -272,7 +275,7 @@ impl Controller {
                 sa_uid,
                 ..
             } => {
-                let cached = self.secrets.get(&ObjectRef::new(&name).within(&namespace));
+                let cached = self.secrets.get(&namespace, &name).filter(|s| is_token(s));
                 let Some(secret) = cached else {
                     // Deleted: drop it from its account's `secrets`.
                     return self
@@ -432,6 +435,18 @@ mod tests {
         }
         s.metadata.annotations = Some(a);
         s
+    }
+
+    #[test]
+    fn only_token_typed_secrets_are_acted_on() {
+        let s = token_secret(None);
+        assert!(is_token(&s));
+        // An Opaque Secret annotated with an account name is not a token of it.
+        let mut opaque = s.clone();
+        opaque.type_ = Some("Opaque".into());
+        assert!(!is_token(&opaque));
+        opaque.type_ = None;
+        assert!(!is_token(&opaque));
     }
 
     #[test]

@@ -4,12 +4,11 @@
 use futures::future::{BoxFuture, FutureExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Preconditions};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Api;
 
 use super::token;
 use crate::context::ControllerContext;
+use crate::informers;
 use crate::lifecycle::{errors, informer, queue::WorkQueue};
 use crate::registry::ControllerDescriptor;
 
@@ -32,21 +31,16 @@ fn start(ctx: ControllerContext) -> BoxFuture<'static, anyhow::Result<()>> {
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let queue: WorkQueue<String> = WorkQueue::new().with_metrics(&ctx.metrics, "token_cleaner");
     let q = queue.clone();
-    let store: Store<Secret> = informer::spawn(
-        Api::namespaced(ctx.client.clone(), token::NAMESPACE),
-        watcher::Config::default().fields(&format!("type={}", token::SECRET_TYPE)),
-        ctx.shutdown.clone(),
-        move |s: &Secret, change| {
-            if let (Some(n), informer::Change::Applied) = (&s.metadata.name, change) {
+    // The shared Secrets informer, filtered in the handler as upstream's.
+    let store = ctx.informers().informer::<Secret>();
+    informer::on(&store, move |s: &Secret, change| {
+        if let (Some(n), informer::Change::Applied) = (&s.metadata.name, change) {
+            if token::is_bootstrap_token(s) {
                 q.add(n.clone());
             }
-        },
-    );
-    let s = store.clone();
-    informer::wait_synced(&ctx.shutdown, async move {
-        let _ = s.wait_until_ready().await;
-    })
-    .await?;
+        }
+    });
+    informers::wait_synced(&ctx.shutdown, store.wait_synced()).await?;
     let api: Api<Secret> =
         Api::namespaced(ctx.client_for(SERVICE_ACCOUNT).await?, token::NAMESPACE);
     let requeue = queue.clone();
@@ -56,7 +50,9 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
             1,
             ctx.shutdown.clone(),
             move |name: String| {
-                let secret = store.get(&ObjectRef::new(&name).within(token::NAMESPACE));
+                let secret = store
+                    .get(token::NAMESPACE, &name)
+                    .filter(|s| token::is_bootstrap_token(s));
                 let api = api.clone();
                 let requeue = requeue.clone();
                 async move {

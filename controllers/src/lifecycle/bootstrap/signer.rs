@@ -8,13 +8,12 @@ use base64::Engine as _;
 use futures::future::{BoxFuture, FutureExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::PostParams;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::Api;
 use serde_json::json;
 
 use super::token;
 use crate::context::ControllerContext;
+use crate::informers;
 use crate::lifecycle::{errors, informer, queue::WorkQueue};
 use crate::registry::ControllerDescriptor;
 
@@ -75,6 +74,12 @@ pub fn resigned(cm: &ConfigMap, tokens: &BTreeMap<String, String>) -> Option<Con
     Some(out)
 }
 
+/// Whether `cm` is the signed `kube-public/cluster-info` ConfigMap.
+pub fn is_cluster_info(cm: &ConfigMap) -> bool {
+    cm.metadata.namespace.as_deref() == Some(CONFIG_MAP_NAMESPACE)
+        && cm.metadata.name.as_deref() == Some(CONFIG_MAP_NAME)
+}
+
 /// The signing tokens among `secrets` (the first Secret of a duplicated ID wins).
 pub fn signing_tokens<'a>(
     secrets: impl IntoIterator<Item = &'a Secret>,
@@ -96,24 +101,24 @@ fn start(ctx: ControllerContext) -> BoxFuture<'static, anyhow::Result<()>> {
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let queue: WorkQueue<()> =
         WorkQueue::new().with_metrics(&ctx.metrics, "bootstrap_signer_queue");
+    // The shared ConfigMaps and Secrets informers, filtered in the handlers as upstream's.
     let q = queue.clone();
-    let config_maps: Store<ConfigMap> = informer::spawn(
-        Api::namespaced(ctx.client.clone(), CONFIG_MAP_NAMESPACE),
-        watcher::Config::default().fields(&format!("metadata.name={CONFIG_MAP_NAME}")),
-        ctx.shutdown.clone(),
-        move |_: &ConfigMap, _| q.add(()),
-    );
+    let config_maps = ctx.informers().informer::<ConfigMap>();
+    informer::on(&config_maps, move |cm: &ConfigMap, _| {
+        if is_cluster_info(cm) {
+            q.add(());
+        }
+    });
     let q = queue.clone();
-    let secrets: Store<Secret> = informer::spawn(
-        Api::namespaced(ctx.client.clone(), token::NAMESPACE),
-        watcher::Config::default().fields(&format!("type={}", token::SECRET_TYPE)),
-        ctx.shutdown.clone(),
-        move |_: &Secret, _| q.add(()),
-    );
-    let (c, s) = (config_maps.clone(), secrets.clone());
-    informer::wait_synced(&ctx.shutdown, async move {
-        let _ = c.wait_until_ready().await;
-        let _ = s.wait_until_ready().await;
+    let secrets = ctx.informers().informer::<Secret>();
+    informer::on(&secrets, move |s: &Secret, _| {
+        if token::is_bootstrap_token(s) {
+            q.add(());
+        }
+    });
+    informers::wait_synced(&ctx.shutdown, async {
+        config_maps.wait_synced().await;
+        secrets.wait_synced().await;
     })
     .await?;
     let api: Api<ConfigMap> =
@@ -121,9 +126,12 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     queue.add(());
     queue
         .run("bootstrapsigner", 1, ctx.shutdown.clone(), move |()| {
-            let cm = config_maps.get(&ObjectRef::new(CONFIG_MAP_NAME).within(CONFIG_MAP_NAMESPACE));
+            let cm = config_maps.get(CONFIG_MAP_NAMESPACE, CONFIG_MAP_NAME);
             let tokens = signing_tokens(
-                secrets.state().iter().map(|s| s.as_ref()),
+                secrets
+                    .list_namespace(token::NAMESPACE)
+                    .iter()
+                    .map(|s| s.as_ref()),
                 jiff::Timestamp::now(),
             );
             let api = api.clone();

@@ -20,6 +20,13 @@ pub const EXPIRATION_KEY: &str = "expiration";
 /// Data key that allows the token to sign cluster-info.
 pub const USAGE_SIGNING_KEY: &str = "usage-bootstrap-signing";
 
+/// Whether `secret` is a bootstrap token these controllers act on: of type [`SECRET_TYPE`]
+/// in [`NAMESPACE`] (upstream's handler filter over the shared Secrets informer).
+pub fn is_bootstrap_token(secret: &Secret) -> bool {
+    secret.metadata.namespace.as_deref() == Some(NAMESPACE)
+        && secret.type_.as_deref() == Some(SECRET_TYPE)
+}
+
 /// The Secret's data value at `key` as text ("" when absent).
 pub fn data(secret: &Secret, key: &str) -> String {
     secret
@@ -99,6 +106,20 @@ pub(crate) mod tests {
                 .collect::<BTreeMap<_, _>>(),
         );
         s
+    }
+
+    #[test]
+    fn only_kube_system_secrets_of_the_token_type_are_bootstrap_tokens() {
+        let s = secret("abcdef", &[]);
+        assert!(is_bootstrap_token(&s));
+        let mut elsewhere = s.clone();
+        elsewhere.metadata.namespace = Some("default".into());
+        assert!(!is_bootstrap_token(&elsewhere));
+        let mut opaque = s.clone();
+        opaque.type_ = Some("Opaque".into());
+        assert!(!is_bootstrap_token(&opaque));
+        opaque.type_ = None;
+        assert!(!is_bootstrap_token(&opaque));
     }
 
     #[test]
