@@ -1,7 +1,7 @@
 //! e2e: the kubelet's resource endpoints with a real kubelet, containerd and apiserver — a
 //! pod with a CPU-limited busy container and ~16 MB of live memory shows up in
 //! `/stats/summary` with plausible CPU and memory, `/metrics/resource` carries its
-//! counters, `/configz` echoes the configured `maxPods`, authorization checks the
+//! counters, `/metrics/cadvisor` its cgroup's usage, CFS quota and throttling, `/configz` echoes the configured `maxPods`, authorization checks the
 //! `nodes/stats` and `nodes/metrics` subresources, and the apiserver's node proxy reaches
 //! the summary when the node has a proxyable address.
 
@@ -153,7 +153,7 @@ async fn summary_metrics_and_configz() {
 
     // What a scrape costs on the kubelet's side: curl's time from the TLS session being
     // up to the first response byte (a figure to compare with upstream's kubelet).
-    for path in ["/stats/summary", "/metrics/resource"] {
+    for path in ["/stats/summary", "/metrics/resource", "/metrics/cadvisor"] {
         let mut ms = Vec::new();
         for _ in 0..5 {
             let out = Command::new("curl")
@@ -221,6 +221,107 @@ async fn summary_metrics_and_configz() {
         assert!(metrics.contains(want), "missing {want:?} in\n{metrics}");
     }
 
+    // cAdvisor's per-cgroup metrics: the busy container's cgroup, its limits, its pod's
+    // cgroup and sandbox, and the machine.
+    let (code, cadvisor) = kubelet_request(port, "/metrics/cadvisor", &admin);
+    assert_eq!(code, 200, "{cadvisor}");
+    let busy = [
+        ("container", "busy"),
+        ("namespace", "default"),
+        ("pod", "stats-busy"),
+    ];
+    let of_busy = |name: &str| {
+        common::sample(&cadvisor, name, &busy)
+            .unwrap_or_else(|| panic!("no {name} for the busy container in\n{cadvisor}"))
+    };
+    let cpu = common::sample(
+        &cadvisor,
+        "container_cpu_usage_seconds_total",
+        &[busy[0], busy[1], busy[2], ("cpu", "total")],
+    )
+    .unwrap_or_else(|| panic!("no CPU counter in\n{cadvisor}"));
+    assert!(cpu > 0.1, "cpu {cpu}");
+    assert!(of_busy("container_cpu_user_seconds_total") > 0.0);
+    let ws = of_busy("container_memory_working_set_bytes");
+    assert!(ws > 16e6 && ws < (96 << 20) as f64, "working set {ws}");
+    assert!(of_busy("container_memory_usage_bytes") >= ws);
+    assert!(of_busy("container_memory_rss") > 16e6);
+    assert_eq!(of_busy("container_spec_cpu_quota"), 10000.0);
+    assert_eq!(of_busy("container_spec_cpu_period"), 100000.0);
+    assert_eq!(
+        of_busy("container_spec_memory_limit_bytes"),
+        (96 << 20) as f64
+    );
+    // A busy loop under a 100m quota is throttled.
+    assert!(of_busy("container_cpu_cfs_periods_total") > 0.0);
+    assert!(of_busy("container_cpu_cfs_throttled_periods_total") > 0.0);
+    assert!(of_busy("container_start_time_seconds") > 1.6e9);
+    eprintln!(
+        "/metrics/cadvisor busy container: cpu {cpu:.3} s, working set {ws} B, {} of {} CFS periods throttled",
+        of_busy("container_cpu_cfs_throttled_periods_total"),
+        of_busy("container_cpu_cfs_periods_total")
+    );
+    let line = cadvisor
+        .lines()
+        .find(|l| {
+            l.starts_with("container_memory_working_set_bytes{container=\"busy\",")
+                && l.contains("pod=\"stats-busy\"")
+        })
+        .unwrap();
+    // Limits only: a Guaranteed pod, directly under kubepods.
+    let pods_cgroup = format!(
+        ",id=\"{}/kubepods/pod",
+        kubelet.cgroup_root.trim_end_matches('/')
+    );
+    assert!(line.contains(&pods_cgroup), "{line}");
+    assert!(
+        line.contains("image=\"") && line.contains("busybox"),
+        "{line}"
+    );
+    let name = line
+        .split("name=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(name.len(), 64, "container ID as name: {line}");
+    // The pod's cgroup (no container, no name) holds at least the container's memory, and
+    // the sandbox reports the pod's network.
+    let pod_ws = common::sample(
+        &cadvisor,
+        "container_memory_working_set_bytes",
+        &[("container", ""), ("name", ""), ("pod", "stats-busy")],
+    )
+    .unwrap_or_else(|| panic!("no pod cgroup in\n{cadvisor}"));
+    assert!(pod_ws >= ws, "pod {pod_ws} < container {ws}");
+    assert!(
+        common::sample(
+            &cadvisor,
+            "container_network_receive_bytes_total",
+            &[("container", ""), ("pod", "stats-busy")],
+        )
+        .is_some(),
+        "{cadvisor}"
+    );
+    let nproc = Command::new("nproc").arg("--all").output().unwrap();
+    let cores: f64 = String::from_utf8_lossy(&nproc.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        common::sample(&cadvisor, "machine_cpu_cores", &[]),
+        Some(cores)
+    );
+    assert!(common::sample(&cadvisor, "machine_memory_bytes", &[]).unwrap() > (1u64 << 30) as f64);
+    for want in [
+        "# TYPE container_cpu_usage_seconds_total counter\n",
+        "# TYPE container_memory_working_set_bytes gauge\n",
+        "\ncontainer_scrape_error 0\n",
+    ] {
+        assert!(cadvisor.contains(want), "missing {want:?} in\n{cadvisor}");
+    }
+
     // The kubelet's own gauges: exactly this pod's sandbox and its one container run, and
     // its start was timed.
     let (code, metrics) = kubelet_request(port, "/metrics", &admin);
@@ -255,6 +356,9 @@ async fn summary_metrics_and_configz() {
     assert_eq!(code, 403);
     assert!(body.contains("subresource(s)=[stats]"), "{body}");
     let (code, body) = kubelet_request(port, "/metrics/resource", &nobody);
+    assert_eq!(code, 403);
+    assert!(body.contains("subresource(s)=[metrics]"), "{body}");
+    let (code, body) = kubelet_request(port, "/metrics/cadvisor", &nobody);
     assert_eq!(code, 403);
     assert!(body.contains("subresource(s)=[metrics]"), "{body}");
     let (code, body) = kubelet_request(port, "/configz", &nobody);

@@ -248,15 +248,25 @@ pub fn kubelet_get(cluster: &e2e::TestCluster, port: u16, path: &str) -> String 
 }
 
 /// The value of the sample `name` whose labels include every `labels` pair, in a
-/// Prometheus text exposition.
+/// Prometheus text exposition (a sample's trailing timestamp is not its value).
 pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines().find_map(|l| {
-        let (series, value) = l.rsplit_once(' ')?;
-        let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+        if l.starts_with('#') {
+            return None;
+        }
+        let (n, rest, after) = match l.find(['{', ' ']) {
+            Some(i) if l[i..].starts_with('{') => {
+                let close = l.rfind('}')?;
+                (&l[..i], &l[i..=close], &l[close + 1..])
+            }
+            Some(i) => (&l[..i], "", &l[i..]),
+            None => return None,
+        };
         let matches = n == name
             && labels
                 .iter()
                 .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        let value = after.split_whitespace().next()?;
         matches.then(|| value.parse().ok()).flatten()
     })
 }
