@@ -30,7 +30,7 @@ fn policy(p: PropagationPolicy) -> DeleteParams {
 #[tokio::test]
 async fn propagation_policies() {
     let cluster = e2e::cluster_or_skip!();
-    let mut kcm = support::start_kcm(&cluster, "garbagecollector", &[]);
+    let (mut kcm, metrics_port) = support::start_kcm_on_port(&cluster, "garbagecollector", &[]);
     let cms: Api<ConfigMap> = Api::namespaced(cluster.client(), "default");
 
     // Background: the owner goes at once, the dependent is collected.
@@ -115,5 +115,18 @@ async fn propagation_policies() {
         || async { Ok(cms.get_opt("dangling").await?.is_none().then_some(())) },
     )
     .await;
+
+    // /metrics under upstream's names: the work queue did the work above, and against a
+    // healthy apiserver every discovery round found resources and its monitors listed in
+    // time, so no resources sync error was counted (the counter is there, at zero).
+    let metrics = support::scrape_metrics(&cluster, &mut kcm, metrics_port).await;
+    let sample = |series: &str| {
+        support::sample(&metrics, series).unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    assert!(sample(r#"workqueue_adds_total{name="garbage_collector_attempt_to_delete"}"#) >= 4.0);
+    assert_eq!(
+        sample("garbagecollector_controller_resources_sync_error_total"),
+        0.0
+    );
     kcm.terminate(Duration::from_secs(10)).unwrap();
 }

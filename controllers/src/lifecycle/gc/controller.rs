@@ -8,7 +8,7 @@ use kube::api::{
     DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
 use kube::core::PartialObjectMeta;
-use kube::discovery::{verbs, ApiResource};
+use kube::discovery::ApiResource;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Api;
@@ -16,6 +16,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::graph::{self, Action, Graph, Location, Object, OwnerState, Propagation};
+use super::metrics::GcMetrics;
+use super::monitors::{self, Resync};
 use crate::context::ControllerContext;
 use crate::lifecycle::discovery::{self, Served};
 use crate::lifecycle::{errors, queue::WorkQueue};
@@ -27,6 +29,8 @@ struct Shared {
     client: kube::Client,
     graph: Mutex<Graph>,
     resources: RwLock<Vec<Served>>,
+    /// How many monitors (metadata watches) have finished their first list.
+    monitors_synced: tokio::sync::watch::Sender<usize>,
     queue: WorkQueue<String>,
 }
 
@@ -41,17 +45,16 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
         client: ctx.client_for(super::SERVICE_ACCOUNT).await?,
         graph: Mutex::default(),
         resources: RwLock::default(),
+        monitors_synced: tokio::sync::watch::channel(0).0,
         // Our one queue does upstream's attemptToDelete work (orphaning included).
         queue: WorkQueue::new().with_metrics(&ctx.metrics, "garbage_collector_attempt_to_delete"),
     });
+    let metrics = ctx.metrics.families(GcMetrics::register);
     let (watch_client, sd) = (ctx.client.clone(), ctx.shutdown.clone());
     let disc = shared.clone();
     tokio::spawn(async move {
         loop {
-            match discovery::served(&watch_client).await {
-                Ok(all) => add_watches(&disc, &watch_client, all, &sd),
-                Err(e) => tracing::warn!(error = %e, "garbage collector discovery failed"),
-            }
+            sync_monitors(&disc, &watch_client, &sd, &metrics).await;
             tokio::select! {
                 _ = sd.cancelled() => return,
                 _ = tokio::time::sleep(RESYNC_DISCOVERY) => {}
@@ -74,29 +77,74 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts a metadata-only watch for each deletable resource not watched yet.
+/// One round of upstream's `GarbageCollector.Sync`: discovery, monitors for new deletable
+/// resources, and a bounded wait for them to list. A round without resources, or whose new
+/// monitors do not sync within the period, counts as a resources sync error.
+async fn sync_monitors(
+    shared: &Arc<Shared>,
+    client: &kube::Client,
+    sd: &CancellationToken,
+    metrics: &GcMetrics,
+) {
+    let discovered = match discovery::served(client).await {
+        Ok(all) => Some(all),
+        Err(e) => {
+            tracing::warn!(error = %e, "garbage collector discovery failed");
+            None
+        }
+    };
+    let plan = {
+        let resources = shared.resources.read().unwrap_or_else(|e| e.into_inner());
+        monitors::resync(&resources, discovered)
+    };
+    let new = match plan {
+        Resync::NoResources => {
+            tracing::info!("no resources reported by discovery, skipping garbage collector sync");
+            metrics.resources_sync_error.inc();
+            return;
+        }
+        Resync::Unchanged => return,
+        Resync::Add(new) => new,
+    };
+    tracing::info!(
+        added = %new.iter().map(Served::group_resource).collect::<Vec<_>>().join(","),
+        "syncing garbage collector with updated resources from discovery"
+    );
+    let total = add_watches(shared, client, new, sd);
+    let mut synced = shared.monitors_synced.subscribe();
+    let all_synced = tokio::select! {
+        _ = sd.cancelled() => return,
+        r = tokio::time::timeout(RESYNC_DISCOVERY, synced.wait_for(|n| *n >= total)) => {
+            matches!(r, Ok(Ok(_)))
+        }
+    };
+    if all_synced {
+        tracing::info!(monitors = total, "synced garbage collector");
+    } else {
+        tracing::warn!(
+            monitors = total,
+            "timed out waiting for dependency graph builder sync during GC sync"
+        );
+        metrics.resources_sync_error.inc();
+    }
+}
+
+/// Starts a metadata-only watch for each of `new`; returns how many monitors there are now.
 fn add_watches(
     shared: &Arc<Shared>,
     client: &kube::Client,
-    all: Vec<Served>,
+    new: Vec<Served>,
     sd: &CancellationToken,
-) {
+) -> usize {
     let mut resources = shared.resources.write().unwrap_or_else(|e| e.into_inner());
-    for s in all.into_iter().filter(|s| {
-        s.supports(verbs::LIST) && s.supports(verbs::WATCH) && s.supports(verbs::DELETE)
-    }) {
-        if resources
-            .iter()
-            .any(|r| r.resource.group == s.resource.group && r.resource.kind == s.resource.kind)
-        {
-            continue;
-        }
+    for s in new {
         let index = resources.len();
         let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &s.resource);
         let (shared, sd) = (shared.clone(), sd.clone());
         tokio::spawn(async move {
             let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
             let mut stream = std::pin::pin!(stream);
+            let mut listed = false;
             loop {
                 let event = tokio::select! {
                     _ = sd.cancelled() => return,
@@ -108,6 +156,10 @@ fn add_watches(
                         observe(&shared, index, &o, false)
                     }
                     Some(Ok(Event::Delete(o))) => observe(&shared, index, &o, true),
+                    Some(Ok(Event::InitDone)) if !listed => {
+                        listed = true;
+                        shared.monitors_synced.send_modify(|n| *n += 1);
+                    }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => tracing::debug!(error = %e, "garbage collector watch error"),
                 }
@@ -115,6 +167,7 @@ fn add_watches(
         });
         resources.push(s);
     }
+    resources.len()
 }
 
 /// Updates the graph with one event and queues what it may affect.

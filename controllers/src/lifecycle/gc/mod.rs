@@ -4,6 +4,8 @@
 
 pub mod controller;
 pub mod graph;
+pub mod metrics;
+pub mod monitors;
 
 use futures::future::FutureExt;
 
