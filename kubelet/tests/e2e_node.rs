@@ -1,7 +1,9 @@
 //! e2e: the kubelet binary, run as a process against a real kube-apiserver + etcd and a
 //! real containerd. The node registers Ready and renews its Lease; a pod bound to it runs,
 //! gets an IP from CNI, reads its configMap/secret/token volumes and reports upstream
-//! status; deletion stops it gracefully; a crashing container backs off.
+//! status; deletion stops it gracefully; a crashing container backs off. A pod deleted while
+//! the kubelet was down is stopped when it comes back, with the preStop hook it was created
+//! with.
 
 mod common;
 
@@ -228,4 +230,76 @@ async fn node_runs_pods_end_to_end() {
     .await;
 
     kubelet.stop();
+}
+
+#[tokio::test]
+async fn pod_deleted_while_the_kubelet_was_down_gets_its_pre_stop_hook() {
+    let (cluster, containerd) = cluster_and_containerd_or_skip!();
+    let mut kubelet = KubeletProcess::builder(&cluster, &containerd, "orphan").start();
+    // A host-network pod: it runs whether or not the node's pod network is ready.
+    let node_name = kubelet.node_name.clone();
+    let pods = common::default_pods(&cluster.client()).await;
+    let out = kubelet.dir.join("prestop-out");
+    std::fs::create_dir_all(&out).unwrap();
+    let name = format!("orphan-{}", std::process::id() % 10000);
+    let mut pod = common::sleeping_pod(&name, &node_name);
+    pod["spec"]["terminationGracePeriodSeconds"] = serde_json::json!(30);
+    pod["spec"]["volumes"] = serde_json::json!([{"name": "out", "hostPath": {"path": out}}]);
+    pod["spec"]["containers"][0]["volumeMounts"] =
+        serde_json::json!([{"name": "out", "mountPath": "/out"}]);
+    pod["spec"]["containers"][0]["lifecycle"] = serde_json::json!({"preStop": {"exec": {
+        "command": ["sh", "-c", "echo stopped-by-prestop > /out/marker"]}}});
+    let uid = common::create_pod(&pods, pod).await.metadata.uid.unwrap();
+    common::wait_pod_phase(&pods, &name, "Running", Duration::from_secs(60)).await;
+
+    // The kubelet goes away (running pods stay), the pod object is removed at once.
+    kubelet.terminate(Duration::from_secs(5));
+    pods.delete(&name, &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    wait("pod object gone", Duration::from_secs(30), || async {
+        pods.get_opt(&name)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let cri = kubelet::cri::Cri::connect(&containerd.endpoint())
+        .await
+        .unwrap();
+    let observed = kubelet::runtime::observe::observe_pod(&cri, &uid)
+        .await
+        .unwrap();
+    assert!(
+        observed
+            .containers
+            .iter()
+            .any(|c| c.state == kubelet::pod::observed::ContainerState::Running),
+        "the container kept running while the kubelet was down"
+    );
+    assert!(!out.join("marker").exists());
+
+    // Back up, it finds the orphan and stops it as upstream: hook first, 1 s grace.
+    kubelet.spawn();
+    let marker = wait("preStop marker", Duration::from_secs(60), || async {
+        std::fs::read_to_string(out.join("marker")).ok()
+    })
+    .await;
+    assert_eq!(marker.trim(), "stopped-by-prestop");
+    wait(
+        "orphan's sandbox removed",
+        Duration::from_secs(60),
+        || async {
+            let all = kubelet::runtime::observe::observe_all(&cri).await.ok()?;
+            (!all.contains_key(&uid)).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        kubelet.log().contains("Cleaning up orphaned pod"),
+        "{}",
+        kubelet.log_tail(30)
+    );
 }

@@ -22,6 +22,8 @@ pub const TERMINATION_MESSAGE_PATH: &str = "io.kubernetes.container.terminationM
 pub const TERMINATION_MESSAGE_POLICY: &str = "io.kubernetes.container.terminationMessagePolicy";
 /// The pod's terminationGracePeriodSeconds (annotation).
 pub const POD_TERMINATION_GRACE_PERIOD: &str = "io.kubernetes.pod.terminationGracePeriod";
+/// The container's preStop handler as JSON (annotation), when it has one.
+pub const PRE_STOP_HANDLER: &str = "io.kubernetes.container.preStopHandler";
 
 /// Which pod a sandbox or container belongs to, read back from its labels.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

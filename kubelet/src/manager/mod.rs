@@ -245,7 +245,11 @@ pub async fn run(
                         let (shared, r, observed) = (shared.clone(), r.clone(), observed.clone());
                         tracing::info!(pod = %format!("{}/{}", r.namespace, r.name), "Cleaning up orphaned pod");
                         tokio::spawn(async move {
-                            let _ = shared.runtime.kill_pod(&Pod::default(), &observed, 0).await;
+                            // As upstream: preStop hooks restored from the containers'
+                            // annotations, within the orphan's one-second grace.
+                            let pod = shared.runtime.restore_pod(&r, &observed).await;
+                            let grace = crate::runtime::restore::ORPHAN_GRACE_SECONDS;
+                            let _ = shared.runtime.kill_pod(&pod, &observed, grace).await;
                             let observed = observe::observe_pod(&shared.runtime.cri, &r.uid).await.unwrap_or(observed);
                             if let Err(e) = shared.runtime.remove_pod(&r, &observed).await {
                                 tracing::warn!(error = %format!("{e:#}"), "Failed to remove orphaned pod");

@@ -277,7 +277,7 @@ pub fn container_config(
         .termination_message_path
         .clone()
         .unwrap_or_else(|| "/dev/termination-log".into());
-    let annotations = HashMap::from([
+    let mut annotations = HashMap::from([
         (labels::CONTAINER_HASH.to_string(), container_hash(c)),
         (
             labels::CONTAINER_RESTART_COUNT.to_string(),
@@ -302,6 +302,13 @@ pub fn container_config(
                 .to_string(),
         ),
     ]);
+    // Upstream records the preStop handler so that a container whose pod is gone (deleted
+    // while the kubelet was down) still gets its hook.
+    if let Some(pre_stop) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
+        if let Ok(json) = serde_json::to_string(pre_stop) {
+            annotations.insert(labels::PRE_STOP_HANDLER.to_string(), json);
+        }
+    }
     let mut mounts: Vec<cri::Mount> = c
         .volume_mounts
         .iter()

@@ -609,6 +609,34 @@ impl PodRuntime {
         Ok(())
     }
 
+    /// The pod a running orphan (a pod deleted while the kubelet was down) was created from,
+    /// as far as its containers' annotations record it (see [`super::restore`]).
+    pub async fn restore_pod(&self, r: &PodRef, observed: &ObservedPod) -> Pod {
+        let mut containers = Vec::new();
+        for c in observed
+            .containers
+            .iter()
+            .filter(|c| matches!(c.state, ContainerState::Running | ContainerState::Created))
+        {
+            let status = self
+                .cri
+                .runtime
+                .clone()
+                .container_status(cri::ContainerStatusRequest {
+                    container_id: c.id.clone(),
+                    verbose: false,
+                })
+                .await;
+            let annotations = status
+                .ok()
+                .and_then(|s| s.into_inner().status)
+                .map(|s| s.annotations)
+                .unwrap_or_default();
+            containers.push((c.name.clone(), annotations));
+        }
+        super::restore::restored_pod(r, &containers)
+    }
+
     /// Removes everything of a pod that has stopped: containers, sandboxes, the pod cgroup
     /// and the pod directory (logs stay, as upstream's log GC owns them).
     pub async fn remove_pod(&self, r: &PodRef, observed: &ObservedPod) -> Result<()> {

@@ -5,5 +5,6 @@ pub mod config;
 pub mod executor;
 pub mod images;
 pub mod observe;
+pub mod restore;
 
 pub use executor::{PodInputs, PodRuntime, SyncResult};

@@ -224,7 +224,9 @@ impl<'a> KubeletProcess<'a> {
         }
     }
 
-    fn spawn(&mut self) {
+    /// Starts the kubelet process (again, after [`KubeletProcess::terminate`] or
+    /// [`KubeletProcess::kill`]) with the same config, flags and ports.
+    pub fn spawn(&mut self) {
         let p = self
             .cluster
             .spawn("kubelet", Path::new("/usr/bin/env"), &self.args)
