@@ -444,6 +444,19 @@ impl PodRuntime {
         grace_secs: i64,
         ctx: Option<&HookContext<'_>>,
     ) -> Result<()> {
+        let pod_ip = ctx.map(|x| x.pod_ip).unwrap_or("");
+        self.kill_container_at(id, c, grace_secs, ctx, pod_ip).await
+    }
+
+    /// [`PodRuntime::kill_container_with`] with HTTP hooks aimed at `pod_ip`.
+    async fn kill_container_at(
+        &self,
+        id: &str,
+        c: Option<&Container>,
+        grace_secs: i64,
+        ctx: Option<&HookContext<'_>>,
+        pod_ip: &str,
+    ) -> Result<()> {
         let started = std::time::Instant::now();
         if let (Some(ctx), Some(c)) = (ctx, c) {
             let message = ctx
@@ -464,7 +477,6 @@ impl PodRuntime {
         if let (Some(hook), Some(c)) = (pre_stop, c) {
             let placeholder = Pod::default();
             let pod = ctx.map(|x| x.pod).unwrap_or(&placeholder);
-            let pod_ip = ctx.map(|x| x.pod_ip).unwrap_or("");
             let limit = Duration::from_secs(grace_secs.max(0) as u64);
             let run = crate::hooks::run(&self.cri, pod, c, id, hook, pod_ip);
             match tokio::time::timeout(limit, run).await {
@@ -568,9 +580,12 @@ impl PodRuntime {
         grace_secs: i64,
         inputs: Option<&PodInputs>,
     ) -> Result<()> {
-        let pod_ip = inputs
-            .map(|i| i.pod_ip(observed.sandbox().map(|s| &s.ips[..]).unwrap_or(&[])))
-            .unwrap_or_default();
+        let sandbox_ips = observed.sandbox().map(|s| &s.ips[..]).unwrap_or(&[]);
+        // Without inputs (an orphan's restored pod) HTTP hooks aim at the sandbox's IP.
+        let pod_ip = match inputs {
+            Some(i) => i.pod_ip(sandbox_ips),
+            None => sandbox_ips.first().cloned().unwrap_or_default(),
+        };
         let ctx = inputs.map(|inputs| HookContext {
             pod,
             inputs,
@@ -582,11 +597,12 @@ impl PodRuntime {
             .iter()
             .filter(|c| matches!(c.state, ContainerState::Running | ContainerState::Created));
         let kills = running.map(|c| {
-            self.kill_container_with(
+            self.kill_container_at(
                 &c.id,
                 find_container(pod, &c.name),
                 grace_secs,
                 ctx.as_ref(),
+                &pod_ip,
             )
         });
         for r in futures::future::join_all(kills).await {
