@@ -299,7 +299,11 @@ async fn summary_metrics_and_configz() {
         common::sample(
             &cadvisor,
             "container_network_receive_bytes_total",
-            &[("container", ""), ("pod", "stats-busy")],
+            &[
+                ("container", ""),
+                ("image", kubelet::image::busybox::PAUSE_IMAGE),
+                ("pod", "stats-busy"),
+            ],
         )
         .is_some(),
         "{cadvisor}"

@@ -40,6 +40,8 @@ pub struct StatsProvider {
     mem_total: Option<u64>,
     rates: Mutex<CpuRates>,
     volumes: Mutex<HashMap<String, (Instant, PodVolumeStats)>>,
+    /// The runtime's sandbox (pause) image, once known (the image label of sandboxes).
+    sandbox_image: std::sync::OnceLock<String>,
 }
 
 /// What CRI said, gathered before the blocking part.
@@ -66,6 +68,7 @@ impl StatsProvider {
             mem_total: super::host::mem_total(),
             rates: Mutex::default(),
             volumes: Mutex::default(),
+            sandbox_image: std::sync::OnceLock::new(),
         }
     }
 
@@ -422,6 +425,7 @@ struct CadvisorView {
     sandboxes: Vec<cri::PodSandbox>,
     containers: Vec<cri::Container>,
     image_names: HashMap<String, String>,
+    sandbox_image: String,
 }
 
 impl StatsProvider {
@@ -482,6 +486,7 @@ impl StatsProvider {
             }
         };
         Ok(CadvisorView {
+            sandbox_image: self.sandbox_image().await,
             sandboxes: sandboxes
                 .into_iter()
                 .filter(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
@@ -489,6 +494,31 @@ impl StatsProvider {
             containers: assemble::running_containers(containers),
             image_names,
         })
+    }
+
+    /// The runtime's sandbox image from its verbose status (containerd reports its CRI
+    /// config there), asked once; empty while unknown.
+    async fn sandbox_image(&self) -> String {
+        if let Some(image) = self.sandbox_image.get() {
+            return image.clone();
+        }
+        let status = self
+            .shared
+            .runtime
+            .cri
+            .runtime
+            .clone()
+            .status(cri::StatusRequest { verbose: true })
+            .await;
+        let image = status.ok().and_then(|r| {
+            let info = r.into_inner().info;
+            let config: serde_json::Value = serde_json::from_str(info.get("config")?).ok()?;
+            config["sandboxImage"].as_str().map(str::to_string)
+        });
+        match image {
+            Some(image) => self.sandbox_image.get_or_init(|| image).clone(),
+            None => String::new(),
+        }
     }
 
     /// One cgroup's reading with `labels`; `None` when the cgroup is gone.
@@ -547,7 +577,7 @@ impl StatsProvider {
             out.extend(self.cadvisor_cgroup(of_pod(pod_cgroup.clone(), "", "", ""), None));
             let sandbox_id = format!("{pod_cgroup}/{}", sandbox.id);
             if let Some(mut s) = self.cadvisor_cgroup(
-                of_pod(sandbox_id.clone(), &sandbox.id, "", ""),
+                of_pod(sandbox_id.clone(), &sandbox.id, "", &view.sandbox_image),
                 created(sandbox.created_at),
             ) {
                 s.network = self
