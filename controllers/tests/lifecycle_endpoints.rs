@@ -1,12 +1,13 @@
 //! A Service with ready pods gets EndpointSlices and Endpoints (no kubelet: the test posts
-//! pod status as a kubelet would); readiness and termination show in the conditions.
+//! pod status as a kubelet would); readiness and termination show in the conditions, the
+//! node's zone in each endpoint, `trafficDistribution: PreferClose` as zone hints.
 
 #[path = "lifecycle_support.rs"]
 mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
@@ -53,9 +54,19 @@ async fn service_with_ready_pods_gets_slices_and_endpoints() {
         },
     )
     .await;
+    // The pods' node, in a zone: endpoints carry it, and PreferClose hints at it.
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": "node-1", "labels": {"topology.kubernetes.io/zone": "zone-a"}}
+    }))
+    .unwrap();
+    Api::<Node>::all(client.clone())
+        .create(&PostParams::default(), &node)
+        .await
+        .unwrap();
     let svc: Service = serde_json::from_value(json!({
         "metadata": {"name": "web"},
-        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
+        "spec": {"selector": {"app": "web"}, "trafficDistribution": "PreferClose",
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
     }))
     .unwrap();
     Api::<Service>::namespaced(client.clone(), "default")
@@ -99,6 +110,27 @@ async fn service_with_ready_pods_gets_slices_and_endpoints() {
     };
     assert_eq!(by_ip("10.244.0.10").ready, Some(true));
     assert_eq!(by_ip("10.244.0.11").ready, Some(false));
+    let endpoint = |ip: &str| {
+        slice
+            .endpoints
+            .iter()
+            .find(|e| e.addresses[0] == ip)
+            .unwrap()
+    };
+    let a = endpoint("10.244.0.10");
+    assert_eq!(a.zone.as_deref(), Some("zone-a"));
+    assert_eq!(a.node_name.as_deref(), Some("node-1"));
+    let zones = a.hints.as_ref().and_then(|h| h.for_zones.clone());
+    assert_eq!(
+        zones.unwrap()[0].name,
+        "zone-a",
+        "PreferClose hints a's zone"
+    );
+    assert_eq!(
+        endpoint("10.244.0.11").hints,
+        None,
+        "no hints while not ready"
+    );
 
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
     let ep = support::eventually(
@@ -186,8 +218,10 @@ async fn service_with_ready_pods_gets_slices_and_endpoints() {
     assert!(value(&format!(r#"{C}syncs{{result="success"}}"#)) >= 3.0);
     assert!(value(&format!("{C}endpoints_added_per_sync_sum")) >= 2.0);
     assert!(value(&format!("{C}endpoints_removed_per_sync_sum")) >= 1.0);
-    let changed =
-        r#"endpointslices_changed_per_sync_count{topology="Disabled",traffic_distribution=""}"#;
+    let changed = r#"endpointslices_changed_per_sync_count{topology="Disabled",traffic_distribution="PreferClose"}"#;
     assert!(value(&format!("{C}{changed}")) >= 3.0);
+    let by_traffic =
+        r#"services_count_by_traffic_distribution{traffic_distribution="PreferClose"}"#;
+    assert_eq!(value(&format!("{C}{by_traffic}")), 1.0);
     kcm.terminate(Duration::from_secs(10)).unwrap();
 }

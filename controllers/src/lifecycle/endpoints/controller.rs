@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, PostParams};
 use kube::Api;
@@ -43,6 +43,20 @@ struct State {
     endpoints: Informer<Endpoints>,
     /// The endpointslice-controller's metrics (`None` for the endpoints-controller).
     metrics: Option<SliceMetrics>,
+    /// Nodes, for endpoints' zones (empty for the endpoints-controller).
+    nodes: Informer<Node>,
+}
+
+/// Each node's zone label, as endpoints carry it.
+fn zones(nodes: &Informer<Node>) -> slices::Zones {
+    nodes
+        .list()
+        .iter()
+        .filter_map(|n| {
+            let zone = n.metadata.labels.as_ref()?.get(slices::ZONE_LABEL)?;
+            Some((n.metadata.name.clone()?, zone.clone()))
+        })
+        .collect()
 }
 
 fn key(ns: Option<&String>, name: Option<&String>) -> Option<(String, String)> {
@@ -140,9 +154,18 @@ pub async fn run(ctx: ControllerContext, kind: Kind) -> anyhow::Result<()> {
             (Informer::new(), store)
         }
     };
+    // Upstream reads a pod's zone from its node when the pod changes; a node that gains a
+    // zone later is seen at the next sync of its services.
+    let nodes = match kind {
+        Kind::Slices => informers.informer::<Node>(),
+        Kind::Endpoints => Informer::new(),
+    };
     informers::wait_synced(&sd, async {
         services.wait_synced().await;
         pods.wait_synced().await;
+        if matches!(kind, Kind::Slices) {
+            nodes.wait_synced().await;
+        }
         match kind {
             Kind::Endpoints => endpoints_store.wait_synced().await,
             Kind::Slices => slice_store.wait_synced().await,
@@ -167,6 +190,7 @@ pub async fn run(ctx: ControllerContext, kind: Kind) -> anyhow::Result<()> {
         pods,
         slices: slice_store,
         endpoints: endpoints_store,
+        nodes,
         metrics: matches!(kind, Kind::Slices).then(|| {
             ctx.metrics.families(|registry| {
                 SliceMetrics::register(registry, slices::MAX_ENDPOINTS_PER_SLICE)
@@ -248,7 +272,12 @@ async fn sync_slices(state: &State, ns: &str, name: &str) -> anyhow::Result<()> 
     };
     let all = state.pods.list_namespace(ns);
     let pods = selected(&svc, &all);
-    let desired = slices::desired(&svc, &pods, slices::MAX_ENDPOINTS_PER_SLICE);
+    let desired = slices::desired(
+        &svc,
+        &pods,
+        &zones(&state.nodes),
+        slices::MAX_ENDPOINTS_PER_SLICE,
+    );
     let traffic = metrics::traffic_distribution(&svc);
     if let Some(m) = &state.metrics {
         m.reconciled(

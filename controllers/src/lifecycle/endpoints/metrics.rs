@@ -297,7 +297,7 @@ mod tests {
     /// The slices a sync of `pods` would leave behind.
     fn written(svc: &Service, pods: &[Pod]) -> Vec<EndpointSlice> {
         let refs: Vec<&Pod> = pods.iter().collect();
-        let mut slices = plan(svc, desired(svc, &refs, 100), &[]).create;
+        let mut slices = plan(svc, desired(svc, &refs, &Default::default(), 100), &[]).create;
         for (i, s) in slices.iter_mut().enumerate() {
             s.metadata.name = Some(format!("web-{i}"));
         }
@@ -310,11 +310,20 @@ mod tests {
         let before = [web_pod(1), web_pod(2)];
         let existing = written(&s, &before);
         let refs: Vec<&Pod> = before.iter().collect();
-        assert_eq!(totals(&desired(&s, &refs, 100), &[]), (2, 0));
-        assert_eq!(totals(&desired(&s, &refs, 100), &existing), (0, 0));
+        assert_eq!(
+            totals(&desired(&s, &refs, &Default::default(), 100), &[]),
+            (2, 0)
+        );
+        assert_eq!(
+            totals(&desired(&s, &refs, &Default::default(), 100), &existing),
+            (0, 0)
+        );
         let after = [web_pod(2), web_pod(3), web_pod(4)];
         let refs: Vec<&Pod> = after.iter().collect();
-        assert_eq!(totals(&desired(&s, &refs, 100), &existing), (2, 1));
+        assert_eq!(
+            totals(&desired(&s, &refs, &Default::default(), 100), &existing),
+            (2, 1)
+        );
     }
 
     #[test]
@@ -322,7 +331,7 @@ mod tests {
         let s = svc(json!({}));
         let pods: Vec<Pod> = (1..=3).map(web_pod).collect();
         let refs: Vec<&Pod> = pods.iter().collect();
-        let sizes = group_sizes(&desired(&s, &refs, 2));
+        let sizes = group_sizes(&desired(&s, &refs, &Default::default(), 2));
         assert_eq!(
             sizes,
             vec![GroupSize {
@@ -330,7 +339,7 @@ mod tests {
                 slices: 2
             }]
         );
-        let none = group_sizes(&desired(&s, &[], 2));
+        let none = group_sizes(&desired(&s, &[], &Default::default(), 2));
         assert_eq!(
             none,
             vec![GroupSize {
@@ -367,7 +376,7 @@ mod tests {
         let s = svc(json!({"trafficDistribution": "PreferClose"}));
         let pods: Vec<Pod> = (1..=3).map(web_pod).collect();
         let refs: Vec<&Pod> = pods.iter().collect();
-        let want = desired(&s, &refs, 100);
+        let want = desired(&s, &refs, &Default::default(), 100);
         let key = ("ns".to_string(), "web".to_string());
         let traffic = traffic_distribution(&s);
         m.reconciled(

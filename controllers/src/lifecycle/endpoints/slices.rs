@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::api::discovery::v1::{
+    Endpoint, EndpointConditions, EndpointHints, EndpointPort, EndpointSlice, ForNode, ForZone,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 
@@ -21,6 +23,11 @@ pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Label marking headless Services' slices.
 pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
+/// The node label an endpoint's `zone` comes from.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+/// Node name to zone (the nodes' [`ZONE_LABEL`]), for endpoints' `zone`.
+pub type Zones = BTreeMap<String, String>;
 
 /// What to write to reach the desired slices.
 #[derive(Debug, Default)]
@@ -40,20 +47,28 @@ impl Plan {
     }
 }
 
-/// The endpoint of `pod` for `svc`, with its conditions.
-pub fn endpoint(pod: &Pod, svc: &Service) -> Option<Endpoint> {
+/// The endpoint of `pod` for `svc`, with its conditions, its node's zone and the hints the
+/// Service's `trafficDistribution` asks for.
+pub fn endpoint(pod: &Pod, svc: &Service, zones: &Zones) -> Option<Endpoint> {
     let ip = pod.status.as_ref()?.pod_ip.clone()?;
     let ready = pods::is_ready(pod);
     let terminating = pods::is_terminating(pod);
+    let node_name = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+    let zone = node_name.as_ref().and_then(|n| zones.get(n)).cloned();
+    let ready = pods::publish_not_ready(svc) || (ready && !terminating);
     Some(Endpoint {
         addresses: vec![ip],
+        hints: ready
+            .then(|| hints(svc, zone.as_deref(), node_name.as_deref()))
+            .flatten(),
         conditions: Some(EndpointConditions {
-            ready: Some(pods::publish_not_ready(svc) || (ready && !terminating)),
-            serving: Some(ready),
+            ready: Some(ready),
+            serving: Some(pods::is_ready(pod)),
             terminating: Some(terminating),
         }),
         hostname: pods::hostname(pod, svc),
-        node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        zone,
+        node_name,
         target_ref: Some(ObjectReference {
             kind: Some("Pod".into()),
             namespace: pod.metadata.namespace.clone(),
@@ -62,6 +77,22 @@ pub fn endpoint(pod: &Pod, svc: &Service) -> Option<Endpoint> {
             ..Default::default()
         }),
         ..Default::default()
+    })
+}
+
+/// Hints of a ready endpoint, as upstream's trafficdist heuristic: with `PreferClose` or
+/// `PreferSameZone` its own zone, with `PreferSameNode` also its own node; none otherwise
+/// (and none when the legacy topology-aware-hints annotation takes over, which ferrokube
+/// does not implement).
+fn hints(svc: &Service, zone: Option<&str>, node: Option<&str>) -> Option<EndpointHints> {
+    let traffic = super::metrics::traffic_distribution(svc)?;
+    let for_zones = zone.map(|z| vec![ForZone { name: z.into() }]);
+    let for_nodes = node
+        .filter(|_| traffic == "PreferSameNode")
+        .map(|n| vec![ForNode { name: n.into() }]);
+    (for_zones.is_some() || for_nodes.is_some()).then_some(EndpointHints {
+        for_zones,
+        for_nodes,
     })
 }
 
@@ -105,11 +136,12 @@ pub fn port_key(ports: &[EndpointPort]) -> String {
 pub fn desired(
     svc: &Service,
     selected: &[&Pod],
+    zones: &Zones,
     max_per_slice: usize,
 ) -> Vec<(Vec<EndpointPort>, Vec<Endpoint>)> {
     let mut groups: BTreeMap<String, (Vec<EndpointPort>, Vec<Endpoint>)> = BTreeMap::new();
     for pod in selected.iter().filter(|p| pods::eligible(p, true)) {
-        let Some(ep) = endpoint(pod, svc) else {
+        let Some(ep) = endpoint(pod, svc, zones) else {
             continue;
         };
         let ports = ports(pod, svc);
@@ -258,9 +290,44 @@ mod tests {
     }
 
     #[test]
+    fn zone_from_the_node_and_hints_from_traffic_distribution() {
+        let zones = Zones::from([("n1".to_string(), "zone-a".to_string())]);
+        let with = |traffic: Option<&str>| {
+            let mut s = svc();
+            s.spec.as_mut().unwrap().traffic_distribution = traffic.map(str::to_string);
+            s
+        };
+        let ready = web_pod(1, true, false);
+        let plain = endpoint(&ready, &with(None), &zones).unwrap();
+        assert_eq!(plain.zone.as_deref(), Some("zone-a"));
+        assert_eq!(plain.node_name.as_deref(), Some("n1"));
+        assert_eq!(plain.hints, None);
+
+        let close = endpoint(&ready, &with(Some("PreferClose")), &zones).unwrap();
+        let hints = close.hints.unwrap();
+        assert_eq!(hints.for_zones.unwrap()[0].name, "zone-a");
+        assert_eq!(hints.for_nodes, None);
+
+        let node = endpoint(&ready, &with(Some("PreferSameNode")), &zones).unwrap();
+        let hints = node.hints.unwrap();
+        assert_eq!(hints.for_zones.unwrap()[0].name, "zone-a");
+        assert_eq!(hints.for_nodes.unwrap()[0].name, "n1");
+
+        // Not ready: no hints. No zone known: PreferClose has nothing to say.
+        let unready = endpoint(
+            &web_pod(2, false, false),
+            &with(Some("PreferClose")),
+            &zones,
+        );
+        assert_eq!(unready.unwrap().hints, None);
+        let unknown = endpoint(&ready, &with(Some("PreferClose")), &Zones::new()).unwrap();
+        assert_eq!((unknown.zone, unknown.hints), (None, None));
+    }
+
+    #[test]
     fn conditions_follow_readiness_and_termination() {
         let s = svc();
-        let ready = endpoint(&web_pod(1, true, false), &s)
+        let ready = endpoint(&web_pod(1, true, false), &s, &Default::default())
             .unwrap()
             .conditions
             .unwrap();
@@ -268,7 +335,7 @@ mod tests {
             (ready.ready, ready.serving, ready.terminating),
             (Some(true), Some(true), Some(false))
         );
-        let unready = endpoint(&web_pod(2, false, false), &s)
+        let unready = endpoint(&web_pod(2, false, false), &s, &Default::default())
             .unwrap()
             .conditions
             .unwrap();
@@ -276,7 +343,7 @@ mod tests {
             (unready.ready, unready.serving, unready.terminating),
             (Some(false), Some(false), Some(false))
         );
-        let going = endpoint(&web_pod(3, true, true), &s)
+        let going = endpoint(&web_pod(3, true, true), &s, &Default::default())
             .unwrap()
             .conditions
             .unwrap();
@@ -291,7 +358,7 @@ mod tests {
         let s = svc();
         let all: Vec<Pod> = (0..250).map(|i| web_pod(i, true, false)).collect();
         let refs: Vec<&Pod> = all.iter().collect();
-        let d = desired(&s, &refs, MAX_ENDPOINTS_PER_SLICE);
+        let d = desired(&s, &refs, &Default::default(), MAX_ENDPOINTS_PER_SLICE);
         assert_eq!(
             d.iter().map(|(_, e)| e.len()).collect::<Vec<_>>(),
             vec![100, 100, 50]
@@ -317,11 +384,15 @@ mod tests {
         let s = svc();
         let all: Vec<Pod> = (0..3).map(|i| web_pod(i, true, false)).collect();
         let refs: Vec<&Pod> = all.iter().collect();
-        let mut created = plan(&s, desired(&s, &refs, 100), &[]).create;
+        let mut created = plan(&s, desired(&s, &refs, &Default::default(), 100), &[]).create;
         created[0].metadata.name = Some("web-abc".into());
         let mut extra = created[0].clone();
         extra.metadata.name = Some("web-zzz".into());
-        let again = plan(&s, desired(&s, &refs, 100), &[created[0].clone(), extra]);
+        let again = plan(
+            &s,
+            desired(&s, &refs, &Default::default(), 100),
+            &[created[0].clone(), extra],
+        );
         assert!(
             again.create.is_empty() && again.update.is_empty(),
             "{again:?}"
@@ -334,7 +405,7 @@ mod tests {
             web_pod(2, true, false),
         ];
         let refs: Vec<&Pod> = changed.iter().collect();
-        let upd = plan(&s, desired(&s, &refs, 100), &created);
+        let upd = plan(&s, desired(&s, &refs, &Default::default(), 100), &created);
         assert_eq!(upd.update.len(), 1);
         assert_eq!(upd.update[0].metadata.name.as_deref(), Some("web-abc"));
         assert_eq!(
@@ -350,7 +421,7 @@ mod tests {
     #[test]
     fn no_endpoints_gives_one_placeholder() {
         let s = svc();
-        let d = desired(&s, &[], 100);
+        let d = desired(&s, &[], &Default::default(), 100);
         assert_eq!(d.len(), 1);
         assert!(d[0].0.is_empty() && d[0].1.is_empty());
     }
