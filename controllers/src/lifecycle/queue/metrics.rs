@@ -7,7 +7,7 @@
 //! The two "unfinished work" gauges are computed when /metrics is scraped from the start times
 //! of the keys being processed (upstream refreshes them every 500 ms instead).
 //!
-//! Help texts lack the final period: prometheus-client appends one.
+//! Help texts are upstream's, without a final period (component-base renders them as registered).
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
