@@ -308,6 +308,14 @@ async fn summary_metrics_and_configz() {
         .is_some(),
         "{cadvisor}"
     );
+    // The root cgroup reports the kubelet's filesystem.
+    let root_fs = common::sample(&cadvisor, "container_fs_usage_bytes", &[("id", "/")])
+        .unwrap_or_else(|| panic!("no root filesystem in\n{cadvisor}"));
+    let root_limit = common::sample(&cadvisor, "container_fs_limit_bytes", &[("id", "/")]).unwrap();
+    assert!(
+        root_fs > 0.0 && root_limit > root_fs,
+        "{root_fs} of {root_limit}"
+    );
     let nproc = Command::new("nproc").arg("--all").output().unwrap();
     let cores: f64 = String::from_utf8_lossy(&nproc.stdout)
         .trim()

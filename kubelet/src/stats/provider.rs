@@ -426,6 +426,7 @@ struct CadvisorView {
     containers: Vec<cri::Container>,
     image_names: HashMap<String, String>,
     sandbox_image: String,
+    image_fs_mountpoint: Option<String>,
 }
 
 impl StatsProvider {
@@ -459,11 +460,17 @@ impl StatsProvider {
         let c = &self.shared.runtime.cri;
         let (mut rt1, mut rt2, mut images) =
             (c.runtime.clone(), c.runtime.clone(), c.images.clone());
-        let (sandboxes, containers, listed) = tokio::join!(
+        let mut images2 = images.clone();
+        let (sandboxes, containers, listed, image_fs) = tokio::join!(
             rt1.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }),
             rt2.list_containers(cri::ListContainersRequest { filter: None }),
             images.list_images(cri::ListImagesRequest { filter: None }),
+            images2.image_fs_info(cri::ImageFsInfoRequest {}),
         );
+        let image_fs_mountpoint = image_fs.ok().and_then(|r| {
+            let fs = r.into_inner().image_filesystems.into_iter().next()?;
+            Some(fs.fs_id?.mountpoint)
+        });
         let sandboxes = sandboxes
             .context("failed to list all pod sandboxes")?
             .into_inner()
@@ -487,6 +494,7 @@ impl StatsProvider {
         };
         Ok(CadvisorView {
             sandbox_image: self.sandbox_image().await,
+            image_fs_mountpoint,
             sandboxes: sandboxes
                 .into_iter()
                 .filter(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
@@ -521,6 +529,38 @@ impl StatsProvider {
         }
     }
 
+    /// The filesystems of the kubelet's root directory and the runtime's image store,
+    /// once per device, for the root cgroup's `container_fs_*`.
+    fn root_filesystems(&self, view: &CadvisorView) -> Vec<cadvisor::FsUsage> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut paths = vec![self.shared.runtime.root_dir.clone()];
+        paths.extend(
+            view.image_fs_mountpoint
+                .as_ref()
+                .map(std::path::PathBuf::from),
+        );
+        let mut out: Vec<cadvisor::FsUsage> = Vec::new();
+        for p in paths {
+            let (Some(device), Some(info)) = (
+                cadvisor::machine::mount_source(&mountinfo, &p),
+                FsInfo::of(&p),
+            ) else {
+                continue;
+            };
+            if out.iter().any(|f| f.device == device) {
+                continue;
+            }
+            out.push(cadvisor::FsUsage {
+                device,
+                limit: info.capacity,
+                usage: info.usage,
+                inodes: info.inodes,
+                inodes_free: info.inodes_free,
+            });
+        }
+        out
+    }
+
     /// One cgroup's reading with `labels`; `None` when the cgroup is gone.
     fn cadvisor_cgroup(
         &self,
@@ -534,6 +574,7 @@ impl StatsProvider {
             spec,
             usage: Some(usage),
             network: Vec::new(),
+            filesystems: Vec::new(),
         })
     }
 
@@ -547,6 +588,7 @@ impl StatsProvider {
             root.network = super::host::node_network()
                 .map(|n| n.interfaces)
                 .unwrap_or_default();
+            root.filesystems = self.root_filesystems(&view);
             out.push(root);
         }
         let h = &self.shared.runtime.ctx.cgroups;

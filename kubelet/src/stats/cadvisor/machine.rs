@@ -45,6 +45,22 @@ pub fn parse_meminfo(meminfo: &str, field: &str) -> Option<u64> {
     })
 }
 
+/// The source device of the mount holding `path` in a `/proc/self/mountinfo` text (the
+/// mount with the longest mount point that contains `path`).
+pub fn mount_source(mountinfo: &str, path: &std::path::Path) -> Option<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mount_point = left.split(' ').nth(4)?.replace("\\040", " ");
+            let source = right.split(' ').nth(1)?;
+            path.starts_with(&mount_point)
+                .then(|| (mount_point.len(), source.to_string()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, source)| source)
+}
+
 fn read_trimmed(paths: &[&str]) -> String {
     paths
         .iter()
@@ -80,6 +96,18 @@ mod tests {
         assert_eq!(parse_meminfo(meminfo, "MemTotal"), Some(24576000 * 1024));
         assert_eq!(parse_meminfo(meminfo, "SwapTotal"), Some(0));
         assert_eq!(parse_meminfo(meminfo, "Nope"), None);
+    }
+
+    #[test]
+    fn mount_sources() {
+        let mountinfo = "22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n\
+30 22 0:25 / /var/lib/kubelet rw shared:5 - xfs /dev/vdb rw\n\
+31 22 0:26 / /var/lib/kubelet-other rw shared:6 - tmpfs tmpfs rw\n";
+        let src = |p: &str| mount_source(mountinfo, std::path::Path::new(p));
+        assert_eq!(src("/var/lib/kubelet/pods").as_deref(), Some("/dev/vdb"));
+        assert_eq!(src("/var/lib/kubelet").as_deref(), Some("/dev/vdb"));
+        assert_eq!(src("/var/lib/kubelet-x").as_deref(), Some("/dev/vda1"));
+        assert_eq!(src("/var/lib/kubelet-other/a").as_deref(), Some("tmpfs"));
     }
 
     #[test]

@@ -47,6 +47,23 @@ pub struct CgroupInfo {
     pub usage: Option<CgroupUsage>,
     /// Interfaces of the cgroup's network namespace (sandboxes and the root cgroup only).
     pub network: Vec<InterfaceStats>,
+    /// Filesystems (the root cgroup only: cAdvisor's containerd handler reports none).
+    pub filesystems: Vec<FsUsage>,
+}
+
+/// A filesystem as the root cgroup reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsUsage {
+    /// The mount's source device (`/dev/vda1`).
+    pub device: String,
+    /// Size in bytes.
+    pub limit: u64,
+    /// Bytes in use.
+    pub usage: u64,
+    /// Inodes.
+    pub inodes: u64,
+    /// Free inodes.
+    pub inodes_free: u64,
 }
 
 /// Everything one scrape of `/metrics/cadvisor` reports.

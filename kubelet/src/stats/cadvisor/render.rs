@@ -265,6 +265,30 @@ fn put_cgroup(f: &mut Families, c: &CgroupInfo, now: DateTime<Utc>) {
             );
         }
     }
+    for fs in &c.filesystems {
+        let l = cgroup_labels(c, &[("device", fs.device.as_str())]);
+        let gauges: [(&'static str, &'static str, u64); 4] = [
+            (
+                "container_fs_inodes_free",
+                "Number of available Inodes",
+                fs.inodes_free,
+            ),
+            ("container_fs_inodes_total", "Number of Inodes", fs.inodes),
+            (
+                "container_fs_limit_bytes",
+                "Number of bytes that can be consumed by the container on this filesystem.",
+                fs.limit,
+            ),
+            (
+                "container_fs_usage_bytes",
+                "Number of bytes that are consumed by the container on this filesystem.",
+                fs.usage,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            f.gauge(name, help, l.clone(), v as f64, ts);
+        }
+    }
     for i in &c.network {
         let l = cgroup_labels(c, &[("interface", i.name.as_str())]);
         let counters: [(&'static str, &'static str, Option<u64>); 4] = [
@@ -411,6 +435,13 @@ mod tests {
             },
             usage: Some(usage),
             network: vec![],
+            filesystems: vec![FsUsage {
+                device: "/dev/vda1".into(),
+                limit: 1 << 30,
+                usage: 1 << 20,
+                inodes: 1000,
+                inodes_free: 900,
+            }],
         };
         let sandbox = CgroupInfo {
             labels: CgroupLabels {
@@ -484,6 +515,9 @@ mod tests {
             format!("container_memory_failures_total{{{},scope=\"hierarchy\"}} 6 1700000000123\n", C.replacen(",", ",failure_type=\"pgfault\",", 1)),
             "container_network_receive_bytes_total{container=\"\",id=\"/kubepods/burstable/podu/s1\",image=\"\",interface=\"eth0\",name=\"s1\",namespace=\"default\",pod=\"web\"} 1234 1700000000123\n".to_string(),
             "container_network_transmit_errors_total{container=\"\",id=\"/kubepods/burstable/podu/s1\",image=\"\",interface=\"eth0\",name=\"s1\",namespace=\"default\",pod=\"web\"} 1 1700000000123\n".to_string(),
+            format!("container_fs_usage_bytes{{{}}} 1.048576e+06 1700000000123\n", C.replacen(",", ",device=\"/dev/vda1\",", 1)),
+            format!("container_fs_limit_bytes{{{}}} 1.073741824e+09 1700000000123\n", C.replacen(",", ",device=\"/dev/vda1\",", 1)),
+            format!("container_fs_inodes_free{{{}}} 900 1700000000123\n", C.replacen(",", ",device=\"/dev/vda1\",", 1)),
             "machine_cpu_cores{boot_id=\"b\",machine_id=\"m\",system_uuid=\"u\"} 2 1700000000000\n".to_string(),
             "machine_memory_bytes{boot_id=\"b\",machine_id=\"m\",system_uuid=\"u\"} 2.5769803776e+10 1700000000000\n".to_string(),
             "# HELP container_scrape_error 1 if there was an error while getting container metrics, 0 otherwise\n# TYPE container_scrape_error gauge\ncontainer_scrape_error 0\n".to_string(),
