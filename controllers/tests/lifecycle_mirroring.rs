@@ -1,6 +1,7 @@
 //! endpointslice-mirroring-controller against a real apiserver: a selector-less Service's
 //! hand-written Endpoints become an EndpointSlice owned by the Endpoints; changes follow,
-//! `skip-mirror` and deletion remove it, and a Service with a selector is never mirrored.
+//! `skip-mirror` and deletion remove it, and a Service with a selector is never mirrored —
+//! nor are the endpointslice controller's slices of it (in the same shared informer) touched.
 
 #[path = "lifecycle_support.rs"]
 mod support;
@@ -54,7 +55,7 @@ async fn selectorless_endpoints_are_mirrored_to_endpointslices() {
     let cluster = e2e::cluster_or_skip!();
     let (mut kcm, metrics_port) = support::start_kcm_on_port(
         &cluster,
-        "endpointslicemirroring",
+        "endpointslicemirroring,endpointslice",
         &["--mirroring-max-endpoints-per-subset=2"],
     );
     let client = cluster.client();
@@ -189,6 +190,50 @@ async fn selectorless_endpoints_are_mirrored_to_endpointslices() {
             .items
             .is_empty(),
         "a Service with a selector was mirrored"
+    );
+    // The endpointslice controller's slice of that Service shares the EndpointSlices
+    // informer with ours, under the same service-name label: a mirroring sync of `sel`
+    // (its Endpoints changed) must leave it alone.
+    let theirs = ListParams::default().labels(
+        "kubernetes.io/service-name=sel,endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io",
+    );
+    let theirs_uid = support::eventually("sel's EndpointSlice", WAIT, &mut kcm, || async {
+        Ok(slices
+            .list(&theirs)
+            .await?
+            .items
+            .first()
+            .and_then(|s| s.metadata.uid.clone()))
+    })
+    .await;
+    const SYNCS: &str = r#"workqueue_work_duration_seconds_count{name="endpoint_slice_mirroring"}"#;
+    let syncs = |m: &str| support::sample(m, SYNCS).unwrap_or(0.0);
+    let before = syncs(&support::scrape_metrics(&cluster, &mut kcm, metrics_port).await);
+    eps.patch(
+        "sel",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"labels": {"touched": "yes"}}})),
+    )
+    .await
+    .expect("touch sel endpoints");
+    support::scrape_metrics_until(&cluster, &mut kcm, metrics_port, |m| {
+        syncs(m) > before
+            && support::sample(m, r#"workqueue_depth{name="endpoint_slice_mirroring"}"#)
+                == Some(0.0)
+    })
+    .await;
+    let kept: Vec<_> = slices
+        .list(&theirs)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.uid)
+        .collect();
+    assert_eq!(
+        kept,
+        [theirs_uid],
+        "mirroring removed the endpointslice controller's slice"
     );
 
     // skip-mirror removes the mirrored slice; dropping it brings the slice back.
