@@ -256,6 +256,8 @@ async fn summary_metrics_and_configz() {
     assert!(of_busy("container_cpu_cfs_periods_total") > 0.0);
     assert!(of_busy("container_cpu_cfs_throttled_periods_total") > 0.0);
     assert!(of_busy("container_start_time_seconds") > 1.6e9);
+    assert!(of_busy("container_processes") >= 1.0 && of_busy("container_threads") >= 1.0);
+    assert_eq!(of_busy("container_oom_events_total"), 0.0);
     eprintln!(
         "/metrics/cadvisor busy container: cpu {cpu:.3} s, working set {ws} B, {} of {} CFS periods throttled",
         of_busy("container_cpu_cfs_throttled_periods_total"),

@@ -92,7 +92,7 @@ fn read_u64(p: &Path) -> Option<u64> {
 }
 
 /// Counts the PIDs in `cgroup.procs` of `dir` and every cgroup below it.
-fn count_procs(dir: &Path) -> Option<u64> {
+pub fn count_procs(dir: &Path) -> Option<u64> {
     let own = std::fs::read_to_string(dir.join("cgroup.procs")).ok()?;
     let mut n = own.lines().filter(|l| !l.trim().is_empty()).count() as u64;
     if let Ok(entries) = std::fs::read_dir(dir) {

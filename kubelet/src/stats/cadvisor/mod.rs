@@ -14,7 +14,7 @@ use super::types::InterfaceStats;
 use chrono::{DateTime, Utc};
 
 pub use machine::Machine;
-pub use read::{CgroupSpec, CgroupUsage, CpuSpec, CpuUsage, MemorySpec, MemoryUsage};
+pub use read::{CgroupSpec, CgroupUsage, CpuSpec, CpuUsage, MemorySpec, MemoryUsage, ProcessUsage};
 
 /// The labels upstream's `containerPrometheusLabelsFunc` gives a cgroup; empty strings for
 /// what is unknown (every sample of a family carries the same label names).

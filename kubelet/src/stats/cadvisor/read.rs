@@ -65,6 +65,17 @@ pub struct MemoryUsage {
     pub hierarchical_pgmajfault: u64,
 }
 
+/// Processes and threads of a cgroup and its descendants.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessUsage {
+    /// Processes.
+    pub processes: u64,
+    /// Threads (`pids.current`).
+    pub threads: u64,
+    /// The thread limit (`pids.max`); 0 when unlimited.
+    pub threads_max: u64,
+}
+
 /// One reading of a cgroup.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CgroupUsage {
@@ -74,6 +85,10 @@ pub struct CgroupUsage {
     pub cpu: Option<CpuUsage>,
     /// Memory, when the memory controller could be read.
     pub memory: Option<MemoryUsage>,
+    /// Processes, when the pids controller could be read.
+    pub processes: Option<ProcessUsage>,
+    /// OOM kills in the cgroup (`oom_kill` of `memory.oom_control` or `memory.events`).
+    pub oom_kills: Option<u64>,
 }
 
 /// CPU spec of a cgroup.
@@ -224,6 +239,27 @@ pub fn parse_v2_cpu_spec(weight: u64, max: &str) -> CpuSpec {
     }
 }
 
+/// `pids.max`: a number, or `max` (unlimited, 0 as cAdvisor reports it).
+pub fn parse_pids_max(text: &str) -> u64 {
+    text.trim().parse().unwrap_or(0)
+}
+
+/// The `oom_kill` count of `memory.oom_control` (v1) or `memory.events` (v2).
+pub fn parse_oom_kills(text: &str) -> Option<u64> {
+    text.lines()
+        .any(|l| l.starts_with("oom_kill "))
+        .then(|| value(text, "oom_kill"))
+}
+
+/// Processes and threads from the pids directory `dir`.
+fn read_processes(dir: &Path) -> Option<ProcessUsage> {
+    Some(ProcessUsage {
+        threads: read_u64(&dir.join("pids.current"))?,
+        threads_max: parse_pids_max(&read_string(&dir.join("pids.max")).unwrap_or_default()),
+        processes: crate::stats::cgroup::count_procs(dir).unwrap_or(0),
+    })
+}
+
 fn read_u64(p: &Path) -> Option<u64> {
     read_string(p)?.trim().parse().ok()
 }
@@ -277,6 +313,8 @@ pub fn read(fs: &CgroupFs, path: &str) -> Option<(CgroupSpec, CgroupUsage)> {
             time,
             cpu: cpu_stat.as_deref().and_then(parse_v2_cpu),
             memory,
+            processes: read_processes(&dir),
+            oom_kills: read_string(&f("memory.events")).and_then(|t| parse_oom_kills(&t)),
         };
         return Some((spec, usage));
     }
@@ -314,6 +352,8 @@ pub fn read(fs: &CgroupFs, path: &str) -> Option<(CgroupSpec, CgroupUsage)> {
                 &read_string(&mem.join("memory.stat")).unwrap_or_default(),
             )
         }),
+        processes: read_processes(&fs.controller_dir("pids", path)),
+        oom_kills: read_string(&mem.join("memory.oom_control")).and_then(|t| parse_oom_kills(&t)),
     };
     Some((spec, usage))
 }
@@ -404,6 +444,22 @@ total_pgfault 300\ntotal_pgmajfault 7\n";
     }
 
     #[test]
+    fn pids_and_oom_kills() {
+        assert_eq!(parse_pids_max("max\n"), 0);
+        assert_eq!(parse_pids_max("4096\n"), 4096);
+        assert_eq!(
+            parse_oom_kills("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
+            Some(2)
+        );
+        assert_eq!(
+            parse_oom_kills("low 0\nmax 1\noom 1\noom_kill 1\n"),
+            Some(1)
+        );
+        // Kernels before 4.13 have no oom_kill line.
+        assert_eq!(parse_oom_kills("oom_kill_disable 0\nunder_oom 0\n"), None);
+    }
+
+    #[test]
     fn reads_a_v1_tree() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
@@ -433,6 +489,14 @@ total_pgfault 300\ntotal_pgmajfault 7\n";
             "memory/kubepods/p/c/memory.stat",
             "total_rss 32768\ntotal_inactive_file 4096\n",
         );
+        put(
+            "memory/kubepods/p/c/memory.oom_control",
+            "oom_kill_disable 0\noom_kill 3\n",
+        );
+        put("pids/kubepods/p/c/pids.current", "5\n");
+        put("pids/kubepods/p/c/pids.max", "max\n");
+        put("pids/kubepods/p/c/cgroup.procs", "10\n11\n");
+        put("pids/kubepods/p/c/child/cgroup.procs", "12\n");
         let fs = CgroupFs::new(root.to_path_buf());
         let (spec, usage) = read(&fs, "/kubepods/p/c").unwrap();
         assert_eq!(spec.cpu.unwrap().quota, Some(10000));
@@ -447,6 +511,15 @@ total_pgfault 300\ntotal_pgmajfault 7\n";
         );
         let mem = usage.memory.unwrap();
         assert_eq!((mem.usage, mem.working_set, mem.rss), (65536, 61440, 32768));
+        assert_eq!(usage.oom_kills, Some(3));
+        assert_eq!(
+            usage.processes,
+            Some(ProcessUsage {
+                processes: 3,
+                threads: 5,
+                threads_max: 0
+            })
+        );
         assert!(read(&fs, "/kubepods/p/gone").is_none());
     }
 }

@@ -265,6 +265,38 @@ fn put_cgroup(f: &mut Families, c: &CgroupInfo, now: DateTime<Utc>) {
             );
         }
     }
+    if let Some(p) = &usage.processes {
+        f.gauge(
+            "container_processes",
+            "Number of processes running inside the container.",
+            base.clone(),
+            p.processes as f64,
+            ts,
+        );
+        f.gauge(
+            "container_threads",
+            "Number of threads running inside the container",
+            base.clone(),
+            p.threads as f64,
+            ts,
+        );
+        f.gauge(
+            "container_threads_max",
+            "Maximum number of threads allowed inside the container, infinity if value is zero",
+            base.clone(),
+            p.threads_max as f64,
+            ts,
+        );
+    }
+    if let Some(n) = usage.oom_kills {
+        f.counter(
+            "container_oom_events_total",
+            "Count of out of memory events observed for the container",
+            base.clone(),
+            n as f64,
+            ts,
+        );
+    }
     for fs in &c.filesystems {
         let l = cgroup_labels(c, &[("device", fs.device.as_str())]);
         let gauges: [(&'static str, &'static str, u64); 4] = [
@@ -410,6 +442,12 @@ mod tests {
                 hierarchical_pgfault: 6,
                 ..Default::default()
             }),
+            processes: Some(ProcessUsage {
+                processes: 2,
+                threads: 3,
+                threads_max: 0,
+            }),
+            oom_kills: Some(1),
         };
         let container = CgroupInfo {
             labels: CgroupLabels {
@@ -518,6 +556,10 @@ mod tests {
             format!("container_fs_usage_bytes{{{}}} 1.048576e+06 1700000000123\n", C.replacen(",", ",device=\"/dev/vda1\",", 1)),
             format!("container_fs_limit_bytes{{{}}} 1.073741824e+09 1700000000123\n", C.replacen(",", ",device=\"/dev/vda1\",", 1)),
             format!("container_fs_inodes_free{{{}}} 900 1700000000123\n", C.replacen(",", ",device=\"/dev/vda1\",", 1)),
+            format!("container_processes{{{C}}} 2 1700000000123\n"),
+            format!("container_threads{{{C}}} 3 1700000000123\n"),
+            format!("container_threads_max{{{C}}} 0 1700000000123\n"),
+            format!("container_oom_events_total{{{C}}} 1 1700000000123\n"),
             "machine_cpu_cores{boot_id=\"b\",machine_id=\"m\",system_uuid=\"u\"} 2 1700000000000\n".to_string(),
             "machine_memory_bytes{boot_id=\"b\",machine_id=\"m\",system_uuid=\"u\"} 2.5769803776e+10 1700000000000\n".to_string(),
             "# HELP container_scrape_error 1 if there was an error while getting container metrics, 0 otherwise\n# TYPE container_scrape_error gauge\ncontainer_scrape_error 0\n".to_string(),
