@@ -246,6 +246,7 @@ async fn summary_metrics_and_configz() {
     assert!(ws > 16e6 && ws < (96 << 20) as f64, "working set {ws}");
     assert!(of_busy("container_memory_usage_bytes") >= ws);
     assert!(of_busy("container_memory_rss") > 16e6);
+    assert!(of_busy("container_memory_kernel_usage") >= 0.0);
     assert_eq!(of_busy("container_spec_cpu_quota"), 10000.0);
     assert_eq!(of_busy("container_spec_cpu_period"), 100000.0);
     assert_eq!(

@@ -51,6 +51,8 @@ pub struct MemoryUsage {
     pub mapped_file: u64,
     /// Times usage hit the limit.
     pub failcnt: u64,
+    /// Kernel memory (v1 `memory.kmem.usage_in_bytes`; v2 `kernel` of `memory.stat`).
+    pub kernel: u64,
     /// Active file pages.
     pub active_file: u64,
     /// Inactive file pages.
@@ -180,6 +182,8 @@ pub fn parse_v1_memory(usage: u64, max_usage: u64, failcnt: u64, stat: &str) -> 
         swap: value(stat, "total_swap"),
         mapped_file: value(stat, "total_mapped_file"),
         failcnt,
+        // Read apart, from `memory.kmem.usage_in_bytes`.
+        kernel: 0,
         active_file: value(stat, "total_active_file"),
         inactive_file,
         pgfault: value(stat, "pgfault"),
@@ -202,6 +206,7 @@ pub fn parse_v2_memory(current: u64, peak: u64, events: &str, stat: &str) -> Mem
         swap: 0,
         mapped_file: value(stat, "file_mapped"),
         failcnt: value(events, "max"),
+        kernel: value(stat, "kernel"),
         active_file: value(stat, "active_file"),
         inactive_file,
         pgfault: value(stat, "pgfault"),
@@ -344,8 +349,9 @@ pub fn read(fs: &CgroupFs, path: &str) -> Option<(CgroupSpec, CgroupUsage)> {
                 &read_string(&cpu.join("cpu.stat")).unwrap_or_default(),
             )
         }),
-        memory: read_u64(&mem.join("memory.usage_in_bytes")).map(|usage| {
-            parse_v1_memory(
+        memory: read_u64(&mem.join("memory.usage_in_bytes")).map(|usage| MemoryUsage {
+            kernel: read_u64(&mem.join("memory.kmem.usage_in_bytes")).unwrap_or(0),
+            ..parse_v1_memory(
                 usage,
                 read_u64(&mem.join("memory.max_usage_in_bytes")).unwrap_or(0),
                 read_u64(&mem.join("memory.failcnt")).unwrap_or(0),
@@ -420,10 +426,11 @@ total_pgfault 300\ntotal_pgmajfault 7\n";
             10_000,
             12_000,
             "low 0\nhigh 0\nmax 3\noom 0\n",
-            "anon 4000\nfile 5000\nfile_mapped 100\nactive_file 1000\ninactive_file 3000\n",
+            "anon 4000\nfile 5000\nkernel 600\nfile_mapped 100\nactive_file 1000\ninactive_file 3000\n",
         );
         assert_eq!((m.working_set, m.rss, m.cache), (7000, 4000, 5000));
         assert_eq!((m.max_usage, m.failcnt, m.mapped_file), (12_000, 3, 100));
+        assert_eq!(m.kernel, 600);
     }
 
     #[test]

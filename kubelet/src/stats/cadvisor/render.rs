@@ -229,9 +229,14 @@ fn put_cgroup(f: &mut Families, c: &CgroupInfo, now: DateTime<Utc>) {
         }
     }
     if let Some(m) = &usage.memory {
-        let gauges: [(&'static str, &'static str, u64); 9] = [
+        let gauges: [(&'static str, &'static str, u64); 10] = [
             ("container_memory_cache", "Number of bytes of page cache memory.", m.cache),
             ("container_memory_rss", "Size of RSS in bytes.", m.rss),
+            (
+                "container_memory_kernel_usage",
+                "Size of kernel memory allocated in bytes.",
+                m.kernel,
+            ),
             ("container_memory_mapped_file", "Size of memory mapped files in bytes.", m.mapped_file),
             ("container_memory_swap", "Container swap usage in bytes.", m.swap),
             ("container_memory_usage_bytes", "Current memory usage in bytes, including all memory regardless of when it was accessed", m.usage),
@@ -438,6 +443,7 @@ mod tests {
                 rss: 16_000_000,
                 cache: 4096,
                 failcnt: 3,
+                kernel: 512,
                 pgfault: 5,
                 hierarchical_pgfault: 6,
                 ..Default::default()
@@ -539,6 +545,7 @@ mod tests {
             format!("container_memory_working_set_bytes{{{C}}} 1.8e+07 1700000000123\n"),
             format!("container_memory_rss{{{C}}} 1.6e+07 1700000000123\n"),
             format!("container_memory_cache{{{C}}} 4096 1700000000123\n"),
+            format!("container_memory_kernel_usage{{{C}}} 512 1700000000123\n"),
             format!("container_memory_max_usage_bytes{{{C}}} 2.1e+07 1700000000123\n"),
             format!("container_memory_failcnt{{{C}}} 3 1700000000123\n"),
             format!("container_memory_swap{{{C}}} 0 1700000000123\n"),
