@@ -592,11 +592,11 @@ impl StatsProvider {
             out.push(root);
         }
         let h = &self.shared.runtime.ctx.cgroups;
-        let mut tops = vec![h.kubepods()];
-        for q in [QosClass::Burstable, QosClass::BestEffort] {
-            tops.push(h.qos(q));
-        }
-        tops.dedup();
+        let tops = [
+            h.kubepods(),
+            h.qos(QosClass::Burstable),
+            h.qos(QosClass::BestEffort),
+        ];
         out.extend(
             tops.into_iter()
                 .filter_map(|id| self.cadvisor_cgroup(plain(id), None)),
