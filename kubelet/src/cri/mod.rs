@@ -68,6 +68,21 @@ impl Cri {
             v.runtime_version.trim_start_matches('v')
         ))
     }
+
+    /// The runtime's sandbox (pause) image, from its verbose status (containerd reports its
+    /// CRI config there); `None` when the runtime does not say.
+    pub async fn sandbox_image(&self) -> Option<String> {
+        let info = self
+            .runtime
+            .clone()
+            .status(k8s_cri::v1::StatusRequest { verbose: true })
+            .await
+            .ok()?
+            .into_inner()
+            .info;
+        let config: serde_json::Value = serde_json::from_str(info.get("config")?).ok()?;
+        config["sandboxImage"].as_str().map(str::to_string)
+    }
 }
 
 #[cfg(test)]

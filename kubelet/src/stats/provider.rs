@@ -510,20 +510,7 @@ impl StatsProvider {
         if let Some(image) = self.sandbox_image.get() {
             return image.clone();
         }
-        let status = self
-            .shared
-            .runtime
-            .cri
-            .runtime
-            .clone()
-            .status(cri::StatusRequest { verbose: true })
-            .await;
-        let image = status.ok().and_then(|r| {
-            let info = r.into_inner().info;
-            let config: serde_json::Value = serde_json::from_str(info.get("config")?).ok()?;
-            config["sandboxImage"].as_str().map(str::to_string)
-        });
-        match image {
+        match self.shared.runtime.cri.sandbox_image().await {
             Some(image) => self.sandbox_image.get_or_init(|| image).clone(),
             None => String::new(),
         }

@@ -88,22 +88,6 @@ impl ImageGc {
         &self.policy
     }
 
-    /// The runtime's sandbox (pause) image, from its verbose status (containerd reports
-    /// its CRI config there).
-    async fn sandbox_image(&self) -> Option<String> {
-        let info = self
-            .cri
-            .runtime
-            .clone()
-            .status(cri::StatusRequest { verbose: true })
-            .await
-            .ok()?
-            .into_inner()
-            .info;
-        let config: serde_json::Value = serde_json::from_str(info.get("config")?).ok()?;
-        config["sandboxImage"].as_str().map(str::to_string)
-    }
-
     /// Lists images and containers, updates first-detected / last-used times at `now`,
     /// and returns what the decision needs.
     pub async fn detect(&self, now: Instant) -> Result<Vec<ImageRecord>> {
@@ -132,7 +116,7 @@ impl ImageGc {
                 in_use.insert(spec.image.clone());
             }
         }
-        let sandbox = self.sandbox_image().await;
+        let sandbox = self.cri.sandbox_image().await;
         let names = |i: &cri::Image| -> Vec<String> {
             std::iter::once(i.id.clone())
                 .chain(i.repo_tags.iter().cloned())
