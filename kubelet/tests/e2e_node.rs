@@ -182,16 +182,7 @@ async fn node_runs_pods_end_to_end() {
 
     // Graceful deletion: SIGTERM reaches the app, then the kubelet removes the pod from the API.
     let started = Instant::now();
-    pods.delete("web", &DeleteParams::default()).await.unwrap();
-    wait("pod gone from the API", Duration::from_secs(30), || async {
-        pods.get_opt("web")
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    common::delete_pod_and_wait_gone(&pods, "web", Duration::from_secs(30)).await;
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "graceful stop took {:?}",
@@ -257,15 +248,7 @@ async fn pod_deleted_while_the_kubelet_was_down_gets_its_pre_stop_hook() {
     pods.delete(&name, &DeleteParams::default().grace_period(0))
         .await
         .unwrap();
-    wait("pod object gone", Duration::from_secs(30), || async {
-        pods.get_opt(&name)
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    common::wait_pod_gone(&pods, &name, Duration::from_secs(30)).await;
     let cri = kubelet::cri::Cri::connect(&containerd.endpoint())
         .await
         .unwrap();

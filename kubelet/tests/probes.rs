@@ -378,7 +378,7 @@ async fn startup_probe_gates_liveness_which_then_restarts_the_container() {
 #[tokio::test]
 async fn probes_and_hooks_through_the_apiserver() {
     use k8s_openapi::api::core::v1::{Event, ServiceAccount};
-    use kube::api::{Api, DeleteParams, ListParams, PostParams};
+    use kube::api::{Api, ListParams, PostParams};
 
     let cluster = e2e::cluster_or_skip!();
     if let Some(reason) = kubelet::testing::containerd::unavailable_reason() {
@@ -603,17 +603,6 @@ async fn probes_and_hooks_through_the_apiserver() {
         );
     }
 
-    pods.delete("probed", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait("pod gone", Duration::from_secs(40), || async {
-        pods.get_opt("probed")
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    common::delete_pod_and_wait_gone(&pods, "probed", Duration::from_secs(40)).await;
     kubelet.stop();
 }

@@ -129,15 +129,7 @@ async fn static_pods_run_from_files_with_mirror_pods() {
 
     // Removing the file stops the pod and deletes its mirror.
     std::fs::remove_file(manifests.join("web.yaml")).unwrap();
-    wait("mirror gone", Duration::from_secs(30), || async {
-        pods.get_opt(&mirror_name)
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    common::wait_pod_gone(&pods, &mirror_name, Duration::from_secs(30)).await;
     let cri = kubelet::cri::Cri::connect(&containerd.endpoint())
         .await
         .unwrap();

@@ -149,7 +149,16 @@ pub async fn delete_pod_and_wait_gone(
     timeout: std::time::Duration,
 ) {
     pods.delete(name, &Default::default()).await.unwrap();
-    process::wait("pod gone", timeout, || async {
+    wait_pod_gone(pods, name, timeout).await;
+}
+
+/// Waits until the apiserver no longer has pod `name`.
+pub async fn wait_pod_gone(
+    pods: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    name: &str,
+    timeout: std::time::Duration,
+) {
+    process::wait(&format!("pod {name} gone"), timeout, || async {
         pods.get_opt(name)
             .await
             .ok()
