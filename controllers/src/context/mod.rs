@@ -5,6 +5,7 @@ pub mod metrics;
 
 use std::sync::Arc;
 
+use component_base::events::EventRecorder;
 use tokio_util::sync::CancellationToken;
 
 use crate::informers::InformerFactory;
@@ -45,4 +46,13 @@ impl ControllerContext {
             .client_for(service_account, &self.client, &self.shutdown)
             .await
     }
+}
+
+/// An event recorder for `controller` writing with `client`, its instance named after this
+/// host as upstream's (`<controller>-<hostname>`).
+pub fn event_recorder(client: kube::Client, controller: &str) -> EventRecorder {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    EventRecorder::new(client, controller, &format!("{controller}-{host}"))
 }

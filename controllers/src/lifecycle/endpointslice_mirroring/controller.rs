@@ -125,11 +125,7 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     .await?;
     let client = ctx.client_for(SERVICE_ACCOUNT).await?;
     let state = Arc::new(State {
-        recorder: EventRecorder::new(
-            client.clone(),
-            COMPONENT,
-            &format!("{COMPONENT}-{}", hostname()),
-        ),
+        recorder: crate::context::event_recorder(client.clone(), COMPONENT),
         client,
         endpoints,
         services,
@@ -162,12 +158,6 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
         )
         .await;
     Ok(())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// This controller's slices of the Endpoints `ns/name`, from the cache (upstream's lister

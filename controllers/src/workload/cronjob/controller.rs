@@ -34,12 +34,6 @@ pub struct CronJobController {
     clock: Arc<dyn Clock>,
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
 fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
@@ -52,7 +46,7 @@ impl CronJobController {
         jobs: Informer<Job>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let recorder = EventRecorder::new(client.clone(), NAME, &format!("{NAME}-{}", hostname()));
+        let recorder = crate::context::event_recorder(client.clone(), NAME);
         CronJobController {
             client,
             cronjobs,

@@ -95,12 +95,6 @@ fn node_changed(old: &Node, new: &Node) -> bool {
     old.metadata.labels != new.metadata.labels || spec(old) != spec(new)
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
 impl DaemonSetController {
     /// Records an event on `ds` in the background.
     fn event(&self, ds: &DaemonSet, warning: bool, reason: &str, action: &str, note: String) {
@@ -142,7 +136,7 @@ impl DaemonSetController {
             creator: PodControl::new(client.clone(), creations.clone(), NAME),
             deleter: PodControl::new(client.clone(), deletions.clone(), NAME),
             history: History::new(client.clone()),
-            recorder: EventRecorder::new(client.clone(), NAME, &format!("{NAME}-{}", hostname())),
+            recorder: crate::context::event_recorder(client.clone(), NAME),
             client,
             sets,
             pods,

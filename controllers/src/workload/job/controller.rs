@@ -85,17 +85,11 @@ fn normalized(mut s: JobStatus) -> JobStatus {
     s
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
 impl JobController {
     /// A controller over shared informers, writing with `client`.
     pub fn new(client: kube::Client, jobs: Informer<Job>, pods: Informer<Pod>) -> Self {
         let expectations = Arc::new(Expectations::new());
-        let recorder = EventRecorder::new(client.clone(), NAME, &format!("{NAME}-{}", hostname()));
+        let recorder = crate::context::event_recorder(client.clone(), NAME);
         JobController {
             pod_control: PodControl::new(client.clone(), expectations.clone(), NAME)
                 .with_events(recorder.clone()),

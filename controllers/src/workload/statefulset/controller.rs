@@ -79,12 +79,6 @@ fn strategy(set: &StatefulSet) -> Strategy {
     }
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
 impl StatefulSetController {
     /// Records an event on `set` in the background (upstream's `recordPodEvent` /
     /// `recordClaimEvent` wording).
@@ -132,7 +126,7 @@ impl StatefulSetController {
             creator: PodControl::new(client.clone(), creations.clone(), NAME),
             deleter: PodControl::new(client.clone(), deletions.clone(), NAME),
             history: History::new(client.clone()),
-            recorder: EventRecorder::new(client.clone(), NAME, &format!("{NAME}-{}", hostname())),
+            recorder: crate::context::event_recorder(client.clone(), NAME),
             client,
             sets,
             pods,
