@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
 use serde_json::json;
@@ -45,7 +46,7 @@ async fn silent_node_is_tainted_and_its_pods_evicted() {
         nodes.create(&PostParams::default(), &node).await.unwrap();
         heartbeat(&nodes, &leases, name).await;
     }
-    let mut kcm = support::start_kcm(
+    let (mut kcm, metrics_port) = support::start_kcm_on_port(
         &cluster,
         "serviceaccount,nodelifecycle,taint-eviction-controller,nodeipam",
         &[
@@ -203,6 +204,38 @@ async fn silent_node_is_tainted_and_its_pods_evicted() {
             .any(|c| c.type_ == "Ready" && c.status == "False"),
         "{conditions:?}"
     );
+    // Upstream's event and metrics for the deletion.
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let event = support::eventually(
+        "TaintManagerEviction event",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async {
+            Ok(events
+                .list(&Default::default())
+                .await?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("TaintManagerEviction")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("short")
+                }))
+        },
+    )
+    .await;
+    assert_eq!(
+        event.note.as_deref(),
+        Some("Marking for deletion Pod default/short")
+    );
+    let metrics = support::scrape_metrics(&cluster, &mut kcm, metrics_port).await;
+    let deletions = support::sample(&metrics, "taint_eviction_controller_pod_deletions_total");
+    assert!(deletions >= Some(1.0), "{deletions:?}");
+    let timed = support::sample(
+        &metrics,
+        "taint_eviction_controller_pod_deletion_duration_seconds_count",
+    );
+    assert!(timed >= Some(1.0), "{timed:?}");
+
     let kept = pods.get("forever").await.unwrap();
     assert!(kept.metadata.deletion_timestamp.is_none());
     assert!(kept

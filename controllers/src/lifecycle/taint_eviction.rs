@@ -4,10 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use component_base::events::{EventRecorder, EventSpec, EventType};
+use component_base::metrics::Metrics;
 use futures::future::FutureExt;
-use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Taint};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::Api;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use serde_json::json;
 
 use super::node::taints::tolerates;
@@ -30,8 +34,9 @@ pub fn descriptor() -> ControllerDescriptor {
 pub enum Decision {
     /// Tolerates every NoExecute taint forever (or there are none).
     Keep,
-    /// Delete now.
-    EvictNow,
+    /// Delete now; the eviction has been due for this long (upstream's time since the
+    /// eviction fired, for `taint_eviction_controller_pod_deletion_duration_seconds`).
+    EvictNow(Duration),
     /// Delete once this much more time has passed.
     EvictIn(Duration),
 }
@@ -46,10 +51,14 @@ pub fn decide(pod: &Pod, node_taints: &[Taint], elapsed: impl Fn(&Taint) -> Dura
         .and_then(|s| s.tolerations.clone())
         .unwrap_or_default();
     let mut soonest: Option<Duration> = None;
+    // How long the eviction has been due (the longest of the taints that demand it).
+    let mut overdue: Option<Duration> = None;
     for taint in node_taints.iter().filter(|t| t.effect == "NoExecute") {
         let matching: Vec<_> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
         if matching.is_empty() {
-            return Decision::EvictNow;
+            let due = elapsed(taint);
+            overdue = Some(overdue.map_or(due, |o| o.max(due)));
+            continue;
         }
         // The most lenient matching toleration applies for this taint.
         let allowed = if matching.iter().any(|t| t.toleration_seconds.is_none()) {
@@ -62,14 +71,19 @@ pub fn decide(pod: &Pod, node_taints: &[Taint], elapsed: impl Fn(&Taint) -> Dura
                 .map(|s| Duration::from_secs(s.max(0) as u64))
         };
         if let Some(allowed) = allowed {
-            let left = allowed.saturating_sub(elapsed(taint));
+            let elapsed = elapsed(taint);
+            let left = allowed.saturating_sub(elapsed);
+            if left.is_zero() {
+                let due = elapsed - allowed;
+                overdue = Some(overdue.map_or(due, |o| o.max(due)));
+            }
             soonest = Some(soonest.map_or(left, |s| s.min(left)));
         }
     }
-    match soonest {
-        None => Decision::Keep,
-        Some(d) if d.is_zero() => Decision::EvictNow,
-        Some(d) => Decision::EvictIn(d),
+    match (overdue, soonest) {
+        (Some(due), _) => Decision::EvictNow(due),
+        (None, None) => Decision::Keep,
+        (None, Some(d)) => Decision::EvictIn(d),
     }
 }
 
@@ -77,6 +91,38 @@ struct State {
     client: kube::Client,
     pods: Informer<Pod>,
     nodes: Informer<Node>,
+    recorder: EventRecorder,
+    metrics: TaintEvictionMetrics,
+}
+
+/// Upstream's `taint_eviction_controller_*` metrics.
+#[derive(Clone)]
+struct TaintEvictionMetrics {
+    deletions: Counter,
+    latency: Histogram,
+}
+
+impl TaintEvictionMetrics {
+    fn register(registry: &Metrics) -> Self {
+        let m = TaintEvictionMetrics {
+            deletions: Counter::default(),
+            // Upstream's buckets: 5 ms to 4 min.
+            latency: Histogram::new([
+                0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 10.0, 30.0, 60.0, 120.0, 180.0, 240.0,
+            ]),
+        };
+        registry.register(
+            "taint_eviction_controller_pod_deletions",
+            "[ALPHA] Total number of Pods deleted by TaintEvictionController since its start.",
+            m.deletions.clone(),
+        );
+        registry.register(
+            "taint_eviction_controller_pod_deletion_duration_seconds",
+            "[ALPHA] Latency, in seconds, between the time when a taint effect has been activated for the Pod and its deletion via TaintEvictionController.",
+            m.latency.clone(),
+        );
+        m
+    }
 }
 
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
@@ -117,10 +163,13 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
         nodes.wait_synced().await;
     })
     .await?;
+    let client = ctx.client_for(super::node::SERVICE_ACCOUNT).await?;
     let state = Arc::new(State {
-        client: ctx.client_for(super::node::SERVICE_ACCOUNT).await?,
+        recorder: crate::context::event_recorder(client.clone(), "taint-eviction-controller"),
+        client,
         pods,
         nodes,
+        metrics: ctx.metrics.families(TaintEvictionMetrics::register),
     });
     let q = queue.clone();
     queue
@@ -165,8 +214,25 @@ async fn sync(state: &State, (ns, name): &(String, String)) -> anyhow::Result<Op
     match decide(&pod, &taints, elapsed) {
         Decision::Keep => Ok(None),
         Decision::EvictIn(d) => Ok(Some(d)),
-        Decision::EvictNow => {
+        Decision::EvictNow(overdue) => {
             tracing::info!(pod = %format!("{ns}/{name}"), node = %node_name, "Deleting pod (NoExecute taint)");
+            let event = EventSpec {
+                regarding: ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: Some(name.clone()),
+                    namespace: Some(ns.clone()),
+                    uid: pod.metadata.uid.clone(),
+                    ..Default::default()
+                },
+                related: None,
+                type_: EventType::Normal,
+                reason: "TaintManagerEviction".into(),
+                action: "Delete".into(),
+                note: format!("Marking for deletion Pod {ns}/{name}"),
+            };
+            let recorder = state.recorder.clone();
+            tokio::spawn(async move { recorder.record(event).await });
             let api: Api<Pod> = Api::namespaced(state.client.clone(), ns);
             let condition = json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
                 "message": "Taint manager: deleting due to NoExecute taint", "lastTransitionTime": jiff::Timestamp::now().to_string()}]}});
@@ -175,6 +241,8 @@ async fn sync(state: &State, (ns, name): &(String, String)) -> anyhow::Result<Op
                     .await,
             )?;
             errors::ignore_not_found(api.delete(name, &DeleteParams::default()).await)?;
+            state.metrics.deletions.inc();
+            state.metrics.latency.observe(overdue.as_secs_f64());
             Ok(None)
         }
     }
@@ -199,8 +267,8 @@ mod tests {
     #[test]
     fn untolerated_taint_evicts_now() {
         assert_eq!(
-            decide(&pod(json!([])), &unreachable(), |_| Duration::ZERO),
-            Decision::EvictNow
+            decide(&pod(json!([])), &unreachable(), |_| Duration::from_secs(7)),
+            Decision::EvictNow(Duration::from_secs(7))
         );
     }
 
@@ -215,7 +283,11 @@ mod tests {
         );
         assert_eq!(
             decide(&p, &unreachable(), |_| Duration::from_secs(300)),
-            Decision::EvictNow
+            Decision::EvictNow(Duration::ZERO)
+        );
+        assert_eq!(
+            decide(&p, &unreachable(), |_| Duration::from_secs(312)),
+            Decision::EvictNow(Duration::from_secs(12))
         );
     }
 
