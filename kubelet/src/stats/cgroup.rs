@@ -47,47 +47,41 @@ impl MemorySample {
 /// Above this a memory limit is "unlimited" (the kernel rounds `-1` down to a page).
 const UNLIMITED: u64 = 1 << 62;
 
-fn stat_value(stat: &str, key: &str) -> Option<u64> {
-    stat.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == key).then(|| v.trim().parse().ok()).flatten()
-    })
+impl MemorySample {
+    /// The figures the summary keeps of a full reading (one parser per cgroup version,
+    /// shared with `/metrics/cadvisor`), with the limit when there is one.
+    fn of(m: &super::cadvisor::read::MemoryUsage, limit: Option<u64>) -> Self {
+        MemorySample {
+            usage: m.usage,
+            working_set: m.working_set,
+            rss: m.rss,
+            page_faults: m.hierarchical_pgfault,
+            major_page_faults: m.hierarchical_pgmajfault,
+            swap: m.swap,
+            limit: limit.filter(|l| *l < UNLIMITED),
+        }
+    }
 }
 
 /// Memory from v1 files: `memory.usage_in_bytes`, `memory.limit_in_bytes`, `memory.stat`.
 pub fn parse_v1_memory(usage: u64, limit: u64, stat: &str) -> MemorySample {
-    let inactive = stat_value(stat, "total_inactive_file").unwrap_or(0);
-    MemorySample {
-        usage,
-        working_set: usage.saturating_sub(inactive),
-        rss: stat_value(stat, "total_rss").unwrap_or(0),
-        page_faults: stat_value(stat, "total_pgfault").unwrap_or(0),
-        major_page_faults: stat_value(stat, "total_pgmajfault").unwrap_or(0),
-        swap: stat_value(stat, "total_swap").unwrap_or(0),
-        limit: (limit < UNLIMITED).then_some(limit),
-    }
+    let m = super::cadvisor::read::parse_v1_memory(usage, 0, 0, stat);
+    MemorySample::of(&m, Some(limit))
 }
 
 /// Memory from v2 files: `memory.current`, `memory.max` (`max` = unlimited), `memory.stat`.
 pub fn parse_v2_memory(current: u64, max: &str, stat: &str) -> MemorySample {
-    let inactive = stat_value(stat, "inactive_file").unwrap_or(0);
-    MemorySample {
-        usage: current,
-        working_set: current.saturating_sub(inactive),
-        rss: stat_value(stat, "anon").unwrap_or(0),
-        page_faults: stat_value(stat, "pgfault").unwrap_or(0),
-        major_page_faults: stat_value(stat, "pgmajfault").unwrap_or(0),
-        swap: 0,
-        limit: max.trim().parse::<u64>().ok().filter(|l| *l < UNLIMITED),
-    }
+    let m = super::cadvisor::read::parse_v2_memory(current, 0, "", stat);
+    MemorySample::of(&m, max.trim().parse::<u64>().ok())
 }
 
 /// CPU time in nanoseconds from v2 `cpu.stat` (`usage_usec`).
 pub fn parse_v2_cpu(stat: &str) -> Option<u64> {
-    stat_value(stat, "usage_usec").map(|us| us * 1000)
+    super::cadvisor::read::parse_v2_cpu(stat).map(|c| c.total_ns)
 }
 
-fn read_u64(p: &Path) -> Option<u64> {
+/// A file holding one number.
+pub(crate) fn read_u64(p: &Path) -> Option<u64> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }
 

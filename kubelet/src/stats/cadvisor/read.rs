@@ -3,7 +3,7 @@
 //! and the spec (shares, CFS quota and period, memory limits). cgroup v1 reads one
 //! directory per controller; v2 the unified directory.
 
-use crate::stats::cgroup::CgroupFs;
+use crate::stats::cgroup::{read_u64, CgroupFs};
 use chrono::{DateTime, Utc};
 use std::path::Path;
 
@@ -263,10 +263,6 @@ fn read_processes(dir: &Path) -> Option<ProcessUsage> {
         threads_max: parse_pids_max(&read_string(&dir.join("pids.max")).unwrap_or_default()),
         processes: crate::stats::cgroup::count_procs(dir).unwrap_or(0),
     })
-}
-
-fn read_u64(p: &Path) -> Option<u64> {
-    read_string(p)?.trim().parse().ok()
 }
 
 fn read_string(p: &Path) -> Option<String> {
