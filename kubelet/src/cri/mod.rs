@@ -69,6 +69,23 @@ impl Cri {
         ))
     }
 
+    /// CRI's (non-verbose) status of container `id`; `Ok(None)` when the runtime answers
+    /// without one.
+    pub async fn container_status(
+        &self,
+        id: &str,
+    ) -> Result<Option<k8s_cri::v1::ContainerStatus>, tonic::Status> {
+        let r = self
+            .runtime
+            .clone()
+            .container_status(k8s_cri::v1::ContainerStatusRequest {
+                container_id: id.to_string(),
+                verbose: false,
+            })
+            .await?;
+        Ok(r.into_inner().status)
+    }
+
     /// The runtime's sandbox (pause) image, from its verbose status (containerd reports its
     /// CRI config there); `None` when the runtime does not say.
     pub async fn sandbox_image(&self) -> Option<String> {

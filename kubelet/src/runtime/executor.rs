@@ -538,20 +538,10 @@ impl PodRuntime {
 
     /// Whether CRI reports container `id` exited (or no longer knows it).
     async fn has_exited(&self, id: &str) -> bool {
-        let status = self
-            .cri
-            .runtime
-            .clone()
-            .container_status(cri::ContainerStatusRequest {
-                container_id: id.to_string(),
-                verbose: false,
-            })
-            .await;
-        match status {
-            Ok(r) => r
-                .into_inner()
-                .status
-                .is_some_and(|s| s.state == cri::ContainerState::ContainerExited as i32),
+        match self.cri.container_status(id).await {
+            Ok(status) => {
+                status.is_some_and(|s| s.state == cri::ContainerState::ContainerExited as i32)
+            }
             Err(s) => s.code() == tonic::Code::NotFound,
         }
     }
@@ -634,20 +624,8 @@ impl PodRuntime {
             .iter()
             .filter(|c| matches!(c.state, ContainerState::Running | ContainerState::Created))
         {
-            let status = self
-                .cri
-                .runtime
-                .clone()
-                .container_status(cri::ContainerStatusRequest {
-                    container_id: c.id.clone(),
-                    verbose: false,
-                })
-                .await;
-            let annotations = status
-                .ok()
-                .and_then(|s| s.into_inner().status)
-                .map(|s| s.annotations)
-                .unwrap_or_default();
+            let status = self.cri.container_status(&c.id).await.ok().flatten();
+            let annotations = status.map(|s| s.annotations).unwrap_or_default();
             containers.push((c.name.clone(), annotations));
         }
         super::restore::restored_pod(r, &containers)

@@ -112,14 +112,7 @@ pub async fn observe_all(cri: &Cri) -> Result<HashMap<String, (PodRef, ObservedP
         let Some(r) = PodRef::from_labels(&c.labels) else {
             continue;
         };
-        let status = rt
-            .container_status(cri::ContainerStatusRequest {
-                container_id: c.id.clone(),
-                verbose: false,
-            })
-            .await
-            .ok()
-            .and_then(|r| r.into_inner().status);
+        let status = cri.container_status(&c.id).await.ok().flatten();
         let Some(status) = status else { continue };
         let entry = pods
             .entry(r.uid.clone())
@@ -167,15 +160,7 @@ pub async fn observe_pod(cri: &Cri, uid: &str) -> Result<ObservedPod> {
         observed.sandboxes.push(observe_sandbox(&mut rt, sb).await);
     }
     for c in containers {
-        if let Some(status) = rt
-            .container_status(cri::ContainerStatusRequest {
-                container_id: c.id.clone(),
-                verbose: false,
-            })
-            .await
-            .ok()
-            .and_then(|r| r.into_inner().status)
-        {
+        if let Some(status) = cri.container_status(&c.id).await.ok().flatten() {
             observed
                 .containers
                 .push(observed_container(&c.pod_sandbox_id, &status));

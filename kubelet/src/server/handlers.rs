@@ -180,17 +180,10 @@ pub async fn container_logs(
 }
 
 async fn container_running(cri: &crate::cri::Cri, id: &str) -> bool {
-    let status = cri
-        .runtime
-        .clone()
-        .container_status(cri::ContainerStatusRequest {
-            container_id: id.to_string(),
-            verbose: false,
-        })
-        .await;
-    status
+    cri.container_status(id)
+        .await
         .ok()
-        .and_then(|s| s.into_inner().status)
+        .flatten()
         .is_some_and(|s| s.state == cri::ContainerState::ContainerRunning as i32)
 }
 
