@@ -10,6 +10,7 @@
 pub mod cadvisor;
 pub mod cgroup;
 pub mod cpu_rate;
+pub mod exposition;
 pub mod fs;
 pub mod host;
 pub mod provider;

@@ -3,9 +3,8 @@
 //! metrics-server scrapes). Families are sorted by name and samples by labels, as the
 //! Go client writes them; `scrape_error` is hidden as in 1.35 (deprecated in 1.29).
 
+use super::exposition::Families;
 use super::types::{Summary, Time};
-use std::collections::BTreeMap;
-use std::fmt::Write;
 
 /// Stability prefix of a metric's help text.
 #[derive(Clone, Copy)]
@@ -14,12 +13,14 @@ enum Stability {
     Alpha,
 }
 
-struct Family {
-    help: &'static str,
-    stability: Stability,
-    kind: &'static str,
-    /// Rendered label set (sorted by name) → (value, timestamp in ms).
-    samples: BTreeMap<String, (f64, Option<i64>)>,
+impl Stability {
+    /// The help text's prefix.
+    fn prefix(self) -> &'static str {
+        match self {
+            Stability::Stable => "[STABLE] ",
+            Stability::Alpha => "[ALPHA] ",
+        }
+    }
 }
 
 /// Formats a float as Go's `strconv.FormatFloat(v, 'g', -1, 64)` (Prometheus' text).
@@ -75,7 +76,7 @@ fn millis(t: Time) -> Option<i64> {
 /// when the summary could not be built.
 pub fn render(summary: Option<&Summary>) -> String {
     use Stability::*;
-    let mut fam: BTreeMap<&'static str, Family> = BTreeMap::new();
+    let mut fam = Families::default();
     let mut put = |name: &'static str,
                    help: &'static str,
                    stability: Stability,
@@ -83,15 +84,7 @@ pub fn render(summary: Option<&Summary>) -> String {
                    lbl: String,
                    value: f64,
                    ts: Option<i64>| {
-        fam.entry(name)
-            .or_insert_with(|| Family {
-                help,
-                stability,
-                kind,
-                samples: BTreeMap::new(),
-            })
-            .samples
-            .insert(lbl, (value, ts));
+        fam.put(name, stability.prefix(), help, kind, lbl, value, ts);
     };
     let secs = |ns: u64| ns as f64 / 1e9;
     if let Some(s) = summary {
@@ -231,26 +224,7 @@ pub fn render(summary: Option<&Summary>) -> String {
         errors,
         None,
     );
-    let mut out = String::new();
-    for (name, f) in &fam {
-        let prefix = match f.stability {
-            Stable => "[STABLE]",
-            Alpha => "[ALPHA]",
-        };
-        let _ = writeln!(out, "# HELP {name} {prefix} {}", f.help);
-        let _ = writeln!(out, "# TYPE {name} {}", f.kind);
-        for (lbl, (v, ts)) in &f.samples {
-            match ts {
-                Some(ts) => {
-                    let _ = writeln!(out, "{name}{lbl} {} {ts}", go_float(*v));
-                }
-                None => {
-                    let _ = writeln!(out, "{name}{lbl} {}", go_float(*v));
-                }
-            }
-        }
-    }
-    out
+    fam.text()
 }
 
 #[cfg(test)]

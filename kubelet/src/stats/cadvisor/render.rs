@@ -5,44 +5,15 @@
 
 use super::read::UNLIMITED;
 use super::{CgroupInfo, Machine, Scrape};
-use crate::stats::resource_metrics::{go_float, labels};
+use crate::stats::exposition::Families as Exposition;
+use crate::stats::resource_metrics::labels;
 use chrono::{DateTime, Utc};
-use std::collections::BTreeMap;
-use std::fmt::Write;
 
-/// One metric family being collected.
-struct Family {
-    help: &'static str,
-    kind: &'static str,
-    /// Rendered label set → (value, timestamp in ms).
-    samples: BTreeMap<String, (f64, Option<i64>)>,
-}
-
-/// The families of one scrape, by name.
+/// The families of one scrape.
 #[derive(Default)]
-struct Families(BTreeMap<&'static str, Family>);
+struct Families(Exposition);
 
 impl Families {
-    fn put(
-        &mut self,
-        name: &'static str,
-        help: &'static str,
-        kind: &'static str,
-        labels: String,
-        value: f64,
-        ts: Option<i64>,
-    ) {
-        self.0
-            .entry(name)
-            .or_insert_with(|| Family {
-                help,
-                kind,
-                samples: BTreeMap::new(),
-            })
-            .samples
-            .insert(labels, (value, ts));
-    }
-
     fn gauge(
         &mut self,
         name: &'static str,
@@ -51,7 +22,7 @@ impl Families {
         v: f64,
         ts: Option<i64>,
     ) {
-        self.put(name, help, "gauge", l, v, ts);
+        self.0.put(name, "", help, "gauge", l, v, ts);
     }
 
     fn counter(
@@ -62,22 +33,11 @@ impl Families {
         v: f64,
         ts: Option<i64>,
     ) {
-        self.put(name, help, "counter", l, v, ts);
+        self.0.put(name, "", help, "counter", l, v, ts);
     }
 
     fn text(&self) -> String {
-        let mut out = String::new();
-        for (name, f) in &self.0 {
-            let _ = writeln!(out, "# HELP {name} {}", f.help);
-            let _ = writeln!(out, "# TYPE {name} {}", f.kind);
-            for (l, (v, ts)) in &f.samples {
-                let _ = match ts {
-                    Some(ts) => writeln!(out, "{name}{l} {} {ts}", go_float(*v)),
-                    None => writeln!(out, "{name}{l} {}", go_float(*v)),
-                };
-            }
-        }
-        out
+        self.0.text()
     }
 }
 
