@@ -81,6 +81,40 @@ fn helm_ok(helm: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `helm install <release>` of the chart into `NAMESPACE` with `sets` (each `key=value`);
+/// its output (the NOTES).
+fn helm_install(helm: &Path, release: &str, kubeconfig: &Path, sets: &[&str]) -> String {
+    let chart = chart_dir();
+    let mut args = vec![
+        "install",
+        release,
+        chart.to_str().unwrap(),
+        "--namespace",
+        NAMESPACE,
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    helm_ok(helm, &args)
+}
+
+/// `helm uninstall <release>` from `NAMESPACE`.
+fn helm_uninstall(helm: &Path, release: &str, kubeconfig: &Path) {
+    helm_ok(
+        helm,
+        &[
+            "uninstall",
+            release,
+            "--namespace",
+            NAMESPACE,
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ],
+    );
+}
+
 /// The objects `helm template` renders with `sets` (each `key=value`).
 struct Rendered {
     objects: Vec<Value>,
@@ -745,34 +779,17 @@ fn chart_installs_a_second_scheduler_into_a_local_cluster() {
         e2e::ports::free_port().unwrap()
     );
     let kubeconfig = cluster.admin_kubeconfig();
-    let chart = chart_dir();
-    let mut install: Vec<&str> = vec![
-        "install",
-        RELEASE,
-        chart.to_str().unwrap(),
-        "--namespace",
-        NAMESPACE,
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "--set",
+    let mut sets: Vec<&str> = vec![
         "kubeProxy.enabled=false",
-        "--set",
         "apiServer.host=127.0.0.1",
-        "--set",
         &api_port,
-        "--set",
         "kubeScheduler.hostNetwork=true",
-        "--set",
         &sched_port,
-        "--set",
         "kubeControllerManager.hostNetwork=true",
-        "--set",
         &kcm_port,
     ];
-    for s in SECOND_SCHEDULER {
-        install.extend(["--set", s]);
-    }
-    let notes = helm_ok(&helm, &install);
+    sets.extend(SECOND_SCHEDULER);
+    let notes = helm_install(&helm, RELEASE, &kubeconfig, &sets);
     assert!(
         notes.contains("ferrokube-helm"),
         "NOTES name the scheduler: {notes}"
@@ -887,17 +904,7 @@ spec:
     progress("pod for-helm-scheduler placed by ferrokube-helm and Running");
     // helm uninstall: the release's objects go at once (cluster-scoped and kube-system ones
     // too), its pods with them (garbage collection of the ReplicaSets).
-    helm_ok(
-        &helm,
-        &[
-            "uninstall",
-            RELEASE,
-            "--namespace",
-            NAMESPACE,
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-        ],
-    );
+    helm_uninstall(&helm, RELEASE, &kubeconfig);
     let left = release_objects(
         &cluster,
         "deployments,daemonsets,configmaps,serviceaccounts,roles,rolebindings,clusterrolebindings",
@@ -919,28 +926,18 @@ spec:
     // network, the image's nft) programs the node, and a ClusterIP answers from the host.
     cluster.stop_component("kube-proxy");
     let cidr = "kubeProxy.clusterCIDR=10.244.0.0/16";
-    let mut install: Vec<&str> = vec![
-        "install",
+    helm_install(
+        &helm,
         PROXY_RELEASE,
-        chart.to_str().unwrap(),
-        "--namespace",
-        NAMESPACE,
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "--set",
-        "apiServer.host=127.0.0.1",
-        "--set",
-        &api_port,
-        "--set",
-        cidr,
-    ];
-    for s in [
-        "kubeScheduler.enabled=false",
-        "kubeControllerManager.enabled=false",
-    ] {
-        install.extend(["--set", s]);
-    }
-    helm_ok(&helm, &install);
+        &kubeconfig,
+        &[
+            "apiServer.host=127.0.0.1",
+            &api_port,
+            cidr,
+            "kubeScheduler.enabled=false",
+            "kubeControllerManager.enabled=false",
+        ],
+    );
     let selector = format!("app.kubernetes.io/instance={PROXY_RELEASE}");
     cluster.eventually(
         "the chart's kube-proxy pod Running and Ready",
@@ -976,17 +973,7 @@ spec:
         },
     );
     assert!(backend.starts_with("httpd-"), "answered by {backend:?}");
-    helm_ok(
-        &helm,
-        &[
-            "uninstall",
-            PROXY_RELEASE,
-            "--namespace",
-            NAMESPACE,
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-        ],
-    );
+    helm_uninstall(&helm, PROXY_RELEASE, &kubeconfig);
     cluster.eventually(
         "the chart's kube-proxy pod to be gone",
         Duration::from_secs(90),
