@@ -207,18 +207,7 @@ async fn node_runs_pods_end_to_end() {
     .await;
     assert!(status.restart_count >= 1);
     assert_eq!(status.last_state.unwrap().terminated.unwrap().exit_code, 1);
-    pods.delete("crash", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait("crash pod gone", Duration::from_secs(30), || async {
-        pods.get_opt("crash")
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    common::delete_pod_and_wait_gone(&pods, "crash", Duration::from_secs(30)).await;
 
     kubelet.stop();
 }

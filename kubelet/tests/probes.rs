@@ -380,13 +380,7 @@ async fn probes_and_hooks_through_the_apiserver() {
     use k8s_openapi::api::core::v1::{Event, ServiceAccount};
     use kube::api::{Api, ListParams, PostParams};
 
-    let cluster = e2e::cluster_or_skip!();
-    if let Some(reason) = kubelet::testing::containerd::unavailable_reason() {
-        e2e::skip_test!("{reason}");
-    }
-    let containerd = kubelet::testing::TestContainerd::start()
-        .await
-        .expect("start containerd");
+    let (cluster, containerd) = cluster_and_containerd_or_skip!();
     let id = std::process::id() % 10000;
     let pod_cidr = format!("10.89.{}.0/24", id % 250);
     let mut kubelet = KubeletProcess::builder(&cluster, &containerd, "probe")
