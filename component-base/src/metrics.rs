@@ -115,6 +115,44 @@ impl Metrics {
     }
 }
 
+/// A counter sample exposed under its registered name as is, for the few upstream
+/// counters without a `_total` suffix (`kubelet_evictions`,
+/// `endpoint_slice_controller_changes`, ...): prometheus-client appends `_total` to every
+/// counter. Use it as the metric of a [`Family`] for labelled series.
+#[derive(Debug, Clone, Default)]
+pub struct UnsuffixedCounter(prometheus_client::metrics::counter::Counter);
+
+impl UnsuffixedCounter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.inc();
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+impl prometheus_client::metrics::TypedMetric for UnsuffixedCounter {
+    const TYPE: prometheus_client::metrics::MetricType =
+        prometheus_client::metrics::MetricType::Counter;
+}
+
+impl prometheus_client::encoding::EncodeMetric for UnsuffixedCounter {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        // A gauge's encoding writes the sample without a suffix; TYPE still says counter.
+        encoder.encode_gauge(&self.0.get())
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Counter
+    }
+}
+
 /// `registry` in the Prometheus text format 0.0.4 that upstream's components serve (and
 /// that we declare as the content type): prometheus-client writes OpenMetrics, where a
 /// counter family `foo` has samples `foo_total` and the text ends in `# EOF`; here the

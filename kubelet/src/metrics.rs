@@ -4,51 +4,16 @@
 //! `kubelet_running_pods` and `kubelet_running_containers{container_state}`. Process-wide
 //! like upstream's package-level metrics; [`register`] puts them on the registry once.
 
-use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
+use component_base::metrics::UnsuffixedCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::metrics::{MetricType, TypedMetric};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 /// Label pairs of one series.
 pub type Labels = Vec<(String, String)>;
-
-/// A counter exposed under its registered name as is. prometheus-client appends `_total`
-/// to every counter; upstream's component-base does not, and a few upstream counters
-/// (`kubelet_evictions`) have no such suffix, which scrapers' queries depend on.
-#[derive(Debug, Clone, Default)]
-pub struct PlainCounter(Counter);
-
-impl PlainCounter {
-    /// Adds one.
-    pub fn inc(&self) {
-        self.0.inc();
-    }
-
-    /// The current value.
-    pub fn get(&self) -> u64 {
-        self.0.get()
-    }
-}
-
-impl TypedMetric for PlainCounter {
-    const TYPE: MetricType = MetricType::Counter;
-}
-
-impl EncodeMetric for PlainCounter {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        // A gauge's encoding writes the sample without a suffix; the TYPE line still says
-        // counter.
-        encoder.encode_gauge(&self.0.get())
-    }
-
-    fn metric_type(&self) -> MetricType {
-        MetricType::Counter
-    }
-}
 
 /// Upstream's `podStartupDurationBuckets` (seconds).
 pub const POD_START_DURATION_BUCKETS: [f64; 25] = [
@@ -86,7 +51,7 @@ const ADMISSION_REJECTION_REASONS: [&str; 20] = [
 ];
 
 struct KubeletMetrics {
-    evictions: Family<Labels, PlainCounter>,
+    evictions: Family<Labels, UnsuffixedCounter>,
     admission_rejections: Family<Labels, Counter>,
     pod_start_duration: Histogram,
     running_pods: Gauge,

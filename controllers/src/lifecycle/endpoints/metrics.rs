@@ -18,7 +18,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 use super::efficiency::{Efficiency, GroupSize, ObjectKey};
 use super::slices::port_key;
-use crate::context::metrics::UnsuffixedCounter;
+use component_base::metrics::UnsuffixedCounter;
 
 /// An endpoint's identity across syncs: its addresses and the object it points to.
 fn identity(e: &Endpoint) -> (Vec<String>, Option<String>, Option<String>) {
@@ -105,9 +105,9 @@ pub struct SliceMetrics {
     endpoints_desired: Gauge,
     num_slices: Gauge,
     desired_slices: Gauge,
-    changes: UnsuffixedCounter<[(&'static str, &'static str); 1]>,
+    changes: Family<[(&'static str, &'static str); 1], UnsuffixedCounter>,
     changed_per_sync: Family<LabelPair, Histogram, fn() -> Histogram>,
-    syncs: UnsuffixedCounter<[(&'static str, &'static str); 1]>,
+    syncs: Family<[(&'static str, &'static str); 1], UnsuffixedCounter>,
     by_traffic: Family<Label, Gauge>,
     cache: Arc<Mutex<Cache>>,
 }
@@ -132,9 +132,9 @@ impl SliceMetrics {
             endpoints_desired: Gauge::default(),
             num_slices: Gauge::default(),
             desired_slices: Gauge::default(),
-            changes: UnsuffixedCounter::default(),
+            changes: Family::default(),
             changed_per_sync: Family::new_with_constructor(default_buckets_histogram),
-            syncs: UnsuffixedCounter::default(),
+            syncs: Family::default(),
             by_traffic: Family::default(),
             cache: Arc::new(Mutex::new(Cache {
                 efficiency: Efficiency::new(max_per_slice),
@@ -242,7 +242,9 @@ impl SliceMetrics {
 
     /// Counts one EndpointSlice `operation` (`create`, `update` or `delete`).
     pub fn changed(&self, operation: &'static str) {
-        self.changes.inc(&[("operation", operation)]);
+        self.changes
+            .get_or_create(&[("operation", operation)])
+            .inc();
     }
 
     /// Records the slices one sync of a Service with `traffic` distribution wrote.
@@ -262,7 +264,7 @@ impl SliceMetrics {
     /// Counts one sync by its result: `success` or `error`.
     pub fn synced(&self, ok: bool) {
         let result = if ok { "success" } else { "error" };
-        self.syncs.inc(&[("result", result)]);
+        self.syncs.get_or_create(&[("result", result)]).inc();
     }
 }
 

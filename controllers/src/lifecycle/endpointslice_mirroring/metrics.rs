@@ -6,14 +6,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use component_base::metrics::Metrics;
+use component_base::metrics::{Metrics, UnsuffixedCounter};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 use super::desired::{endpoint_identity, Desired, SliceKey};
 use super::tracker::Key;
-use crate::context::metrics::UnsuffixedCounter;
 use crate::lifecycle::endpoints::efficiency::{Efficiency, GroupSize};
 
 /// Endpoint changes one sync makes (upstream's `totalsByAction`).
@@ -112,7 +112,7 @@ pub struct MirroringMetrics {
     endpoints_desired: Gauge,
     num_slices: Gauge,
     desired_slices: Gauge,
-    changes: UnsuffixedCounter<OperationLabel>,
+    changes: Family<OperationLabel, UnsuffixedCounter>,
     efficiency: Arc<Mutex<Efficiency>>,
 }
 
@@ -132,7 +132,7 @@ impl MirroringMetrics {
             endpoints_desired: Gauge::default(),
             num_slices: Gauge::default(),
             desired_slices: Gauge::default(),
-            changes: UnsuffixedCounter::default(),
+            changes: Family::default(),
             efficiency: Arc::new(Mutex::new(Efficiency::new(max_per_slice))),
         };
         const P: &str = "endpoint_slice_mirroring_controller_";
@@ -208,7 +208,9 @@ impl MirroringMetrics {
 
     /// Counts one EndpointSlice `operation` (`create`, `update` or `delete`).
     pub fn changed(&self, operation: &'static str) {
-        self.changes.inc(&[("operation", operation)]);
+        self.changes
+            .get_or_create(&[("operation", operation)])
+            .inc();
     }
 }
 
