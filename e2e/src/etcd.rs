@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::ports::{free_port, is_listening};
+
+/// Starts retried when a chosen free port was taken before etcd bound it.
+const PORT_RACE_RETRIES: usize = 3;
 use crate::process::ManagedProcess;
 
 /// How long etcd may take to accept client connections.
@@ -20,8 +23,30 @@ pub struct Etcd {
 
 impl Etcd {
     /// Starts etcd with its data in `data_dir` and its log in `log`. Client and peer ports
-    /// are both free loopback ports, so parallel tests never share or clash.
+    /// are both free loopback ports, so parallel tests never share or clash; a port taken
+    /// between choosing and binding it (another test's process) means a retry on new ports
+    /// with an emptied data dir.
     pub fn start(binary: &Path, data_dir: &Path, log: &Path) -> Result<Etcd> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(binary, data_dir, log) {
+                Err(e)
+                    if attempt < PORT_RACE_RETRIES
+                        && format!("{e:#}").contains("address already in use") =>
+                {
+                    eprintln!("etcd port taken, retrying: {e:#}");
+                    for entry in std::fs::read_dir(data_dir)?.flatten() {
+                        let _ = std::fs::remove_dir_all(entry.path())
+                            .or_else(|_| std::fs::remove_file(entry.path()));
+                    }
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn start_once(binary: &Path, data_dir: &Path, log: &Path) -> Result<Etcd> {
         let client_port = free_port()?;
         let peer_port = free_port()?;
         let client_url = format!("http://127.0.0.1:{client_port}");
