@@ -333,6 +333,12 @@ impl PodRuntime {
             std::fs::create_dir_all(dir).map_err(io_err)?;
         }
         std::fs::write(&termination_log, b"").map_err(io_err)?;
+        // World-writable, as upstream: a container running as any user writes its message.
+        std::fs::set_permissions(
+            &termination_log,
+            std::os::unix::fs::PermissionsExt::from_mode(0o666),
+        )
+        .map_err(io_err)?;
         let host_network = pod
             .spec
             .as_ref()

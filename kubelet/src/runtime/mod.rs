@@ -6,5 +6,6 @@ pub mod executor;
 pub mod images;
 pub mod observe;
 pub mod restore;
+pub mod termination_message;
 
 pub use executor::{PodInputs, PodRuntime, SyncResult};

@@ -4,6 +4,7 @@
 use crate::cri::labels::{self, PodRef};
 use crate::cri::Cri;
 use crate::pod::observed::{ContainerState, ObservedContainer, ObservedPod, ObservedSandbox};
+use crate::runtime::termination_message::{termination_message, HostFiles, MessageSource};
 use anyhow::Result;
 use k8s_cri::v1 as cri;
 use std::collections::HashMap;
@@ -17,8 +18,13 @@ fn state(s: i32) -> ContainerState {
     }
 }
 
-/// Converts one CRI container status into the observed form.
-pub fn observed_container(sandbox_id: &str, s: &cri::ContainerStatus) -> ObservedContainer {
+/// Converts one CRI container status into the observed form; an exited container's message
+/// is read through `source` (see [`termination_message`]).
+pub fn observed_container(
+    sandbox_id: &str,
+    s: &cri::ContainerStatus,
+    source: &impl MessageSource,
+) -> ObservedContainer {
     ObservedContainer {
         id: s.id.clone(),
         sandbox_id: sandbox_id.to_string(),
@@ -37,7 +43,7 @@ pub fn observed_container(sandbox_id: &str, s: &cri::ContainerStatus) -> Observe
         state: state(s.state),
         exit_code: s.exit_code,
         reason: s.reason.clone(),
-        message: s.message.clone(),
+        message: termination_message(s, source),
         created_at: s.created_at,
         started_at: s.started_at,
         finished_at: s.finished_at,
@@ -120,7 +126,7 @@ pub async fn observe_all(cri: &Cri) -> Result<HashMap<String, (PodRef, ObservedP
         entry
             .1
             .containers
-            .push(observed_container(&c.pod_sandbox_id, &status));
+            .push(observed_container(&c.pod_sandbox_id, &status, &HostFiles));
     }
     for (_, observed) in pods.values_mut() {
         observed
@@ -163,7 +169,7 @@ pub async fn observe_pod(cri: &Cri, uid: &str) -> Result<ObservedPod> {
         if let Some(status) = cri.container_status(&c.id).await.ok().flatten() {
             observed
                 .containers
-                .push(observed_container(&c.pod_sandbox_id, &status));
+                .push(observed_container(&c.pod_sandbox_id, &status, &HostFiles));
         }
     }
     observed
