@@ -1,0 +1,12 @@
+//! ferrokube-dns: the cluster DNS server. It serves the Kubernetes DNS-Based Service
+//! Discovery records of CoreDNS's `kubernetes` plugin from Services and EndpointSlices it
+//! watches, and forwards every other name to the resolvers of a resolv.conf (with a cache
+//! and loop detection), with CoreDNS's health, readiness and Prometheus endpoints.
+
+pub mod answer;
+pub mod index;
+pub mod model;
+pub mod names;
+pub mod records;
+pub mod store;
+pub mod wire;
