@@ -1,46 +1,47 @@
 #!/usr/bin/env bash
-# Stops exactly the processes hack/local-up.sh started (the pids it saved), nothing else: a
-# pid whose executable is no longer the binary recorded at start is left alone.
-# State and logs stay in ${FERROKUBE_LOCAL_DIR:-/tmp/ferrokube-local} for inspection.
+# Removes everything hack/local-up.sh made: the processes it started (the pids it saved, and
+# only while they still run the binary recorded at start), the pods' processes and network
+# namespaces, the nodes' network namespaces, the bridge and its routes, the host's nftables
+# table, mounts under the state directory, the nodes' cgroups and the state itself (etcd
+# data, PKI, node directories). The logs stay in ${FERROKUBE_LOCAL_DIR:-/tmp/ferrokube-local}/logs
+# for inspection; local-up wipes them at its next start.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_PREFIX=local-down
 source "${ROOT}/hack/lib/local.sh"
+source "${ROOT}/hack/lib/network.sh"
 source "${ROOT}/hack/lib/node.sh"
 
-if [[ ! -f "${PIDS}" ]]; then
-  echo "local-down: nothing to stop (no ${PIDS})"
-  exit 0
+# Components first, the apiserver and etcd last: reverse start order.
+if [[ -f "${PIDS}" ]]; then
+  mapfile -t entries < <(tac "${PIDS}")
+  for entry in "${entries[@]}"; do
+    read -r name pid binary <<<"${entry}"
+    local::stop_pid "${name}" "${pid}" "${binary}"
+  done
+  rm -f "${PIDS}"
+else
+  log "no processes recorded (no ${PIDS})"
 fi
 
-# Ours: the pid still runs the binary recorded at start (guards against pid reuse).
-# A binary rebuilt since (cargo replaces the file) reads as "PATH (deleted)": still ours.
-ours() {
-  local exe
-  exe="$(readlink "/proc/$1/exe" 2>/dev/null)" || return 1
-  [[ "${exe% (deleted)}" == "$2" ]]
-}
-
-# Components first, the apiserver and etcd last: reverse start order.
-mapfile -t entries < <(tac "${PIDS}")
-for entry in "${entries[@]}"; do
-  read -r name pid binary <<<"${entry}"
-  if ours "${pid}" "${binary}"; then
-    kill -TERM "${pid}"
-    for ((i = 0; i < 100; i++)); do
-      ours "${pid}" "${binary}" || break
-      sleep 0.1
-    done
-    if ours "${pid}" "${binary}"; then
-      kill -KILL "${pid}"
-      echo "local-down: ${name} (pid ${pid}) killed after 10 s"
-    else
-      echo "local-down: stopped ${name} (pid ${pid})"
-    fi
-  else
-    echo "local-down: ${name} (pid ${pid}) was not running"
-  fi
+# Pods outlive containerd in their shims: end the ones each node's containerd started.
+for node in $(local::nodes); do
+  node::cleanup "${node}"
 done
-rm -f "${PIDS}"
-# Pods outlive containerd in their shims: end the ones our containerd started.
-node::cleanup
+network::down
+for node in $(local::nodes); do
+  node::remove_cgroups "${node}"
+done
+for root in /sys/fs/cgroup/*/"${CGROUP_PARENT}" /sys/fs/cgroup/"${CGROUP_PARENT}"; do
+  [[ ! -d "${root}" ]] || rmdir "${root}" 2>/dev/null || log "cgroup ${root} is not empty; left"
+done
+
+# The state, once nothing is mounted under it any more; the logs stay.
+if [[ -f "${MARKER}" ]]; then
+  awk -v d="${DIR}/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r |
+    while read -r m; do umount -l "${m}" 2>/dev/null || true; done
+  find "${DIR}" -mindepth 1 -maxdepth 1 ! -name logs ! -name "$(basename "${MARKER}")" \
+    -exec rm -rf {} +
+  log "removed the cluster's state in ${DIR} (logs kept in ${LOGS})"
+fi

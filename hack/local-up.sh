@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
-# Brings up a local ferrokube cluster on this machine, everything on 127.0.0.1:
-#   etcd + an upstream kube-apiserver (found as envtest finds it: hack/lib/assets.sh),
-#   a PKI and one kubeconfig per component made with openssl,
-#   then every ferrokube component that exists so far.
-# State (PKI, kubeconfigs, etcd data, logs, pids) lives in ${FERROKUBE_LOCAL_DIR:-/tmp/ferrokube-local}
-# and is wiped at each start; hack/local-down.sh stops exactly the processes started here.
+# Brings up a local ferrokube cluster on this machine: "kind without containers".
+#   The control plane on the host: etcd + an upstream kube-apiserver (found as envtest finds
+#   it: hack/lib/assets.sh) bound to the node network's host address, a PKI and one
+#   kubeconfig per component made with openssl, ferrokube's kube-scheduler and
+#   kube-controller-manager.
+#   N nodes (default 1), each a network namespace on one host bridge running its own
+#   containerd, kubelet and kube-proxy (hack/lib/node.sh, hack/lib/network.sh); the host
+#   routes every node's podCIDR, so pods reach each other across nodes by pod IP.
+# State (PKI, kubeconfigs, etcd data, node dirs, logs, pids) lives in
+# ${FERROKUBE_LOCAL_DIR:-/tmp/ferrokube-local} and is wiped at each start;
+# hack/local-down.sh removes everything this made; hack/local-node.sh stops and starts a node.
 #
-# Environment: FERROKUBE_LOCAL_DIR, FERROKUBE_API_PORT (6443), FERROKUBE_ETCD_PORT (2379),
-# FERROKUBE_ETCD_PEER_PORT (2380), FERROKUBE_SKIP_BUILD=1 (use the binaries already built),
-# FERROKUBE_BIN_DIR (where the ferrokube binaries are; default target/debug),
-# KUBEBUILDER_ASSETS (where kube-apiserver, etcd and kubectl are).
+# Usage: hack/local-up.sh [--nodes N]
+# Environment: FERROKUBE_NODES (N), FERROKUBE_LOCAL_DIR, FERROKUBE_API_PORT (6443),
+# FERROKUBE_ETCD_PORT (2379), FERROKUBE_ETCD_PEER_PORT (2380), FERROKUBE_SKIP_BUILD=1 (use
+# the binaries already built), FERROKUBE_BIN_DIR (where the ferrokube binaries are; default
+# target/debug), FERROKUBE_IMAGES_DIR (image archives imported into every node),
+# FERROKUBE_NODE=0 (the control plane only), KUBEBUILDER_ASSETS (where kube-apiserver, etcd
+# and kubectl are).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_PREFIX=local-up
 source "${ROOT}/hack/lib/assets.sh"
 source "${ROOT}/hack/lib/pki.sh"
 source "${ROOT}/hack/lib/local.sh"
+source "${ROOT}/hack/lib/network.sh"
 source "${ROOT}/hack/lib/node.sh"
 
 API_PORT="${FERROKUBE_API_PORT:-6443}"
@@ -23,35 +33,26 @@ ETCD_PORT="${FERROKUBE_ETCD_PORT:-2379}"
 ETCD_PEER_PORT="${FERROKUBE_ETCD_PEER_PORT:-2380}"
 SCHEDULER_PORT=10259          # upstream default secure ports
 CONTROLLER_MANAGER_PORT=10257
-SERVICE_CIDR="10.96.0.0/16"
-CLUSTER_CIDR="10.244.0.0/16"
-NODE_NAME="$(hostname)"
+NODES="${FERROKUBE_NODES:-1}"
 BIN_DIR="${FERROKUBE_BIN_DIR:-${CARGO_TARGET_DIR:-${ROOT}/target}/debug}"
-# The ferrokube binaries local-up starts (the node's too unless FERROKUBE_NODE=0).
+API_SERVER="https://${HOST_IP}:${API_PORT}"
+# The ferrokube binaries local-up starts (the nodes' too unless FERROKUBE_NODE=0).
 COMPONENTS=(kube-scheduler kube-controller-manager)
 [[ "${FERROKUBE_NODE:-1}" != 1 ]] || COMPONENTS+=(kubelet kube-proxy ferrokube-load-image)
 
-log() { echo "local-up: $*"; }
-
-# Starts "$@" detached, output in logs/NAME.log, and records NAME PID BINARY in the pid file.
-start() {
-  local name="$1"; shift
-  nohup "$@" </dev/null >"${LOGS}/${name}.log" 2>&1 &
-  local pid=$!
-  echo "${name} ${pid} $(readlink -f "$1")" >>"${PIDS}"
-  log "started ${name} (pid ${pid}, log ${LOGS}/${name}.log)"
-}
-
-# Fails with the log tail if process NAME (pid in the pid file) has exited.
-alive_or_die() {
-  local name="$1" pid
-  pid="$(awk -v n="${name}" '$1 == n { print $2 }' "${PIDS}")"
-  if ! kill -0 "${pid}" 2>/dev/null; then
-    echo "local-up: ${name} exited; last lines of ${LOGS}/${name}.log:" >&2
-    tail -n 20 "${LOGS}/${name}.log" >&2
-    exit 1
-  fi
-}
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --nodes) NODES="${2:?--nodes needs a number}"; shift 2 ;;
+    --nodes=*) NODES="${1#--nodes=}"; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "local-up: unknown argument $1 (usage: hack/local-up.sh [--nodes N])" >&2; exit 2 ;;
+  esac
+done
+if ! [[ "${NODES}" =~ ^[0-9]+$ ]] || ((NODES < 1 || NODES > MAX_NODES)); then
+  echo "local-up: --nodes (FERROKUBE_NODES) must be a number from 1 to ${MAX_NODES}, not '${NODES}'" >&2
+  exit 2
+fi
+[[ "${FERROKUBE_NODE:-1}" == 1 ]] || NODES=0
 
 port_free_or_die() {
   if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
@@ -61,21 +62,27 @@ port_free_or_die() {
 }
 
 main() {
+  [[ ${EUID} -eq 0 ]] || { echo "local-up: needs root (network namespaces, containerd, nftables, cgroups)" >&2; exit 1; }
   assets::require kube-apiserver etcd kubectl
-  command -v openssl >/dev/null || { echo "local-up: openssl missing: run hack/install-deps.sh" >&2; exit 1; }
+  local tool
+  for tool in openssl nsenter nft ip; do
+    command -v "${tool}" >/dev/null || { echo "local-up: ${tool} missing: run hack/install-deps.sh" >&2; exit 1; }
+  done
 
-  # A previous run: stop exactly what it started, then wipe its state (stale sockets, data).
-  if [[ -f "${PIDS}" ]]; then
-    log "stopping the previous local cluster first"
+  # A previous run: remove exactly what it made (processes, network, cgroups, state).
+  if [[ -f "${PIDS}" || -e "/sys/class/net/${BRIDGE}" ]]; then
+    log "removing the previous local cluster first"
     "${ROOT}/hack/local-down.sh"
   fi
   local::reset_dir
   mkdir -p "${PKI}" "${LOGS}" "${DIR}/etcd"
   : >"${PIDS}"
+  : >"${NODES_FILE}"
+  # What hack/local-node.sh needs to start a node's components as this run did.
+  printf 'BIN_DIR=%q\nASSET_KUBECTL=%q\n' "${BIN_DIR}" "${ASSET_KUBECTL}" >"${DIR}/local.env"
 
   for p in "${API_PORT}:kube-apiserver" "${ETCD_PORT}:etcd" "${ETCD_PEER_PORT}:etcd peer" \
-    "${SCHEDULER_PORT}:kube-scheduler" "${CONTROLLER_MANAGER_PORT}:kube-controller-manager" \
-    10248:kubelet-healthz 10250:kubelet 10249:kube-proxy-metrics 10256:kube-proxy-healthz; do
+    "${SCHEDULER_PORT}:kube-scheduler" "${CONTROLLER_MANAGER_PORT}:kube-controller-manager"; do
     port_free_or_die "${p%%:*}" "${p#*:}"
   done
 
@@ -87,10 +94,13 @@ main() {
     (cd "${ROOT}" && cargo build --quiet "${bins[@]}")
   fi
 
+  log "making the node network (bridge ${BRIDGE}, ${HOST_IP}/24)"
+  network::host_up
+
   log "making the PKI in ${PKI}"
   pki::ca "${PKI}"
   pki::serving "${PKI}" apiserver kube-apiserver \
-    "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    "IP:${HOST_IP},IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   pki::service_account "${PKI}"
   # Front proxy (as kubeadm): published in kube-system/extension-apiserver-authentication,
   # where the components' delegated authentication looks for it.
@@ -98,15 +108,20 @@ main() {
   pki::client "${PKI}" front-proxy-client front-proxy-client "" front-proxy-ca
   # What the apiserver presents to kubelets for logs/exec/port-forward (kubeadm's name).
   pki::client "${PKI}" apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
-  local server="https://127.0.0.1:${API_PORT}" user stem group
-  for entry in "admin|kubernetes-admin|system:masters" \
-    "kube-scheduler|system:kube-scheduler|" \
-    "kube-controller-manager|system:kube-controller-manager|" \
-    "kube-proxy|system:kube-proxy|" \
-    "kubelet|system:node:${NODE_NAME}|system:nodes"; do
-    IFS='|' read -r stem user group <<<"${entry}"
+  local user stem group kubeconfig node i
+  local entries=("admin|kubernetes-admin|system:masters|${DIR}/admin.kubeconfig"
+    "kube-scheduler|system:kube-scheduler||${DIR}/kube-scheduler.kubeconfig"
+    "kube-controller-manager|system:kube-controller-manager||${DIR}/kube-controller-manager.kubeconfig"
+    "kube-proxy|system:kube-proxy||${DIR}/kube-proxy.kubeconfig")
+  for ((i = 1; i <= NODES; i++)); do
+    node="$(local::node_name "${i}")"
+    mkdir -p "$(local::node_dir "${node}")"
+    entries+=("kubelet-${node}|system:node:${node}|system:nodes|$(local::node_dir "${node}")/kubelet.kubeconfig")
+  done
+  for entry in "${entries[@]}"; do
+    IFS='|' read -r stem user group kubeconfig <<<"${entry}"
     pki::client "${PKI}" "${stem}" "${user}" "${group}"
-    pki::kubeconfig "${DIR}/${stem}.kubeconfig" "${server}" "${PKI}/ca.crt" \
+    pki::kubeconfig "${kubeconfig}" "${API_SERVER}" "${PKI}/ca.crt" \
       "${PKI}/${stem}.crt" "${PKI}/${stem}.key" "${user}"
   done
 
@@ -117,13 +132,12 @@ main() {
     --initial-advertise-peer-urls="http://127.0.0.1:${ETCD_PEER_PORT}" \
     --initial-cluster="local=http://127.0.0.1:${ETCD_PEER_PORT}"
 
-  # With a loopback advertise address the endpoint reconciler cannot publish the `kubernetes`
-  # Service (see NODE-ENVIRONMENT.md). KUBELET/KUBE-PROXY (later issue): give this machine a
-  # node address on lo (e.g. a /32 in 10.200.0.0/16), advertise it, drop the reconciler flag.
+  # Bound to and advertising the bridge address the nodes reach; the default `lease`
+  # endpoint reconciler publishes it as the `kubernetes` Service's endpoint.
   start kube-apiserver "${ASSET_KUBE_APISERVER}" \
     --etcd-servers="http://127.0.0.1:${ETCD_PORT}" \
-    --bind-address=127.0.0.1 --secure-port="${API_PORT}" \
-    --advertise-address=127.0.0.1 --endpoint-reconciler-type=none \
+    --bind-address="${HOST_IP}" --secure-port="${API_PORT}" \
+    --advertise-address="${HOST_IP}" \
     --tls-cert-file="${PKI}/apiserver.crt" --tls-private-key-file="${PKI}/apiserver.key" \
     --client-ca-file="${PKI}/ca.crt" \
     --service-account-key-file="${PKI}/sa.pub" \
@@ -144,18 +158,17 @@ main() {
     --kubelet-client-key="${PKI}/apiserver-kubelet-client.key"
 
   log "waiting for kube-apiserver /readyz"
-  local i
   for ((i = 0; i < 240; i++)); do
     alive_or_die etcd
     alive_or_die kube-apiserver
     if [[ "$(curl -sf --max-time 2 --cacert "${PKI}/ca.crt" --cert "${PKI}/admin.crt" \
-      --key "${PKI}/admin.key" "${server}/readyz" 2>/dev/null)" == ok ]]; then
+      --key "${PKI}/admin.key" "${API_SERVER}/readyz" 2>/dev/null)" == ok ]]; then
       break
     fi
     sleep 0.5
   done
   ((i < 240)) || { echo "local-up: kube-apiserver not ready after 120 s" >&2; tail -n 20 "${LOGS}/kube-apiserver.log" >&2; exit 1; }
-  log "kube-apiserver ready at ${server}"
+  log "kube-apiserver ready at ${API_SERVER}"
 
   start kube-scheduler "${BIN_DIR}/kube-scheduler" \
     --kubeconfig="${DIR}/kube-scheduler.kubeconfig" \
@@ -164,32 +177,27 @@ main() {
     --leader-elect=true \
     --bind-address=127.0.0.1 --secure-port="${SCHEDULER_PORT}"
 
-  local kcm_flags=(
-    --kubeconfig="${DIR}/kube-controller-manager.kubeconfig"
-    --authentication-kubeconfig="${DIR}/kube-controller-manager.kubeconfig"
-    --authorization-kubeconfig="${DIR}/kube-controller-manager.kubeconfig"
-    --leader-elect=true
-    --bind-address=127.0.0.1 --secure-port="${CONTROLLER_MANAGER_PORT}"
-    --cluster-signing-cert-file="${PKI}/ca.crt" --cluster-signing-key-file="${PKI}/ca.key"
-    --service-account-private-key-file="${PKI}/sa.key"
-    --root-ca-file="${PKI}/ca.crt"
-    --service-cluster-ip-range="${SERVICE_CIDR}"
-    --cluster-cidr="${CLUSTER_CIDR}" --allocate-node-cidrs=true
-  )
-  # Per-controller service accounts, as kubeadm runs upstream, once our kcm implements it.
-  if "${BIN_DIR}/kube-controller-manager" --help 2>&1 | grep -q -- '--use-service-account-credentials'; then
-    kcm_flags+=(--use-service-account-credentials=true)
-  fi
-  start kube-controller-manager "${BIN_DIR}/kube-controller-manager" "${kcm_flags[@]}"
+  start kube-controller-manager "${BIN_DIR}/kube-controller-manager" \
+    --kubeconfig="${DIR}/kube-controller-manager.kubeconfig" \
+    --authentication-kubeconfig="${DIR}/kube-controller-manager.kubeconfig" \
+    --authorization-kubeconfig="${DIR}/kube-controller-manager.kubeconfig" \
+    --leader-elect=true \
+    --bind-address=127.0.0.1 --secure-port="${CONTROLLER_MANAGER_PORT}" \
+    --cluster-signing-cert-file="${PKI}/ca.crt" --cluster-signing-key-file="${PKI}/ca.key" \
+    --service-account-private-key-file="${PKI}/sa.key" \
+    --root-ca-file="${PKI}/ca.crt" \
+    --service-cluster-ip-range="${SERVICE_CIDR}" \
+    --cluster-cidr="${CLUSTER_CIDR}" --allocate-node-cidrs=true \
+    --use-service-account-credentials=true
 
-  # This machine as the cluster's node: containerd + images, kubelet, kube-proxy.
-  # FERROKUBE_NODE=0 brings up the control plane only.
-  if [[ "${FERROKUBE_NODE:-1}" == 1 ]]; then
-    node::network
-    node::containerd
-    node::kubelet
-    node::proxy
-  fi
+  # The nodes, each through the same path. FERROKUBE_NODE=0 brings up the control plane only.
+  for ((i = 1; i <= NODES; i++)); do
+    node="$(local::node_name "${i}")"
+    echo "${node}" >>"${NODES_FILE}"
+    log "bringing up node ${node} ($(local::node_ip "${i}"))"
+    node::up "${i}"
+  done
+  ((NODES == 0)) || network::route_services 1
 
   log "waiting for the components to hold their Leases"
   local lease holder
@@ -209,10 +217,10 @@ main() {
     fi
   done
 
-  [[ "${FERROKUBE_NODE:-1}" != 1 ]] || node::wait_ready
+  for node in $(local::nodes); do node::wait_ready "${node}"; done
 
   echo
-  echo "ferrokube local cluster is up (state in ${DIR}; stop it with hack/local-down.sh)."
+  echo "ferrokube local cluster is up: ${NODES} node(s) (state in ${DIR}; stop it with hack/local-down.sh)."
   echo "export KUBECONFIG=${DIR}/admin.kubeconfig"
 }
 

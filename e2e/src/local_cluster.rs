@@ -1,15 +1,16 @@
 //! A whole local cluster as `hack/local-up.sh` brings it up (upstream apiserver + etcd, every
-//! ferrokube component, this machine as the node), for tests that need real pods on a real
-//! node. Stopped with `hack/local-down.sh` when dropped.
+//! ferrokube component, one or more nodes each in its own network namespace), for tests that
+//! need real pods on real nodes. Removed with `hack/local-down.sh` when dropped.
 //!
-//! Only one such cluster can run on a machine: the node-level parts use fixed ports (kubelet
-//! 10250/10248, kube-proxy 10256/10249, scheduler 10259, controller-manager 10257), the node
-//! address on `lo` and kube-proxy's nftables table. [`LocalCluster::up`] therefore takes an
-//! exclusive lock ([`LOCK_PATH`]) and waits, for a bounded time, until no other local-up is
-//! running (the fixed ports are free and no `hack/local-up.sh` process exists), then starts
-//! on free API and etcd ports of its own.
+//! Only one such cluster can run on a machine: the control plane uses fixed ports (scheduler
+//! 10259, controller-manager 10257), and the node network has fixed names and addresses (the
+//! bridge [`BRIDGE`] at [`HOST_IP`], the nodes' namespaces). [`LocalCluster::up`] therefore
+//! takes an exclusive lock ([`LOCK_PATH`]) and waits, for a bounded time, until no other
+//! local-up is running (the fixed ports are free and no `hack/local-up.sh` process exists),
+//! then starts on free API and etcd ports of its own (local-up removes a crashed run's
+//! leftover network first).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -23,8 +24,17 @@ use crate::ports::free_port;
 
 /// The lock every [`LocalCluster`] holds while its cluster runs.
 pub const LOCK_PATH: &str = "/tmp/ferrokube-local-up.lock";
-/// The ports local-up always uses (its node and control-plane components).
-pub const FIXED_PORTS: [u16; 6] = [10259, 10257, 10248, 10250, 10249, 10256];
+/// The ports local-up always uses on the host (its control-plane components; each node's
+/// kubelet and kube-proxy listen in the node's own namespace).
+pub const FIXED_PORTS: [u16; 2] = [10259, 10257];
+/// The host bridge the nodes join (hack/lib/local.sh's `BRIDGE`).
+pub const BRIDGE: &str = "ferrokube0";
+/// The host's address on the node network, where the apiserver listens (local.sh's
+/// `HOST_IP`).
+pub const HOST_IP: &str = "10.200.0.1";
+/// The node components local-up runs in each node's namespace, as named in its pids file
+/// (`<node>/<component>`) and logs (`logs/<node>/<component>.log`).
+pub const NODE_COMPONENTS: [&str; 3] = ["containerd", "kubelet", "kube-proxy"];
 /// The ferrokube binaries local-up starts.
 pub const BINARIES: [&str; 5] = [
     "kube-scheduler",
@@ -50,15 +60,24 @@ pub struct LocalCluster {
     bin_dir: PathBuf,
     kubectl: PathBuf,
     api_port: u16,
+    /// What /run/netns held before local-up ran (pods' namespaces are pinned there).
+    netns_before: BTreeSet<String>,
+    /// Whether [`LocalCluster::down`] already ran.
+    down: bool,
     temp: tempfile::TempDir,
     _lock: File,
 }
 
 impl LocalCluster {
-    /// Checks this machine can run local-up, waits up to `wait` for any other local cluster
-    /// to finish, then runs `hack/local-up.sh` (prebuilt binaries, own state directory and
-    /// API/etcd ports) and waits for the node to be Ready.
+    /// [`LocalCluster::up_with_nodes`] with one node.
     pub fn up(wait: Duration) -> Result<LocalCluster, UpError> {
+        Self::up_with_nodes(1, wait)
+    }
+
+    /// Checks this machine can run local-up, waits up to `wait` for any other local cluster
+    /// to finish, then runs `hack/local-up.sh --nodes <nodes>` (prebuilt binaries, own state
+    /// directory and API/etcd ports), which returns once the nodes are Ready.
+    pub fn up_with_nodes(nodes: u32, wait: Duration) -> Result<LocalCluster, UpError> {
         if !nix::unistd::Uid::effective().is_root() {
             return Err(UpError::Skip(
                 "local-up needs root (node address, containerd, nftables)".into(),
@@ -121,6 +140,8 @@ impl LocalCluster {
             bin_dir,
             kubectl,
             api_port,
+            netns_before: pinned_netns(),
+            down: false,
             temp,
             _lock: lock,
         };
@@ -143,6 +164,7 @@ impl LocalCluster {
                 .env("FERROKUBE_API_PORT", api_port.to_string())
                 .env("FERROKUBE_ETCD_PORT", etcd.to_string())
                 .env("FERROKUBE_ETCD_PEER_PORT", peer.to_string())
+                .env("FERROKUBE_NODES", nodes.to_string())
                 .output()
                 .map_err(|e| UpError::Failed(format!("cannot run local-up: {e}")))?;
             if up.status.success() {
@@ -177,9 +199,15 @@ impl LocalCluster {
         &self.bin_dir
     }
 
-    /// The apiserver's port on 127.0.0.1.
+    /// The apiserver's port on [`HOST_IP`].
     pub fn api_port(&self) -> u16 {
         self.api_port
+    }
+
+    /// The address the apiserver listens on and advertises: the host's on the node
+    /// network, which nodes and hostNetwork pods reach.
+    pub fn api_host(&self) -> &'static str {
+        HOST_IP
     }
 
     /// The cluster-admin kubeconfig.
@@ -187,9 +215,47 @@ impl LocalCluster {
         self.dir.join("admin.kubeconfig")
     }
 
-    /// The node's containerd socket.
+    /// The first node's containerd socket.
     pub fn containerd_socket(&self) -> PathBuf {
-        self.dir.join("containerd").join("containerd.sock")
+        self.containerd_socket_of(&self.node_name())
+    }
+
+    /// `node`'s containerd socket.
+    pub fn containerd_socket_of(&self, node: &str) -> PathBuf {
+        self.dir
+            .join("nodes")
+            .join(node)
+            .join("containerd")
+            .join("containerd.sock")
+    }
+
+    /// The nodes local-up made, in creation order (`<cluster>-worker`, `-worker2`, …).
+    pub fn node_names(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("node-names"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Runs `hack/local-node.sh` with `args` (e.g. `["stop", node, "kubelet"]`), failing
+    /// the test with its output when it fails.
+    pub fn local_node(&self, args: &[&str]) -> String {
+        let out = self
+            .script("local-node.sh")
+            .args(args)
+            .output()
+            .expect("run hack/local-node.sh");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "hack/local-node.sh {args:?} failed:\n{text}"
+        );
+        text
     }
 
     /// A `hack/` script with this cluster's environment.
@@ -203,7 +269,7 @@ impl LocalCluster {
     }
 
     /// Stops (SIGTERM, then waits up to 30 s) the process local-up started as `name`
-    /// (e.g. `kube-proxy`), to let something else take its place on the node.
+    /// (e.g. `kube-scheduler`, or `<node>/kube-proxy`), to let something else take its place.
     pub fn stop_component(&self, name: &str) {
         let pid = self.pid_of(name);
         nix::sys::signal::kill(
@@ -237,44 +303,18 @@ impl LocalCluster {
             .unwrap_or_else(|| panic!("{name} not in the pids file"))
     }
 
-    /// Stops the kubelet (SIGTERM, waiting for it to exit) and starts it again with the same
-    /// command line and environment, recording the new pid so local-down stops it.
+    /// Restarts the first node's kubelet (`hack/local-node.sh restart <node> kubelet`: SIGTERM,
+    /// wait for it to exit, start it with the same flags, wait for the node to be Ready).
     pub fn restart_kubelet(&self) {
-        let pid = self.pid_of("kubelet");
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("kubelet cmdline");
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("kubelet environ");
-        let args: Vec<String> = nul_split(&cmdline);
-        let env: Vec<(String, String)> = nul_split(&environ)
-            .into_iter()
-            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.into(), v.into())))
-            .collect();
-        self.stop_component("kubelet");
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.dir.join("logs/kubelet.log"))
-            .expect("kubelet log");
-        let child = Command::new(&args[0])
-            .args(&args[1..])
-            .env_clear()
-            .envs(env)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .spawn()
-            .expect("restart kubelet");
-        let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).expect("exe");
-        let mut pids = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.dir.join("pids"))
-            .expect("pids file");
-        writeln!(pids, "kubelet {} {}", child.id(), exe.display()).expect("record pid");
-        // Not waited for: local-down stops it; the handle is dropped without killing it.
-        std::mem::forget(child);
+        self.local_node(&["restart", &self.node_name(), "kubelet"]);
     }
 
-    /// The node's name (the cluster has one node: this machine).
+    /// The first node's name.
     pub fn node_name(&self) -> String {
-        self.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"])
+        self.node_names()
+            .into_iter()
+            .next()
+            .expect("local-up recorded no node")
     }
 
     /// Whether `node`'s Ready condition is True.
@@ -407,12 +447,14 @@ impl LocalCluster {
     /// The last lines of every component's log, for failure messages.
     pub fn log_tails(&self) -> String {
         let mut out = String::new();
-        for name in [
-            "kubelet",
-            "kube-controller-manager",
-            "kube-scheduler",
-            "kube-proxy",
-        ] {
+        let mut names = vec![
+            "kube-controller-manager".to_string(),
+            "kube-scheduler".to_string(),
+        ];
+        for node in self.node_names() {
+            names.extend(NODE_COMPONENTS[1..].iter().map(|c| format!("{node}/{c}")));
+        }
+        for name in names {
             let path = self.dir.join("logs").join(format!("{name}.log"));
             let text = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| format!("(cannot read {}: {e})", path.display()));
@@ -421,6 +463,128 @@ impl LocalCluster {
             out.push_str(&format!("--- {name} log tail ---\n{tail}\n"));
         }
         out
+    }
+
+    /// Removes the cluster (once; dropping it does the same): the workloads first, through
+    /// the kubelets (local-down ends what containerd's shims still run, but the containers'
+    /// processes would be killed rather than stopped), then `hack/local-down.sh`.
+    /// Returns what the pids file recorded, for [`LocalCluster::leftovers`].
+    pub fn down(&mut self) -> Vec<(String, i32, PathBuf)> {
+        if self.down {
+            return Vec::new();
+        }
+        self.down = true;
+        let recorded = self.recorded_processes();
+        let out = self.kubectl(&[
+            "delete",
+            "daemonsets,deployments,replicasets,jobs,pods",
+            "--all",
+            "--all-namespaces",
+            "--grace-period=1",
+            "--wait=true",
+            "--timeout=60s",
+        ]);
+        if !out.status.success() {
+            eprintln!(
+                "deleting the local cluster's workloads failed (their containers may outlive it): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        match self.script("local-down.sh").output() {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "local-down failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => eprintln!("cannot run local-down: {e}"),
+        }
+        recorded
+    }
+
+    /// `(name, pid, binary)` of every process the pids file records.
+    pub fn recorded_processes(&self) -> Vec<(String, i32, PathBuf)> {
+        std::fs::read_to_string(self.dir.join("pids"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                Some((f.next()?.into(), f.next()?.parse().ok()?, f.next()?.into()))
+            })
+            .collect()
+    }
+
+    /// What of the cluster is still on this machine after [`LocalCluster::down`]: `recorded`
+    /// processes still running their binary, containerd shims of its nodes, the nodes'
+    /// namespaces, pods' namespaces pinned since it started, the bridge and its veths, the
+    /// host's nftables table, routes through the node network, mounts under its directory,
+    /// the nodes' cgroups, and state other than the logs. Empty when nothing is left.
+    pub fn leftovers(&self, recorded: &[(String, i32, PathBuf)], nodes: &[String]) -> Vec<String> {
+        let mut left = Vec::new();
+        for (name, pid, binary) in recorded {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+            let exe = exe.map(|e| e.to_string_lossy().trim_end_matches(" (deleted)").to_string());
+            if exe.as_deref() == Some(&binary.to_string_lossy()) {
+                left.push(format!("process {name} (pid {pid}) still runs"));
+            }
+        }
+        let nodes_dir = self.dir.join("nodes");
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.starts_with("/usr/bin/containerd-shim")
+                && cmdline.contains(&*nodes_dir.to_string_lossy())
+            {
+                left.push(format!("containerd shim {cmdline}"));
+            }
+        }
+        for node in nodes {
+            if Path::new("/run/netns").join(node).exists() {
+                left.push(format!("network namespace {node}"));
+            }
+            for root in cgroup_dirs(&format!("ferrokube-local/{node}")) {
+                left.push(format!("cgroup {}", root.display()));
+            }
+        }
+        for ns in pinned_netns().difference(&self.netns_before) {
+            left.push(format!("pinned network namespace /run/netns/{ns}"));
+        }
+        let links = std::fs::read_dir("/sys/class/net")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned());
+        for link in links.filter(|l| l == BRIDGE || l.starts_with("fkveth")) {
+            left.push(format!("link {link}"));
+        }
+        let tables = Command::new("nft").args(["list", "tables"]).output();
+        if let Ok(out) = tables {
+            let text = String::from_utf8_lossy(&out.stdout);
+            if text.lines().any(|l| l.trim() == "table ip ferrokube-local") {
+                left.push("host nftables table ip ferrokube-local".into());
+            }
+        }
+        if let Ok(out) = Command::new("ip").args(["-4", "route", "show"]).output() {
+            for route in String::from_utf8_lossy(&out.stdout).lines() {
+                if route.contains(BRIDGE) || route.contains("via 10.200.0.") {
+                    left.push(format!("route {route}"));
+                }
+            }
+        }
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let prefix = format!("{}/", self.dir.display());
+        for m in mounts.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+            if m.starts_with(&prefix) {
+                left.push(format!("mount {m}"));
+            }
+        }
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name != "logs" && name != ".ferrokube-local" {
+                left.push(format!("state {}", entry.path().display()));
+            }
+        }
+        left
     }
 
     /// Polls `check` every 500 ms until it returns `Some`, failing with `context()` and the
@@ -451,32 +615,7 @@ impl LocalCluster {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
-        // local-down stops containerd and its shims, but processes in running containers
-        // would outlive them: the workloads go first, through the kubelet.
-        let out = self.kubectl(&[
-            "delete",
-            "daemonsets,deployments,replicasets,jobs,pods",
-            "--all",
-            "--all-namespaces",
-            "--grace-period=1",
-            "--wait=true",
-            "--timeout=60s",
-        ]);
-        if !out.status.success() {
-            eprintln!(
-                "deleting the local cluster's workloads failed (their containers may outlive it): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        match self.script("local-down.sh").output() {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!(
-                "local-down failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            Err(e) => eprintln!("cannot run local-down: {e}"),
-        }
+        self.down();
     }
 }
 
@@ -489,6 +628,7 @@ fn other_local_up() -> Option<String> {
     {
         return Some(format!("127.0.0.1:{port} is in use"));
     }
+
     let procs = std::fs::read_dir("/proc").ok()?;
     for entry in procs.flatten() {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
@@ -507,14 +647,6 @@ fn other_local_up() -> Option<String> {
     None
 }
 
-fn nul_split(bytes: &[u8]) -> Vec<String> {
-    bytes
-        .split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
-}
-
 /// One HTTP/1.0 GET of `path`; the body (trimmed) when the server answered 200.
 pub fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
     let addr = format!("{ip}:{port}").parse().ok()?;
@@ -526,4 +658,27 @@ pub fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
     s.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
     (head.split_whitespace().nth(1)? == "200").then(|| body.trim().to_string())
+}
+
+/// The names in /run/netns (where `ip netns` and containerd pin network namespaces).
+fn pinned_netns() -> BTreeSet<String> {
+    std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The directories of cgroup `path` that exist, in every hierarchy under /sys/fs/cgroup.
+fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join(path))
+        .collect();
+    dirs.push(root.join(path));
+    dirs.into_iter().filter(|d| d.is_dir()).collect()
 }

@@ -767,8 +767,9 @@ fn chart_installs_a_second_scheduler_into_a_local_cluster() {
         "local-up's controller manager holds no Lease"
     );
     cluster.kubectl_ok(&["create", "namespace", NAMESPACE]);
-    // The apiserver listens on 127.0.0.1 only, so the pods use the node's network (their
-    // probes on ports nothing else here uses) and reach it there, with their own token.
+    // The pods use the node's network (their probes on ports nothing else there uses) and
+    // reach the apiserver at its address on the node network, with their own token.
+    let api_host = format!("apiServer.host={}", cluster.api_host());
     let api_port = format!("apiServer.port={}", cluster.api_port());
     let sched_port = format!(
         "kubeScheduler.securePort={}",
@@ -781,7 +782,7 @@ fn chart_installs_a_second_scheduler_into_a_local_cluster() {
     let kubeconfig = cluster.admin_kubeconfig();
     let mut sets: Vec<&str> = vec![
         "kubeProxy.enabled=false",
-        "apiServer.host=127.0.0.1",
+        &api_host,
         &api_port,
         "kubeScheduler.hostNetwork=true",
         &sched_port,
@@ -924,14 +925,14 @@ spec:
 
     // The chart's kube-proxy in place of local-up's: the DaemonSet's pod (privileged, host
     // network, the image's nft) programs the node, and a ClusterIP answers from the host.
-    cluster.stop_component("kube-proxy");
+    cluster.stop_component(&format!("{node}/kube-proxy"));
     let cidr = "kubeProxy.clusterCIDR=10.244.0.0/16";
     helm_install(
         &helm,
         PROXY_RELEASE,
         &kubeconfig,
         &[
-            "apiServer.host=127.0.0.1",
+            &api_host,
             &api_port,
             cidr,
             "kubeScheduler.enabled=false",

@@ -115,7 +115,12 @@ async fn main() {
     let pod_cidr = format!("10.89.{}.0/24", id % 250);
     if upstream.is_some() {
         // Upstream's kubelet leaves the CNI config to the node's installer.
-        kubelet::cni::write_conflist(&containerd.cni_conf_dir(), &pod_cidr, &bridge).unwrap();
+        let net = kubelet::cni::BridgeNetwork {
+            bridge: bridge.clone(),
+            ..Default::default()
+        };
+        net.write_conflist(&containerd.cni_conf_dir(), &pod_cidr)
+            .unwrap();
     }
     // Upstream's kubelet refuses a --cgroup-root that does not exist in every hierarchy
     // (ferrokube's creates it); make it for both so they start alike.

@@ -124,8 +124,9 @@ pub async fn run(opts: Options) -> Result<()> {
     let (cni_client, cni_opts, cni_cri) = (client.clone(), opts.clone(), cri.clone());
     tokio::spawn(async move {
         if let Some(cidr) = pod_cidr(&cni_client, &cni_opts, Duration::from_secs(600)).await {
-            let bridge = std::env::var("FERROKUBE_CNI_BRIDGE").unwrap_or_else(|_| "cni0".into());
-            match crate::cni::write_conflist(&crate::cni::conf_dir(), &cidr, &bridge) {
+            let written = crate::cni::BridgeNetwork::from_env()
+                .and_then(|net| net.write_conflist(&crate::cni::conf_dir(), &cidr));
+            match written {
                 Ok(p) => {
                     tracing::info!(pod_cidr = %cidr, conflist = %p.display(), "Pod network configured")
                 }

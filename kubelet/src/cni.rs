@@ -17,41 +17,88 @@ pub fn conf_dir() -> PathBuf {
 /// The file name of the conflist.
 pub const CONFLIST: &str = "10-ferrokube-bridge.conflist";
 
-/// The conflist for `pod_cidr` on bridge `bridge`.
-pub fn conflist(pod_cidr: &str, bridge: &str) -> serde_json::Value {
-    serde_json::json!({
-        "cniVersion": "0.4.0",
-        "name": "ferrokube",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": bridge,
-                "isGateway": true,
-                "ipMasq": true,
-                "hairpinMode": true,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": pod_cidr}]],
-                    "routes": [{"dst": if pod_cidr.contains(':') { "::/0" } else { "0.0.0.0/0" }}]
-                }
-            },
-            {"type": "portmap", "capabilities": {"portMappings": true}}
-        ]
-    })
+/// How the node's bridge network is laid out, besides its podCIDR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeNetwork {
+    /// The Linux bridge the pods' veths join (`$FERROKUBE_CNI_BRIDGE`, default `cni0`).
+    pub bridge: String,
+    /// Whether the bridge plugin masquerades traffic leaving the podCIDR
+    /// (`$FERROKUBE_CNI_IP_MASQ`, default true). A multi-node cluster turns it off and
+    /// masquerades only what leaves the cluster CIDR, so pods on other nodes see pod IPs.
+    pub ip_masq: bool,
+    /// host-local's allocation directory (`$FERROKUBE_CNI_IPAM_DIR`; unset: the plugin's
+    /// `/var/lib/cni/networks`). Nodes sharing one filesystem each need their own.
+    pub ipam_data_dir: Option<PathBuf>,
 }
 
-/// Writes the conflist atomically (write + rename) unless it is already current.
-pub fn write_conflist(dir: &Path, pod_cidr: &str, bridge: &str) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("create {dir:?}"))?;
-    let path = dir.join(CONFLIST);
-    let text = serde_json::to_string_pretty(&conflist(pod_cidr, bridge))?;
-    if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
-        return Ok(path);
+impl Default for BridgeNetwork {
+    fn default() -> Self {
+        BridgeNetwork {
+            bridge: "cni0".into(),
+            ip_masq: true,
+            ipam_data_dir: None,
+        }
     }
-    let tmp = dir.join(format!(".{CONFLIST}.tmp"));
-    std::fs::write(&tmp, &text)?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(path)
+}
+
+impl BridgeNetwork {
+    /// The settings from the `FERROKUBE_CNI_*` environment, defaults for what is unset; a
+    /// value that is not a boolean is an error naming the variable.
+    pub fn from_env() -> Result<Self> {
+        let mut net = BridgeNetwork::default();
+        if let Ok(bridge) = std::env::var("FERROKUBE_CNI_BRIDGE") {
+            net.bridge = bridge;
+        }
+        if let Ok(masq) = std::env::var("FERROKUBE_CNI_IP_MASQ") {
+            net.ip_masq = masq.parse().map_err(|_| {
+                anyhow::anyhow!("FERROKUBE_CNI_IP_MASQ: {masq:?} is not true or false")
+            })?;
+        }
+        net.ipam_data_dir = std::env::var_os("FERROKUBE_CNI_IPAM_DIR").map(PathBuf::from);
+        Ok(net)
+    }
+
+    /// The conflist for `pod_cidr`.
+    pub fn conflist(&self, pod_cidr: &str) -> serde_json::Value {
+        let mut ipam = serde_json::json!({
+            "type": "host-local",
+            "ranges": [[{"subnet": pod_cidr}]],
+            "routes": [{"dst": if pod_cidr.contains(':') { "::/0" } else { "0.0.0.0/0" }}]
+        });
+        if let Some(dir) = &self.ipam_data_dir {
+            ipam["dataDir"] = dir.display().to_string().into();
+        }
+        serde_json::json!({
+            "cniVersion": "0.4.0",
+            "name": "ferrokube",
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": self.bridge,
+                    "isGateway": true,
+                    "ipMasq": self.ip_masq,
+                    "hairpinMode": true,
+                    "ipam": ipam
+                },
+                {"type": "portmap", "capabilities": {"portMappings": true}}
+            ]
+        })
+    }
+
+    /// Writes the conflist for `pod_cidr` into `dir` atomically (write + rename) unless it
+    /// is already current.
+    pub fn write_conflist(&self, dir: &Path, pod_cidr: &str) -> Result<PathBuf> {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {dir:?}"))?;
+        let path = dir.join(CONFLIST);
+        let text = serde_json::to_string_pretty(&self.conflist(pod_cidr))?;
+        if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
+            return Ok(path);
+        }
+        let tmp = dir.join(format!(".{CONFLIST}.tmp"));
+        std::fs::write(&tmp, &text)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(path)
+    }
 }
 
 /// Tells the runtime the pod CIDR (CRI UpdateRuntimeConfig).
@@ -76,13 +123,31 @@ mod tests {
     #[test]
     fn conflist_uses_the_pod_cidr() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write_conflist(dir.path(), "10.244.1.0/24", "cni0").unwrap();
+        let p = BridgeNetwork::default()
+            .write_conflist(dir.path(), "10.244.1.0/24")
+            .unwrap();
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
         assert_eq!(
             v["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
             "10.244.1.0/24"
         );
+        assert_eq!(v["plugins"][0]["bridge"], "cni0");
+        assert_eq!(v["plugins"][0]["ipMasq"], true);
+        assert!(v["plugins"][0]["ipam"].get("dataDir").is_none());
         assert_eq!(v["plugins"][1]["type"], "portmap");
+    }
+
+    #[test]
+    fn a_multi_node_network_keeps_pod_ips_and_its_own_ipam_dir() {
+        let net = BridgeNetwork {
+            bridge: "cni1".into(),
+            ip_masq: false,
+            ipam_data_dir: Some("/tmp/node-a/ipam".into()),
+        };
+        let v = net.conflist("10.244.2.0/24");
+        assert_eq!(v["plugins"][0]["bridge"], "cni1");
+        assert_eq!(v["plugins"][0]["ipMasq"], false);
+        assert_eq!(v["plugins"][0]["ipam"]["dataDir"], "/tmp/node-a/ipam");
     }
 }
