@@ -142,7 +142,7 @@ pub async fn run(opts: Options) -> Result<()> {
         client.clone(),
         runtime,
         host_ips,
-        (facts.cpus * 1000, facts.memory),
+        crate::node::status::downward_allocatable(&opts, &facts),
         Arc::new(ApiVolumeSource::new(client.clone())),
         runtime_version
             .split("://")

@@ -101,7 +101,7 @@ async fn sub_paths_share_an_empty_dir_and_mount_a_config_map_key() {
             ("other".to_string(), b"unused".to_vec()),
         ]),
     );
-    let volumes = kubelet::volumes::setup(&p, &pod_dir, &source)
+    let volumes = kubelet::volumes::setup(&p, &pod_dir, &source, &Default::default())
         .await
         .unwrap();
     let inputs = PodInputs {
@@ -143,7 +143,7 @@ async fn sub_paths_share_an_empty_dir_and_mount_a_config_map_key() {
         "default/app-config".into(),
         BTreeMap::from([("settings.conf".to_string(), b"level=info\n".to_vec())]),
     );
-    kubelet::volumes::setup(&p, &pod_dir, &source)
+    kubelet::volumes::setup(&p, &pod_dir, &source, &Default::default())
         .await
         .unwrap();
     let (_, out) = exec(rt, &reader, "cat /etc/app/settings.conf").await;
@@ -180,9 +180,14 @@ async fn sub_path_escaping_the_volume_is_a_create_container_config_error() {
         }
     }));
     let pod_dir = rt.pod_dir("uid-subpath-2");
-    let volumes = kubelet::volumes::setup(&p, &pod_dir, &StaticVolumeSource::default())
-        .await
-        .unwrap();
+    let volumes = kubelet::volumes::setup(
+        &p,
+        &pod_dir,
+        &StaticVolumeSource::default(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     // What another container of the pod could have done inside the shared volume.
     std::os::unix::fs::symlink("/etc", volumes["data"].join("etc")).unwrap();
     let (recorder, mut events) = Recorder::capture();

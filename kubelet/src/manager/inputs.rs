@@ -2,6 +2,7 @@
 //! named by env/envFrom, service environment variables, and the node's IPs.
 
 use crate::pod::env::{service_env, EnvSources};
+use crate::pod::resource_field::NodeAllocatable;
 use crate::volumes::source::{config_map_bytes, secret_bytes};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::{Api, ListParams};
@@ -39,7 +40,7 @@ pub async fn env_sources(
     client: &kube::Client,
     pod: &Pod,
     host_ips: &[String],
-    allocatable: (i64, i64),
+    allocatable: NodeAllocatable,
 ) -> EnvSources {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let (cms, secrets) = referenced(pod);

@@ -13,6 +13,7 @@ use crate::events::{EventType, Recorder};
 use crate::eviction::admit::{self, Rejection};
 use crate::eviction::Eviction;
 use crate::pod::observed::ObservedPod;
+use crate::pod::resource_field::NodeAllocatable;
 use crate::runtime::{observe, PodRuntime};
 use crate::static_pods::source::is_mirror;
 use crate::volumes::VolumeSource;
@@ -34,8 +35,8 @@ pub struct Shared {
     pub runtime: PodRuntime,
     /// Node IPs (hostIP(s)).
     pub host_ips: Vec<String>,
-    /// Allocatable CPU (millicores) and memory (bytes).
-    pub allocatable: (i64, i64),
+    /// The node's allocatable resources (downward API defaults).
+    pub allocatable: NodeAllocatable,
     /// Where volume contents come from.
     pub volumes: Arc<dyn VolumeSource>,
     /// `containerd`, for container IDs in status.
@@ -54,7 +55,7 @@ impl Shared {
         client: kube::Client,
         runtime: PodRuntime,
         host_ips: Vec<String>,
-        allocatable: (i64, i64),
+        allocatable: NodeAllocatable,
         volumes: Arc<dyn VolumeSource>,
         runtime_name: String,
     ) -> Self {

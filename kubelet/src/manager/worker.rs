@@ -151,7 +151,9 @@ async fn sync_once(
     }
     if !terminating {
         let pod_dir = shared.runtime.pod_dir(&uid);
-        match crate::volumes::setup(pod, &pod_dir, shared.volumes.as_ref()).await {
+        match crate::volumes::setup(pod, &pod_dir, shared.volumes.as_ref(), &shared.allocatable)
+            .await
+        {
             Ok(v) => inputs.volumes = v,
             Err(e) => {
                 tracing::warn!(pod = ?pod.metadata.name, error = %e, "Unable to mount volumes");

@@ -4,6 +4,8 @@
 
 use super::host::{allocatable, HostFacts};
 use crate::config::Options;
+use crate::pod::quantity;
+use crate::pod::resource_field::NodeAllocatable;
 use k8s_openapi::api::core::v1::{
     DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
     NodeSystemInfo,
@@ -91,6 +93,20 @@ pub fn resources(
     alloc.insert("memory".into(), Quantity(format!("{}Ki", memory / 1024)));
     alloc.insert("ephemeral-storage".into(), q(storage));
     (capacity, alloc)
+}
+
+/// The node's allocatable as the downward API uses it (the limits of a container that sets
+/// none), from the same figures the Node reports.
+pub fn downward_allocatable(opts: &Options, facts: &HostFacts) -> NodeAllocatable {
+    let (_, alloc) = resources(opts, facts, &opts.kube_reserved, &opts.system_reserved);
+    let get = |k: &str, parse: fn(&str) -> Result<i64, quantity::QuantityError>| {
+        alloc.get(k).and_then(|q| parse(&q.0).ok()).unwrap_or(0)
+    };
+    NodeAllocatable {
+        cpu_milli: get("cpu", quantity::milli_cpu),
+        memory: get("memory", quantity::bytes),
+        ephemeral_storage: get("ephemeral-storage", quantity::bytes),
+    }
 }
 
 fn condition(

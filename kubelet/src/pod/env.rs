@@ -2,6 +2,7 @@
 //! then `env` in order (later entries win), `valueFrom` resolved from the pod, its
 //! configMaps and secrets, and `$(VAR)` references expanded.
 
+use super::resource_field::{resource_value, NodeAllocatable};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,9 +19,9 @@ pub struct EnvSources {
     pub host_ips: Vec<String>,
     /// The pod's IP(s), for `status.podIP(s)`.
     pub pod_ips: Vec<String>,
-    /// The node's allocatable CPU (millicores) and memory (bytes), for resourceFieldRef
-    /// defaults when a container has no limit.
-    pub node_allocatable: (i64, i64),
+    /// The node's allocatable resources, for resourceFieldRef defaults when a container
+    /// has no limit.
+    pub node_allocatable: NodeAllocatable,
 }
 
 /// A required reference could not be resolved: the container must not start
@@ -97,34 +98,6 @@ pub fn field_ref(pod: &Pod, path: &str, src: &EnvSources) -> Result<String, EnvE
     })
 }
 
-fn resource_field(
-    c: &Container,
-    resource: &str,
-    divisor: Option<&str>,
-    src: &EnvSources,
-) -> Result<String, EnvError> {
-    let r = super::qos::Resources::of(c);
-    let (value, unit_scale) = match resource {
-        "limits.cpu" => (r.cpu_limit.unwrap_or(src.node_allocatable.0), 1000.0),
-        "requests.cpu" => (r.cpu_request.unwrap_or(0), 1000.0),
-        "limits.memory" => (r.memory_limit.unwrap_or(src.node_allocatable.1), 1.0),
-        "requests.memory" => (r.memory_request.unwrap_or(0), 1.0),
-        other => {
-            return Err(EnvError(format!(
-                "unsupported resourceFieldRef resource {other:?}"
-            )))
-        }
-    };
-    let divisor = divisor
-        .map(|d| super::quantity::scaled(d, unit_scale))
-        .transpose()
-        .map_err(|e| EnvError(e.to_string()))?
-        .filter(|d| *d > 0)
-        .unwrap_or(if unit_scale > 1.0 { 1000 } else { 1 });
-    // Rounded up, as upstream's ExtractContainerResourceValue.
-    Ok(((value + divisor - 1) / divisor).to_string())
-}
-
 /// Builds the environment of container `c` of `pod`, in upstream's order and precedence.
 pub fn container_env(
     pod: &Pod,
@@ -181,12 +154,7 @@ pub fn container_env(
             if let Some(f) = &from.field_ref {
                 field_ref(pod, &f.field_path, src)?
             } else if let Some(r) = &from.resource_field_ref {
-                resource_field(
-                    c,
-                    &r.resource,
-                    r.divisor.as_ref().map(|d| d.0.as_str()),
-                    src,
-                )?
+                resource_value(pod, Some(c), r, &src.node_allocatable).map_err(EnvError)?
             } else if let Some(k) = &from.config_map_key_ref {
                 match src.config_maps.get(&k.name).and_then(|m| m.get(&k.key)) {
                     Some(v) => v.clone(),

@@ -7,4 +7,5 @@ pub mod observed;
 pub mod qos;
 pub mod quantity;
 pub mod reconcile;
+pub mod resource_field;
 pub mod status;

@@ -8,6 +8,7 @@ pub mod atomic;
 pub mod source;
 pub mod subpath;
 
+use crate::pod::resource_field::{resource_value, NodeAllocatable};
 use atomic::FileProjection;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
@@ -99,6 +100,7 @@ fn downward(
     pod: &Pod,
     items: &[DownwardAPIVolumeFile],
     default_mode: Option<i32>,
+    alloc: &NodeAllocatable,
 ) -> Result<BTreeMap<String, FileProjection>, String> {
     let mut out = BTreeMap::new();
     for item in items {
@@ -111,37 +113,7 @@ fn downward(
                 }
             }
         } else if let Some(r) = &item.resource_field_ref {
-            // Container resources: reported in the env form (same rounding rules).
-            let c = pod
-                .spec
-                .as_ref()
-                .and_then(|s| {
-                    s.containers
-                        .iter()
-                        .find(|c| Some(&c.name) == r.container_name.as_ref())
-                })
-                .ok_or_else(|| {
-                    format!(
-                        "resourceFieldRef container {:?} not found",
-                        r.container_name
-                    )
-                })?;
-            let res = crate::pod::qos::Resources::of(c);
-            match r.resource.as_str() {
-                "limits.cpu" => res
-                    .cpu_limit
-                    .map(|m| (m + 999) / 1000)
-                    .unwrap_or(0)
-                    .to_string(),
-                "limits.memory" => res.memory_limit.unwrap_or(0).to_string(),
-                "requests.cpu" => res
-                    .cpu_request
-                    .map(|m| (m + 999) / 1000)
-                    .unwrap_or(0)
-                    .to_string(),
-                "requests.memory" => res.memory_request.unwrap_or(0).to_string(),
-                other => return Err(format!("unsupported resource {other:?}")),
-            }
+            resource_value(pod, None, r, alloc)?
         } else {
             continue;
         };
@@ -166,15 +138,18 @@ fn format_map(m: Option<&BTreeMap<String, String>>) -> String {
 }
 
 /// Sets up every volume of `pod` under `pod_dir`; returns the host path of each by name.
+/// `alloc` is the node's allocatable, the limits of containers without any in the
+/// downward API.
 pub async fn setup(
     pod: &Pod,
     pod_dir: &Path,
     source: &dyn VolumeSource,
+    alloc: &NodeAllocatable,
 ) -> Result<HashMap<String, PathBuf>, MountError> {
     let mut paths = HashMap::new();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-        let path = setup_one(pod, pod_dir, &ns, v, source)
+        let path = setup_one(pod, pod_dir, &ns, v, source, alloc)
             .await
             .map_err(|message| MountError {
                 volume: v.name.clone(),
@@ -191,6 +166,7 @@ async fn setup_one(
     ns: &str,
     v: &Volume,
     source: &dyn VolumeSource,
+    alloc: &NodeAllocatable,
 ) -> Result<PathBuf, String> {
     let e = |e: std::io::Error| e.to_string();
     if let Some(ed) = &v.empty_dir {
@@ -244,7 +220,12 @@ async fn setup_one(
     } else if let Some(d) = &v.downward_api {
         (
             "kubernetes.io~downward-api",
-            downward(pod, d.items.as_deref().unwrap_or_default(), d.default_mode)?,
+            downward(
+                pod,
+                d.items.as_deref().unwrap_or_default(),
+                d.default_mode,
+                alloc,
+            )?,
             false,
         )
     } else if let Some(p) = &v.projected {
@@ -286,6 +267,7 @@ async fn setup_one(
                     pod,
                     d.items.as_deref().unwrap_or_default(),
                     p.default_mode,
+                    alloc,
                 )?);
             }
             if let Some(t) = &s.service_account_token {

@@ -27,7 +27,9 @@ async fn disk_volumes_are_set_up_with_upstream_paths() {
         "ns/cm".into(),
         BTreeMap::from([("k".to_string(), b"v".to_vec())]),
     );
-    let paths = setup(&pod(), dir.path(), &src).await.unwrap();
+    let paths = setup(&pod(), dir.path(), &src, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(
         paths["cache"],
         dir.path().join("volumes/kubernetes.io~empty-dir/cache")
@@ -58,9 +60,14 @@ async fn disk_volumes_are_set_up_with_upstream_paths() {
 #[tokio::test]
 async fn missing_configmap_and_bad_host_path_fail_the_mount() {
     let dir = tempfile::tempdir().unwrap();
-    let err = setup(&pod(), dir.path(), &StaticVolumeSource::default())
-        .await
-        .unwrap_err();
+    let err = setup(
+        &pod(),
+        dir.path(),
+        &StaticVolumeSource::default(),
+        &Default::default(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.volume, "cfg");
     assert!(
         err.to_string().contains("configmap \"cm\" not found"),
@@ -68,4 +75,41 @@ async fn missing_configmap_and_bad_host_path_fail_the_mount() {
     );
     assert!(check_host_path(Path::new("/etc/hostname-nope"), "File").is_err());
     assert!(check_host_path(Path::new("/etc"), "Directory").is_ok());
+}
+
+#[tokio::test]
+async fn downward_resource_fields_default_to_allocatable_and_honour_divisors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+        "spec": {
+            "containers": [{"name": "c", "image": "busybox",
+                "resources": {"requests": {"memory": "32Mi"}}}],
+            "volumes": [
+                {"name": "info", "downwardAPI": {"items": [
+                    {"path": "cpu_limit", "resourceFieldRef": {"containerName": "c", "resource": "limits.cpu"}},
+                    {"path": "mem_limit", "resourceFieldRef": {"containerName": "c", "resource": "limits.memory", "divisor": "1Mi"}},
+                    {"path": "mem_request", "resourceFieldRef": {"containerName": "c", "resource": "requests.memory", "divisor": "1Mi"}}
+                ]}},
+                {"name": "proj", "projected": {"sources": [{"downwardAPI": {"items": [
+                    {"path": "cpu_limit", "resourceFieldRef": {"containerName": "c", "resource": "limits.cpu", "divisor": "1m"}}
+                ]}}]}}
+            ]
+        }
+    }))
+    .unwrap();
+    let alloc = NodeAllocatable {
+        cpu_milli: 1500,
+        memory: 2 << 30,
+        ephemeral_storage: 10 << 30,
+    };
+    let paths = setup(&p, dir.path(), &StaticVolumeSource::default(), &alloc)
+        .await
+        .unwrap();
+    let read = |v: &str, f: &str| std::fs::read_to_string(paths[v].join(f)).unwrap();
+    assert_eq!(read("info", "cpu_limit"), "2");
+    assert_eq!(read("info", "mem_limit"), "2048");
+    assert_eq!(read("info", "mem_request"), "32");
+    assert_eq!(read("proj", "cpu_limit"), "1500");
+    teardown_pod_dir(dir.path()).unwrap();
 }

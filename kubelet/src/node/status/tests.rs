@@ -104,3 +104,26 @@ fn only_real_changes_count_and_transitions_keep_their_time() {
     assert!(node_status_changed(&second, &third));
     assert_eq!(third.conditions.as_ref().unwrap()[3].status, "False");
 }
+
+#[test]
+fn downward_allocatable_is_the_reported_allocatable() {
+    let mut o = opts();
+    o.kube_reserved = BTreeMap::from([
+        ("cpu".to_string(), "500m".to_string()),
+        ("memory".to_string(), "1Gi".to_string()),
+    ]);
+    let f = facts();
+    let a = downward_allocatable(&o, &f);
+    let (_, alloc) = resources(&o, &f, &o.kube_reserved, &o.system_reserved);
+    assert_eq!(a.cpu_milli, 1500);
+    assert_eq!(
+        a.memory,
+        crate::pod::quantity::bytes(&alloc["memory"].0).unwrap()
+    );
+    assert!(a.memory < (3 << 30) + 1, "reservations come off: {a:?}");
+    assert_eq!(
+        a.ephemeral_storage,
+        crate::pod::quantity::bytes(&alloc["ephemeral-storage"].0).unwrap()
+    );
+    assert!(a.ephemeral_storage > 0 && a.ephemeral_storage <= 100 << 30);
+}
