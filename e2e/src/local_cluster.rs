@@ -145,11 +145,6 @@ impl LocalCluster {
             temp,
             _lock: lock,
         };
-        let assets_dir = assets
-            .kube_apiserver
-            .parent()
-            .expect("assets dir")
-            .to_path_buf();
         let (etcd, peer) = (
             free_port().map_err(|e| UpError::Failed(format!("{e:#}")))?,
             free_port().map_err(|e| UpError::Failed(format!("{e:#}")))?,
@@ -160,7 +155,11 @@ impl LocalCluster {
         for attempt in 1..=2 {
             let up = cluster
                 .script("local-up.sh")
-                .env("KUBEBUILDER_ASSETS", &assets_dir)
+                // The binaries found here, one by one (they may sit in different places,
+                // e.g. etcd from apt on PATH beside an envtest directory).
+                .env("TEST_ASSET_KUBE_APISERVER", &assets.kube_apiserver)
+                .env("TEST_ASSET_ETCD", &assets.etcd)
+                .env("TEST_ASSET_KUBECTL", &cluster.kubectl)
                 .env("FERROKUBE_API_PORT", api_port.to_string())
                 .env("FERROKUBE_ETCD_PORT", etcd.to_string())
                 .env("FERROKUBE_ETCD_PEER_PORT", peer.to_string())
