@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Finds the control-plane binaries the way controller-runtime's envtest does:
-#   0. a per-binary override $TEST_ASSET_<NAME> (e.g. TEST_ASSET_KUBE_APISERVER),
+#   0. a per-binary override $TEST_ASSET_<NAME> (e.g. TEST_ASSET_KUBE_APISERVER; e2e.test:
+#      TEST_ASSET_E2E_TEST),
 #   1. the directory in $KUBEBUILDER_ASSETS,
 #   2. else /usr/local/kubebuilder/bin,
 #   3. else $PATH.
@@ -13,7 +14,7 @@ ASSETS_DEFAULT_DIR="/usr/local/kubebuilder/bin"
 # Prints the path of binary $1, or returns 1 when it is nowhere.
 assets::find() {
   local name="$1" override
-  override="TEST_ASSET_$(tr 'a-z-' 'A-Z_' <<<"${name}")"
+  override="TEST_ASSET_$(tr 'a-z.-' 'A-Z__' <<<"${name}")"
   if [[ -n "${!override:-}" ]]; then
     [[ -x "${!override}" ]] && { echo "${!override}"; return 0; }
     return 1
@@ -43,7 +44,7 @@ assets::require() {
   local name path var missing=()
   for name in "$@"; do
     if path="$(assets::find "${name}")"; then
-      var="ASSET_$(tr 'a-z-' 'A-Z_' <<<"${name}")"
+      var="ASSET_$(tr 'a-z.-' 'A-Z__' <<<"${name}")"
       export "${var}=${path}"
     else
       missing+=("${name}")
