@@ -2,8 +2,9 @@
 # Builds the ferrokube container image, `ferrokube:<tag>`, as an image archive — no registry
 # and no image builder needed — and optionally imports it into a containerd.
 #
-# The image holds the four component binaries in /usr/local/bin (kubelet, kube-proxy,
-# kube-scheduler, kube-controller-manager: what charts/ferrokube runs), the data-plane tools
+# The image holds the component binaries in /usr/local/bin (kubelet, kube-proxy,
+# kube-scheduler, kube-controller-manager, ferrokube-dns: what charts/ferrokube and
+# hack/lib/dns.sh run), the data-plane tools
 # kube-proxy executes (nft, iptables/ip6tables{,-restore,-save} on the nft backend, conntrack,
 # ip) and exactly the shared libraries `ldd` finds for all of them, laid out as Debian's
 # merged /usr. One uncompressed layer; timestamps and owners are fixed.
@@ -27,7 +28,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BINARIES=(kubelet kube-proxy kube-scheduler kube-controller-manager)
+BINARIES=(kubelet kube-proxy kube-scheduler kube-controller-manager ferrokube-dns)
 # What kube-proxy runs (proxy/src/{nftables,iptables}/runner.rs, conntrack.rs, cmd/node.rs).
 TOOLS=(/usr/sbin/nft /usr/sbin/xtables-nft-multi /usr/sbin/conntrack /usr/sbin/ip)
 # Names iptables answers to; all are the nft-backend multi-binary, as in upstream's images.
