@@ -6,6 +6,7 @@
 use super::inputs::env_sources;
 use super::Shared;
 use crate::events::{reason, EventType, Recorder};
+use crate::pod::deadline;
 use crate::pod::status::{pod_status, status_changed, StatusInputs};
 use crate::prober::PodProbes;
 use crate::runtime::{observe, PodInputs, SyncResult};
@@ -32,6 +33,7 @@ pub async fn run(
     let first_seen = std::time::Instant::now();
     let mut last_phase: Option<String> = None;
     let mut last_written: Option<PodStatus> = None;
+    let mut deadline_reported = false;
     let node_name = rx
         .borrow()
         .as_ref()
@@ -55,7 +57,11 @@ pub async fn run(
             cleanup(&shared, &uid, None).await;
             return;
         }
-        let terminating = pod.metadata.deletion_timestamp.is_some();
+        let deleting = pod.metadata.deletion_timestamp.is_some();
+        // Past activeDeadlineSeconds the pod is stopped (and left Failed) as if terminating.
+        let deadline_exceeded =
+            deadline::past_active_deadline(&pod, Some(start_time), Timestamp::now());
+        let terminating = deleting || deadline_exceeded;
         let (result, mount_error) = sync_once(&shared, &pod, terminating, &probes, &recorder).await;
         if let Some(e) = &mount_error {
             recorder.pod_event(&pod, None, EventType::Warning, reason::FAILED_MOUNT, e);
@@ -70,9 +76,20 @@ pub async fn run(
             runtime_name: shared.runtime_name.clone(),
             mount_error: mount_error.clone(),
             probes: probes.health(),
+            deadline_exceeded,
         };
         let status = pod_status(&pod, &result.observed, &inputs, Timestamp::now());
         let phase = status.phase.clone().unwrap_or_default();
+        if status.reason.as_deref() == Some(deadline::REASON) && !deadline_reported {
+            deadline_reported = true;
+            recorder.pod_event(
+                &pod,
+                None,
+                EventType::Normal,
+                deadline::REASON,
+                deadline::MESSAGE,
+            );
+        }
         let terminal = matches!(phase.as_str(), "Succeeded" | "Failed");
         if !terminal && crate::metrics::records_pod_start(last_phase.as_deref(), &phase) {
             crate::metrics::observe_pod_start(first_seen.elapsed().as_secs_f64());
@@ -91,7 +108,7 @@ pub async fn run(
                 }
             }
         }
-        if terminating {
+        if deleting {
             let stopped = !result.observed.any_running()
                 && result.observed.sandboxes.iter().all(|s| !s.ready);
             if stopped {
@@ -103,7 +120,10 @@ pub async fn run(
         let wait = if mount_error.is_some() {
             Duration::from_secs(2)
         } else {
-            requeue.unwrap_or(RESYNC).min(RESYNC)
+            let deadline = deadline::time_left(&pod, Some(start_time), Timestamp::now())
+                .filter(|left| !left.is_zero())
+                .unwrap_or(RESYNC);
+            requeue.unwrap_or(RESYNC).min(RESYNC).min(deadline)
         };
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },

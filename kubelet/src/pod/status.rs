@@ -2,6 +2,7 @@
 //! waiting reasons of containers that could not start — in upstream's shape: phase,
 //! conditions, init/container statuses with state and lastState, IPs, QoS class, start time.
 
+use super::deadline;
 use super::observed::{ContainerState, ObservedContainer, ObservedPod};
 use super::qos::qos_class;
 use super::reconcile::{init_failed, pod_completed};
@@ -30,6 +31,9 @@ pub struct StatusInputs {
     /// Published (startup, readiness) probe results by CRI container ID; a container
     /// missing here shows what its spec implies before any probe ran.
     pub probes: BTreeMap<String, (Option<ProbeResult>, Option<ProbeResult>)>,
+    /// The pod is past its `activeDeadlineSeconds` ([`super::deadline`]): it is Failed
+    /// with reason `DeadlineExceeded` unless it already finished.
+    pub deadline_exceeded: bool,
 }
 
 fn ts(ns: i64) -> Option<Time> {
@@ -258,7 +262,12 @@ pub fn pod_status(
             s.state = Some(waiting("PodInitializing", ""));
         }
     }
-    let phase = phase(pod, observed);
+    let mut phase = phase(pod, observed);
+    let mut reason_message = None;
+    if inputs.deadline_exceeded && !matches!(phase, "Succeeded" | "Failed") {
+        phase = "Failed";
+        reason_message = Some((deadline::REASON, deadline::MESSAGE));
+    }
     let sidecars_ready = spec
         .init_containers
         .iter()
@@ -364,6 +373,8 @@ pub fn pod_status(
         qos_class: Some(qos_class(pod).as_str().to_string()),
         container_statuses: Some(statuses),
         init_container_statuses: Some(init_statuses).filter(|v| !v.is_empty()),
+        reason: reason_message.map(|(r, _)| r.to_string()),
+        message: reason_message.map(|(_, m)| m.to_string()),
         ..Default::default()
     }
 }

@@ -279,3 +279,43 @@ fn readiness_probe_drives_ready_and_conditions() {
     assert_eq!(cond(&s, "Ready").status, "True");
     assert_eq!(cond(&s, "ContainersReady").status, "True");
 }
+
+#[test]
+fn past_the_active_deadline_the_pod_fails_with_deadline_exceeded() {
+    let p = pod();
+    let o = ObservedPod {
+        sandboxes: vec![sandbox()],
+        containers: vec![
+            c(&p, "init", ContainerState::Exited, 0, 0),
+            c(&p, "app", ContainerState::Running, 0, 0),
+        ],
+    };
+    let mut i = inputs();
+    i.deadline_exceeded = true;
+    let s = pod_status(&p, &o, &i, Timestamp::now());
+    assert_eq!(
+        (
+            s.phase.as_deref(),
+            s.reason.as_deref(),
+            s.message.as_deref()
+        ),
+        (
+            Some("Failed"),
+            Some("DeadlineExceeded"),
+            Some("Pod was active on the node longer than the specified deadline")
+        )
+    );
+    assert_eq!(cond(&s, "Ready").status, "False");
+    // A pod that already finished keeps its phase.
+    let mut done = p.clone();
+    done.spec.as_mut().unwrap().restart_policy = Some("Never".into());
+    let finished = ObservedPod {
+        sandboxes: vec![sandbox()],
+        containers: vec![
+            c(&done, "init", ContainerState::Exited, 0, 0),
+            c(&done, "app", ContainerState::Exited, 0, 0),
+        ],
+    };
+    let s = pod_status(&done, &finished, &i, Timestamp::now());
+    assert_eq!((s.phase.as_deref(), s.reason), (Some("Succeeded"), None));
+}

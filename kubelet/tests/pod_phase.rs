@@ -1,0 +1,77 @@
+//! e2e: how pods end, on a real containerd and apiserver with the kubelet binary — a pod
+//! past its `activeDeadlineSeconds` is stopped and left `Failed` with reason
+//! `DeadlineExceeded` and upstream's message, with a `DeadlineExceeded` event.
+
+#[macro_use]
+mod common;
+
+use common::process::{wait, KubeletProcess};
+use common::{create_pod, default_pods, wait_pod_phase};
+use k8s_openapi::api::core::v1::Event;
+use kube::api::Api;
+use std::time::Duration;
+
+#[tokio::test]
+async fn pod_past_its_active_deadline_fails_and_is_stopped() {
+    let (cluster, containerd) = cluster_and_containerd_or_skip!();
+    let kubelet = KubeletProcess::builder(&cluster, &containerd, "deadline").start();
+    let node_name = kubelet.node_name.clone();
+    let client = cluster.client();
+    let pods = default_pods(&client).await;
+    let name = format!("deadline-{}", std::process::id() % 10000);
+    create_pod(
+        &pods,
+        serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"nodeName": node_name, "hostNetwork": true,
+                "automountServiceAccountToken": false,
+                "terminationGracePeriodSeconds": 1, "activeDeadlineSeconds": 4,
+                "containers": [{"name": "app", "image": "busybox:1.35",
+                    "command": ["sleep", "3600"]}]}
+        }),
+    )
+    .await;
+    wait_pod_phase(&pods, &name, "Running", Duration::from_secs(30)).await;
+    let status = wait_pod_phase(&pods, &name, "Failed", Duration::from_secs(30)).await;
+    assert_eq!(
+        (status.reason.as_deref(), status.message.as_deref()),
+        (
+            Some("DeadlineExceeded"),
+            Some("Pod was active on the node longer than the specified deadline")
+        ),
+        "{}",
+        kubelet.log_tail(30)
+    );
+    // Its container is stopped.
+    let terminated = wait("app terminated", Duration::from_secs(20), || async {
+        let s = pods.get(&name).await.ok()?.status?;
+        let cs = s.container_statuses?.into_iter().find(|c| c.name == "app")?;
+        cs.state?.terminated
+    })
+    .await;
+    assert_ne!(terminated.exit_code, 0);
+    let cri = kubelet::cri::Cri::connect(&containerd.endpoint())
+        .await
+        .unwrap();
+    let all = kubelet::runtime::observe::observe_all(&cri).await.unwrap();
+    let (_, observed) = all.values().find(|(r, _)| r.name == name).unwrap();
+    assert!(!observed.any_running(), "{observed:?}");
+    assert!(observed.sandboxes.iter().all(|s| !s.ready), "{observed:?}");
+    // Upstream's event.
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let event = wait("DeadlineExceeded event", Duration::from_secs(20), || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("DeadlineExceeded")
+                && e.involved_object.name.as_deref() == Some(name.as_str())
+        })
+    })
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Normal"));
+    // It stays Failed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let p = pods.get(&name).await.unwrap();
+    assert_eq!(p.status.unwrap().phase.as_deref(), Some("Failed"));
+    common::delete_pod_and_wait_gone(&pods, &name, Duration::from_secs(30)).await;
+    kubelet.stop();
+}
