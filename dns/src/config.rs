@@ -16,7 +16,8 @@ use std::time::Duration;
 #[command(
     name = "ferrokube-dns",
     about = "The cluster DNS server: Kubernetes DNS-Based Service Discovery for the cluster zones (as CoreDNS's kubernetes plugin), other names forwarded to the resolv.conf upstreams with a cache.",
-    disable_version_flag = true
+    disable_version_flag = true,
+    args_override_self = true
 )]
 pub struct Options {
     /// Print the version and exit.
