@@ -1,6 +1,7 @@
 //! e2e: how pods end, on a real containerd and apiserver with the kubelet binary — a pod
 //! past its `activeDeadlineSeconds` is stopped and left `Failed` with reason
-//! `DeadlineExceeded` and upstream's message, with a `DeadlineExceeded` event.
+//! `DeadlineExceeded` and upstream's message, with a `DeadlineExceeded` event; a pod whose
+//! init container fails under `restartPolicy: Never` is `Failed` and not `Initialized`.
 
 #[macro_use]
 mod common;
@@ -45,7 +46,10 @@ async fn pod_past_its_active_deadline_fails_and_is_stopped() {
     // Its container is stopped.
     let terminated = wait("app terminated", Duration::from_secs(20), || async {
         let s = pods.get(&name).await.ok()?.status?;
-        let cs = s.container_statuses?.into_iter().find(|c| c.name == "app")?;
+        let cs = s
+            .container_statuses?
+            .into_iter()
+            .find(|c| c.name == "app")?;
         cs.state?.terminated
     })
     .await;
@@ -59,19 +63,67 @@ async fn pod_past_its_active_deadline_fails_and_is_stopped() {
     assert!(observed.sandboxes.iter().all(|s| !s.ready), "{observed:?}");
     // Upstream's event.
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let event = wait("DeadlineExceeded event", Duration::from_secs(20), || async {
-        let list = events.list(&Default::default()).await.ok()?;
-        list.items.into_iter().find(|e| {
-            e.reason.as_deref() == Some("DeadlineExceeded")
-                && e.involved_object.name.as_deref() == Some(name.as_str())
-        })
-    })
+    let event = wait(
+        "DeadlineExceeded event",
+        Duration::from_secs(20),
+        || async {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items.into_iter().find(|e| {
+                e.reason.as_deref() == Some("DeadlineExceeded")
+                    && e.involved_object.name.as_deref() == Some(name.as_str())
+            })
+        },
+    )
     .await;
     assert_eq!(event.type_.as_deref(), Some("Normal"));
     // It stays Failed.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let p = pods.get(&name).await.unwrap();
     assert_eq!(p.status.unwrap().phase.as_deref(), Some("Failed"));
+    common::delete_pod_and_wait_gone(&pods, &name, Duration::from_secs(30)).await;
+    kubelet.stop();
+}
+
+#[tokio::test]
+async fn failed_init_container_fails_the_pod_uninitialized() {
+    let (cluster, containerd) = cluster_and_containerd_or_skip!();
+    let kubelet = KubeletProcess::builder(&cluster, &containerd, "initfail").start();
+    let client = cluster.client();
+    let pods = default_pods(&client).await;
+    let name = format!("init-fails-{}", std::process::id() % 10000);
+    create_pod(
+        &pods,
+        serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"nodeName": kubelet.node_name, "hostNetwork": true,
+                "automountServiceAccountToken": false, "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 1,
+                "initContainers": [{"name": "init", "image": "busybox:1.35",
+                    "command": ["sh", "-c", "exit 1"]}],
+                "containers": [{"name": "app", "image": "busybox:1.35",
+                    "command": ["sleep", "3600"]}]}
+        }),
+    )
+    .await;
+    let status = wait_pod_phase(&pods, &name, "Failed", Duration::from_secs(60)).await;
+    let initialized = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Initialized")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (initialized.status.as_str(), initialized.reason.as_deref()),
+        ("False", Some("ContainersNotInitialized")),
+        "{}",
+        kubelet.log_tail(30)
+    );
+    let app = &status.container_statuses.unwrap()[0];
+    assert!(
+        app.state.as_ref().unwrap().waiting.is_some(),
+        "the app container never ran: {app:?}"
+    );
     common::delete_pod_and_wait_gone(&pods, &name, Duration::from_secs(30)).await;
     kubelet.stop();
 }

@@ -190,6 +190,21 @@ pub fn phase(pod: &Pod, observed: &ObservedPod) -> &'static str {
     "Running"
 }
 
+/// The `Initialized` condition, as upstream's `GeneratePodInitializedCondition`: every init
+/// container done, the pod Succeeded, or a regular container already started (the pod was
+/// initialized before). A pod failed by its init container is not initialized.
+fn initialized(inits_done: bool, phase: &str, statuses: &[ContainerStatus]) -> bool {
+    let any_started = statuses.iter().any(|s| {
+        s.state
+            .as_ref()
+            .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+            || s.last_state
+                .as_ref()
+                .is_some_and(|st| st.terminated.is_some())
+    });
+    inits_done || phase == "Succeeded" || any_started
+}
+
 /// The full status (pure): `now` stamps changed conditions.
 pub fn pod_status(
     pod: &Pod,
@@ -315,12 +330,8 @@ pub fn pod_status(
         ),
         condition(
             "Initialized",
-            inits_done || completed,
-            Some(if completed {
-                "PodCompleted"
-            } else {
-                "ContainersNotInitialized"
-            }),
+            initialized(inits_done, phase, &statuses),
+            Some("ContainersNotInitialized"),
             Some(format!(
                 "containers with incomplete status: [{}]",
                 uninit.join(" ")

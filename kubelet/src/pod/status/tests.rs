@@ -319,3 +319,42 @@ fn past_the_active_deadline_the_pod_fails_with_deadline_exceeded() {
     let s = pod_status(&done, &finished, &i, Timestamp::now());
     assert_eq!((s.phase.as_deref(), s.reason), (Some("Succeeded"), None));
 }
+
+#[test]
+fn a_failed_init_container_leaves_the_pod_failed_and_not_initialized() {
+    let mut p = pod();
+    p.spec.as_mut().unwrap().restart_policy = Some("Never".into());
+    let o = ObservedPod {
+        sandboxes: vec![sandbox()],
+        containers: vec![c(&p, "init", ContainerState::Exited, 1, 0)],
+    };
+    let s = pod_status(&p, &o, &inputs(), Timestamp::now());
+    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    let init = cond(&s, "Initialized");
+    assert_eq!(
+        (
+            init.status.as_str(),
+            init.reason.as_deref(),
+            init.message.as_deref()
+        ),
+        (
+            "False",
+            Some("ContainersNotInitialized"),
+            Some("containers with incomplete status: [init]")
+        )
+    );
+    assert_eq!(cond(&s, "Ready").status, "False");
+    // An app container that ran means the pod was initialized.
+    let ran = ObservedPod {
+        sandboxes: vec![sandbox()],
+        containers: vec![
+            c(&p, "init", ContainerState::Exited, 0, 0),
+            c(&p, "app", ContainerState::Exited, 1, 0),
+        ],
+    };
+    let s = pod_status(&p, &ran, &inputs(), Timestamp::now());
+    assert_eq!(
+        (s.phase.as_deref(), cond(&s, "Initialized").status.as_str()),
+        (Some("Failed"), "True")
+    );
+}
