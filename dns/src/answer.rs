@@ -85,7 +85,13 @@ impl Authority<'_> {
             zone.clone(),
             self.ttl,
             RData::SOA(SOA::new(
-                mname, rname, self.serial, 7200, 1800, 86400, self.ttl,
+                mname,
+                rname,
+                self.serial,
+                7200,
+                1800,
+                86400,
+                self.ttl,
             )),
         )
     }

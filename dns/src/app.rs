@@ -89,7 +89,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     match &config.options.static_objects {
         Some(path) => {
             let (services, slices) = crate::static_source::load(path, &store)?;
-            tracing::info!(services, endpointslices = slices, "Loaded static objects (test mode)");
+            tracing::info!(
+                services,
+                endpointslices = slices,
+                "Loaded static objects (test mode)"
+            );
         }
         None => {
             let mut opts = component_base::client::ClientOptions::new("ferrokube-dns");

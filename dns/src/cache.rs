@@ -179,7 +179,11 @@ mod tests {
 
     fn positive(ttl: u32) -> Message {
         let mut m = Message::response(1, hickory_proto::op::OpCode::Query);
-        m.add_answer(address_record(name("example.com."), ttl, "192.0.2.1".parse().unwrap()));
+        m.add_answer(address_record(
+            name("example.com."),
+            ttl,
+            "192.0.2.1".parse().unwrap(),
+        ));
         m
     }
 
@@ -189,7 +193,15 @@ mod tests {
         m.add_authority(Record::from_rdata(
             name("com."),
             soa_ttl,
-            RData::SOA(SOA::new(name("a.com."), name("b.com."), 1, 1, 1, 1, minimum)),
+            RData::SOA(SOA::new(
+                name("a.com."),
+                name("b.com."),
+                1,
+                1,
+                1,
+                1,
+                minimum,
+            )),
         ));
         m
     }
@@ -199,7 +211,10 @@ mod tests {
         let cache = Cache::new(10, 30);
         let key = CacheKey::new(&name("Example.COM."), RecordType::A, false);
         let t0 = Instant::now();
-        assert_eq!(cache.insert(key.clone(), &positive(300), t0), Some(CacheKind::Success));
+        assert_eq!(
+            cache.insert(key.clone(), &positive(300), t0),
+            Some(CacheKind::Success)
+        );
         let (hit, kind) = cache.get(&key, t0 + Duration::from_secs(10)).unwrap();
         assert_eq!(kind, CacheKind::Success);
         assert_eq!(hit.answers[0].ttl, 20);
@@ -231,7 +246,11 @@ mod tests {
         let cache = Cache::new(2, 30);
         let t0 = Instant::now();
         for n in ["a.", "b.", "c."] {
-            cache.insert(CacheKey::new(&name(n), RecordType::A, false), &positive(30), t0);
+            cache.insert(
+                CacheKey::new(&name(n), RecordType::A, false),
+                &positive(30),
+                t0,
+            );
         }
         assert_eq!(cache.sizes(), (2, 0));
         assert!(!Cache::new(0, 30).enabled());

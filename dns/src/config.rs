@@ -192,7 +192,12 @@ mod tests {
 
     #[test]
     fn several_cluster_domains() {
-        let c = parse(&["--cluster-domain", "cluster.local,example.internal.", "--cluster-domain=x.y"]).unwrap();
+        let c = parse(&[
+            "--cluster-domain",
+            "cluster.local,example.internal.",
+            "--cluster-domain=x.y",
+        ])
+        .unwrap();
         assert_eq!(c.zones.len(), 3);
     }
 
@@ -204,7 +209,10 @@ mod tests {
             (vec!["--cluster-domain", "bad..name"], "--cluster-domain"),
             (vec!["--dns-service", "nope"], "--dns-service"),
             (vec!["--dns-port", "70000"], "--dns-port"),
-            (vec!["--dns-bind-address", "localhost"], "--dns-bind-address"),
+            (
+                vec!["--dns-bind-address", "localhost"],
+                "--dns-bind-address",
+            ),
             (vec!["--forward-timeout", "soon"], "--forward-timeout"),
         ] {
             let err = parse(&args).unwrap_err();

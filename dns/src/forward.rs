@@ -63,7 +63,8 @@ impl Forwarder {
         for i in 0..self.upstreams.len() {
             let upstream = self.upstreams[(start + i) % self.upstreams.len()];
             request.metadata.id = rand::random();
-            let result = tokio::time::timeout(self.timeout, exchange_with(upstream, &request)).await;
+            let result =
+                tokio::time::timeout(self.timeout, exchange_with(upstream, &request)).await;
             let outcome = match result {
                 Ok(Ok(reply)) => Ok(reply),
                 Ok(Err(e)) => Err(e),
@@ -90,7 +91,9 @@ impl Forwarder {
 fn matches(request: &Message, reply: &Message) -> bool {
     reply.id == request.id
         && reply.queries.len() == 1
-        && reply.queries[0].name().eq_ignore_root(request.queries[0].name())
+        && reply.queries[0]
+            .name()
+            .eq_ignore_root(request.queries[0].name())
         && reply.queries[0].query_type() == request.queries[0].query_type()
 }
 

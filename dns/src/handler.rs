@@ -77,7 +77,12 @@ impl Handler {
     }
 
     /// Handles `bytes` from `peer` completely, forwarding if needed.
-    pub async fn handle(&self, bytes: &[u8], transport: Transport, peer: SocketAddr) -> Option<Vec<u8>> {
+    pub async fn handle(
+        &self,
+        bytes: &[u8],
+        transport: Transport,
+        peer: SocketAddr,
+    ) -> Option<Vec<u8>> {
         match self.handle_local(bytes, transport, peer) {
             Step::Reply(b) => Some(b),
             Step::Forward(pending) => Some(self.forward(pending).await),
@@ -117,10 +122,7 @@ impl Handler {
         };
         let query = &request.queries[0];
         let qtype = query.query_type();
-        let dnssec_ok = request
-            .edns
-            .as_ref()
-            .is_some_and(|e| e.flags().dnssec_ok);
+        let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
         self.metrics
             .request(transport, qtype, bytes.len(), dnssec_ok);
         let key = CacheKey::new(query.name(), qtype, dnssec_ok);
@@ -151,10 +153,17 @@ impl Handler {
             Outcome::Forward => {
                 if self.cache.enabled() {
                     let hit = self.cache.get(&key, started);
-                    self.metrics.cache_lookup(hit.as_ref().map(|(_, kind)| *kind));
+                    self.metrics
+                        .cache_lookup(hit.as_ref().map(|(_, kind)| *kind));
                     if let Some((cached, _)) = hit {
                         let reply = from_upstream(&request, cached);
-                        return Step::Reply(self.finish(&request, reply, transport, Plugin::Cache, started));
+                        return Step::Reply(self.finish(
+                            &request,
+                            reply,
+                            transport,
+                            Plugin::Cache,
+                            started,
+                        ));
                     }
                 }
                 Step::Forward(Pending {
@@ -177,10 +186,7 @@ impl Handler {
             key,
         } = pending;
         let query = &request.queries[0];
-        let dnssec_ok = request
-            .edns
-            .as_ref()
-            .is_some_and(|e| e.flags().dnssec_ok);
+        let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
         let reply = match self.forwarder.exchange(query, dnssec_ok).await {
             Ok(upstream) => {
                 if self.cache.insert(key, &upstream, Instant::now()).is_some() {

@@ -39,7 +39,10 @@ pub async fn serve(
             routers.insert(port, merged);
         }
     };
-    add(ports.health, Router::new().route("/health", get(|| async { "OK" })));
+    add(
+        ports.health,
+        Router::new().route("/health", get(|| async { "OK" })),
+    );
     let ready_store = store.clone();
     add(
         ports.ready,

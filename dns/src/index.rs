@@ -117,7 +117,10 @@ mod tests {
         index.replace(&web, vec![a("web.default.svc.cluster.local", "10.96.0.1")]);
         index.replace(&db, vec![a("db.default.svc.cluster.local", "10.96.0.2")]);
         assert!(index.get("default.svc.cluster.local").is_some());
-        assert!(!index.get("default.svc.cluster.local").unwrap().has_records());
+        assert!(!index
+            .get("default.svc.cluster.local")
+            .unwrap()
+            .has_records());
         let node = index.get("web.default.svc.cluster.local").unwrap();
         assert_eq!(node.records_of(RecordType::A).count(), 1);
         assert_eq!(node.records_of(RecordType::AAAA).count(), 0);
@@ -150,7 +153,11 @@ mod tests {
         index.replace(&two, vec![a("x.example", "10.0.0.2")]);
         index.remove(&one);
         assert_eq!(
-            index.get("x.example").unwrap().records_of(RecordType::A).count(),
+            index
+                .get("x.example")
+                .unwrap()
+                .records_of(RecordType::A)
+                .count(),
             1
         );
     }

@@ -4,21 +4,21 @@
 //! and loop detection), with CoreDNS's health, readiness and Prometheus endpoints.
 
 pub mod answer;
+pub mod app;
+pub mod cache;
+pub mod config;
+pub mod forward;
+pub mod handler;
+pub mod http;
 pub mod index;
+pub mod loop_detect;
+pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod records;
-pub mod store;
-pub mod wire;
-pub mod cache;
-pub mod forward;
-pub mod handler;
-pub mod loop_detect;
-pub mod metrics;
 pub mod resolv_conf;
-pub mod app;
-pub mod config;
-pub mod http;
 pub mod server;
 pub mod static_source;
+pub mod store;
 pub mod watch;
+pub mod wire;

@@ -9,10 +9,7 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     if options.version {
-        println!(
-            "ferrokube-dns {}",
-            component_base::version::version()
-        );
+        println!("ferrokube-dns {}", component_base::version::version());
         return ExitCode::SUCCESS;
     }
     component_base::logging::init(options.logging_format, options.verbosity);

@@ -254,7 +254,15 @@ impl DnsMetrics {
             build_info,
         );
         let enabled = Family::<Labels<4>, Gauge>::default();
-        for name in ["kubernetes", "forward", "cache", "loop", "health", "ready", "prometheus"] {
+        for name in [
+            "kubernetes",
+            "forward",
+            "cache",
+            "loop",
+            "health",
+            "ready",
+            "prometheus",
+        ] {
             enabled
                 .get_or_create(&[
                     ("server", server),
@@ -355,10 +363,14 @@ impl DnsMetrics {
 
     /// Counts a cache lookup and its outcome.
     pub fn cache_lookup(&self, hit: Option<CacheKind>) {
-        self.cache_requests.get_or_create(&self.cache_labels3()).inc();
+        self.cache_requests
+            .get_or_create(&self.cache_labels3())
+            .inc();
         match hit {
             Some(kind) => {
-                self.cache_hits.get_or_create(&self.cache_labels4(kind)).inc();
+                self.cache_hits
+                    .get_or_create(&self.cache_labels4(kind))
+                    .inc();
             }
             None => {
                 self.cache_misses.get_or_create(&self.cache_labels3()).inc();
@@ -380,7 +392,10 @@ impl DnsMetrics {
             .inc();
         if let Some(rcode) = rcode {
             self.forward_responses
-                .get_or_create(&[("to", upstream.to_string()), ("rcode", rcode_label(rcode).into())])
+                .get_or_create(&[
+                    ("to", upstream.to_string()),
+                    ("rcode", rcode_label(rcode).into()),
+                ])
                 .inc();
         }
     }

@@ -150,11 +150,7 @@ pub fn slice_info(slice: &EndpointSlice) -> Option<SliceInfo> {
         .map(|ep| EndpointInfo {
             addresses: ep.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
             hostname: ep.hostname.clone().filter(|h| !h.is_empty()),
-            ready: ep
-                .conditions
-                .as_ref()
-                .and_then(|c| c.ready)
-                .unwrap_or(true),
+            ready: ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true),
         })
         .collect();
     let ports = slice
@@ -193,7 +189,10 @@ mod tests {
         let info = service_info(&svc).unwrap();
         assert_eq!(
             info.kind,
-            ServiceKind::ClusterIp(vec!["10.96.0.20".parse().unwrap(), "fd00::20".parse().unwrap()])
+            ServiceKind::ClusterIp(vec![
+                "10.96.0.20".parse().unwrap(),
+                "fd00::20".parse().unwrap()
+            ])
         );
         assert_eq!(info.ports[0].protocol, "tcp");
         assert_eq!(info.ports[1].protocol, "udp");

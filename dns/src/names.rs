@@ -137,7 +137,10 @@ mod tests {
             endpoint_label(None, "10.1.2.3".parse().unwrap()),
             "10-1-2-3"
         );
-        assert_eq!(endpoint_label(Some("db-0"), "10.1.2.3".parse().unwrap()), "db-0");
+        assert_eq!(
+            endpoint_label(Some("db-0"), "10.1.2.3".parse().unwrap()),
+            "db-0"
+        );
         assert_eq!(endpoint_label(None, "fd00::1".parse().unwrap()), "fd00--1");
     }
 

@@ -227,7 +227,9 @@ mod tests {
         }
         // The IPv6 PTR, and nothing else.
         assert_eq!(r.len(), expected.len() + 1, "{r:#?}");
-        assert!(r.iter().any(|s| s.contains("ip6.arpa. 30 IN PTR web.default")));
+        assert!(r
+            .iter()
+            .any(|s| s.contains("ip6.arpa. 30 IN PTR web.default")));
     }
 
     #[test]

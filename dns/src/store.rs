@@ -264,7 +264,11 @@ mod tests {
         store.delete_slice("default", "db-1");
         assert_eq!(a_count(&store, "db.default.svc.cluster.local"), 1);
         store.delete_service(&ServiceKey::new("default", "db"));
-        assert!(store.read().index.get("db.default.svc.cluster.local").is_none());
+        assert!(store
+            .read()
+            .index
+            .get("db.default.svc.cluster.local")
+            .is_none());
     }
 
     #[test]
@@ -279,7 +283,11 @@ mod tests {
         assert!(!store.is_synced());
         store.mark_slices_synced();
         assert!(store.is_synced());
-        assert!(store.read().index.get("old.default.svc.cluster.local").is_none());
+        assert!(store
+            .read()
+            .index
+            .get("old.default.svc.cluster.local")
+            .is_none());
         assert_eq!(a_count(&store, "new.default.svc.cluster.local"), 1);
     }
 }

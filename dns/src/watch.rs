@@ -16,7 +16,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Starts both watches; they run until `shutdown`.
-pub fn spawn(client: kube::Client, store: Arc<Store>, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+pub fn spawn(
+    client: kube::Client,
+    store: Arc<Store>,
+    shutdown: CancellationToken,
+) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(watch_services(
             Api::all(client.clone()),
@@ -69,7 +73,9 @@ async fn watch_slices(api: Api<EndpointSlice>, store: Arc<Store>, shutdown: Canc
         match event {
             Ok(Event::Apply(slice)) => match model::slice_info(&slice) {
                 Some(info) => store.apply_slice(info),
-                None => store.delete_slice(&slice.namespace().unwrap_or_default(), &slice.name_any()),
+                None => {
+                    store.delete_slice(&slice.namespace().unwrap_or_default(), &slice.name_any())
+                }
             },
             Ok(Event::Delete(slice)) => {
                 store.delete_slice(&slice.namespace().unwrap_or_default(), &slice.name_any())

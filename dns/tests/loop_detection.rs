@@ -33,7 +33,10 @@ fn spawn_dns(dir: &std::path::Path, dns_port: u16, resolv: &str) -> std::process
         .unwrap()
 }
 
-fn wait_exit(child: &mut std::process::Child, within: Duration) -> Option<std::process::ExitStatus> {
+fn wait_exit(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
@@ -76,7 +79,12 @@ async fn a_forwarding_loop_is_detected_and_stops_the_server() {
         }
         let mut stderr = String::new();
         use std::io::Read;
-        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
         (status, stderr)
     })
     .await
@@ -85,7 +93,10 @@ async fn a_forwarding_loop_is_detected_and_stops_the_server() {
     let status = status.unwrap_or_else(|| panic!("no exit on a loop; log:\n{stderr}"));
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("detected for zone"), "{stderr}");
-    assert!(stderr.contains("coredns.io/plugins/loop#troubleshooting"), "{stderr}");
+    assert!(
+        stderr.contains("coredns.io/plugins/loop#troubleshooting"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,5 +118,8 @@ async fn a_sane_upstream_is_no_loop() {
     .await
     .unwrap();
     assert!(exited.is_none(), "exited without a loop: {exited:?}");
-    assert_eq!(probed, 1, "the probe reached the upstream once and was answered");
+    assert_eq!(
+        probed, 1,
+        "the probe reached the upstream once and was answered"
+    );
 }

@@ -46,19 +46,32 @@ fn dns_sh_renders_kubeadms_coredns_objects() {
         .current_dir(workspace())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let docs = docs(&String::from_utf8(out.stdout).unwrap());
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]
+        [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Service"
+        ]
     );
     let svc = find(&docs, "Service");
     assert_eq!(svc["metadata"]["name"], "kube-dns");
     assert_eq!(svc["metadata"]["namespace"], "kube-system");
     assert_eq!(svc["spec"]["clusterIP"], "10.96.0.10");
     assert_eq!(svc["metadata"]["labels"]["kubernetes.io/name"], "CoreDNS");
-    assert_eq!(svc["metadata"]["labels"]["kubernetes.io/cluster-service"], "true");
+    assert_eq!(
+        svc["metadata"]["labels"]["kubernetes.io/cluster-service"],
+        "true"
+    );
     let ports: Vec<(String, i64, String)> = svc["spec"]["ports"]
         .as_sequence()
         .unwrap()
@@ -84,7 +97,10 @@ fn dns_sh_renders_kubeadms_coredns_objects() {
     assert_eq!(deploy["spec"]["replicas"], 2);
     assert_eq!(pod["priorityClassName"], "system-cluster-critical");
     assert_eq!(pod["serviceAccountName"], "coredns");
-    assert_eq!(deploy["spec"]["template"]["metadata"]["labels"]["k8s-app"], "kube-dns");
+    assert_eq!(
+        deploy["spec"]["template"]["metadata"]["labels"]["k8s-app"],
+        "kube-dns"
+    );
     let c = &pod["containers"][0];
     assert_eq!(c["image"], "ferrokube:9.9.9");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
@@ -109,7 +125,11 @@ fn chart_renders_dns_when_enabled() {
         .arg(&chart)
         .output()
         .unwrap();
-    assert!(lint.status.success(), "{}", String::from_utf8_lossy(&lint.stdout));
+    assert!(
+        lint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
     let render = |extra: &[&str]| {
         let out = Command::new("helm")
             .args(["template", "r", "-n", "kube-system"])
@@ -117,12 +137,17 @@ fn chart_renders_dns_when_enabled() {
             .args(extra)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         docs(&String::from_utf8(out.stdout).unwrap())
     };
     let off = render(&[]);
     assert!(
-        !off.iter().any(|d| d["metadata"]["name"] == "r-ferrokube-dns"),
+        !off.iter()
+            .any(|d| d["metadata"]["name"] == "r-ferrokube-dns"),
         "dns is off by default"
     );
     let on = render(&[
@@ -141,7 +166,13 @@ fn chart_renders_dns_when_enabled() {
     kinds.sort();
     assert_eq!(
         kinds,
-        ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Service",
+            "ServiceAccount"
+        ]
     );
     let svc = dns.iter().find(|d| d["kind"] == "Service").unwrap();
     assert_eq!(svc["spec"]["clusterIP"], "10.96.0.53");

@@ -61,7 +61,10 @@ fn fill(store: &Store) {
     };
     store.apply_service(svc(
         "web",
-        ServiceKind::ClusterIp(vec!["10.96.0.20".parse().unwrap(), "fd00::20".parse().unwrap()]),
+        ServiceKind::ClusterIp(vec![
+            "10.96.0.20".parse().unwrap(),
+            "fd00::20".parse().unwrap(),
+        ]),
         vec![port("http", 80)],
     ));
     store.apply_service(svc("db", ServiceKind::Headless, vec![port("sql", 5432)]));
@@ -93,7 +96,9 @@ const METRICS: u16 = 3;
 
 async fn start(upstream: Option<SocketAddr>, synced: bool) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let resolv = upstream.map(|u| resolv_conf(dir.path(), u)).unwrap_or_default();
+    let resolv = upstream
+        .map(|u| resolv_conf(dir.path(), u))
+        .unwrap_or_default();
     let (h, r, m) = (
         e2e::ports::free_port().unwrap(),
         e2e::ports::free_port().unwrap(),
@@ -165,10 +170,25 @@ async fn every_record_kind_over_udp_and_tcp() {
         let headless = ask(dns, &[transport, "db.default.svc.cluster.local", "A"]).await;
         assert_eq!(headless.answer_data(), vec!["10.1.0.1", "10.1.0.2"]);
 
-        let srv = ask(dns, &[transport, "_http._tcp.web.default.svc.cluster.local", "SRV"]).await;
-        assert_eq!(srv.answer_data(), vec!["0 100 80 web.default.svc.cluster.local."]);
-        assert!(srv.additional.iter().any(|r| r.ends_with("A 10.96.0.20")), "{}", srv.raw);
-        let hsrv = ask(dns, &[transport, "_sql._tcp.db.default.svc.cluster.local", "SRV"]).await;
+        let srv = ask(
+            dns,
+            &[transport, "_http._tcp.web.default.svc.cluster.local", "SRV"],
+        )
+        .await;
+        assert_eq!(
+            srv.answer_data(),
+            vec!["0 100 80 web.default.svc.cluster.local."]
+        );
+        assert!(
+            srv.additional.iter().any(|r| r.ends_with("A 10.96.0.20")),
+            "{}",
+            srv.raw
+        );
+        let hsrv = ask(
+            dns,
+            &[transport, "_sql._tcp.db.default.svc.cluster.local", "SRV"],
+        )
+        .await;
         assert_eq!(
             hsrv.answer_data(),
             vec![
@@ -189,20 +209,29 @@ async fn every_record_kind_over_udp_and_tcp() {
             ]
         );
 
-        let pod = ask(dns, &[transport, "10-244-0-5.default.pod.cluster.local", "A"]).await;
+        let pod = ask(
+            dns,
+            &[transport, "10-244-0-5.default.pod.cluster.local", "A"],
+        )
+        .await;
         assert_eq!(pod.answer_data(), vec!["10.244.0.5"]);
 
         let ptr = ask(dns, &[transport, "-x", "10.96.0.20"]).await;
         assert_eq!(ptr.answer_data(), vec!["web.default.svc.cluster.local."]);
         let ep_ptr = ask(dns, &[transport, "-x", "10.1.0.1"]).await;
-        assert_eq!(ep_ptr.answer_data(), vec!["db-0.db.default.svc.cluster.local."]);
+        assert_eq!(
+            ep_ptr.answer_data(),
+            vec!["db-0.db.default.svc.cluster.local."]
+        );
 
         let nx = ask(dns, &[transport, "missing.default.svc.cluster.local", "A"]).await;
         assert_eq!(nx.status, "NXDOMAIN");
         assert!(nx.answers.is_empty());
         assert_eq!(nx.authority.len(), 1, "{}", nx.raw);
         assert!(
-            nx.authority[0].starts_with("cluster.local. 30 IN SOA ns.dns.cluster.local. hostmaster.cluster.local."),
+            nx.authority[0].starts_with(
+                "cluster.local. 30 IN SOA ns.dns.cluster.local. hostmaster.cluster.local."
+            ),
             "{}",
             nx.raw
         );
@@ -222,17 +251,37 @@ async fn truncation_without_edns_and_bigger_edns_buffers() {
     let dns = server.dns();
     let truncated = ask(
         dns,
-        &["+notcp", "+noedns", "+ignore", "big.default.svc.cluster.local", "A"],
+        &[
+            "+notcp",
+            "+noedns",
+            "+ignore",
+            "big.default.svc.cluster.local",
+            "A",
+        ],
     )
     .await;
-    assert!(truncated.flags.contains(&"tc".to_string()), "{}", truncated.raw);
+    assert!(
+        truncated.flags.contains(&"tc".to_string()),
+        "{}",
+        truncated.raw
+    );
     assert!(truncated.answers.len() < 100);
     // dig retries a truncated answer over TCP and gets everything.
-    let retried = ask(dns, &["+notcp", "+noedns", "big.default.svc.cluster.local", "A"]).await;
+    let retried = ask(
+        dns,
+        &["+notcp", "+noedns", "big.default.svc.cluster.local", "A"],
+    )
+    .await;
     assert_eq!(retried.answers.len(), 100, "{}", retried.raw);
     let edns = ask(
         dns,
-        &["+notcp", "+bufsize=4096", "+ignore", "big.default.svc.cluster.local", "A"],
+        &[
+            "+notcp",
+            "+bufsize=4096",
+            "+ignore",
+            "big.default.svc.cluster.local",
+            "A",
+        ],
     )
     .await;
     assert!(!edns.flags.contains(&"tc".to_string()), "{}", edns.raw);
@@ -251,8 +300,17 @@ async fn forwarding_with_cache_and_servfail_when_upstreams_fail() {
     let seen = upstream.count();
     let second = ask(dns, &["WWW.example", "A"]).await;
     assert_eq!(second.answer_data(), vec!["192.0.2.1"]);
-    assert_eq!(upstream.count(), seen, "the second answer came from the cache");
-    let ttl: u32 = second.answers[0].split(' ').nth(1).unwrap().parse().unwrap();
+    assert_eq!(
+        upstream.count(),
+        seen,
+        "the second answer came from the cache"
+    );
+    let ttl: u32 = second.answers[0]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(ttl <= 30, "cached TTL capped at 30: {}", second.raw);
 
     let nx = ask(dns, &["nx.example", "A"]).await;
@@ -290,13 +348,19 @@ async fn malformed_packets_get_formerr_or_nothing_and_the_server_keeps_serving()
     packet.extend_from_slice(&[0xff; 7]);
     socket.send_to(&packet, server.dns()).await.unwrap();
     let mut buf = [0u8; 512];
-    let (n, _) = tokio::time::timeout(std::time::Duration::from_secs(3), socket.recv_from(&mut buf))
-        .await
-        .expect("a FORMERR reply")
-        .unwrap();
+    let (n, _) = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        socket.recv_from(&mut buf),
+    )
+    .await
+    .expect("a FORMERR reply")
+    .unwrap();
     let reply = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
     assert_eq!(reply.id, 0xabcd);
-    assert_eq!(reply.response_code, hickory_proto::op::ResponseCode::FormErr);
+    assert_eq!(
+        reply.response_code,
+        hickory_proto::op::ResponseCode::FormErr
+    );
     // Too short to answer: dropped.
     socket.send_to(&[1, 2, 3], server.dns()).await.unwrap();
     let after = ask(server.dns(), &["web.default.svc.cluster.local", "A"]).await;
@@ -308,17 +372,23 @@ async fn ready_only_after_sync_and_health_always() {
     let server = start(None, false).await;
     let (health, ready) = (server.http(HEALTH), server.http(READY));
     assert_eq!(
-        tokio::task::spawn_blocking(move || http_status(health, "/health")).await.unwrap(),
+        tokio::task::spawn_blocking(move || http_status(health, "/health"))
+            .await
+            .unwrap(),
         200
     );
     assert_eq!(
-        tokio::task::spawn_blocking(move || http_status(ready, "/ready")).await.unwrap(),
+        tokio::task::spawn_blocking(move || http_status(ready, "/ready"))
+            .await
+            .unwrap(),
         503
     );
     server.store.mark_services_synced();
     server.store.mark_slices_synced();
     assert_eq!(
-        tokio::task::spawn_blocking(move || http_status(ready, "/ready")).await.unwrap(),
+        tokio::task::spawn_blocking(move || http_status(ready, "/ready"))
+            .await
+            .unwrap(),
         200
     );
 }

@@ -26,7 +26,10 @@ pub(crate) fn fixture() -> Store {
     store.apply_service(service(
         "default",
         "web",
-        ServiceKind::ClusterIp(vec!["10.96.0.20".parse().unwrap(), "fd00::20".parse().unwrap()]),
+        ServiceKind::ClusterIp(vec![
+            "10.96.0.20".parse().unwrap(),
+            "fd00::20".parse().unwrap(),
+        ]),
         vec![port("http", 80)],
     ));
     store.apply_service(service(
@@ -188,14 +191,22 @@ fn srv_for_cluster_ip_and_headless_services_with_additional_addresses() {
     );
     // An unknown port name under an existing Service: NXDOMAIN.
     assert_negative(
-        &answer(&store, "_nope._tcp.web.default.svc.cluster.local.", RecordType::SRV),
+        &answer(
+            &store,
+            "_nope._tcp.web.default.svc.cluster.local.",
+            RecordType::SRV,
+        ),
         ResponseCode::NXDomain,
     );
 }
 
 #[test]
 fn pod_hostname_under_its_subdomain_service() {
-    let a = answer(&fixture(), "db-0.db.default.svc.cluster.local.", RecordType::A);
+    let a = answer(
+        &fixture(),
+        "db-0.db.default.svc.cluster.local.",
+        RecordType::A,
+    );
     assert_eq!(
         data(&a.answers),
         vec!["db-0.db.default.svc.cluster.local. 30 IN A 10.1.0.1"]
@@ -219,7 +230,11 @@ fn external_name_is_a_cname_and_in_zone_targets_are_followed() {
             "web.default.svc.cluster.local. 30 IN A 10.96.0.20"
         ]
     );
-    let cname = answer(&store, "alias.default.svc.cluster.local.", RecordType::CNAME);
+    let cname = answer(
+        &store,
+        "alias.default.svc.cluster.local.",
+        RecordType::CNAME,
+    );
     assert_eq!(cname.answers.len(), 1);
     let dangling = answer(&store, "dangling.default.svc.cluster.local.", RecordType::A);
     assert_eq!(dangling.rcode, ResponseCode::NXDomain);
@@ -230,7 +245,11 @@ fn external_name_is_a_cname_and_in_zone_targets_are_followed() {
 #[test]
 fn pod_records_in_insecure_mode() {
     let store = fixture();
-    let a = answer(&store, "10-244-1-7.default.pod.cluster.local.", RecordType::A);
+    let a = answer(
+        &store,
+        "10-244-1-7.default.pod.cluster.local.",
+        RecordType::A,
+    );
     assert_eq!(
         data(&a.answers),
         vec!["10-244-1-7.default.pod.cluster.local. 30 IN A 10.244.1.7"]
@@ -241,11 +260,19 @@ fn pod_records_in_insecure_mode() {
         vec!["fd00--7.any.pod.cluster.local. 30 IN AAAA fd00::7"]
     );
     assert_negative(
-        &answer(&store, "10-244-1-7.default.pod.cluster.local.", RecordType::AAAA),
+        &answer(
+            &store,
+            "10-244-1-7.default.pod.cluster.local.",
+            RecordType::AAAA,
+        ),
         ResponseCode::NoError,
     );
     assert_negative(
-        &answer(&store, "not-an-ip.default.pod.cluster.local.", RecordType::A),
+        &answer(
+            &store,
+            "not-an-ip.default.pod.cluster.local.",
+            RecordType::A,
+        ),
         ResponseCode::NXDomain,
     );
 }
@@ -293,7 +320,11 @@ fn nxdomain_versus_nodata_carry_the_soa() {
     );
     // Empty non-terminals and namespaces.
     assert_negative(
-        &answer(&store, "_tcp.web.default.svc.cluster.local.", RecordType::SRV),
+        &answer(
+            &store,
+            "_tcp.web.default.svc.cluster.local.",
+            RecordType::SRV,
+        ),
         ResponseCode::NoError,
     );
     assert_negative(

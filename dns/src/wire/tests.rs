@@ -85,9 +85,11 @@ fn responses_echo_id_question_and_edns() {
     assert!(r.recursion_desired && r.recursion_available);
     assert_eq!(r.queries, q.queries);
     assert_eq!(r.edns.as_ref().unwrap().max_payload(), 1232);
-    assert!(response(&query("a.", RecordType::A, None), ResponseCode::NoError)
-        .edns
-        .is_none());
+    assert!(
+        response(&query("a.", RecordType::A, None), ResponseCode::NoError)
+            .edns
+            .is_none()
+    );
 }
 
 #[test]

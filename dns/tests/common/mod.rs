@@ -171,11 +171,22 @@ impl FakeUpstream {
 /// The HTTP status of `GET http://<addr><path>` (0 when unreachable).
 pub fn http_status(addr: SocketAddr, path: &str) -> u16 {
     let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "3",
+        ])
         .arg(format!("http://{addr}{path}"))
         .output()
         .expect("curl");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 /// The body of `GET http://<addr><path>`.
