@@ -1,7 +1,8 @@
 //! e2e: how pods end, on a real containerd and apiserver with the kubelet binary — a pod
 //! past its `activeDeadlineSeconds` is stopped and left `Failed` with reason
 //! `DeadlineExceeded` and upstream's message, with a `DeadlineExceeded` event; a pod whose
-//! init container fails under `restartPolicy: Never` is `Failed` and not `Initialized`.
+//! init container fails under `restartPolicy: Never` is `Failed` and not `Initialized`;
+//! a condition another component set (`DisruptionTarget`) survives the kubelet's writes.
 
 #[macro_use]
 mod common;
@@ -124,6 +125,56 @@ async fn failed_init_container_fails_the_pod_uninitialized() {
         app.state.as_ref().unwrap().waiting.is_some(),
         "the app container never ran: {app:?}"
     );
+    common::delete_pod_and_wait_gone(&pods, &name, Duration::from_secs(30)).await;
+    kubelet.stop();
+}
+
+#[tokio::test]
+async fn conditions_set_by_others_survive_the_kubelets_status_writes() {
+    let (cluster, containerd) = cluster_and_containerd_or_skip!();
+    let kubelet = KubeletProcess::builder(&cluster, &containerd, "conds").start();
+    let client = cluster.client();
+    let pods = default_pods(&client).await;
+    let name = format!("conds-{}", std::process::id() % 10000);
+    create_pod(
+        &pods,
+        serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"nodeName": kubelet.node_name, "hostNetwork": true,
+                "automountServiceAccountToken": false, "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "app", "image": "busybox:1.35",
+                    "command": ["sleep", "6"]}]}
+        }),
+    )
+    .await;
+    wait_pod_phase(&pods, &name, "Running", Duration::from_secs(30)).await;
+    // What the scheduler's preemption (or the taint manager) writes.
+    let patch = serde_json::json!({"status": {"conditions": [{
+        "type": "DisruptionTarget", "status": "True",
+        "reason": "PreemptionByScheduler", "message": "preempted by test",
+        "lastTransitionTime": "2024-01-01T00:00:00Z"}]}});
+    pods.patch_status(
+        &name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Strategic(&patch),
+    )
+    .await
+    .unwrap();
+    // The kubelet writes the pod's end; the condition is still there.
+    let status = wait_pod_phase(&pods, &name, "Succeeded", Duration::from_secs(30)).await;
+    let conditions = status.conditions.unwrap_or_default();
+    let disruption = conditions
+        .iter()
+        .find(|c| c.type_ == "DisruptionTarget")
+        .unwrap_or_else(|| panic!("DisruptionTarget dropped: {conditions:?}"));
+    assert_eq!(
+        (disruption.status.as_str(), disruption.reason.as_deref()),
+        ("True", Some("PreemptionByScheduler"))
+    );
+    assert!(conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "False"));
     common::delete_pod_and_wait_gone(&pods, &name, Duration::from_secs(30)).await;
     kubelet.stop();
 }

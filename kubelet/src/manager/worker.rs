@@ -224,10 +224,12 @@ async fn write_status(shared: &Shared, pod: &Pod, status: &PodStatus) -> kube::R
         "metadata": {"uid": uid},
         "status": status,
     });
+    // A strategic merge, as upstream's status manager: conditions merge by type, so one
+    // another component added since our copy of the pod is not dropped.
     api.patch_status(
         pod.metadata.name.as_deref().unwrap_or_default(),
         &PatchParams::default(),
-        &Patch::Merge(&patch),
+        &Patch::Strategic(&patch),
     )
     .await?;
     Ok(true)

@@ -190,6 +190,23 @@ pub fn phase(pod: &Pod, observed: &ObservedPod) -> &'static str {
     "Running"
 }
 
+/// The pod condition types the kubelet owns (upstream's `PodConditionsByKubelet` plus
+/// `PodReadyToStartContainers`); it writes these and keeps every other one as it is.
+pub const KUBELET_CONDITIONS: [&str; 7] = [
+    "PodScheduled",
+    "Ready",
+    "Initialized",
+    "ContainersReady",
+    "PodResizeInProgress",
+    "PodResizePending",
+    "PodReadyToStartContainers",
+];
+
+/// Whether the kubelet owns condition type `kind`.
+pub fn owned_by_kubelet(kind: &str) -> bool {
+    KUBELET_CONDITIONS.contains(&kind)
+}
+
 /// The `Initialized` condition, as upstream's `GeneratePodInitializedCondition`: every init
 /// container done, the pod Succeeded, or a regular container already started (the pod was
 /// initialized before). A pod failed by its init container is not initialized.
@@ -362,6 +379,14 @@ pub fn pod_status(
         .cloned()
         .unwrap_or_else(|| condition("PodScheduled", true, None, None, &[], &now));
     conditions.push(scheduled);
+    // Conditions others own (DisruptionTarget, readiness gates' types, …) are kept, as
+    // upstream's status manager merges them.
+    conditions.extend(
+        old_conditions
+            .iter()
+            .filter(|c| !owned_by_kubelet(&c.type_))
+            .cloned(),
+    );
     PodStatus {
         phase: Some(phase.to_string()),
         conditions: Some(conditions),

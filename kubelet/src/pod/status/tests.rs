@@ -358,3 +358,57 @@ fn a_failed_init_container_leaves_the_pod_failed_and_not_initialized() {
         (Some("Failed"), "True")
     );
 }
+
+#[test]
+fn conditions_the_kubelet_does_not_own_are_kept() {
+    let mut p = pod();
+    let disruption = PodCondition {
+        type_: "DisruptionTarget".into(),
+        status: "True".into(),
+        reason: Some("PreemptionByScheduler".into()),
+        message: Some("preempted".into()),
+        ..Default::default()
+    };
+    let gate = PodCondition {
+        type_: "example.com/gate".into(),
+        status: "True".into(),
+        ..Default::default()
+    };
+    p.status.as_mut().unwrap().conditions = Some(vec![
+        PodCondition {
+            type_: "PodScheduled".into(),
+            status: "True".into(),
+            ..Default::default()
+        },
+        disruption.clone(),
+        PodCondition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            ..Default::default()
+        },
+        gate.clone(),
+    ]);
+    let o = ObservedPod {
+        sandboxes: vec![sandbox()],
+        containers: vec![c(&p, "init", ContainerState::Exited, 0, 0)],
+    };
+    let s = pod_status(&p, &o, &inputs(), Timestamp::now());
+    assert_eq!(cond(&s, "DisruptionTarget"), &disruption);
+    assert_eq!(cond(&s, "example.com/gate"), &gate);
+    // The kubelet's own are recomputed, once each.
+    assert_eq!(cond(&s, "Ready").status, "False");
+    let types: Vec<&str> = s
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.type_.as_str())
+        .collect();
+    assert_eq!(
+        types.iter().filter(|t| **t == "Ready").count(),
+        1,
+        "{types:?}"
+    );
+    assert_eq!(types.len(), 7, "{types:?}");
+    assert!(!owned_by_kubelet("DisruptionTarget"));
+}
