@@ -16,8 +16,12 @@
 # FERROKUBE_ETCD_PORT (2379), FERROKUBE_ETCD_PEER_PORT (2380), FERROKUBE_SKIP_BUILD=1 (use
 # the binaries already built), FERROKUBE_BIN_DIR (where the ferrokube binaries are; default
 # target/debug), FERROKUBE_IMAGES_DIR (image archives imported into every node),
-# FERROKUBE_NODE=0 (the control plane only), KUBEBUILDER_ASSETS (where kube-apiserver, etcd
-# and kubectl are).
+# FERROKUBE_NODE=0 (the control plane only), FERROKUBE_DNS=0 (no cluster DNS),
+# KUBEBUILDER_ASSETS (where kube-apiserver, etcd and kubectl are).
+#
+# The cluster DNS is deployed as kubeadm deploys CoreDNS (hack/lib/dns.sh): ferrokube-dns from
+# the ferrokube image, which local-up builds (hack/build-image.sh) and imports into every
+# node, behind the Service kube-system/kube-dns at the kubelets' clusterDNS, 10.96.0.10.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,6 +31,7 @@ source "${ROOT}/hack/lib/pki.sh"
 source "${ROOT}/hack/lib/local.sh"
 source "${ROOT}/hack/lib/network.sh"
 source "${ROOT}/hack/lib/node.sh"
+source "${ROOT}/hack/lib/dns.sh"
 
 API_PORT="${FERROKUBE_API_PORT:-6443}"
 ETCD_PORT="${FERROKUBE_ETCD_PORT:-2379}"
@@ -39,6 +44,11 @@ API_SERVER="https://${HOST_IP}:${API_PORT}"
 # The ferrokube binaries local-up starts (the nodes' too unless FERROKUBE_NODE=0).
 COMPONENTS=(kube-scheduler kube-controller-manager)
 [[ "${FERROKUBE_NODE:-1}" != 1 ]] || COMPONENTS+=(kubelet kube-proxy ferrokube-load-image)
+DNS="${FERROKUBE_DNS:-1}"
+[[ "${FERROKUBE_NODE:-1}" == 1 ]] || DNS=0
+# The ferrokube image (every component binary; the DNS runs from it).
+IMAGE="ferrokube:local"
+[[ "${DNS}" != 1 ]] || COMPONENTS+=(ferrokube-dns)
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -92,6 +102,13 @@ main() {
     local bins=()
     for c in "${COMPONENTS[@]}"; do bins+=(--bin "${c}"); done
     (cd "${ROOT}" && cargo build --quiet "${bins[@]}")
+  fi
+
+  if [[ "${DNS}" == 1 ]]; then
+    log "building the ferrokube image (${IMAGE}) for the cluster DNS"
+    FERROKUBE_SKIP_BUILD=1 FERROKUBE_BIN_DIR="${BIN_DIR}" "${ROOT}/hack/build-image.sh" \
+      --tag local --output "${DIR}/images/ferrokube.tar" | sed 's/^/local-up: /'
+    export FERROKUBE_IMAGE_ARCHIVE="${DIR}/images/ferrokube.tar"
   fi
 
   log "making the node network (bridge ${BRIDGE}, ${HOST_IP}/24)"
@@ -218,6 +235,13 @@ main() {
   done
 
   for node in $(local::nodes); do node::wait_ready "${node}"; done
+
+  if [[ "${DNS}" == 1 ]]; then
+    log "deploying the cluster DNS (ferrokube-dns as kube-system/coredns, Service kube-dns at ${CLUSTER_DNS})"
+    dns::deploy "${ASSET_KUBECTL}" "${DIR}/admin.kubeconfig" "${IMAGE}" "${CLUSTER_DNS}" cluster.local |
+      sed 's/^/local-up: /'
+    dns::wait "${ASSET_KUBECTL}" "${DIR}/admin.kubeconfig" 180s | sed 's/^/local-up: /'
+  fi
 
   echo
   echo "ferrokube local cluster is up: ${NODES} node(s) (state in ${DIR}; stop it with hack/local-down.sh)."

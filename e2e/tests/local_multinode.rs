@@ -2,8 +2,10 @@
 //! three Ready nodes, each in its own network namespace with its own containerd, kubelet and
 //! kube-proxy. A Deployment spreads over all of them; a pod reaches a pod on another node by
 //! pod IP and by ClusterIP; a NodePort answers on every node's address from the host; a
-//! DaemonSet runs one pod per node; a node whose kubelet stops goes NotReady and its pods are
-//! recreated elsewhere after their tolerationSeconds; `hack/local-down.sh` leaves nothing.
+//! DaemonSet runs one pod per node; the cluster DNS answers pods (issue 13's Done means in
+//! local-up: names, the search path, headless Services, SRV, hostname.subdomain); a node
+//! whose kubelet stops goes NotReady and its pods are recreated elsewhere after their
+//! tolerationSeconds; `hack/local-down.sh` leaves nothing.
 //!
 //! Needs root, containerd and the control-plane assets; skips loudly otherwise.
 
@@ -36,16 +38,7 @@ fn placement(cluster: &LocalCluster, app: &str) -> BTreeMap<String, (String, Str
 /// `GET url` from inside `pod` (busybox wget under `timeout`: its own -T crashes here).
 fn fetch_from(cluster: &LocalCluster, pod: &str, url: &str) -> Option<String> {
     let out = cluster.kubectl(&[
-        "exec",
-        pod,
-        "--",
-        "timeout",
-        "5",
-        "wget",
-        "-q",
-        "-O",
-        "-",
-        url,
+        "exec", pod, "--", "timeout", "5", "wget", "-q", "-O", "-", url,
     ]);
     out.status
         .success()
@@ -153,10 +146,19 @@ spec:
     let answer = cluster.eventually(
         &format!("{client} on {client_node} to reach {server} at {server_ip}"),
         Duration::from_secs(30),
-        || fetch_from(&cluster, client, &format!("http://{server_ip}:8080/hostname")),
+        || {
+            fetch_from(
+                &cluster,
+                client,
+                &format!("http://{server_ip}:8080/hostname"),
+            )
+        },
         no_context,
     );
-    assert_eq!(&answer, server, "pod IP {server_ip} answered as another pod");
+    assert_eq!(
+        &answer, server,
+        "pod IP {server_ip} answered as another pod"
+    );
 
     // By ClusterIP, from a pod: over a few tries the answers come from several nodes' pods.
     cluster.kubectl_ok(&[
@@ -166,13 +168,8 @@ spec:
         "--port=80",
         "--target-port=8080",
     ]);
-    let cluster_ip = cluster.kubectl_ok(&[
-        "get",
-        "service",
-        "web",
-        "-o",
-        "jsonpath={.spec.clusterIP}",
-    ]);
+    let cluster_ip =
+        cluster.kubectl_ok(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"]);
     let mut via_service = BTreeSet::new();
     cluster.eventually(
         &format!("{client} to reach backends on other nodes through {cluster_ip} (so far {via_service:?})"),
@@ -220,7 +217,10 @@ spec:
             || http_get(ip, node_port, "/hostname"),
             no_context,
         );
-        assert!(web.contains_key(&name), "{ip}:{node_port} answered as {name}");
+        assert!(
+            web.contains_key(&name),
+            "{ip}:{node_port} answered as {name}"
+        );
     }
 
     // A DaemonSet runs one pod on each node.
@@ -252,6 +252,117 @@ spec:
     let agent_nodes: BTreeSet<&String> = agents.values().map(|(node, _)| node).collect();
     assert_eq!(agent_nodes.len(), 3, "one agent per node: {agents:?}");
 
+    // The cluster DNS (ferrokube-dns, deployed by local-up as kubeadm deploys CoreDNS),
+    // asked from a pod through its resolv.conf: names, the search path (busybox's ping
+    // resolves with glibc's resolver, which applies it; its nslookup does not), a headless
+    // Service's endpoints, its SRV record and a pod's hostname.subdomain record.
+    apply(
+        &cluster,
+        "dns",
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: web-headless}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{name: http, port: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sub}
+spec:
+  clusterIP: None
+  selector: {app: named}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: named, labels: {app: named}}
+spec:
+  hostname: named
+  subdomain: sub
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: "busybox:1.35", command: [sleep, "3600"]}
+"#,
+    );
+    // stdout of `args` run in the client pod (the exit code is beside the point: nslookup
+    // fails on NXDOMAIN, ping on the ClusterIP that answers no ICMP).
+    let ask = |args: &[&str]| -> String {
+        let mut cmd = vec!["exec", client.as_str(), "--"];
+        cmd.extend_from_slice(args);
+        String::from_utf8_lossy(&cluster.kubectl(&cmd).stdout).into_owned()
+    };
+    let lookup = |name: &str| ask(&["nslookup", name]);
+    cluster.eventually(
+        "kubernetes.default.svc.cluster.local to resolve to 10.96.0.1",
+        Duration::from_secs(60),
+        || {
+            lookup("kubernetes.default.svc.cluster.local")
+                .contains("Address: 10.96.0.1")
+                .then_some(())
+        },
+        || lookup("kubernetes.default.svc.cluster.local"),
+    );
+    let ping = |name: &str| ask(&["ping", "-c1", "-W1", name]);
+    assert!(
+        ping("kubernetes.default").starts_with("PING kubernetes.default (10.96.0.1)"),
+        "kubernetes.default through the search path: {}",
+        ping("kubernetes.default")
+    );
+    assert!(
+        ping("web").starts_with(&format!("PING web ({cluster_ip})")),
+        "the short name web through the search path: {}",
+        ping("web")
+    );
+    let headless = cluster.eventually(
+        "the headless Service to list every web pod",
+        Duration::from_secs(30),
+        || {
+            let out = lookup("web-headless.default.svc.cluster.local");
+            web.values()
+                .all(|(_, ip)| out.contains(&format!("Address: {ip}")))
+                .then_some(out)
+        },
+        || lookup("web-headless.default.svc.cluster.local"),
+    );
+    assert!(
+        !headless.contains(&format!("Address: {cluster_ip}")),
+        "a headless Service answers with endpoints: {headless}"
+    );
+    let srv = ask(&[
+        "nslookup",
+        "-type=SRV",
+        "_http._tcp.web-headless.default.svc.cluster.local",
+    ]);
+    assert!(
+        srv.contains(" 8080 ") && srv.contains(".web-headless.default.svc.cluster.local"),
+        "SRV of the named port: {srv}"
+    );
+    let named_ip = cluster.eventually(
+        "pod named Running with an IP",
+        Duration::from_secs(60),
+        || {
+            let ip = cluster.kubectl_ok(&["get", "pod", "named", "-o", "jsonpath={.status.podIP}"]);
+            (!ip.is_empty()).then_some(ip)
+        },
+        no_context,
+    );
+    cluster.eventually(
+        "named.sub.default.svc.cluster.local to resolve to the pod",
+        Duration::from_secs(30),
+        || {
+            lookup("named.sub.default.svc.cluster.local")
+                .contains(&format!("Address: {named_ip}"))
+                .then_some(())
+        },
+        || lookup("named.sub.default.svc.cluster.local"),
+    );
+    let missing = lookup("no-such-service.default.svc.cluster.local");
+    assert!(
+        missing.contains("NXDOMAIN"),
+        "an unknown Service: {missing}"
+    );
+
     // Node loss: the kubelet of a node with web pods stops; the node goes NotReady, its pods
     // are evicted after their 5 s tolerations and the Deployment runs 6 again on the others.
     let lost = web
@@ -267,7 +378,10 @@ spec:
         || (!cluster.node_ready(&lost)).then_some(()),
         no_context,
     );
-    eprintln!("{lost} not Ready {:?} after its kubelet stopped", stopped.elapsed());
+    eprintln!(
+        "{lost} not Ready {:?} after its kubelet stopped",
+        stopped.elapsed()
+    );
     let moved = cluster.eventually(
         &format!("6 Running web pods, none on {lost}"),
         Duration::from_secs(180),
@@ -284,7 +398,10 @@ spec:
     );
     // And back: the kubelet starts, the node is Ready again.
     cluster.local_node(&["start", &lost, "kubelet"]);
-    assert!(cluster.node_ready(&lost), "{lost} Ready after its kubelet started");
+    assert!(
+        cluster.node_ready(&lost),
+        "{lost} Ready after its kubelet started"
+    );
 
     // local-down leaves nothing of the cluster on this machine.
     let recorded = cluster.down();
