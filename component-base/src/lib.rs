@@ -8,6 +8,7 @@ pub mod config;
 pub mod duration;
 pub mod events;
 pub mod flags;
+pub mod host_ports;
 pub mod informer;
 pub mod leader_election;
 pub mod logging;

@@ -3,7 +3,9 @@
 //! afterwards is refused as upstream's `rejectPod`: Failed, reason `Evicted`, message
 //! `Pod was rejected: The node had condition: [DiskPressure]. `, a Warning event with the
 //! reason, no sandbox nor container is ever created for it, and
-//! `kubelet_admission_rejections_total{reason="Evicted"}` counts it.
+//! `kubelet_admission_rejections_total{reason="Evicted"}` counts it. A pod whose host port
+//! an active pod holds is refused as upstream's predicate admit handler: Failed, reason
+//! `NodePorts`.
 
 #[macro_use]
 mod common;
@@ -101,5 +103,47 @@ async fn new_pod_under_disk_pressure_is_rejected() {
     );
 
     pods.delete(&name, &Default::default()).await.ok();
+    kubelet.stop();
+}
+
+#[tokio::test]
+async fn pod_with_a_taken_host_port_is_rejected() {
+    let (cluster, containerd) = cluster_and_containerd_or_skip!();
+    let kubelet = KubeletProcess::builder(&cluster, &containerd, "ports").start();
+    let client = cluster.client();
+    let pods = default_pods(&client).await;
+    let id = std::process::id() % 10000;
+    let port = 20000 + (id as i32 % 10000);
+    let with_port = |name: &str| {
+        let mut p = sleeping_pod(name, &kubelet.node_name);
+        p["spec"]["containers"][0]["ports"] =
+            serde_json::json!([{"containerPort": port, "hostPort": port}]);
+        p
+    };
+    let first = format!("port-holder-{id}");
+    create_pod(&pods, with_port(&first)).await;
+    wait_pod_phase(&pods, &first, "Running", Duration::from_secs(30)).await;
+
+    let second = format!("port-taker-{id}");
+    create_pod(&pods, with_port(&second)).await;
+    let status = wait_pod_phase(&pods, &second, "Failed", Duration::from_secs(30)).await;
+    assert_eq!(
+        (status.reason.as_deref(), status.message.as_deref()),
+        (
+            Some("NodePorts"),
+            Some(
+                "Pod was rejected: Predicate NodePorts failed: node(s) didn't have free ports \
+                 for the requested pod ports"
+            )
+        ),
+        "{}",
+        kubelet.log_tail(30)
+    );
+    assert!(status.container_statuses.unwrap_or_default().is_empty());
+    // The holder is untouched.
+    let holder = pods.get(&first).await.unwrap();
+    assert_eq!(holder.status.unwrap().phase.as_deref(), Some("Running"));
+    pods.delete(&second, &Default::default()).await.ok();
+    common::delete_pod_and_wait_gone(&pods, &first, Duration::from_secs(30)).await;
     kubelet.stop();
 }

@@ -69,11 +69,17 @@ fn admitted_before(pod: &Pod) -> bool {
     )
 }
 
+/// Whether a pod seen from the watch goes through admission: not `known` (running a
+/// worker, or refused once) and not admitted before.
+pub fn needs_admission(pod: &Pod, known: bool) -> bool {
+    !(known || admitted_before(pod))
+}
+
 /// The admission decision for a pod seen from the watch: `known` pods (already running a
 /// worker, or refused once) are never checked again; a new pod is checked against the
 /// node's pressure `conditions` with [`admit`].
 pub fn admit_new(pod: &Pod, known: bool, conditions: &BTreeSet<String>) -> Result<(), Rejection> {
-    if known || admitted_before(pod) {
+    if !needs_admission(pod, known) {
         return Ok(());
     }
     admit(pod, conditions)

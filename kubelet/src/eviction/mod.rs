@@ -8,6 +8,7 @@
 pub mod admit;
 pub mod disk;
 pub mod grace;
+pub mod predicate;
 pub mod pressure;
 pub mod rank;
 pub mod reclaim;

@@ -207,7 +207,15 @@ pub async fn run(
                             continue;
                         }
                         let conditions = pressure.borrow().clone();
-                        match admit::admit_new(&pod, workers.contains_key(&uid), &conditions) {
+                        let known = workers.contains_key(&uid);
+                        let admitted = admit::admit_new(&pod, known, &conditions).and_then(|()| {
+                            if !admit::needs_admission(&pod, known) {
+                                return Ok(());
+                            }
+                            let pods = shared.pods.lock().expect("pods lock");
+                            crate::eviction::predicate::admit(&pod, pods.values())
+                        });
+                        match admitted {
                             Ok(()) => upsert(&shared, &mut workers, &done_tx, pod),
                             Err(r) => {
                                 rejected.insert(uid);

@@ -42,11 +42,7 @@ impl PreFilterPlugin for NodePorts {
 
 impl FilterPlugin for NodePorts {
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        let clash = pod
-            .host_ports
-            .iter()
-            .any(|want| node.used_ports.iter().any(|used| want.conflicts(used)));
-        if clash {
+        if component_base::host_ports::conflicts_with(&pod.host_ports, &node.used_ports) {
             Status::new(Code::Unschedulable, ERR_REASON)
         } else {
             Status::success()

@@ -9,25 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use super::resource::{pod_requests, RequestOptions, Resource};
 use crate::api::labels::{empty, selector_matches, Labels};
 
-/// A host port a pod asks for: (protocol, hostIP, port).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct HostPort {
-    /// TCP, UDP or SCTP.
-    pub protocol: String,
-    /// The host IP; `0.0.0.0` (or empty) means every address.
-    pub ip: String,
-    /// The host port number.
-    pub port: i32,
-}
-
-impl HostPort {
-    /// Whether two host ports collide: same protocol and port, and the same IP or a wildcard.
-    pub fn conflicts(&self, o: &HostPort) -> bool {
-        self.port == o.port
-            && self.protocol == o.protocol
-            && (self.ip == o.ip || self.ip == "0.0.0.0" || o.ip == "0.0.0.0")
-    }
-}
+pub use component_base::host_ports::HostPort;
 
 /// A parsed PodAffinityTerm: which pods it selects and over which topology key.
 #[derive(Debug, Clone)]
@@ -137,25 +119,7 @@ impl PodInfo {
         let labels = pod.metadata.labels.clone().unwrap_or_default();
         let spec = pod.spec.as_ref();
         let priority = spec.and_then(|s| s.priority).unwrap_or(0);
-        let mut host_ports = Vec::new();
-        if let Some(spec) = spec {
-            for c in spec
-                .containers
-                .iter()
-                .chain(spec.init_containers.iter().flatten())
-            {
-                for p in c.ports.iter().flatten() {
-                    if let Some(hp) = p.host_port.filter(|p| *p > 0) {
-                        let ip = p.host_ip.clone().filter(|s| !s.is_empty());
-                        host_ports.push(HostPort {
-                            protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
-                            ip: ip.unwrap_or_else(|| "0.0.0.0".into()),
-                            port: hp,
-                        });
-                    }
-                }
-            }
-        }
+        let host_ports = component_base::host_ports::host_ports(&pod);
         let aff = spec.and_then(|s| s.affinity.as_ref());
         let pa = aff.and_then(|a| a.pod_affinity.as_ref());
         let paa = aff.and_then(|a| a.pod_anti_affinity.as_ref());
