@@ -1,6 +1,7 @@
 //! A Service with ready pods gets EndpointSlices and Endpoints (no kubelet: the test posts
 //! pod status as a kubelet would); readiness and termination show in the conditions, the
-//! node's zone in each endpoint, `trafficDistribution: PreferClose` as zone hints.
+//! node's zone in each endpoint, `trafficDistribution: PreferClose` as zone hints; and
+//! upstream's rule for Endpoints without a Service.
 
 #[path = "lifecycle_support.rs"]
 mod support;
@@ -223,5 +224,66 @@ async fn service_with_ready_pods_gets_slices_and_endpoints() {
     let by_traffic =
         r#"services_count_by_traffic_distribution{traffic_distribution="PreferClose"}"#;
     assert_eq!(value(&format!("{C}{by_traffic}")), 1.0);
+    kcm.terminate(Duration::from_secs(10)).unwrap();
+}
+
+/// Upstream's rule for Endpoints nobody's Service owns (conformance: "should test the
+/// lifecycle of an Endpoint"): one a user creates without a Service is left alone while the
+/// controller runs; one whose Service was deleted while no controller ran is removed when it
+/// starts (checkLeftoverEndpoints), except leader-election records.
+#[tokio::test]
+async fn user_endpoints_without_a_service_stay_and_leftovers_go_at_start() {
+    let cluster = e2e::cluster_or_skip!();
+    let client = cluster.client();
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let make = |name: &str, leader: bool| -> Endpoints {
+        let mut meta = json!({"name": name});
+        if leader {
+            meta["annotations"] = json!({"control-plane.alpha.kubernetes.io/leader": "{}"});
+        }
+        serde_json::from_value(json!({
+            "metadata": meta,
+            "subsets": [{"addresses": [{"ip": "10.0.0.24"}], "ports": [{"port": 80}]}]
+        }))
+        .unwrap()
+    };
+    // Left over before the controller starts: a Service's, and a leader record.
+    for (name, leader) in [("leftover", false), ("leader", true)] {
+        endpoints
+            .create(&PostParams::default(), &make(name, leader))
+            .await
+            .unwrap();
+    }
+    let mut kcm = support::start_kcm(&cluster, "endpoint", &[]);
+    support::eventually(
+        "the leftover Endpoints deleted at start-up",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async { Ok(endpoints.get_opt("leftover").await?.is_none().then_some(())) },
+    )
+    .await;
+    assert!(
+        endpoints.get_opt("leader").await.unwrap().is_some(),
+        "a leader-election record is never a leftover"
+    );
+    // Created while the controller runs, with no Service: it stays, and so do its changes.
+    endpoints
+        .create(&PostParams::default(), &make("by-hand", false))
+        .await
+        .unwrap();
+    endpoints
+        .patch(
+            "by-hand",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"labels": {"changed": "yes"}}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let kept = endpoints.get_opt("by-hand").await.unwrap();
+    assert!(
+        kept.is_some_and(|e| e.metadata.labels.is_some_and(|l| l["changed"] == "yes")),
+        "user-created Endpoints without a Service deleted or reverted"
+    );
     kcm.terminate(Duration::from_secs(10)).unwrap();
 }

@@ -144,12 +144,17 @@ pub async fn run(ctx: ControllerContext, kind: Kind) -> anyhow::Result<()> {
             (store, Informer::new())
         }
         Kind::Endpoints => {
+            // As upstream's: only a deleted Endpoints is looked at again (its Service's may
+            // need recreating); one created or changed by someone else is left alone, even
+            // without a Service, except at start-up (checkLeftoverEndpoints below).
             let store = informers.informer::<Endpoints>();
-            informer::on(&store, move |e: &Endpoints, _| {
-                enqueue(
-                    &q,
-                    key(e.metadata.namespace.as_ref(), e.metadata.name.as_ref()),
-                );
+            informer::on(&store, move |e: &Endpoints, change| {
+                if matches!(change, informer::Change::Deleted) {
+                    enqueue(
+                        &q,
+                        key(e.metadata.namespace.as_ref(), e.metadata.name.as_ref()),
+                    );
+                }
             });
             (Informer::new(), store)
         }
@@ -172,6 +177,18 @@ pub async fn run(ctx: ControllerContext, kind: Kind) -> anyhow::Result<()> {
         }
     })
     .await?;
+    if matches!(kind, Kind::Endpoints) {
+        // Upstream's checkLeftoverEndpoints: Endpoints whose Service went while no
+        // controller ran are synced once (and so deleted); leader-election records stay.
+        for e in endpoints_store.list() {
+            if legacy::leftover_candidate(&e) {
+                enqueue(
+                    &queue,
+                    key(e.metadata.namespace.as_ref(), e.metadata.name.as_ref()),
+                );
+            }
+        }
+    }
     let (name, sa, workers) = match kind {
         Kind::Slices => (
             "endpointslice",

@@ -145,6 +145,19 @@ pub fn up_to_date(current: &Endpoints, want: &Endpoints) -> bool {
         && over(current) == over(want)
 }
 
+/// The annotation of Endpoints objects used as leader-election records (before Leases);
+/// the controller never treats those as leftovers.
+pub const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
+
+/// Whether `e` is checked at start-up as a possible leftover of a Service deleted while no
+/// controller ran (upstream's checkLeftoverEndpoints): every Endpoints but leader records.
+pub fn leftover_candidate(e: &Endpoints) -> bool {
+    !e.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(LEADER_ANNOTATION))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +198,17 @@ mod tests {
             MAX_ADDRESSES
         );
         assert_eq!(ep.metadata.annotations.unwrap()[OVER_CAPACITY], "truncated");
+    }
+
+    #[test]
+    fn leader_records_are_never_leftovers() {
+        let mut e = Endpoints::default();
+        assert!(leftover_candidate(&e));
+        e.metadata.annotations = Some(
+            [(LEADER_ANNOTATION.to_string(), "{}".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        assert!(!leftover_candidate(&e));
     }
 }
