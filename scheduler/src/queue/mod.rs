@@ -256,7 +256,9 @@ impl SchedulingQueue {
         }
     }
 
-    /// The pod was scheduled (assumed): it leaves the queue.
+    /// The pod's attempt is over for good (bound, or not ours to schedule): it leaves the
+    /// queue. A pod stays in flight through its binding cycle, so a failed binding is
+    /// requeued with its attempts and backoff, and a deletion meanwhile is seen.
     pub fn done(&self, uid: &str) {
         let mut inner = self.lock();
         if inner
@@ -268,29 +270,26 @@ impl SchedulingQueue {
         }
     }
 
-    /// Puts back a pod whose attempt in `cycle` failed. Errors, and pods for which a move
-    /// event arrived during the attempt, go to backoff; others to the unschedulable pool.
+    /// Puts back a pod whose attempt in `cycle` failed (scheduling or binding). Errors, and
+    /// pods for which a move event arrived during the attempt, go to backoff; others to the
+    /// unschedulable pool. A pod deleted meanwhile (no longer in the queue) is never put
+    /// back; returns whether the pod is still queued.
     pub fn requeue(
         &self,
         info: Arc<PodInfo>,
         cycle: u64,
         rejected_by: HashSet<&'static str>,
         is_error: bool,
-    ) {
+    ) -> bool {
         let mut inner = self.lock();
         let move_cycle = inner.move_request_cycle;
         let now = Instant::now();
         let uid = info.uid.clone();
         let Some(slot) = inner.slots.get_mut(&uid) else {
-            // Deleted meanwhile, or a binding failure after `done`: re-add as new.
-            if is_error {
-                drop(inner);
-                self.add(info);
-            }
-            return;
+            return false;
         };
         if slot.place != Place::InFlight {
-            return;
+            return true;
         }
         if !slot.updated_in_flight {
             slot.qp.info = info;
@@ -305,6 +304,7 @@ impl SchedulingQueue {
             slot.place = Place::Unschedulable;
             inner.unschedulable.insert(uid);
         }
+        true
     }
 
     /// A cluster event happened: unschedulable pods rejected by a plugin interested in it

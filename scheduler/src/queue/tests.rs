@@ -126,3 +126,49 @@ impl Gated for PodInfo {
         Arc::new(self)
     }
 }
+
+#[test]
+fn failed_binding_backs_off_and_keeps_its_attempts() {
+    let q = queue();
+    q.add(p("a", 0));
+    let (qp, cycle) = q.pop(Duration::ZERO).unwrap();
+    // The binding cycle fails (an API error): the pod is still queued, in backoff.
+    assert!(q.requeue(qp.info.clone(), cycle, HashSet::new(), true));
+    assert_eq!(q.pending().backoff, 1);
+    std::thread::sleep(Duration::from_millis(3));
+    q.flush(MAX_IN_UNSCHEDULABLE);
+    let (again, _) = q.pop(Duration::ZERO).unwrap();
+    assert_eq!(again.attempts, 2, "not re-added as a new pod");
+
+    // With upstream's defaults (1s, 10s) the retry waits.
+    let q = SchedulingQueue::new(
+        Arc::new(|_: &QueuedPod, _: &QueuedPod| false),
+        Arc::new(|_: &PodInfo| Status::success()),
+        HashMap::new(),
+        Backoff::default(),
+    );
+    q.add(p("b", 0));
+    let (qp, cycle) = q.pop(Duration::ZERO).unwrap();
+    assert!(q.requeue(qp.info.clone(), cycle, HashSet::new(), true));
+    q.flush(MAX_IN_UNSCHEDULABLE);
+    assert!(
+        q.pop(Duration::from_millis(50)).is_none(),
+        "retried at once"
+    );
+    assert_eq!(q.pending().backoff, 1);
+}
+
+#[test]
+fn pod_deleted_while_in_flight_is_never_requeued() {
+    let q = queue();
+    q.add(p("a", 0));
+    let (qp, cycle) = q.pop(Duration::ZERO).unwrap();
+    // The informer sees the deletion while the pod is being bound.
+    q.delete(&qp.info.uid);
+    assert!(!q.requeue(qp.info.clone(), cycle, HashSet::new(), true));
+    assert!(!q.requeue(qp.info.clone(), cycle, HashSet::new(), false));
+    assert_eq!(q.pending(), Pending::default());
+    std::thread::sleep(Duration::from_millis(3));
+    q.flush(Duration::ZERO);
+    assert!(q.pop(Duration::from_millis(5)).is_none());
+}

@@ -165,11 +165,12 @@ fn pod_delete(shared: &Shared, known: &mut HashMap<String, Arc<PodInfo>>, uid: &
         return;
     };
     shared.set_nominated(&info, None);
+    // Also while it is being bound (assumed in the cache, in flight in the queue): a failed
+    // binding must not bring a deleted pod back.
+    shared.queue.delete(uid);
     if info.node_name().is_some() || shared.cache().has_pod(uid) {
         shared.cache().remove_pod(uid);
         event(shared, EventResource::AssignedPod, Action::DELETE);
-    } else {
-        shared.queue.delete(uid);
     }
 }
 

@@ -205,7 +205,7 @@ pub fn schedule_one(
                 };
                 return fail(shared, &fw, pod, cycle, start, rejected, s, None);
             }
-            shared.queue.done(&pod.uid);
+            // In flight until the binding cycle ends (see SchedulingQueue::done).
             shared.set_nominated(&pod, None);
             let shared = shared.clone();
             rt.spawn(async move { bind(shared, fw, state, qp, cycle, result.node, start).await });
@@ -291,7 +291,12 @@ fn fail(
         .attempt(&fw.profile_name, result, start.elapsed().as_secs_f64());
     let message = s.message();
     tracing::info!(pod = %pod.key(), err = %message, "Unable to schedule pod; no fit; waiting");
-    shared.queue.requeue(pod.clone(), cycle, rejected, is_error);
+    if !shared.queue.requeue(pod.clone(), cycle, rejected, is_error) {
+        // Deleted meanwhile (upstream: "Pod doesn't exist in informer cache"): forgotten,
+        // no event nor status for a pod that is gone.
+        tracing::info!(pod = %pod.key(), "Pod doesn't exist in informer cache; not requeued");
+        return;
+    }
     shared.emit(Effect::Event {
         profile: fw.profile_name.clone(),
         spec: Box::new(failed_event(&pod, &message)),
@@ -341,6 +346,7 @@ async fn bind(
         );
     }
     shared.cache().finish_binding(&pod.uid, None);
+    shared.queue.done(&pod.uid);
     fw.run_post_bind(&state, &pod, &node);
     shared.metrics.attempt(
         &fw.profile_name,
