@@ -79,10 +79,16 @@ main() {
     command -v "${tool}" >/dev/null || { echo "local-up: ${tool} missing: run hack/install-deps.sh" >&2; exit 1; }
   done
 
-  # A previous run: remove exactly what it made (processes, network, cgroups, state).
-  if [[ -f "${PIDS}" || -e "/sys/class/net/${BRIDGE}" ]]; then
+  # A previous run in this directory: remove exactly what it made (processes, network,
+  # cgroups, state). A cluster of another directory still running is not ours to remove; a
+  # network a crashed run left behind is.
+  if [[ -f "${PIDS}" ]]; then
     log "removing the previous local cluster first"
     "${ROOT}/hack/local-down.sh"
+  elif [[ -e "/sys/class/net/${BRIDGE}" ]]; then
+    port_free_or_die "${SCHEDULER_PORT}" "kube-scheduler of another local cluster (its bridge ${BRIDGE} exists)"
+    log "removing the node network a previous local cluster left"
+    network::down
   fi
   local::reset_dir
   mkdir -p "${PKI}" "${LOGS}" "${DIR}/etcd"

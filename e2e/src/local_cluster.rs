@@ -419,6 +419,32 @@ impl LocalCluster {
         ])
     }
 
+    /// Writes `manifest` (YAML) to `<name>.yaml` in the scratch directory and applies it.
+    pub fn apply(&self, name: &str, manifest: &str) {
+        let path = self.scratch().join(format!("{name}.yaml"));
+        std::fs::write(&path, manifest).expect("write manifest");
+        self.kubectl_ok(&["apply", "-f", path.to_str().expect("utf-8 path")]);
+    }
+
+    /// Creates DaemonSet `agent` (busybox sleeping, label `app=agent`): one pod per node.
+    pub fn create_agent_daemonset(&self) {
+        self.apply(
+            "agent",
+            r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: agent, image: "busybox:1.35", command: [sleep, "3600"]}
+"#,
+        );
+    }
+
     /// Runs kubectl as cluster-admin.
     pub fn kubectl(&self, args: &[&str]) -> Output {
         Command::new(&self.kubectl)
@@ -522,7 +548,11 @@ impl LocalCluster {
         let mut left = Vec::new();
         for (name, pid, binary) in recorded {
             let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-            let exe = exe.map(|e| e.to_string_lossy().trim_end_matches(" (deleted)").to_string());
+            let exe = exe.map(|e| {
+                e.to_string_lossy()
+                    .trim_end_matches(" (deleted)")
+                    .to_string()
+            });
             if exe.as_deref() == Some(&binary.to_string_lossy()) {
                 left.push(format!("process {name} (pid {pid}) still runs"));
             }

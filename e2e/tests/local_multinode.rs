@@ -45,12 +45,6 @@ fn fetch_from(cluster: &LocalCluster, pod: &str, url: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn apply(cluster: &LocalCluster, name: &str, manifest: &str) {
-    let path = cluster.scratch().join(format!("{name}.yaml"));
-    std::fs::write(&path, manifest).expect("write manifest");
-    cluster.kubectl_ok(&["apply", "-f", path.to_str().expect("utf-8 path")]);
-}
-
 #[test]
 fn local_up_runs_a_three_node_cluster() {
     let started = Instant::now();
@@ -102,8 +96,7 @@ fn local_up_runs_a_three_node_cluster() {
 
     // A 6-replica Deployment spreads over all three nodes; each pod tolerates an unreachable
     // or not-ready node for 5 s only, so node loss below evicts them quickly.
-    apply(
-        &cluster,
+    cluster.apply(
         "web",
         r#"apiVersion: apps/v1
 kind: Deployment
@@ -224,22 +217,7 @@ spec:
     }
 
     // A DaemonSet runs one pod on each node.
-    apply(
-        &cluster,
-        "agent",
-        r#"apiVersion: apps/v1
-kind: DaemonSet
-metadata: {name: agent}
-spec:
-  selector: {matchLabels: {app: agent}}
-  template:
-    metadata: {labels: {app: agent}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - {name: agent, image: "busybox:1.35", command: [sleep, "3600"]}
-"#,
-    );
+    cluster.create_agent_daemonset();
     let agents = cluster.eventually(
         "one agent pod Running on each node",
         Duration::from_secs(120),
@@ -256,8 +234,7 @@ spec:
     // asked from a pod through its resolv.conf: names, the search path (busybox's ping
     // resolves with glibc's resolver, which applies it; its nslookup does not), a headless
     // Service's endpoints, its SRV record and a pod's hostname.subdomain record.
-    apply(
-        &cluster,
+    cluster.apply(
         "dns",
         r#"apiVersion: v1
 kind: Service

@@ -98,24 +98,7 @@ fn local_up_runs_a_deployment_behind_a_service() {
     );
 
     // A DaemonSet covers the node: its pod is placed by our scheduler, run by our kubelet.
-    let manifest = cluster.scratch().join("daemonset.yaml");
-    std::fs::write(
-        &manifest,
-        r#"apiVersion: apps/v1
-kind: DaemonSet
-metadata: {name: agent}
-spec:
-  selector: {matchLabels: {app: agent}}
-  template:
-    metadata: {labels: {app: agent}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - {name: agent, image: "busybox:1.35", command: [sleep, "3600"]}
-"#,
-    )
-    .expect("write daemonset manifest");
-    cluster.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
+    cluster.create_agent_daemonset();
     cluster.eventually(
         "DaemonSet agent ready on the node",
         Duration::from_secs(120),
