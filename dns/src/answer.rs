@@ -54,24 +54,27 @@ pub enum Outcome {
 pub struct Authority<'a> {
     /// The cluster zones, e.g. `cluster.local.`.
     pub zones: &'a [Name],
+    /// Their index keys ([`names::key_of`]), in the same order.
+    pub zone_keys: &'a [String],
     /// Record TTL (also the SOA minimum).
     pub ttl: u32,
     /// The records.
     pub index: &'a Index,
     /// The SOA serial.
     pub serial: u32,
-    /// The cluster DNS Service's ClusterIPs.
-    pub ns_addresses: &'a [IpAddr],
+    /// The cluster DNS Service's ClusterIPs (asked only for `ns.dns.<zone>` and NS).
+    pub ns_addresses: &'a dyn Fn() -> Vec<IpAddr>,
 }
 
 impl Authority<'_> {
     /// The cluster zone `key` is in (the longest match).
-    fn zone_of(&self, key: &str) -> Option<(&Name, String)> {
+    fn zone_of(&self, key: &str) -> Option<(&Name, &str)> {
         self.zones
             .iter()
-            .map(|z| (z, names::key_of(z)))
+            .zip(self.zone_keys)
             .filter(|(_, zk)| names::in_zone(key, zk))
             .max_by_key(|(_, zk)| zk.len())
+            .map(|(z, zk)| (z, zk.as_str()))
     }
 
     /// The zone's SOA, as CoreDNS makes it: `ns.dns.<zone> hostmaster.<zone> <serial> 7200
@@ -101,9 +104,9 @@ impl Authority<'_> {
     }
 
     fn ns_address_records(&self, name: &Name, qtype: Option<RecordType>) -> Vec<Record> {
-        self.ns_addresses
-            .iter()
-            .map(|&ip| address_record(name.clone(), self.ttl, ip))
+        (self.ns_addresses)()
+            .into_iter()
+            .map(|ip| address_record(name.clone(), self.ttl, ip))
             .filter(|r| qtype.is_none_or(|t| r.record_type() == t))
             .collect()
     }
@@ -111,15 +114,18 @@ impl Authority<'_> {
 
 /// Answers `qtype` for `qname`, or says to forward it.
 pub fn resolve(auth: &Authority<'_>, qname: &Name, qtype: RecordType) -> Outcome {
-    let key = names::key_of(qname);
-    if let Some((zone, zone_key)) = auth.zone_of(&key) {
-        let zone = zone.clone();
-        return Outcome::Answer(cluster_answer(auth, qname, &key, &zone, &zone_key, qtype));
+    resolve_key(auth, qname, &names::key_of(qname), qtype)
+}
+
+/// [`resolve`] with the name's index key already computed.
+pub fn resolve_key(auth: &Authority<'_>, qname: &Name, key: &str, qtype: RecordType) -> Outcome {
+    if let Some((zone, zone_key)) = auth.zone_of(key) {
+        return Outcome::Answer(cluster_answer(auth, qname, key, zone, zone_key, qtype));
     }
     if qtype == RecordType::PTR
-        && (names::in_zone(&key, "in-addr.arpa") || names::in_zone(&key, "ip6.arpa"))
+        && (names::in_zone(key, "in-addr.arpa") || names::in_zone(key, "ip6.arpa"))
     {
-        if let Some(node) = auth.index.get(&key) {
+        if let Some(node) = auth.index.get(key) {
             let answers: Vec<Record> = node
                 .records_of(RecordType::PTR)
                 .map(|r| renamed(r, qname))

@@ -31,6 +31,15 @@ impl CacheKey {
             dnssec_ok,
         }
     }
+
+    /// The key of a question whose name's index key is `name`.
+    pub fn from_key(name: String, qtype: RecordType, dnssec_ok: bool) -> Self {
+        CacheKey {
+            name,
+            qtype,
+            dnssec_ok,
+        }
+    }
 }
 
 #[derive(Debug)]

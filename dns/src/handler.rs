@@ -125,21 +125,21 @@ impl Handler {
         let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
         self.metrics
             .request(transport, qtype, bytes.len(), dnssec_ok);
-        let key = CacheKey::new(query.name(), qtype, dnssec_ok);
-        self.loop_guard
-            .observe(&names::key_of(query.name()), peer, &self.server_label);
+        let qkey = names::key_of(query.name());
+        self.loop_guard.observe(&qkey, peer, &self.server_label);
 
         let outcome = {
             let state = self.store.read();
-            let ns_addresses = state.cluster_ips(&self.dns_service);
+            let ns_addresses = || state.cluster_ips(&self.dns_service);
             let auth = Authority {
                 zones: self.store.zones(),
+                zone_keys: self.store.zone_keys(),
                 ttl: self.store.ttl(),
                 index: &state.index,
                 serial: state.serial,
                 ns_addresses: &ns_addresses,
             };
-            answer::resolve(&auth, query.name(), qtype)
+            answer::resolve_key(&auth, query.name(), &qkey, qtype)
         };
         match outcome {
             Outcome::Answer(a) => {
@@ -151,6 +151,7 @@ impl Handler {
                 Step::Reply(self.finish(&request, reply, transport, Plugin::Kubernetes, started))
             }
             Outcome::Forward => {
+                let key = CacheKey::from_key(qkey, qtype, dnssec_ok);
                 if self.cache.enabled() {
                     let hit = self.cache.get(&key, started);
                     self.metrics

@@ -9,6 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use std::sync::{Arc, OnceLock};
 
 type Labels<const N: usize> = [(&'static str, &'static str); N];
 
@@ -31,6 +32,10 @@ pub enum Plugin {
 }
 
 impl Plugin {
+    fn index(self) -> usize {
+        self as usize
+    }
+
     fn label(self) -> &'static str {
         match self {
             Plugin::Kubernetes => "kubernetes",
@@ -51,6 +56,10 @@ pub struct Transport {
 }
 
 impl Transport {
+    fn index(self) -> usize {
+        usize::from(self.tcp) * 2 + usize::from(self.ipv6)
+    }
+
     fn proto(self) -> &'static str {
         if self.tcp {
             "tcp"
@@ -86,28 +95,82 @@ impl CacheKind {
     }
 }
 
+/// The query types CoreDNS labels by name; everything else is `other`.
+const NAMED_TYPES: [(RecordType, &str); 18] = [
+    (RecordType::A, "A"),
+    (RecordType::AAAA, "AAAA"),
+    (RecordType::MX, "MX"),
+    (RecordType::SOA, "SOA"),
+    (RecordType::CNAME, "CNAME"),
+    (RecordType::PTR, "PTR"),
+    (RecordType::TXT, "TXT"),
+    (RecordType::NS, "NS"),
+    (RecordType::SRV, "SRV"),
+    (RecordType::DS, "DS"),
+    (RecordType::DNSKEY, "DNSKEY"),
+    (RecordType::RRSIG, "RRSIG"),
+    (RecordType::NSEC, "NSEC"),
+    (RecordType::NSEC3, "NSEC3"),
+    (RecordType::HTTPS, "HTTPS"),
+    (RecordType::IXFR, "IXFR"),
+    (RecordType::AXFR, "AXFR"),
+    (RecordType::ANY, "ANY"),
+];
+const TYPE_SLOTS: usize = NAMED_TYPES.len() + 1;
+
+fn type_index(qtype: RecordType) -> usize {
+    NAMED_TYPES
+        .iter()
+        .position(|(t, _)| *t == qtype)
+        .unwrap_or(NAMED_TYPES.len())
+}
+
 /// CoreDNS's `type` label: common types by name, the rest as `other`.
 pub fn type_label(qtype: RecordType) -> &'static str {
-    match qtype {
-        RecordType::A => "A",
-        RecordType::AAAA => "AAAA",
-        RecordType::MX => "MX",
-        RecordType::SOA => "SOA",
-        RecordType::CNAME => "CNAME",
-        RecordType::PTR => "PTR",
-        RecordType::TXT => "TXT",
-        RecordType::NS => "NS",
-        RecordType::SRV => "SRV",
-        RecordType::DS => "DS",
-        RecordType::DNSKEY => "DNSKEY",
-        RecordType::RRSIG => "RRSIG",
-        RecordType::NSEC => "NSEC",
-        RecordType::NSEC3 => "NSEC3",
-        RecordType::HTTPS => "HTTPS",
-        RecordType::IXFR => "IXFR",
-        RecordType::AXFR => "AXFR",
-        RecordType::ANY => "ANY",
-        _ => "other",
+    NAMED_TYPES
+        .get(type_index(qtype))
+        .map(|(_, l)| *l)
+        .unwrap_or("other")
+}
+
+const RCODES: [ResponseCode; 7] = [
+    ResponseCode::NoError,
+    ResponseCode::FormErr,
+    ResponseCode::ServFail,
+    ResponseCode::NXDomain,
+    ResponseCode::NotImp,
+    ResponseCode::Refused,
+    ResponseCode::BADVERS,
+];
+const RCODE_SLOTS: usize = RCODES.len() + 1;
+const PLUGIN_SLOTS: usize = 4;
+
+fn rcode_index(rcode: ResponseCode) -> usize {
+    RCODES
+        .iter()
+        .position(|r| *r == rcode)
+        .unwrap_or(RCODES.len())
+}
+
+/// Series handles resolved once per label combination, so the per-query path touches no
+/// family map (the label sets are small and fixed).
+struct Hot {
+    requests: [OnceLock<Counter>; 4 * TYPE_SLOTS],
+    request_size: [OnceLock<Histogram>; 2],
+    response_size: [OnceLock<Histogram>; 2],
+    duration: [OnceLock<Histogram>; TYPE_SLOTS],
+    responses: [OnceLock<Counter>; RCODE_SLOTS * PLUGIN_SLOTS],
+}
+
+impl Default for Hot {
+    fn default() -> Self {
+        Hot {
+            requests: [const { OnceLock::new() }; 4 * TYPE_SLOTS],
+            request_size: [const { OnceLock::new() }; 2],
+            response_size: [const { OnceLock::new() }; 2],
+            duration: [const { OnceLock::new() }; TYPE_SLOTS],
+            responses: [const { OnceLock::new() }; RCODE_SLOTS * PLUGIN_SLOTS],
+        }
     }
 }
 
@@ -146,6 +209,7 @@ fn size_histogram() -> Histogram {
 #[derive(Clone)]
 pub struct DnsMetrics {
     server: &'static str,
+    hot: Arc<Hot>,
     requests: Family<Labels<6>, Counter>,
     responses: Family<Labels<5>, Counter>,
     duration: Family<Labels<4>, Histogram, fn() -> Histogram>,
@@ -167,6 +231,7 @@ impl DnsMetrics {
         let server: &'static str = Box::leak(server.to_string().into_boxed_str());
         let m = DnsMetrics {
             server,
+            hot: Arc::default(),
             requests: Family::default(),
             responses: Family::default(),
             duration: Family::new_with_constructor(duration_histogram),
@@ -283,24 +348,33 @@ impl DnsMetrics {
     /// Counts a request (`coredns_dns_requests_total`, size, DO bit).
     pub fn request(&self, transport: Transport, qtype: RecordType, size: usize, dnssec_ok: bool) {
         let server = self.server;
-        self.requests
-            .get_or_create(&[
-                ("server", server),
-                ("zone", ZONE),
-                ("view", VIEW),
-                ("proto", transport.proto()),
-                ("family", transport.family()),
-                ("type", type_label(qtype)),
-            ])
+        let t = type_index(qtype);
+        self.hot.requests[transport.index() * TYPE_SLOTS + t]
+            .get_or_init(|| {
+                self.requests
+                    .get_or_create(&[
+                        ("server", server),
+                        ("zone", ZONE),
+                        ("view", VIEW),
+                        ("proto", transport.proto()),
+                        ("family", transport.family()),
+                        ("type", type_label(qtype)),
+                    ])
+                    .clone()
+            })
             .inc();
         let size = if transport.tcp { 65535 } else { size };
-        self.request_size
-            .get_or_create(&[
-                ("server", server),
-                ("zone", ZONE),
-                ("view", VIEW),
-                ("proto", transport.proto()),
-            ])
+        self.hot.request_size[usize::from(transport.tcp)]
+            .get_or_init(|| {
+                self.request_size
+                    .get_or_create(&[
+                        ("server", server),
+                        ("zone", ZONE),
+                        ("view", VIEW),
+                        ("proto", transport.proto()),
+                    ])
+                    .clone()
+            })
             .observe(size as f64);
         if dnssec_ok {
             self.do_requests
@@ -310,7 +384,6 @@ impl DnsMetrics {
     }
 
     /// Counts a response and its duration.
-    #[allow(clippy::too_many_arguments)]
     pub fn response(
         &self,
         transport: Transport,
@@ -321,30 +394,42 @@ impl DnsMetrics {
         seconds: f64,
     ) {
         let server = self.server;
-        self.responses
-            .get_or_create(&[
-                ("server", server),
-                ("zone", ZONE),
-                ("view", VIEW),
-                ("rcode", rcode_label(rcode)),
-                ("plugin", plugin.label()),
-            ])
+        self.hot.responses[rcode_index(rcode) * PLUGIN_SLOTS + plugin.index()]
+            .get_or_init(|| {
+                self.responses
+                    .get_or_create(&[
+                        ("server", server),
+                        ("zone", ZONE),
+                        ("view", VIEW),
+                        ("rcode", rcode_label(rcode)),
+                        ("plugin", plugin.label()),
+                    ])
+                    .clone()
+            })
             .inc();
-        self.duration
-            .get_or_create(&[
-                ("server", server),
-                ("zone", ZONE),
-                ("view", VIEW),
-                ("type", type_label(qtype)),
-            ])
+        self.hot.duration[type_index(qtype)]
+            .get_or_init(|| {
+                self.duration
+                    .get_or_create(&[
+                        ("server", server),
+                        ("zone", ZONE),
+                        ("view", VIEW),
+                        ("type", type_label(qtype)),
+                    ])
+                    .clone()
+            })
             .observe(seconds);
-        self.response_size
-            .get_or_create(&[
-                ("server", server),
-                ("zone", ZONE),
-                ("view", VIEW),
-                ("proto", transport.proto()),
-            ])
+        self.hot.response_size[usize::from(transport.tcp)]
+            .get_or_init(|| {
+                self.response_size
+                    .get_or_create(&[
+                        ("server", server),
+                        ("zone", ZONE),
+                        ("view", VIEW),
+                        ("proto", transport.proto()),
+                    ])
+                    .clone()
+            })
             .observe(size as f64);
     }
 

@@ -41,6 +41,7 @@ impl State {
 #[derive(Debug)]
 pub struct Store {
     zones: Vec<Name>,
+    zone_keys: Vec<String>,
     ttl: u32,
     state: RwLock<State>,
     services_synced: AtomicBool,
@@ -51,6 +52,7 @@ impl Store {
     /// An empty store serving `zones` with record TTL `ttl`.
     pub fn new(zones: Vec<Name>, ttl: u32) -> Self {
         Store {
+            zone_keys: zones.iter().map(crate::names::key_of).collect(),
             zones,
             ttl,
             state: RwLock::new(State::default()),
@@ -62,6 +64,11 @@ impl Store {
     /// The cluster zones.
     pub fn zones(&self) -> &[Name] {
         &self.zones
+    }
+
+    /// The cluster zones' index keys.
+    pub fn zone_keys(&self) -> &[String] {
+        &self.zone_keys
     }
 
     /// The record TTL.

@@ -84,9 +84,10 @@ pub(crate) fn fixture() -> Store {
 
 pub(crate) fn ask(store: &Store, name: &str, qtype: RecordType) -> Outcome {
     let state = store.read();
-    let ns = state.cluster_ips(&ServiceKey::new("kube-system", "kube-dns"));
+    let ns = || state.cluster_ips(&ServiceKey::new("kube-system", "kube-dns"));
     let auth = Authority {
         zones: store.zones(),
+        zone_keys: store.zone_keys(),
         ttl: store.ttl(),
         index: &state.index,
         serial: state.serial,
