@@ -66,7 +66,7 @@ fn args() -> Args {
 }
 
 fn service(i: usize) -> Value {
-    let headless = i % 10 == 0;
+    let headless = i.is_multiple_of(10);
     json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"namespace": "bench", "name": format!("svc-{i}")},
         "spec": {"clusterIP": if headless { "None".to_string() } else { format!("10.96.{}.{}", 10 + i / 250, i % 250 + 1) },
