@@ -2,8 +2,10 @@
 //! kubelet removes the dead containers and sandboxes its policy no longer keeps (see
 //! [`policy`]); under disk pressure the eviction manager also asks it to remove the dead
 //! containers of pods that are finished for good (upstream's DeleteAllUnusedContainers).
-//! Pods deleted from the API are removed whole by the pod manager.
+//! Pods deleted from the API are removed whole by the pod manager; their log directories
+//! go with the next collection ([`logs`]).
 
+pub mod logs;
 pub mod policy;
 
 use crate::cri::Cri;
@@ -96,5 +98,22 @@ pub async fn run(
                 &msg,
             );
         }
+        collect_logs(&shared).await;
+    }
+}
+
+/// Removes the log directories of pods that are gone ([`logs`]).
+async fn collect_logs(shared: &crate::manager::Shared) {
+    let Ok(all) = crate::runtime::observe::observe_all(&shared.runtime.cri).await else {
+        return;
+    };
+    let in_runtime: std::collections::HashSet<String> = all.into_keys().collect();
+    let state = |uid: &str| pod_state(shared, uid, false);
+    match logs::collect(&shared.runtime.ctx.pod_logs_dir, &state, &in_runtime) {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(dirs = ?removed, "Removed log directories of removed pods")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "Failed to remove pod log directories"),
     }
 }

@@ -77,6 +77,7 @@ pub async fn run(
             mount_error: mount_error.clone(),
             probes: probes.health(),
             deadline_exceeded,
+            pod_is_terminal: deleting && stopped(&result),
         };
         let status = pod_status(&pod, &result.observed, &inputs, Timestamp::now());
         let phase = status.phase.clone().unwrap_or_default();
@@ -109,9 +110,7 @@ pub async fn run(
             }
         }
         if deleting {
-            let stopped = !result.observed.any_running()
-                && result.observed.sandboxes.iter().all(|s| !s.ready);
-            if stopped {
+            if stopped(&result) {
                 cleanup(&shared, &uid, Some(&result)).await;
                 delete_from_api(&shared.client, &pod).await;
                 return;
@@ -132,6 +131,11 @@ pub async fn run(
             _ = tokio::time::sleep(wait) => {},
         }
     }
+}
+
+/// Whether nothing of the pod runs any more: no container, no ready sandbox.
+fn stopped(result: &SyncResult) -> bool {
+    !result.observed.any_running() && result.observed.sandboxes.iter().all(|s| !s.ready)
 }
 
 /// The IP probes and hooks address: the node's for hostNetwork pods, else the sandbox's.

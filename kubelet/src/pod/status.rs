@@ -34,6 +34,9 @@ pub struct StatusInputs {
     /// The pod is past its `activeDeadlineSeconds` ([`super::deadline`]): it is Failed
     /// with reason `DeadlineExceeded` unless it already finished.
     pub deadline_exceeded: bool,
+    /// The pod is being deleted and its containers have stopped (upstream's
+    /// `podIsTerminal`): it ends Succeeded or Failed, whatever its restart policy.
+    pub pod_is_terminal: bool,
 }
 
 fn ts(ns: i64) -> Option<Time> {
@@ -222,6 +225,26 @@ fn initialized(inits_done: bool, phase: &str, statuses: &[ContainerStatus]) -> b
     inits_done || phase == "Succeeded" || any_started
 }
 
+/// The phase of a pod the kubelet has stopped for good, as upstream's `getPhase` with
+/// `podIsTerminal`: every app container ran and none runs → Succeeded when all exited 0,
+/// else Failed. `None` keeps the usual phase (a container never started, one still runs,
+/// or a static pod, which upstream leaves as it is).
+pub fn terminal_phase(pod: &Pod, observed: &ObservedPod) -> Option<&'static str> {
+    let spec = pod.spec.as_ref()?;
+    if crate::static_pods::source::is_static(pod) || spec.containers.is_empty() {
+        return None;
+    }
+    let mut all_ok = true;
+    for c in &spec.containers {
+        let o = observed.latest(&c.name, None)?;
+        if o.state != ContainerState::Exited {
+            return None;
+        }
+        all_ok &= o.exit_code == 0;
+    }
+    Some(if all_ok { "Succeeded" } else { "Failed" })
+}
+
 /// The full status (pure): `now` stamps changed conditions.
 pub fn pod_status(
     pod: &Pod,
@@ -295,6 +318,9 @@ pub fn pod_status(
         }
     }
     let mut phase = phase(pod, observed);
+    if inputs.pod_is_terminal {
+        phase = terminal_phase(pod, observed).unwrap_or(phase);
+    }
     let mut reason_message = None;
     if inputs.deadline_exceeded && !matches!(phase, "Succeeded" | "Failed") {
         phase = "Failed";

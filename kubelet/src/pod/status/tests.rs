@@ -412,3 +412,49 @@ fn conditions_the_kubelet_does_not_own_are_kept() {
     assert_eq!(types.len(), 7, "{types:?}");
     assert!(!owned_by_kubelet("DisruptionTarget"));
 }
+
+#[test]
+fn a_deleted_pod_whose_containers_stopped_ends_succeeded_or_failed() {
+    // restartPolicy Always: exited containers alone leave the pod Running…
+    let p = pod();
+    let exited = |code| ObservedPod {
+        sandboxes: vec![ObservedSandbox {
+            ready: false,
+            ..sandbox()
+        }],
+        containers: vec![
+            c(&p, "init", ContainerState::Exited, 0, 0),
+            c(&p, "app", ContainerState::Exited, code, 0),
+        ],
+    };
+    assert_eq!(
+        pod_status(&p, &exited(137), &inputs(), Timestamp::now())
+            .phase
+            .as_deref(),
+        Some("Running")
+    );
+    // …but once the kubelet stopped it for deletion it is terminal.
+    let mut i = inputs();
+    i.pod_is_terminal = true;
+    let s = pod_status(&p, &exited(137), &i, Timestamp::now());
+    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    assert_eq!(cond(&s, "Ready").status, "False");
+    let s = pod_status(&p, &exited(0), &i, Timestamp::now());
+    assert_eq!(s.phase.as_deref(), Some("Succeeded"));
+    // A container that never started keeps the usual phase.
+    let never = ObservedPod {
+        sandboxes: vec![sandbox()],
+        containers: vec![c(&p, "init", ContainerState::Exited, 0, 0)],
+    };
+    assert_eq!(terminal_phase(&p, &never), None);
+    // Static pods are left as they are, as upstream.
+    let mut st = p.clone();
+    st.metadata.annotations = Some(
+        [(
+            "kubernetes.io/config.source".to_string(),
+            "file".to_string(),
+        )]
+        .into(),
+    );
+    assert_eq!(terminal_phase(&st, &exited(0)), None);
+}
