@@ -109,12 +109,10 @@ pub async fn run(
                 }
             }
         }
-        if deleting {
-            if stopped(&result) {
-                cleanup(&shared, &uid, Some(&result)).await;
-                delete_from_api(&shared.client, &pod).await;
-                return;
-            }
+        if deleting && stopped(&result) {
+            cleanup(&shared, &uid, Some(&result)).await;
+            delete_from_api(&shared.client, &pod).await;
+            return;
         }
         let wait = if mount_error.is_some() {
             Duration::from_secs(2)
