@@ -56,6 +56,8 @@ pub struct Authority<'a> {
     pub zones: &'a [Name],
     /// Their index keys ([`names::key_of`]), in the same order.
     pub zone_keys: &'a [String],
+    /// Their SOA MNAME and RNAME ([`soa_names`]), in the same order.
+    pub soa_names: &'a [(Name, Name)],
     /// Record TTL (also the SOA minimum).
     pub ttl: u32,
     /// The records.
@@ -80,10 +82,13 @@ impl Authority<'_> {
     /// The zone's SOA, as CoreDNS makes it: `ns.dns.<zone> hostmaster.<zone> <serial> 7200
     /// 1800 86400 <ttl>`.
     pub fn soa(&self, zone: &Name) -> Record {
-        let mname = names::child("dns", zone)
-            .and_then(|d| names::child("ns", &d))
-            .unwrap_or_else(|| zone.clone());
-        let rname = names::child("hostmaster", zone).unwrap_or_else(|| zone.clone());
+        let (mname, rname) = self
+            .zones
+            .iter()
+            .position(|z| z == zone)
+            .and_then(|i| self.soa_names.get(i))
+            .cloned()
+            .unwrap_or_else(|| soa_names(zone));
         Record::from_rdata(
             zone.clone(),
             self.ttl,
@@ -110,6 +115,15 @@ impl Authority<'_> {
             .filter(|r| qtype.is_none_or(|t| r.record_type() == t))
             .collect()
     }
+}
+
+/// The SOA MNAME and RNAME of `zone`: `ns.dns.<zone>` and `hostmaster.<zone>`.
+pub fn soa_names(zone: &Name) -> (Name, Name) {
+    let mname = names::child("dns", zone)
+        .and_then(|d| names::child("ns", &d))
+        .unwrap_or_else(|| zone.clone());
+    let rname = names::child("hostmaster", zone).unwrap_or_else(|| zone.clone());
+    (mname, rname)
 }
 
 /// Answers `qtype` for `qname`, or says to forward it.

@@ -134,6 +134,7 @@ impl Handler {
             let auth = Authority {
                 zones: self.store.zones(),
                 zone_keys: self.store.zone_keys(),
+                soa_names: self.store.soa_names(),
                 ttl: self.store.ttl(),
                 index: &state.index,
                 serial: state.serial,

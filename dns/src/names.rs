@@ -8,11 +8,25 @@ use std::net::IpAddr;
 /// (`Web.Default.svc.Cluster.Local.` → `web.default.svc.cluster.local`). DNS names compare
 /// case-insensitively, so every lookup goes through this.
 pub fn key_of(name: &Name) -> String {
-    let mut key = name.to_ascii();
-    if key.ends_with('.') {
-        key.pop();
+    let mut key = String::with_capacity(name.len());
+    for (i, label) in name.iter().enumerate() {
+        if i > 0 {
+            key.push('.');
+        }
+        for &b in label {
+            match b {
+                b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => key.push(char::from(b)),
+                b'A'..=b'Z' => key.push(char::from(b.to_ascii_lowercase())),
+                // Anything else (a '.' inside a label, binary) escaped as \DDD, so distinct
+                // names keep distinct keys.
+                _ => {
+                    let b = b.to_ascii_lowercase();
+                    key.push('\\');
+                    key.push_str(&format!("{b:03}"));
+                }
+            }
+        }
     }
-    key.make_ascii_lowercase();
     key
 }
 
@@ -126,6 +140,8 @@ mod tests {
         let name = fqdn("Web.Default.SVC.cluster.local").unwrap();
         assert_eq!(key_of(&name), "web.default.svc.cluster.local");
         assert_eq!(key_of(&Name::root()), "");
+        let dotted = Name::from_labels(vec![b"a.b".to_vec(), b"C".to_vec()]).unwrap();
+        assert_eq!(key_of(&dotted), "a\\046b.c");
     }
 
     #[test]

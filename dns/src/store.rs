@@ -42,6 +42,7 @@ impl State {
 pub struct Store {
     zones: Vec<Name>,
     zone_keys: Vec<String>,
+    soa_names: Vec<(Name, Name)>,
     ttl: u32,
     state: RwLock<State>,
     services_synced: AtomicBool,
@@ -53,6 +54,7 @@ impl Store {
     pub fn new(zones: Vec<Name>, ttl: u32) -> Self {
         Store {
             zone_keys: zones.iter().map(crate::names::key_of).collect(),
+            soa_names: zones.iter().map(crate::answer::soa_names).collect(),
             zones,
             ttl,
             state: RwLock::new(State::default()),
@@ -69,6 +71,11 @@ impl Store {
     /// The cluster zones' index keys.
     pub fn zone_keys(&self) -> &[String] {
         &self.zone_keys
+    }
+
+    /// The cluster zones' SOA MNAME and RNAME.
+    pub fn soa_names(&self) -> &[(Name, Name)] {
+        &self.soa_names
     }
 
     /// The record TTL.

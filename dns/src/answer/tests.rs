@@ -88,6 +88,7 @@ pub(crate) fn ask(store: &Store, name: &str, qtype: RecordType) -> Outcome {
     let auth = Authority {
         zones: store.zones(),
         zone_keys: store.zone_keys(),
+        soa_names: store.soa_names(),
         ttl: store.ttl(),
         index: &state.index,
         serial: state.serial,
