@@ -2,7 +2,9 @@
 //! past its `activeDeadlineSeconds` is stopped and left `Failed` with reason
 //! `DeadlineExceeded` and upstream's message, with a `DeadlineExceeded` event; a pod whose
 //! init container fails under `restartPolicy: Never` is `Failed` and not `Initialized`;
-//! a condition another component set (`DisruptionTarget`) survives the kubelet's writes.
+//! a condition another component set (`DisruptionTarget`) survives the kubelet's writes;
+//! a deleted pod whose container the kubelet killed ends `Failed` before it leaves the
+//! API, and its `/var/log/pods` directory is removed.
 
 #[macro_use]
 mod common;
@@ -176,5 +178,56 @@ async fn conditions_set_by_others_survive_the_kubelets_status_writes() {
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "False"));
     common::delete_pod_and_wait_gone(&pods, &name, Duration::from_secs(30)).await;
+    kubelet.stop();
+}
+
+#[tokio::test]
+async fn deleted_pod_ends_terminal_and_its_logs_are_removed() {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    let (cluster, containerd) = cluster_and_containerd_or_skip!();
+    let kubelet = KubeletProcess::builder(&cluster, &containerd, "delphase").start();
+    let client = cluster.client();
+    let pods = default_pods(&client).await;
+    let name = format!("del-phase-{}", std::process::id() % 10000);
+    // `sleep` as PID 1 ignores SIGTERM: killed after the grace period (exit 137).
+    let created = create_pod(&pods, common::sleeping_pod(&name, &kubelet.node_name)).await;
+    let uid = created.metadata.uid.clone().unwrap();
+    wait_pod_phase(&pods, &name, "Running", Duration::from_secs(30)).await;
+    let logs_dir = kubelet.dir.join("logs");
+    let pod_logs = logs_dir.join(format!("default_{name}_{uid}"));
+    assert!(pod_logs.is_dir(), "{pod_logs:?}");
+
+    // Every phase the pod shows until it is gone.
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = watcher(pods.clone(), config).boxed();
+    pods.delete(&name, &Default::default()).await.unwrap();
+    let mut phases = Vec::new();
+    let seen = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(e) = events.next().await {
+            match e {
+                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                    phases.extend(p.status.and_then(|s| s.phase));
+                }
+                Ok(watcher::Event::Delete(_)) => return,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(seen.is_ok(), "pod not gone: {phases:?}");
+    assert_eq!(
+        phases.last().map(String::as_str),
+        Some("Failed"),
+        "{phases:?}\n{}",
+        kubelet.log_tail(30)
+    );
+    // The container GC (every minute, first at start) removes the log directory.
+    wait(
+        "pod log directory removed",
+        Duration::from_secs(90),
+        || async { (!pod_logs.exists()).then_some(()) },
+    )
+    .await;
     kubelet.stop();
 }
