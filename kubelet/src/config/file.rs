@@ -209,9 +209,9 @@ pub struct KubeletConfiguration {
     /// `cpuCFSQuotaPeriod`: Accepted for compatibility; not implemented.
     #[serde(rename = "cpuCFSQuotaPeriod")]
     pub cpu_cfs_quota_period: Option<serde_yaml::Value>,
-    /// `nodeStatusMaxImages`: Accepted for compatibility; not implemented.
+    /// `nodeStatusMaxImages`: Images reported in the node's status (50; -1: all).
     #[serde(rename = "nodeStatusMaxImages")]
-    pub node_status_max_images: Option<serde_yaml::Value>,
+    pub node_status_max_images: Option<i32>,
     /// `maxOpenFiles`: Accepted for compatibility; not implemented.
     #[serde(rename = "maxOpenFiles")]
     pub max_open_files: Option<serde_yaml::Value>,
@@ -495,9 +495,6 @@ pub fn unimplemented_fields_set(c: &KubeletConfiguration) -> Vec<&'static str> {
     }
     if c.cpu_cfs_quota_period.is_some() {
         set.push("cpuCFSQuotaPeriod");
-    }
-    if c.node_status_max_images.is_some() {
-        set.push("nodeStatusMaxImages");
     }
     if c.max_open_files.is_some() {
         set.push("maxOpenFiles");

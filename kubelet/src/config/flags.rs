@@ -49,6 +49,7 @@ pub fn command() -> Command {
         .arg(value("cluster-dns", "Comma-separated list of DNS server IP addresses."))
         .arg(value("cluster-domain", "Domain for this cluster."))
         .arg(value("max-pods", "Number of Pods that can run on this Kubelet.").value_parser(clap::value_parser!(i32)))
+        .arg(value("node-status-max-images", "The maximum number of images to report in Node.Status.Images (-1: no cap).").value_parser(clap::value_parser!(i32)))
         .arg(value("pod-cidr", "The CIDR to use for pod IP addresses (standalone mode)."))
         .arg(value("healthz-port", "The port of the localhost healthz endpoint (0 disables).").value_parser(clap::value_parser!(u16)))
         .arg(value("healthz-bind-address", "The IP address for the healthz server to serve on."))

@@ -67,6 +67,8 @@ pub struct Options {
     pub node_status_update_frequency: Duration,
     /// `nodeStatusReportFrequency`.
     pub node_status_report_frequency: Duration,
+    /// `nodeStatusMaxImages` (-1: no limit).
+    pub node_status_max_images: i32,
     /// `nodeLeaseDurationSeconds`.
     pub node_lease_duration_seconds: i32,
     /// `kubeAPIQPS` / `kubeAPIBurst`.
@@ -309,6 +311,9 @@ impl Options {
                 .unwrap_or_else(|| "/etc/resolv.conf".into())
                 .into(),
             max_pods: flag_i32("max-pods").or(f.max_pods).unwrap_or(110),
+            node_status_max_images: flag_i32("node-status-max-images")
+                .or(f.node_status_max_images)
+                .unwrap_or(crate::node::images::DEFAULT_MAX_IMAGES),
             pod_cidr: flag("pod-cidr")
                 .or(f.pod_cidr.clone())
                 .filter(|c| !c.is_empty()),

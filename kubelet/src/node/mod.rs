@@ -2,6 +2,7 @@
 //! loops that register and keep them fresh.
 
 pub mod host;
+pub mod images;
 pub mod lease;
 pub mod status;
 pub mod sync;

@@ -273,7 +273,6 @@ pub fn node_status_changed(old: &NodeStatus, new: &NodeStatus) -> bool {
             c.last_heartbeat_time = None;
             c.last_transition_time = None;
         }
-        s.images = None;
         s.volumes_in_use = None;
         s.volumes_attached = None;
         s.config = None;

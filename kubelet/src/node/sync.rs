@@ -141,6 +141,26 @@ impl NodeSync {
         .context("update node status")
     }
 
+    /// The runtime's images as the status reports them (`None` when CRI cannot list them).
+    async fn images(&self) -> Option<Vec<k8s_openapi::api::core::v1::ContainerImage>> {
+        let list = self
+            .cri
+            .images
+            .clone()
+            .list_images(k8s_cri::v1::ListImagesRequest { filter: None })
+            .await;
+        match list {
+            Ok(r) => Some(super::images::status_images(
+                r.into_inner().images,
+                self.opts.node_status_max_images,
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e.message(), "Error getting image list");
+                None
+            }
+        }
+    }
+
     /// Runs the status and lease loops until `stop`.
     pub async fn run(self, mut node: Node, stop: CancellationToken) {
         let lease_every = lease::renew_interval(self.opts.node_lease_duration_seconds);
@@ -162,7 +182,8 @@ impl NodeSync {
                         health.pressure = p.borrow().clone();
                     }
                     let now = Timestamp::now();
-                    let status = node_status(&self.opts, &self.facts(), &health, Some(&last_status), &now, (&self.reserved.0, &self.reserved.1));
+                    let mut status = node_status(&self.opts, &self.facts(), &health, Some(&last_status), &now, (&self.reserved.0, &self.reserved.1));
+                    status.images = self.images().await.or_else(|| last_status.images.clone());
                     let due = last_report.elapsed() >= self.opts.node_status_report_frequency;
                     if due || node_status_changed(&last_status, &status) {
                         match self.post_status(&status).await {

@@ -77,6 +77,7 @@ pub fn kubelet_configuration(opts: &Options) -> Value {
     set("cgroupsPerQOS", json!(opts.cgroups_per_qos));
     set("cgroupDriver", json!("cgroupfs"));
     set("maxPods", json!(opts.max_pods));
+    set("nodeStatusMaxImages", json!(opts.node_status_max_images));
     if let Some(cidr) = &opts.pod_cidr {
         set("podCIDR", json!(cidr));
     }
