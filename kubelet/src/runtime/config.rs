@@ -228,7 +228,7 @@ pub fn sandbox_config(ctx: &NodeContext, pod: &Pod, attempt: u32) -> cri::PodSan
                 namespace_options: Some(namespace_options),
                 run_as_user: psc.run_as_user.map(|value| cri::Int64Value { value }),
                 run_as_group: psc.run_as_group.map(|value| cri::Int64Value { value }),
-                supplemental_groups: psc.supplemental_groups.clone().unwrap_or_default(),
+                supplemental_groups: supplemental_groups(&psc),
                 privileged: spec.containers.iter().any(|c| {
                     c.security_context
                         .as_ref()
@@ -387,7 +387,7 @@ pub fn container_config(
             .map(|value| cri::Int64Value { value }),
         readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
         no_new_privs: sc.allow_privilege_escalation == Some(false),
-        supplemental_groups: psc.supplemental_groups.unwrap_or_default(),
+        supplemental_groups: supplemental_groups(&psc),
         capabilities: sc.capabilities.as_ref().map(|caps| cri::Capability {
             add_capabilities: caps.add.clone().unwrap_or_default(),
             drop_capabilities: caps.drop.clone().unwrap_or_default(),
@@ -438,6 +438,14 @@ pub fn container_config(
         }),
         ..Default::default()
     }
+}
+
+/// The pod's supplemental groups plus its fsGroup, as upstream's effective security
+/// context: a non-root container can use the volumes group-owned by the fsGroup.
+fn supplemental_groups(psc: &k8s_openapi::api::core::v1::PodSecurityContext) -> Vec<i64> {
+    let mut groups = psc.supplemental_groups.clone().unwrap_or_default();
+    groups.extend(psc.fs_group.filter(|g| !groups.contains(g)));
+    groups
 }
 
 /// Whether the QoS class puts the pod directly under `kubepods`.

@@ -5,6 +5,7 @@
 //! [`subpath`].
 
 pub mod atomic;
+pub mod ownership;
 pub mod source;
 pub mod subpath;
 
@@ -179,8 +180,19 @@ async fn setup_one(
                 .and_then(|q| crate::pod::quantity::bytes(&q.0).ok());
             mount_tmpfs(&dir, size)?;
         }
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        let fs_group = ownership::fs_group(pod);
+        let mode = if fs_group.is_some() {
+            ownership::owned_mode(0o777, true, false)
+        } else {
+            0o777
+        };
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode))
             .map_err(e)?;
+        if let Some((gid, _)) = fs_group {
+            // Walked once (the root then matches): afterwards the setgid root makes what
+            // containers create inherit the group.
+            ownership::set_volume_ownership(&dir, gid, false, true).map_err(e)?;
+        }
         return Ok(dir);
     }
     if let Some(hp) = &v.host_path {
@@ -188,7 +200,7 @@ async fn setup_one(
         check_host_path(&path, hp.type_.as_deref().unwrap_or(""))?;
         return Ok(path);
     }
-    let (plugin, payload, tmpfs) = if let Some(cm) = &v.config_map {
+    let (plugin, mut payload, tmpfs) = if let Some(cm) = &v.config_map {
         let optional = cm.optional.unwrap_or(false);
         let data = match source
             .config_map(ns, &cm.name)
@@ -297,7 +309,17 @@ async fn setup_one(
     if tmpfs {
         mount_tmpfs(&dir, None)?;
     }
+    let fs_group = ownership::fs_group(pod);
+    if fs_group.is_some() {
+        // The group bits are part of the payload, so an unchanged payload is not rewritten.
+        for f in payload.values_mut() {
+            f.mode = ownership::owned_mode(f.mode, false, true);
+        }
+    }
     atomic::write(&dir, &payload).map_err(e)?;
+    if let Some((gid, _)) = fs_group {
+        ownership::set_volume_ownership(&dir, gid, true, false).map_err(e)?;
+    }
     Ok(dir)
 }
 

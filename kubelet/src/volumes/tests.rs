@@ -113,3 +113,43 @@ async fn downward_resource_fields_default_to_allocatable_and_honour_divisors() {
     assert_eq!(read("proj", "cpu_limit"), "1500");
     teardown_pod_dir(dir.path()).unwrap();
 }
+
+#[tokio::test]
+async fn fs_group_owns_projected_and_empty_dir_volumes() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let p: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+        "spec": {
+            "securityContext": {"fsGroup": 3456},
+            "containers": [{"name": "c", "image": "busybox"}],
+            "volumes": [
+                {"name": "cache", "emptyDir": {}},
+                {"name": "cfg", "configMap": {"name": "cm", "defaultMode": 0o400}}
+            ]
+        }
+    }))
+    .unwrap();
+    let mut src = StaticVolumeSource::default();
+    src.config_maps.insert(
+        "ns/cm".into(),
+        BTreeMap::from([("k".to_string(), b"v".to_vec())]),
+    );
+    let paths = setup(&p, dir.path(), &src, &Default::default())
+        .await
+        .unwrap();
+    let cache = std::fs::metadata(&paths["cache"]).unwrap();
+    assert_eq!((cache.gid(), cache.mode() & 0o7777), (3456, 0o2777));
+    let file = std::fs::metadata(paths["cfg"].join("k")).unwrap();
+    assert_eq!((file.gid(), file.mode() & 0o7777), (3456, 0o440));
+    // An unchanged payload is not rewritten on the next sync.
+    let data = std::fs::read_link(paths["cfg"].join("..data")).unwrap();
+    setup(&p, dir.path(), &src, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_link(paths["cfg"].join("..data")).unwrap(),
+        data
+    );
+    teardown_pod_dir(dir.path()).unwrap();
+}

@@ -105,3 +105,31 @@ fn container_config_carries_resources_mounts_and_readoption_labels() {
     assert_eq!(r.memory_limit_in_bytes, 64 << 20);
     assert!(r.oom_score_adj > 2 && r.oom_score_adj < 1000);
 }
+
+#[test]
+fn fs_group_joins_the_supplemental_groups() {
+    let p = pod(serde_json::json!({"securityContext": {
+        "runAsUser": 1000, "supplementalGroups": [10, 2000], "fsGroup": 2000}}));
+    let c = &p.spec.as_ref().unwrap().containers[0];
+    let inputs = ContainerInputs {
+        mount_sources: vec![PathBuf::from("/x")],
+        ..Default::default()
+    };
+    let cfg = container_config(&ctx(), &p, c, 0, &inputs);
+    let sc = cfg.linux.unwrap().security_context.unwrap();
+    assert_eq!(sc.supplemental_groups, vec![10, 2000]);
+    let p = pod(serde_json::json!({"securityContext": {"fsGroup": 3000}}));
+    let sb = sandbox_config(&ctx(), &p, 0);
+    let sc = sb.linux.unwrap().security_context.unwrap();
+    assert_eq!(sc.supplemental_groups, vec![3000]);
+    let c = &p.spec.as_ref().unwrap().containers[0];
+    let cfg = container_config(&ctx(), &p, c, 0, &inputs);
+    assert_eq!(
+        cfg.linux
+            .unwrap()
+            .security_context
+            .unwrap()
+            .supplemental_groups,
+        vec![3000]
+    );
+}
