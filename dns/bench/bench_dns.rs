@@ -257,10 +257,18 @@ fn micro(n: usize) {
     let slices: Vec<_> = (0..n)
         .filter_map(|i| dns::model::slice_info(&serde_json::from_value(slice(i)).unwrap()))
         .collect();
+    let before = rss(std::process::id()).0;
     let t = Instant::now();
     store.replace_services(services);
     store.replace_slices(slices);
+    store.mark_services_synced();
+    store.mark_slices_synced();
     let build = t.elapsed();
+    println!(
+        "micro: {n} Services: RSS {before} before the index, {} after; {} names with records",
+        rss(std::process::id()).0,
+        store.read().index.names_with_records()
+    );
     let t = Instant::now();
     let svc =
         dns::model::service_info(&serde_json::from_value(service(n / 2 + 1)).unwrap()).unwrap();

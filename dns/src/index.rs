@@ -34,8 +34,8 @@ impl Node {
 /// Owner name → records, maintained incrementally per Service.
 #[derive(Debug, Default)]
 pub struct Index {
-    nodes: HashMap<String, Node>,
-    owned: HashMap<Arc<ServiceKey>, HashSet<String>>,
+    nodes: HashMap<Arc<str>, Node>,
+    owned: HashMap<Arc<ServiceKey>, Vec<Arc<str>>>,
 }
 
 impl Index {
@@ -56,17 +56,31 @@ impl Index {
             return;
         }
         let owner = Arc::new(owner.clone());
-        let mut keys = HashSet::new();
+        let mut keys: Vec<Arc<str>> = Vec::new();
+        let mut seen = HashSet::new();
         for record in records {
             let key = names::key_of(&record.name);
+            let key: Arc<str> = match self.nodes.get_key_value(key.as_str()) {
+                Some((existing, _)) => existing.clone(),
+                None => Arc::from(key),
+            };
             let node = self.nodes.entry(key.clone()).or_default();
             let first = node.records.is_empty();
             node.records.push((owner.clone(), record));
             if first {
                 self.adjust_ancestors(&key, 1);
             }
-            keys.insert(key);
+            if seen.insert(key.clone()) {
+                keys.push(key);
+            }
         }
+        // Records are large (~270 bytes): keep each name's vector exactly sized.
+        for key in &keys {
+            if let Some(node) = self.nodes.get_mut(key) {
+                node.records.shrink_to_fit();
+            }
+        }
+        keys.shrink_to_fit();
         self.owned.insert(owner, keys);
     }
 
@@ -76,13 +90,13 @@ impl Index {
             return;
         };
         for key in keys {
-            let Some(node) = self.nodes.get_mut(&key) else {
+            let Some(node) = self.nodes.get_mut(&*key) else {
                 continue;
             };
             node.records.retain(|(o, _)| **o != *owner);
             if node.records.is_empty() {
                 if node.descendants == 0 {
-                    self.nodes.remove(&key);
+                    self.nodes.remove(&*key);
                 }
                 self.adjust_ancestors(&key, -1);
             }
@@ -91,7 +105,10 @@ impl Index {
 
     fn adjust_ancestors(&mut self, key: &str, delta: i32) {
         for ancestor in names::ancestors(key) {
-            let node = self.nodes.entry(ancestor.to_string()).or_default();
+            let node = match self.nodes.get_mut(ancestor) {
+                Some(node) => node,
+                None => self.nodes.entry(Arc::from(ancestor)).or_default(),
+            };
             node.descendants = node.descendants.saturating_add_signed(delta);
             if node.descendants == 0 && node.records.is_empty() {
                 self.nodes.remove(ancestor);

@@ -5,7 +5,7 @@ use crate::index::Index;
 use crate::model::{ServiceInfo, ServiceKey, SliceInfo};
 use crate::records;
 use hickory_proto::rr::Name;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -14,7 +14,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 #[derive(Debug, Default)]
 pub struct State {
     services: HashMap<ServiceKey, ServiceInfo>,
-    slices: HashMap<ServiceKey, BTreeMap<String, SliceInfo>>,
+    slices: HashMap<ServiceKey, Vec<SliceInfo>>,
     slice_owner: HashMap<(String, String), ServiceKey>,
     /// Records by name.
     pub index: Index,
@@ -118,11 +118,11 @@ impl Store {
                 self.refresh(&mut state, &previous);
             }
         }
-        state
-            .slices
-            .entry(service.clone())
-            .or_default()
-            .insert(id.1, slice);
+        let slices = state.slices.entry(service.clone()).or_default();
+        match slices.iter_mut().find(|s| s.name == slice.name) {
+            Some(existing) => *existing = slice,
+            None => slices.push(slice),
+        }
         self.refresh(&mut state, &service);
     }
 
@@ -140,7 +140,7 @@ impl Store {
 
     fn drop_slice(state: &mut State, service: &ServiceKey, name: &str) {
         if let Some(slices) = state.slices.get_mut(service) {
-            slices.remove(name);
+            slices.retain(|s| s.name != name);
             if slices.is_empty() {
                 state.slices.remove(service);
             }
@@ -153,11 +153,7 @@ impl Store {
         let mut touched: Vec<ServiceKey> = state.services.keys().cloned().collect();
         state.services = services.into_iter().map(|s| (s.key.clone(), s)).collect();
         touched.extend(state.services.keys().cloned());
-        touched.sort();
-        touched.dedup();
-        for key in touched {
-            self.refresh(&mut state, &key);
-        }
+        self.refresh_all(&mut state, touched);
     }
 
     /// Replaces every EndpointSlice (a watch's initial or re-list).
@@ -174,13 +170,38 @@ impl Store {
                 .slices
                 .entry(slice.service.clone())
                 .or_default()
-                .insert(id.1, slice);
+                .push(slice);
+        }
+        self.refresh_all(&mut state, touched);
+    }
+
+    /// Recomputes the Services in `touched` — unless the first full sync is still pending:
+    /// then everything is built once when it completes ([`Self::finish_initial_sync`]).
+    fn refresh_all(&self, state: &mut State, mut touched: Vec<ServiceKey>) {
+        if !self.is_synced() {
+            return;
         }
         touched.sort();
         touched.dedup();
         for key in touched {
+            self.refresh(state, &key);
+        }
+    }
+
+    /// Builds the whole index once both first lists are in, and hands the memory the
+    /// lists needed back to the system.
+    fn finish_initial_sync(&self) {
+        let mut state = self.write();
+        state.index = Index::default();
+        let mut keys: Vec<ServiceKey> = state.services.keys().cloned().collect();
+        keys.extend(state.slices.keys().cloned());
+        keys.sort();
+        keys.dedup();
+        for key in keys {
             self.refresh(&mut state, &key);
         }
+        drop(state);
+        release_free_memory();
     }
 
     /// Recomputes the records of Service `key` in every zone.
@@ -191,7 +212,7 @@ impl Store {
                 let slices: Vec<&SliceInfo> = state
                     .slices
                     .get(key)
-                    .map(|s| s.values().collect())
+                    .map(|s| s.iter().collect())
                     .unwrap_or_default();
                 self.zones
                     .iter()
@@ -208,17 +229,31 @@ impl Store {
 
     /// Records that the Service watch has listed everything once.
     pub fn mark_services_synced(&self) {
-        self.services_synced.store(true, Ordering::Release);
+        if !self.services_synced.swap(true, Ordering::AcqRel) && self.is_synced() {
+            self.finish_initial_sync();
+        }
     }
 
     /// Records that the EndpointSlice watch has listed everything once.
     pub fn mark_slices_synced(&self) {
-        self.slices_synced.store(true, Ordering::Release);
+        if !self.slices_synced.swap(true, Ordering::AcqRel) && self.is_synced() {
+            self.finish_initial_sync();
+        }
     }
 
     /// Whether both watches have synced (`/ready`).
     pub fn is_synced(&self) -> bool {
         self.services_synced.load(Ordering::Acquire) && self.slices_synced.load(Ordering::Acquire)
+    }
+}
+
+/// Returns freed heap pages to the system (glibc keeps them otherwise, and the first
+/// full list of a big cluster frees a lot).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
