@@ -1,6 +1,6 @@
 //! A new namespace gets its `default` ServiceAccount and `kube-root-ca.crt`, so a pod is
 //! admitted; deleting the namespace removes its content (core, apps, a CRD's objects) and
-//! the namespace itself.
+//! the namespace itself, pods first (OrderedNamespaceDeletion).
 
 #[path = "lifecycle_support.rs"]
 mod support;
@@ -249,6 +249,94 @@ async fn deleted_namespace_is_emptied_and_finalized() {
         Duration::from_secs(60),
         &mut kcm,
         || async { Ok(namespaces.get_opt("doomed").await?.is_none().then_some(())) },
+    )
+    .await;
+    kcm.terminate(Duration::from_secs(10)).unwrap();
+}
+
+/// OrderedNamespaceDeletion (conformance: "namespace deletion should delete pod first"): a
+/// pod held by a finalizer keeps the namespace's other content (a ConfigMap) in place, with
+/// the deletion conditions reported, until the pod goes; then the rest goes and the
+/// namespace with it.
+#[tokio::test]
+async fn pods_are_deleted_before_other_content() {
+    let cluster = e2e::cluster_or_skip!();
+    let client = cluster.client();
+    let mut kcm = support::start_kcm(&cluster, "serviceaccount,namespace", &[]);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(&PostParams::default(), &namespace("ordered"))
+        .await
+        .unwrap();
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "ordered");
+    support::eventually(
+        "default ServiceAccount in ordered",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async { Ok(sas.get_opt("default").await?) },
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "ordered");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "held", "finalizers": ["e2e.example.com/finalizer"]},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "ordered");
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "keep-until-pods-go"}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+
+    namespaces
+        .delete("ordered", &DeleteParams::default())
+        .await
+        .unwrap();
+    let conditions = support::eventually(
+        "the namespace's deletion conditions",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async {
+            let ns = namespaces.get("ordered").await?;
+            Ok(ns.status.and_then(|s| s.conditions).filter(|c| {
+                c.iter()
+                    .any(|c| c.type_ == "NamespaceDeletionContentFailure")
+            }))
+        },
+    )
+    .await;
+    let remaining = conditions
+        .iter()
+        .find(|c| c.type_ == "NamespaceContentRemaining")
+        .expect("NamespaceContentRemaining");
+    assert_eq!(remaining.status, "True");
+    assert!(
+        remaining
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("pods has 1"),
+        "{remaining:?}"
+    );
+    // Several passes later the ConfigMap is still there: nothing but pods goes while a pod is.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        cms.get_opt("keep-until-pods-go").await.unwrap().is_some(),
+        "a ConfigMap was deleted while a pod remained"
+    );
+
+    pods.patch(
+        "held",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    support::eventually(
+        "namespace ordered gone once its pod went",
+        Duration::from_secs(60),
+        &mut kcm,
+        || async { Ok(namespaces.get_opt("ordered").await?.is_none().then_some(())) },
     )
     .await;
     kcm.terminate(Duration::from_secs(10)).unwrap();

@@ -290,7 +290,18 @@ async fn sync(client: &kube::Client, name: &str) -> anyhow::Result<Option<Durati
     }
 }
 
-/// Deletes every namespaced resource of `namespace`, then lists what is left.
+/// Splits the namespace's deletable resources as upstream's OrderedNamespaceDeletion
+/// (KEP-5080, on by default since 1.34) deletes them: the core group's pods first, then, once
+/// no pod is left, everything else (so a pod never outlives the Secrets, ConfigMaps or
+/// ServiceAccounts it uses).
+pub fn deletion_order(deletable: Vec<Served>) -> (Vec<Served>, Vec<Served>) {
+    deletable
+        .into_iter()
+        .partition(|s| s.resource.group.is_empty() && s.resource.plural == "pods")
+}
+
+/// Deletes the namespace's pods, then (once none is left) every other namespaced resource,
+/// and lists what is left.
 async fn delete_content(client: &kube::Client, namespace: &str) -> Progress {
     let mut progress = Progress::default();
     let served = match discovery::served(client).await {
@@ -300,13 +311,29 @@ async fn delete_content(client: &kube::Client, namespace: &str) -> Progress {
             return progress;
         }
     };
+    let (pods, rest) = deletion_order(discovery::deletable_namespaced(&served));
+    delete_resources(client, namespace, &pods, &mut progress).await;
+    if progress.remaining.is_empty() && progress.deletion_errors.is_empty() {
+        delete_resources(client, namespace, &rest, &mut progress).await;
+    }
+    progress
+}
+
+/// Deletes every object of `resources` in `namespace` (background propagation), recording
+/// failures, what remains and the finalizers holding it in `progress`.
+async fn delete_resources(
+    client: &kube::Client,
+    namespace: &str,
+    resources: &[Served],
+    progress: &mut Progress,
+) {
     let background = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
         ..Default::default()
     };
-    for s in discovery::deletable_namespaced(&served) {
+    for s in resources {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &s.resource);
-        if let Err(e) = delete_all(&api, &s, &background).await {
+        if let Err(e) = delete_all(&api, s, &background).await {
             progress
                 .deletion_errors
                 .push(format!("{}: {e}", s.group_resource()));
@@ -333,7 +360,6 @@ async fn delete_content(client: &kube::Client, namespace: &str) -> Progress {
                 .push(format!("{}: {e}", s.group_resource())),
         }
     }
-    progress
 }
 
 async fn delete_all(
@@ -430,5 +456,43 @@ mod tests {
         let out = without_finalizer(&ns).unwrap();
         assert_eq!(out.spec.unwrap().finalizers.unwrap(), vec!["example.com/x"]);
         assert!(without_finalizer(&Namespace::default()).is_none());
+    }
+
+    fn served(group: &str, plural: &str) -> Served {
+        use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+        Served {
+            resource: ApiResource {
+                group: group.into(),
+                version: "v1".into(),
+                api_version: if group.is_empty() {
+                    "v1".into()
+                } else {
+                    format!("{group}/v1")
+                },
+                kind: plural.into(),
+                plural: plural.into(),
+            },
+            caps: ApiCapabilities {
+                scope: Scope::Namespaced,
+                subresources: vec![],
+                operations: vec!["list".into(), "delete".into()],
+            },
+        }
+    }
+
+    #[test]
+    fn core_pods_go_before_everything_else() {
+        let (first, rest) = deletion_order(vec![
+            served("", "configmaps"),
+            served("metrics.example.com", "pods"),
+            served("", "pods"),
+            served("apps", "deployments"),
+        ]);
+        let names = |v: &[Served]| v.iter().map(Served::group_resource).collect::<Vec<_>>();
+        assert_eq!(names(&first), ["pods"]);
+        assert_eq!(
+            names(&rest),
+            ["configmaps", "pods.metrics.example.com", "deployments.apps"]
+        );
     }
 }
