@@ -83,8 +83,8 @@ def main(paths):
         print(f"pass rate: {100.0 * totals['passed'] / ran:.1f}% of {ran} specs that ran")
     if failures:
         print("\nfailed:")
-        for sig, name, line in failures:
-            print(f"- [{sig}] {name}\n    {line}")
+        for _, name, line in failures:
+            print(f"- {name}\n    {line}")
     print(f"\nconformance: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
     return 1 if failures else 0
 
