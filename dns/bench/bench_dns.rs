@@ -165,11 +165,21 @@ fn wait_ready(http: SocketAddr, child: &mut Child) -> Duration {
 
 struct Run {
     qps: f64,
+    /// Queries answered per second of server CPU time (user + system).
+    per_cpu_second: f64,
     lost: String,
     latencies: Vec<f64>,
 }
 
-fn dnsperf(a: &Args, server: SocketAddr, file: &Path, extra: &[&str], verbose: bool) -> Run {
+fn dnsperf(
+    a: &Args,
+    server: SocketAddr,
+    pid: u32,
+    file: &Path,
+    extra: &[&str],
+    verbose: bool,
+) -> Run {
+    let cpu_before = component_base::metrics::cpu_seconds(pid).unwrap_or(0.0);
     let mut cmd = Command::new("taskset");
     cmd.args(["-c", &a.client_cpu, "dnsperf", "-s", "127.0.0.1", "-p"])
         .arg(server.port().to_string())
@@ -187,7 +197,14 @@ fn dnsperf(a: &Args, server: SocketAddr, file: &Path, extra: &[&str], verbose: b
             .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
             .unwrap_or_default()
     };
-    let qps = field("Queries per second:").parse().unwrap_or(0.0);
+    let cpu = component_base::metrics::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
+    let qps: f64 = field("Queries per second:").parse().unwrap_or(0.0);
+    let completed: f64 = field("Queries completed:")
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    let per_cpu_second = if cpu > 0.0 { completed / cpu } else { 0.0 };
     let lost = field("Queries lost:");
     let mut latencies: Vec<f64> = text
         .lines()
@@ -197,6 +214,7 @@ fn dnsperf(a: &Args, server: SocketAddr, file: &Path, extra: &[&str], verbose: b
     latencies.sort_by(|x, y| x.total_cmp(y));
     Run {
         qps,
+        per_cpu_second,
         lost,
         latencies,
     }
@@ -377,19 +395,30 @@ async fn main() {
         let (mut child, dns, http) = start_server(&a, &source_args, dir.path());
         let ready = wait_ready(http, &mut child);
         println!("\n## {n} Services (ready after {ready:.1?})\n");
-        println!("| queries | offered | qps | lost | p50 ms | p90 ms | p99 ms | p99.9 ms |");
-        println!("|---|---|---|---|---|---|---|---|");
+        println!(
+            "| queries | offered | qps | qps per server CPU-second | lost | p50 ms | p90 ms | p99 ms | p99.9 ms |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
+        let pid = child.id();
         for (what, file) in [("cluster names", &cluster_q), ("NXDOMAIN", &nx_q)] {
-            let max = dnsperf(&a, dns, file, &["-q", "200"], false);
+            let max = dnsperf(&a, dns, pid, file, &["-q", "200"], false);
             println!(
-                "| {what} | saturation | {:.0} | {} | | | | |",
-                max.qps, max.lost
+                "| {what} | saturation | {:.0} | {:.0} | {} | | | | |",
+                max.qps, max.per_cpu_second, max.lost
             );
             for &load in &a.loads {
-                let run = dnsperf(&a, dns, file, &["-Q", &load.to_string(), "-q", "200"], true);
+                let run = dnsperf(
+                    &a,
+                    dns,
+                    pid,
+                    file,
+                    &["-Q", &load.to_string(), "-q", "200"],
+                    true,
+                );
                 println!(
-                    "| {what} | {load}/s | {:.0} | {} | {} | {} | {} | {} |",
+                    "| {what} | {load}/s | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
                     run.qps,
+                    run.per_cpu_second,
                     run.lost,
                     pct(&run.latencies, 0.50),
                     pct(&run.latencies, 0.90),
