@@ -430,3 +430,100 @@ async fn jobs_complete_or_fail_as_specified() {
         "the replacement of index 1 carries its failure count"
     );
 }
+
+/// Upstream's claim rule for Jobs (conformance: "should adopt matching orphans and release
+/// non-matching pods"): a pod orphaned from its Job is adopted back (controller reference and
+/// tracking finalizer restored) and one relabelled out of the selector is released.
+#[tokio::test]
+async fn job_adopts_matching_orphans_and_releases_non_matching_pods() {
+    let cluster = e2e::cluster_or_skip!();
+    use_binary_built_for_this_test();
+    let mut kcm = start_kcm(&cluster, "job");
+    let client = cluster.client();
+    eventually(
+        "default ServiceAccount",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async {
+            Ok(Api::<ServiceAccount>::namespaced(client.clone(), NS)
+                .get_opt("default")
+                .await?
+                .map(|_| ()))
+        },
+    )
+    .await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    let created = jobs
+        .create(&PostParams::default(), &job("adopt-release", json!({})))
+        .await
+        .unwrap();
+    let job_uid = created.metadata.uid.clone().unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let lp = ListParams::default().labels(&format!("{JOB_NAME}=adopt-release"));
+    let first = eventually(
+        "the Job's 2 pods",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async {
+            let items = pods.list(&lp).await?.items;
+            Ok((items.len() == 2).then(|| items[0].name_any()))
+        },
+    )
+    .await;
+    let controller_uid = |p: &Pod| {
+        p.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|r| r.controller == Some(true))
+            .map(|r| r.uid.clone())
+    };
+    let tracked = |p: &Pod| p.finalizers().iter().any(|f| f == TRACKING);
+
+    // Orphaned (its references and finalizers removed): adopted again.
+    pods.patch(
+        &first,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"ownerReferences": null, "finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    let adopted = eventually(
+        "the orphan adopted",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async {
+            let p = pods.get(&first).await?;
+            Ok((controller_uid(&p).as_deref() == Some(job_uid.as_str())).then_some(p))
+        },
+    )
+    .await;
+    assert!(
+        tracked(&adopted),
+        "adoption puts the tracking finalizer back"
+    );
+
+    // Relabelled out of the selector: released, and no longer tracked.
+    pods.patch(
+        &first,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"labels": {"batch.kubernetes.io/controller-uid": null, "controller-uid": null}}})),
+    )
+    .await
+    .unwrap();
+    let released = eventually(
+        "the pod released",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async {
+            let p = pods.get(&first).await?;
+            Ok(controller_uid(&p).is_none().then_some(p))
+        },
+    )
+    .await;
+    assert!(
+        !tracked(&released),
+        "release removes the tracking finalizer"
+    );
+    kcm.terminate(Duration::from_secs(10)).unwrap();
+}

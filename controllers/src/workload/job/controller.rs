@@ -23,11 +23,13 @@ use kube::{Api, ResourceExt};
 use super::backoff;
 use super::indexes::{self, COMPLETION_INDEX};
 use super::plan::{self, DeleteMode, NewPod, Observed, TRACKING_FINALIZER};
+use crate::lifecycle::errors;
 use crate::lifecycle::queue::WorkQueue;
 use crate::workload::expectations::{Expectations, UidExpectations};
 use crate::workload::informer::{queue_key, split_key, Change, Informer};
 use crate::workload::owner::{self, Claim, Claimant};
 use crate::workload::pod_control::{pod_from_template, PodControl};
+use crate::workload::selector;
 
 /// Upstream's controller and service-account name.
 pub const NAME: &str = "job-controller";
@@ -151,6 +153,13 @@ impl JobController {
             if plan::has_finalizer(p) && !final_delete {
                 self.queue.add(format!("{ORPHAN_PREFIX}{}", queue_key(p)));
             }
+            // An orphan: every Job whose selector matches may adopt it (upstream's
+            // getPodJobs); no creation is observed, since no Job waits for an orphan.
+            if owner::controller_of(&p.metadata).is_none() && !final_delete {
+                for j in self.jobs_selecting(p) {
+                    self.queue.add(queue_key(j.as_ref()));
+                }
+            }
             return;
         };
         let key = queue_key(j.as_ref());
@@ -179,6 +188,23 @@ impl JobController {
         }
         let j = self.jobs.get(p.metadata.namespace.as_deref()?, &r.name)?;
         (j.metadata.uid.as_deref() == Some(r.uid.as_str())).then_some(j)
+    }
+
+    /// The Jobs of `p`'s namespace whose selector matches its labels.
+    fn jobs_selecting(&self, p: &Pod) -> Vec<Arc<Job>> {
+        self.jobs
+            .list_namespace(p.metadata.namespace.as_deref().unwrap_or_default())
+            .into_iter()
+            .filter(|j| {
+                j.spec
+                    .as_ref()
+                    .and_then(|s| s.selector.as_ref())
+                    .is_some_and(|sel| {
+                        !selector::is_empty(sel)
+                            && selector::matches(sel, p.metadata.labels.as_ref())
+                    })
+            })
+            .collect()
     }
 
     fn resolve(&self, p: &Pod) -> Option<Arc<Job>> {
@@ -253,6 +279,53 @@ impl JobController {
         tokio::spawn(async move { r.record(spec).await });
     }
 
+    /// The Job's pods, as upstream's PodControllerRefManager claims them: its own, plus
+    /// matching orphans it adopts (its controller reference and the tracking finalizer
+    /// patched in, after a fresh read shows the Job still there), less those that stopped
+    /// matching, which it releases (reference and finalizer patched out).
+    async fn claim_pods(&self, j: &Job, claimant: &Claimant<'_>) -> anyhow::Result<Vec<Arc<Pod>>> {
+        let ns = j.namespace().unwrap_or_default();
+        let job_uid = j.metadata.uid.clone().unwrap_or_default();
+        let mut owned = Vec::new();
+        let mut adoption_checked = false;
+        for p in self.pods.list_namespace(&ns) {
+            let pod_uid = p.metadata.uid.as_deref().unwrap_or_default();
+            match owner::claim(claimant, &p.metadata) {
+                Claim::Owned => owned.push(p),
+                Claim::Adopt => {
+                    if !adoption_checked {
+                        let fresh = Api::<Job>::namespaced(self.client.clone(), &ns)
+                            .get(&j.name_any())
+                            .await?;
+                        if fresh.metadata.uid != j.metadata.uid
+                            || fresh.metadata.deletion_timestamp.is_some()
+                        {
+                            anyhow::bail!("{ns}/{}: Job changed while adopting", j.name_any());
+                        }
+                        adoption_checked = true;
+                    }
+                    let r = owner::controller_ref("batch/v1", "Job", &j.metadata);
+                    let mut patch = owner::adopt_patch(&r, pod_uid);
+                    patch["metadata"]["finalizers"] = serde_json::json!([TRACKING_FINALIZER]);
+                    errors::ignore_not_found(
+                        self.pod_control.patch(&ns, &p.name_any(), &patch).await,
+                    )?;
+                    owned.push(p);
+                }
+                Claim::Release => {
+                    let mut patch = owner::release_patch(&job_uid, pod_uid);
+                    patch["metadata"]["$deleteFromPrimitiveList/finalizers"] =
+                        serde_json::json!([TRACKING_FINALIZER]);
+                    errors::ignore_not_found(
+                        self.pod_control.patch(&ns, &p.name_any(), &patch).await,
+                    )?;
+                }
+                Claim::Ignore => {}
+            }
+        }
+        Ok(owned)
+    }
+
     /// Removes the tracking finalizer of a pod whose Job is gone or finished.
     async fn sync_orphan(&self, key: &str) -> anyhow::Result<()> {
         let (ns, name) = split_key(key);
@@ -307,12 +380,8 @@ impl JobController {
             meta: &j.metadata,
             selector: &sel,
         };
-        let all = self.pods.list_namespace(ns);
-        let owned: Vec<&Pod> = all
-            .iter()
-            .map(|p| p.as_ref())
-            .filter(|p| owner::claim(&claimant, &p.metadata) == Claim::Owned)
-            .collect();
+        let all = self.claim_pods(&j, &claimant).await?;
+        let owned: Vec<&Pod> = all.iter().map(|p| p.as_ref()).collect();
         let expected_rm = self.finalizers.expected(&key);
         let now = Timestamp::now();
         let d = plan::decide(&Observed {
