@@ -47,6 +47,8 @@ pub struct Store {
     state: RwLock<State>,
     services_synced: AtomicBool,
     slices_synced: AtomicBool,
+    /// Set once the index of the first full lists is built.
+    ready: AtomicBool,
 }
 
 impl Store {
@@ -60,6 +62,7 @@ impl Store {
             state: RwLock::new(State::default()),
             services_synced: AtomicBool::new(false),
             slices_synced: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
         }
     }
 
@@ -178,7 +181,7 @@ impl Store {
     /// Recomputes the Services in `touched` — unless the first full sync is still pending:
     /// then everything is built once when it completes ([`Self::finish_initial_sync`]).
     fn refresh_all(&self, state: &mut State, mut touched: Vec<ServiceKey>) {
-        if !self.is_synced() {
+        if !self.lists_complete() {
             return;
         }
         touched.sort();
@@ -202,6 +205,7 @@ impl Store {
         }
         drop(state);
         release_free_memory();
+        self.ready.store(true, Ordering::Release);
     }
 
     /// Recomputes the records of Service `key` in every zone.
@@ -229,21 +233,25 @@ impl Store {
 
     /// Records that the Service watch has listed everything once.
     pub fn mark_services_synced(&self) {
-        if !self.services_synced.swap(true, Ordering::AcqRel) && self.is_synced() {
+        if !self.services_synced.swap(true, Ordering::AcqRel) && self.lists_complete() {
             self.finish_initial_sync();
         }
     }
 
     /// Records that the EndpointSlice watch has listed everything once.
     pub fn mark_slices_synced(&self) {
-        if !self.slices_synced.swap(true, Ordering::AcqRel) && self.is_synced() {
+        if !self.slices_synced.swap(true, Ordering::AcqRel) && self.lists_complete() {
             self.finish_initial_sync();
         }
     }
 
-    /// Whether both watches have synced (`/ready`).
-    pub fn is_synced(&self) -> bool {
+    fn lists_complete(&self) -> bool {
         self.services_synced.load(Ordering::Acquire) && self.slices_synced.load(Ordering::Acquire)
+    }
+
+    /// Whether both watches have listed everything once and the index is built (`/ready`).
+    pub fn is_synced(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
     }
 }
 
