@@ -130,3 +130,56 @@ async fn propagation_policies() {
     );
     kcm.terminate(Duration::from_secs(10)).unwrap();
 }
+
+/// A circle of blocking owner references (a owned by c, b by a, c by b) deleted in the
+/// foreground from a drains instead of every member waiting on the next (conformance:
+/// "Garbage collector should not be blocked by dependency circle").
+#[tokio::test]
+async fn foreground_deletion_of_a_dependency_circle_completes() {
+    let cluster = e2e::cluster_or_skip!();
+    let mut kcm = support::start_kcm(&cluster, "garbagecollector", &[]);
+    let cms: Api<ConfigMap> = Api::namespaced(cluster.client(), "default");
+    let mut uids = Vec::new();
+    for name in ["circle-a", "circle-b", "circle-c"] {
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        uids.push(
+            cms.create(&PostParams::default(), &cm)
+                .await
+                .unwrap()
+                .metadata
+                .uid
+                .unwrap(),
+        );
+    }
+    // a <- c, b <- a, c <- b: each owned by the previous one around the circle.
+    for (dependent, (owner, uid)) in [
+        ("circle-a", ("circle-c", &uids[2])),
+        ("circle-b", ("circle-a", &uids[0])),
+        ("circle-c", ("circle-b", &uids[1])),
+    ] {
+        let patch = json!({"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap",
+            "name": owner, "uid": uid, "controller": true, "blockOwnerDeletion": true}]}});
+        cms.patch(dependent, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+    cms.delete("circle-a", &policy(PropagationPolicy::Foreground))
+        .await
+        .unwrap();
+    support::eventually(
+        "every member of the circle deleted",
+        Duration::from_secs(60),
+        &mut kcm,
+        || async {
+            let mut left = Vec::new();
+            for name in ["circle-a", "circle-b", "circle-c"] {
+                if cms.get_opt(name).await?.is_some() {
+                    left.push(name);
+                }
+            }
+            Ok(left.is_empty().then_some(()))
+        },
+    )
+    .await;
+    kcm.terminate(Duration::from_secs(10)).unwrap();
+}

@@ -393,20 +393,49 @@ async fn foreground(
     obj: &Object,
     api: &Api<DynamicObject>,
 ) -> anyhow::Result<()> {
-    let blocking: Vec<(String, Object)> = {
+    let blocking: Vec<(String, Object, bool)> = {
         let g = shared.graph.lock().unwrap_or_else(|e| e.into_inner());
         g.blocking_dependents(uid)
             .into_iter()
-            .filter_map(|d| g.get(&d).cloned().map(|o| (d, o)))
+            .filter_map(|d| {
+                let circle = g.may_close_foreground_circle(&d);
+                g.get(&d).cloned().map(|o| (d, o, circle))
+            })
             .collect()
     };
     if blocking.is_empty() {
         return remove_finalizer(api, obj, graph::FOREGROUND).await;
     }
-    for (duid, d) in blocking.into_iter().filter(|(_, d)| !d.deleting) {
+    for (duid, d, circle) in blocking.into_iter().filter(|(_, d, _)| !d.deleting) {
         let Some(dapi) = api_for(shared, &d.location) else {
             continue;
         };
+        if circle {
+            // Its own references stop blocking first (upstream's
+            // unblockOwnerReferencesStrategicMergePatch), so the circle drains.
+            let unblocked: Vec<_> = d
+                .owners
+                .iter()
+                .cloned()
+                .map(|mut r| {
+                    r.block_owner_deletion = Some(false);
+                    r
+                })
+                .collect();
+            let patch = json!({"metadata": {"ownerReferences": unblocked, "uid": duid}});
+            match dapi
+                .patch_metadata(
+                    &d.location.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if errors::is_not_found(&e) || errors::is_conflict(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Foreground),
             preconditions: Some(Preconditions {

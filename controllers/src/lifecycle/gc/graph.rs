@@ -108,6 +108,21 @@ impl Graph {
     }
 }
 
+impl Graph {
+    /// Whether deleting `uid` in the foreground could close a circle of foreground deletions:
+    /// one of its dependents is itself being deleted in the foreground, waiting on its own
+    /// dependents (upstream's attemptToDeleteItem check, which has false positives and no
+    /// false negatives). Such an object's references are made non-blocking before it is
+    /// deleted, so the circle cannot hold every member waiting on the next.
+    pub fn may_close_foreground_circle(&self, uid: &str) -> bool {
+        self.dependents_of(uid).iter().any(|d| {
+            self.objects
+                .get(d)
+                .is_some_and(|o| o.deleting && o.has(FOREGROUND))
+        })
+    }
+}
+
 /// What an owner reference points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OwnerState {
@@ -271,5 +286,22 @@ mod tests {
             decide(&gone, &[OwnerState::Dangling], false),
             Action::Nothing
         );
+    }
+
+    #[test]
+    fn a_dependent_waiting_on_its_own_dependents_may_close_a_circle() {
+        // pod1 -> pod3 -> pod2 -> pod1 (each owned by the next, blocking): pod1 is being
+        // deleted in the foreground.
+        let mut g = Graph::default();
+        let mut pod1 = obj(vec![owner("pod3", true)]);
+        pod1.deleting = true;
+        pod1.finalizers = vec![FOREGROUND.into()];
+        g.upsert("pod1", pod1);
+        g.upsert("pod2", obj(vec![owner("pod1", true)]));
+        g.upsert("pod3", obj(vec![owner("pod2", true)]));
+        // pod3's dependent pod1 waits: deleting pod3 as it is could close the circle.
+        assert!(g.may_close_foreground_circle("pod3"));
+        // pod2's dependent pod3 is not being deleted yet.
+        assert!(!g.may_close_foreground_circle("pod2"));
     }
 }
