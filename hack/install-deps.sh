@@ -17,6 +17,9 @@ PACKAGES=(
   openssl                     # PKI for hack/local-up.sh
   protobuf-compiler           # protoc: the k8s-cri and containerd-client builds need it
   iproute2 procps curl jq     # network namespaces, process tools, scripts
+  util-linux                  # nsenter: local-up runs each node's components in its netns
+  bind9-dnsutils              # dig: ferrokube-dns's component tests query it with dig
+  dnsperf                     # dns/bench: the cluster DNS benchmark
 )
 
 # Prints the packages from "$@" that dpkg does not report as installed.
