@@ -93,6 +93,9 @@ else
     say "the cluster stays up afterwards (hack/local-down.sh removes it)"
   else
     trap '"${ROOT}/hack/local-down.sh" >/dev/null 2>&1 || true' EXIT
+    # A signal ends the run through exit, so the EXIT trap removes the cluster then too.
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
   fi
 fi
 
