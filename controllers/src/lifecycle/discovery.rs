@@ -49,3 +49,33 @@ pub fn deletable_namespaced(all: &[Served]) -> Vec<Served> {
         .cloned()
         .collect()
 }
+
+/// What unit tests build `Served` values with.
+#[cfg(test)]
+pub mod testing {
+    use super::Served;
+    use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+
+    /// A namespaced resource of `group` (version v1) and `kind` (plural: the kind in lower
+    /// case with an `s`) that supports `verbs`.
+    pub fn served(group: &str, kind: &str, verbs: &[&str]) -> Served {
+        Served {
+            resource: ApiResource {
+                group: group.into(),
+                version: "v1".into(),
+                api_version: if group.is_empty() {
+                    "v1".into()
+                } else {
+                    format!("{group}/v1")
+                },
+                kind: kind.into(),
+                plural: format!("{}s", kind.to_lowercase()),
+            },
+            caps: ApiCapabilities {
+                scope: Scope::Namespaced,
+                subresources: Vec::new(),
+                operations: verbs.iter().map(|v| v.to_string()).collect(),
+            },
+        }
+    }
+}

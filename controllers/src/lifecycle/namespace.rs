@@ -458,35 +458,15 @@ mod tests {
         assert!(without_finalizer(&Namespace::default()).is_none());
     }
 
-    fn served(group: &str, plural: &str) -> Served {
-        use kube::discovery::{ApiCapabilities, ApiResource, Scope};
-        Served {
-            resource: ApiResource {
-                group: group.into(),
-                version: "v1".into(),
-                api_version: if group.is_empty() {
-                    "v1".into()
-                } else {
-                    format!("{group}/v1")
-                },
-                kind: plural.into(),
-                plural: plural.into(),
-            },
-            caps: ApiCapabilities {
-                scope: Scope::Namespaced,
-                subresources: vec![],
-                operations: vec!["list".into(), "delete".into()],
-            },
-        }
-    }
-
     #[test]
     fn core_pods_go_before_everything_else() {
+        use crate::lifecycle::discovery::testing::served;
+        let verbs = ["list", "delete"];
         let (first, rest) = deletion_order(vec![
-            served("", "configmaps"),
-            served("metrics.example.com", "pods"),
-            served("", "pods"),
-            served("apps", "deployments"),
+            served("", "ConfigMap", &verbs),
+            served("metrics.example.com", "Pod", &verbs),
+            served("", "Pod", &verbs),
+            served("apps", "Deployment", &verbs),
         ]);
         let names = |v: &[Served]| v.iter().map(Served::group_resource).collect::<Vec<_>>();
         assert_eq!(names(&first), ["pods"]);

@@ -57,28 +57,7 @@ pub fn resync(monitored: &[Served], discovered: Option<Vec<Served>>) -> Resync {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::discovery::{ApiCapabilities, ApiResource, Scope};
-
-    fn served(group: &str, kind: &str, verbs: &[&str]) -> Served {
-        Served {
-            resource: ApiResource {
-                group: group.into(),
-                version: "v1".into(),
-                api_version: if group.is_empty() {
-                    "v1".into()
-                } else {
-                    format!("{group}/v1")
-                },
-                kind: kind.into(),
-                plural: format!("{}s", kind.to_lowercase()),
-            },
-            caps: ApiCapabilities {
-                scope: Scope::Namespaced,
-                subresources: Vec::new(),
-                operations: verbs.iter().map(|v| v.to_string()).collect(),
-            },
-        }
-    }
+    use crate::lifecycle::discovery::testing::served;
 
     const ALL: &[&str] = &["list", "watch", "delete", "get"];
 
