@@ -1,6 +1,7 @@
 //! pvc-protection and pv-protection against a real apiserver: a claim used by a scheduled
 //! pod stays Terminating after delete and goes once the pod is gone; a volume gets its
-//! finalizer back when it is stripped, and an unbound deleting volume is released.
+//! finalizer back when it is stripped, and an unbound deleting volume is released;
+//! volumeattributesclass-protection keeps a class while a claim names it.
 
 #[path = "lifecycle_support.rs"]
 mod support;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::Api;
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 const PVC_FINALIZER: &str = "kubernetes.io/pvc-protection";
@@ -120,4 +121,91 @@ async fn claims_in_use_and_volumes_are_protected() {
         || async { Ok(volumes.get_opt("vol-a").await?.is_none().then_some(())) },
     )
     .await;
+}
+
+/// volumeattributesclass-protection (conformance: "should run through the lifecycle of a
+/// VolumeAttributesClass"): a class no claim names is released as soon as it is deleted; one a
+/// claim names stays, finalizer held, until that claim is gone.
+#[tokio::test]
+async fn volume_attributes_classes_are_protected_while_claims_name_them() {
+    use k8s_openapi::api::storage::v1::VolumeAttributesClass;
+    let cluster = e2e::cluster_or_skip!();
+    let client = cluster.client();
+    let mut kcm = support::start_kcm(
+        &cluster,
+        "volumeattributesclass-protection,pvc-protection",
+        &[],
+    );
+    let classes: Api<VolumeAttributesClass> = Api::all(client.clone());
+    let class = |name: &str| -> VolumeAttributesClass {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name}, "driverName": "csi.example.com",
+            "parameters": {"iops": "3000"}
+        }))
+        .unwrap()
+    };
+    for name in ["unused", "named"] {
+        classes
+            .create(&PostParams::default(), &class(name))
+            .await
+            .unwrap();
+    }
+    let protected = support::eventually(
+        "both classes carry kubernetes.io/vac-protection",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async {
+            let mut n = 0;
+            for name in ["unused", "named"] {
+                let c = classes.get(name).await?;
+                n += c
+                    .finalizers()
+                    .iter()
+                    .any(|f| f == "kubernetes.io/vac-protection") as usize;
+            }
+            Ok((n == 2).then_some(n))
+        },
+    )
+    .await;
+    assert_eq!(protected, 2);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let claim: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "names-a-class"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "volumeAttributesClassName": "named",
+            "resources": {"requests": {"storage": "1Gi"}}}
+    }))
+    .unwrap();
+    claims.create(&PostParams::default(), &claim).await.unwrap();
+
+    for name in ["unused", "named"] {
+        classes
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    support::eventually(
+        "the unused class gone",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async { Ok(classes.get_opt("unused").await?.is_none().then_some(())) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = classes.get_opt("named").await.unwrap();
+    assert!(
+        held.is_some_and(|c| c.metadata.deletion_timestamp.is_some()),
+        "a class a claim names is kept (deleting) while the claim exists"
+    );
+    claims
+        .delete("names-a-class", &DeleteParams::default())
+        .await
+        .unwrap();
+    support::eventually(
+        "the named class gone once its claim went",
+        Duration::from_secs(30),
+        &mut kcm,
+        || async { Ok(classes.get_opt("named").await?.is_none().then_some(())) },
+    )
+    .await;
+    kcm.terminate(Duration::from_secs(10)).unwrap();
 }

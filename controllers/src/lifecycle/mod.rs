@@ -24,6 +24,7 @@ pub mod serviceaccount_token;
 pub mod taint_eviction;
 pub mod ttl;
 pub mod ttl_after_finished;
+pub mod vac_protection;
 pub mod volume_protection;
 
 use crate::registry::ControllerDescriptor;
@@ -56,6 +57,7 @@ pub fn descriptors() -> Vec<ControllerDescriptor> {
         bootstrap::cleaner::descriptor(),
         volume_protection::pvc_descriptor(),
         volume_protection::pv_descriptor(),
+        vac_protection::descriptor(),
         ephemeral_volume::descriptor(),
     ]
 }

@@ -60,7 +60,7 @@ pub fn is_deletion_candidate(meta: &ObjectMeta, finalizer: &str) -> bool {
 }
 
 /// `finalizers` with `finalizer` added or removed.
-fn with_finalizer(meta: &ObjectMeta, finalizer: &str, present: bool) -> Vec<String> {
+pub fn with_finalizer(meta: &ObjectMeta, finalizer: &str, present: bool) -> Vec<String> {
     let mut f: Vec<String> = meta
         .finalizers
         .clone()
