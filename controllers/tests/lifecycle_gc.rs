@@ -183,3 +183,62 @@ async fn foreground_deletion_of_a_dependency_circle_completes() {
     .await;
     kcm.terminate(Duration::from_secs(10)).unwrap();
 }
+
+/// A dependent with a valid owner survives the foreground deletion of its other owner: it
+/// only loses that reference (conformance, Serial: "should not delete dependents that have
+/// both valid owner and owner that's waiting for dependents to be deleted").
+#[tokio::test]
+async fn foreground_deletion_keeps_dependents_with_another_valid_owner() {
+    let cluster = e2e::cluster_or_skip!();
+    let mut kcm = support::start_kcm(&cluster, "garbagecollector", &[]);
+    let cms: Api<ConfigMap> = Api::namespaced(cluster.client(), "default");
+    let mut uids = Vec::new();
+    for name in ["going", "staying"] {
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        uids.push(
+            cms.create(&PostParams::default(), &cm)
+                .await
+                .unwrap()
+                .metadata
+                .uid
+                .unwrap(),
+        );
+    }
+    let dependent: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "shared-dep",
+        "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "going", "uid": uids[0], "blockOwnerDeletion": true},
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "staying", "uid": uids[1]}
+        ]}}))
+    .unwrap();
+    cms.create(&PostParams::default(), &dependent)
+        .await
+        .unwrap();
+    cms.delete("going", &policy(PropagationPolicy::Foreground))
+        .await
+        .unwrap();
+    support::eventually(
+        "the foreground-deleted owner gone",
+        Duration::from_secs(60),
+        &mut kcm,
+        || async { Ok(cms.get_opt("going").await?.is_none().then_some(())) },
+    )
+    .await;
+    let kept = cms
+        .get_opt("shared-dep")
+        .await
+        .unwrap()
+        .expect("a dependent with a valid owner was deleted");
+    let owners: Vec<String> = kept
+        .metadata
+        .owner_references
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(
+        owners,
+        ["staying"],
+        "only the deleted owner's reference goes"
+    );
+    kcm.terminate(Duration::from_secs(10)).unwrap();
+}

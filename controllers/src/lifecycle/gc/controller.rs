@@ -197,7 +197,16 @@ fn observe(shared: &Shared, resource: usize, o: &PartialObjectMeta<DynamicObject
         deleting: o.metadata.deletion_timestamp.is_some(),
         finalizers: o.metadata.finalizers.clone().unwrap_or_default(),
     };
-    let owners: Vec<String> = obj.owners.iter().map(|r| r.uid.clone()).collect();
+    // Owners it names now and those it named before (a removed reference may free an owner
+    // in foreground deletion, as upstream's referencesDiffs).
+    let mut owners: Vec<String> = obj.owners.iter().map(|r| r.uid.clone()).collect();
+    if let Some(before) = g.get(&uid) {
+        for r in &before.owners {
+            if !owners.contains(&r.uid) {
+                owners.push(r.uid.clone());
+            }
+        }
+    }
     let interesting = !obj.owners.is_empty()
         || (obj.deleting && (obj.has(graph::ORPHAN) || obj.has(graph::FOREGROUND)));
     g.upsert(&uid, obj);
@@ -330,6 +339,23 @@ async fn sync(shared: &Shared, uid: &str) -> anyhow::Result<()> {
         }
         Action::Delete(policy) => {
             tracing::info!(object = %format!("{}/{}", obj.location.namespace.as_deref().unwrap_or(""), name), ?policy, "Deleting object whose owners are gone");
+            let mut resource_version = resource_version;
+            let circle = policy == Propagation::Foreground
+                && has_dependents
+                && shared
+                    .graph
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .may_close_foreground_circle(uid);
+            if circle {
+                // A dependent of ours already waits on its dependents: our references stop
+                // blocking first, so a circle of foreground deletions drains.
+                match unblock_owner_references(&api, &name, uid, &obj.owners).await {
+                    Ok(()) => resource_version = None,
+                    Err(e) if errors::is_not_found(&e) || errors::is_conflict(&e) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
             let dp = DeleteParams {
                 propagation_policy: Some(match policy {
                     Propagation::Background => PropagationPolicy::Background,
@@ -385,72 +411,52 @@ async fn orphan_dependents(
     remove_finalizer(api, obj, graph::ORPHAN).await
 }
 
-/// Foreground propagation: delete blocking dependents (in the foreground themselves) and
-/// release the owner once none is left.
+/// Foreground propagation: each blocking dependent is decided as upstream's
+/// attemptToDeleteItem decides it (so one with another solid owner loses only this reference,
+/// and the rest are deleted in the foreground, circle-safe: see [`sync`]); the owner is
+/// released once none is left.
 async fn foreground(
     shared: &Shared,
     uid: &str,
     obj: &Object,
     api: &Api<DynamicObject>,
 ) -> anyhow::Result<()> {
-    let blocking: Vec<(String, Object, bool)> = {
+    let blocking: Vec<(String, bool)> = {
         let g = shared.graph.lock().unwrap_or_else(|e| e.into_inner());
         g.blocking_dependents(uid)
             .into_iter()
-            .filter_map(|d| {
-                let circle = g.may_close_foreground_circle(&d);
-                g.get(&d).cloned().map(|o| (d, o, circle))
-            })
+            .filter_map(|d| g.get(&d).map(|o| o.deleting).map(|deleting| (d, deleting)))
             .collect()
     };
     if blocking.is_empty() {
         return remove_finalizer(api, obj, graph::FOREGROUND).await;
     }
-    for (duid, d, circle) in blocking.into_iter().filter(|(_, d, _)| !d.deleting) {
-        let Some(dapi) = api_for(shared, &d.location) else {
-            continue;
-        };
-        if circle {
-            // Its own references stop blocking first (upstream's
-            // unblockOwnerReferencesStrategicMergePatch), so the circle drains.
-            let unblocked: Vec<_> = d
-                .owners
-                .iter()
-                .cloned()
-                .map(|mut r| {
-                    r.block_owner_deletion = Some(false);
-                    r
-                })
-                .collect();
-            let patch = json!({"metadata": {"ownerReferences": unblocked, "uid": duid}});
-            match dapi
-                .patch_metadata(
-                    &d.location.name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if errors::is_not_found(&e) || errors::is_conflict(&e) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let dp = DeleteParams {
-            propagation_policy: Some(PropagationPolicy::Foreground),
-            preconditions: Some(Preconditions {
-                uid: Some(duid),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        match dapi.delete(&d.location.name, &dp).await {
-            Ok(_) => {}
-            Err(e) if errors::is_not_found(&e) || errors::is_conflict(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+    for (duid, _) in blocking.into_iter().filter(|(_, deleting)| !deleting) {
+        shared.queue.add(duid);
     }
     Ok(())
+}
+
+/// Makes every owner reference of `name` non-blocking (upstream's
+/// unblockOwnerReferencesStrategicMergePatch), guarded by its `uid`.
+async fn unblock_owner_references(
+    api: &Api<DynamicObject>,
+    name: &str,
+    uid: &str,
+    owners: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
+) -> Result<(), kube::Error> {
+    let unblocked: Vec<_> = owners
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            r.block_owner_deletion = Some(false);
+            r
+        })
+        .collect();
+    let patch = json!({"metadata": {"ownerReferences": unblocked, "uid": uid}});
+    api.patch_metadata(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
 }
 
 async fn remove_finalizer(
