@@ -12,7 +12,7 @@ use kube::Api;
 use super::errors;
 use super::informer::{self, Change};
 use super::queue::WorkQueue;
-use super::volume_protection::{is_deletion_candidate, needs_finalizer, with_finalizer};
+use super::volume_protection::protection_update;
 use crate::context::ControllerContext;
 use crate::registry::ControllerDescriptor;
 
@@ -121,22 +121,14 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
                 let Some(class) = classes.get("", &name) else {
                     return Ok(());
                 };
-                let meta = &class.metadata;
-                let finalizers = if is_deletion_candidate(meta, FINALIZER) {
-                    let all_claims = claims.list();
-                    let all_volumes = volumes.list();
+                let Some(finalizers) = protection_update(&class.metadata, FINALIZER, || {
+                    let (claims, volumes) = (claims.list(), volumes.list());
                     let claims: Vec<&PersistentVolumeClaim> =
-                        all_claims.iter().map(|c| c.as_ref()).collect();
+                        claims.iter().map(|c| c.as_ref()).collect();
                     let volumes: Vec<&PersistentVolume> =
-                        all_volumes.iter().map(|v| v.as_ref()).collect();
-                    if in_use(&name, &claims, &volumes) {
-                        tracing::debug!(class = %name, "keeping VolumeAttributesClass: in use");
-                        return Ok(());
-                    }
-                    with_finalizer(meta, FINALIZER, false)
-                } else if needs_finalizer(meta, FINALIZER) {
-                    with_finalizer(meta, FINALIZER, true)
-                } else {
+                        volumes.iter().map(|v| v.as_ref()).collect();
+                    in_use(&name, &claims, &volumes)
+                }) else {
                     return Ok(());
                 };
                 let mut updated = (*class).clone();

@@ -60,7 +60,7 @@ pub fn is_deletion_candidate(meta: &ObjectMeta, finalizer: &str) -> bool {
 }
 
 /// `finalizers` with `finalizer` added or removed.
-pub fn with_finalizer(meta: &ObjectMeta, finalizer: &str, present: bool) -> Vec<String> {
+fn with_finalizer(meta: &ObjectMeta, finalizer: &str, present: bool) -> Vec<String> {
     let mut f: Vec<String> = meta
         .finalizers
         .clone()
@@ -72,6 +72,21 @@ pub fn with_finalizer(meta: &ObjectMeta, finalizer: &str, present: bool) -> Vec<
         f.push(finalizer.to_string());
     }
     f
+}
+
+/// The finalizers a protection controller writes for an object with `meta`, or `None` when
+/// nothing changes: `finalizer` added to a live object that lacks it, removed from a deleting
+/// one once `in_use()` says nothing uses it (asked only then).
+pub fn protection_update(
+    meta: &ObjectMeta,
+    finalizer: &str,
+    in_use: impl FnOnce() -> bool,
+) -> Option<Vec<String>> {
+    if is_deletion_candidate(meta, finalizer) {
+        (!in_use()).then(|| with_finalizer(meta, finalizer, false))
+    } else {
+        needs_finalizer(meta, finalizer).then(|| with_finalizer(meta, finalizer, true))
+    }
 }
 
 /// The claim a generic ephemeral volume `volume` of `pod` gets: `<pod>-<volume>`.
@@ -308,16 +323,9 @@ async fn run_pv(ctx: ControllerContext) -> anyhow::Result<()> {
                 let Some(pv) = volumes.get("", &name) else {
                     return Ok(());
                 };
-                let meta = &pv.metadata;
-                let finalizers = if is_deletion_candidate(meta, PV_FINALIZER) {
-                    if !can_remove_pv_finalizer(&pv) {
-                        tracing::debug!(pv = %name, "keeping PV: it is bound");
-                        return Ok(());
-                    }
-                    with_finalizer(meta, PV_FINALIZER, false)
-                } else if needs_finalizer(meta, PV_FINALIZER) {
-                    with_finalizer(meta, PV_FINALIZER, true)
-                } else {
+                let Some(finalizers) =
+                    protection_update(&pv.metadata, PV_FINALIZER, || !can_remove_pv_finalizer(&pv))
+                else {
                     return Ok(());
                 };
                 let mut updated = (*pv).clone();
@@ -432,5 +440,31 @@ mod tests {
         let no_status: PersistentVolume =
             serde_json::from_value(json!({"metadata": {"name": "pv"}})).unwrap();
         assert!(can_remove_pv_finalizer(&no_status));
+    }
+
+    #[test]
+    fn protection_update_adds_to_live_and_releases_unused_deleting_objects() {
+        let live = ObjectMeta::default();
+        assert_eq!(
+            protection_update(&live, PV_FINALIZER, || unreachable!()),
+            Some(vec![PV_FINALIZER.to_string()])
+        );
+        let mut deleting = ObjectMeta {
+            finalizers: Some(vec!["other".into(), PV_FINALIZER.into()]),
+            ..Default::default()
+        };
+        deleting.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+        assert_eq!(protection_update(&deleting, PV_FINALIZER, || true), None);
+        assert_eq!(
+            protection_update(&deleting, PV_FINALIZER, || false),
+            Some(vec!["other".to_string()])
+        );
+        let protected = ObjectMeta {
+            finalizers: Some(vec![PV_FINALIZER.into()]),
+            ..Default::default()
+        };
+        assert_eq!(protection_update(&protected, PV_FINALIZER, || true), None);
     }
 }
