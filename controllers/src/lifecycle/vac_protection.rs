@@ -6,13 +6,11 @@
 use futures::future::FutureExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::VolumeAttributesClass;
-use kube::api::PostParams;
 use kube::Api;
 
-use super::errors;
 use super::informer::{self, Change};
 use super::queue::WorkQueue;
-use super::volume_protection::protection_update;
+use super::volume_protection::{protection_update, replace_finalizers};
 use crate::context::ControllerContext;
 use crate::registry::ControllerDescriptor;
 
@@ -131,12 +129,7 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
                 }) else {
                     return Ok(());
                 };
-                let mut updated = (*class).clone();
-                updated.metadata.finalizers = Some(finalizers);
-                let api: Api<VolumeAttributesClass> = Api::all(client);
-                errors::ignore_not_found(
-                    api.replace(&name, &PostParams::default(), &updated).await,
-                )?;
+                replace_finalizers(&Api::all(client), &name, class.as_ref(), finalizers).await?;
                 Ok(())
             }
         })

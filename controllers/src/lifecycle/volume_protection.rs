@@ -89,6 +89,22 @@ pub fn protection_update(
     }
 }
 
+/// Writes `finalizers` onto a copy of `obj` named `name` (a replace, so a concurrent change
+/// conflicts and is retried); an object gone meanwhile needs nothing.
+pub async fn replace_finalizers<K>(
+    api: &Api<K>,
+    name: &str,
+    obj: &K,
+    finalizers: Vec<String>,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut updated = obj.clone();
+    updated.meta_mut().finalizers = Some(finalizers);
+    errors::ignore_not_found(api.replace(name, &PostParams::default(), &updated).await)
+}
+
 /// The claim a generic ephemeral volume `volume` of `pod` gets: `<pod>-<volume>`.
 pub fn ephemeral_claim_name(pod: &Pod, volume: &str) -> String {
     format!(
@@ -278,9 +294,8 @@ async fn sync_claim(
             can_remove_pvc_finalizer(&claim, &live.items)
         };
         if unused {
-            let mut updated = (*claim).clone();
-            updated.metadata.finalizers = Some(with_finalizer(meta, PVC_FINALIZER, false));
-            errors::ignore_not_found(api.replace(name, &PostParams::default(), &updated).await)?;
+            let finalizers = with_finalizer(meta, PVC_FINALIZER, false);
+            replace_finalizers(&api, name, claim.as_ref(), finalizers).await?;
             tracing::info!(claim = %format!("{ns}/{name}"), "removed protection finalizer from unused PVC");
         } else {
             tracing::debug!(claim = %format!("{ns}/{name}"), "keeping PVC: a pod uses it");
@@ -288,9 +303,8 @@ async fn sync_claim(
         return Ok(());
     }
     if needs_finalizer(meta, PVC_FINALIZER) {
-        let mut updated = (*claim).clone();
-        updated.metadata.finalizers = Some(with_finalizer(meta, PVC_FINALIZER, true));
-        errors::ignore_not_found(api.replace(name, &PostParams::default(), &updated).await)?;
+        let finalizers = with_finalizer(meta, PVC_FINALIZER, true);
+        replace_finalizers(&api, name, claim.as_ref(), finalizers).await?;
         tracing::debug!(claim = %format!("{ns}/{name}"), "added protection finalizer to PVC");
     }
     Ok(())
@@ -328,12 +342,7 @@ async fn run_pv(ctx: ControllerContext) -> anyhow::Result<()> {
                 else {
                     return Ok(());
                 };
-                let mut updated = (*pv).clone();
-                updated.metadata.finalizers = Some(finalizers);
-                let api: Api<PersistentVolume> = Api::all(client);
-                errors::ignore_not_found(
-                    api.replace(&name, &PostParams::default(), &updated).await,
-                )?;
+                replace_finalizers(&Api::all(client), &name, pv.as_ref(), finalizers).await?;
                 Ok(())
             }
         })
