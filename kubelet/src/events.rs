@@ -82,19 +82,14 @@ pub struct Record {
 }
 
 /// The reference upstream's `GenerateContainerRef` builds: the pod, with `fieldPath`
-/// `spec.containers{name}` / `spec.initContainers{name}` when about a container.
+/// `spec.containers{name}` / `spec.initContainers{name}` / `spec.ephemeralContainers{name}`
+/// when about a container.
 pub fn object_ref(pod: &Pod, container: Option<&str>) -> ObjectReference {
     let field_path = container.map(|name| {
-        let init = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.init_containers.as_ref())
-            .is_some_and(|ics| ics.iter().any(|c| c.name == name));
-        if init {
-            format!("spec.initContainers{{{name}}}")
-        } else {
-            format!("spec.containers{{{name}}}")
-        }
+        let list = crate::pod::containers::find(pod, name)
+            .map(|(list, _)| list)
+            .unwrap_or(crate::pod::containers::SpecList::App);
+        format!("{}{{{name}}}", list.field())
     });
     ObjectReference {
         api_version: Some("v1".into()),
@@ -274,7 +269,8 @@ mod tests {
     fn pod() -> Pod {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web", "namespace": "ns", "uid": "u1"},
-            "spec": {"initContainers": [{"name": "init"}], "containers": [{"name": "app"}]}
+            "spec": {"initContainers": [{"name": "init"}], "containers": [{"name": "app"}],
+                     "ephemeralContainers": [{"name": "debugger"}]}
         }))
         .unwrap()
     }
@@ -289,6 +285,10 @@ mod tests {
         assert_eq!(
             object_ref(&p, Some("init")).field_path.as_deref(),
             Some("spec.initContainers{init}")
+        );
+        assert_eq!(
+            object_ref(&p, Some("debugger")).field_path.as_deref(),
+            Some("spec.ephemeralContainers{debugger}")
         );
         assert_eq!(object_ref(&p, None).field_path, None);
         assert_eq!(object_ref(&p, None).kind.as_deref(), Some("Pod"));

@@ -17,12 +17,7 @@ fn to_strings(m: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, String> {
 /// Names of ConfigMaps and Secrets the pod's environment refers to.
 pub fn referenced(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
     let (mut cms, mut secrets) = (BTreeSet::new(), BTreeSet::new());
-    let spec = pod.spec.iter().flat_map(|s| {
-        s.containers
-            .iter()
-            .chain(s.init_containers.iter().flatten())
-    });
-    for c in spec {
+    for (_, c) in crate::pod::containers::all(pod) {
         for e in c.env_from.iter().flatten() {
             cms.extend(e.config_map_ref.as_ref().map(|r| r.name.clone()));
             secrets.extend(e.secret_ref.as_ref().map(|r| r.name.clone()));

@@ -2,6 +2,7 @@
 //! and the worker that applies it through CRI.
 
 pub mod backoff;
+pub mod containers;
 pub mod deadline;
 pub mod env;
 pub mod observed;

@@ -17,6 +17,8 @@ pub enum ContainerKind {
     Sidecar,
     /// An app container.
     App,
+    /// An ephemeral container: started once, never restarted.
+    Ephemeral,
 }
 
 /// Start (create + start) one container.
@@ -228,6 +230,19 @@ pub fn compute_pod_actions_probed(
             .insert(c.name.clone(), ("CrashLoopBackOff".to_string(), msg));
         actions.requeue_after = Some(actions.requeue_after.map_or(left, |r| r.min(left)));
     };
+    // Ephemeral containers start once, even before initialization completes, and never
+    // restart: one that ran in any sandbox is left as it is (upstream's computePodActions).
+    if !done {
+        for ec in spec.ephemeral_containers.iter().flatten() {
+            if observed.latest(&ec.name, None).is_none() {
+                actions.start.push(StartContainer {
+                    name: ec.name.clone(),
+                    kind: ContainerKind::Ephemeral,
+                    restart_count: 0,
+                });
+            }
+        }
+    }
     // Init containers in order; sidecars once started count as done.
     for ic in spec.init_containers.iter().flatten() {
         let sidecar = ic.restart_policy.as_deref() == Some("Always");

@@ -2,6 +2,7 @@
 //! waiting reasons of containers that could not start — in upstream's shape: phase,
 //! conditions, init/container statuses with state and lastState, IPs, QoS class, start time.
 
+use super::containers;
 use super::deadline;
 use super::observed::{ContainerState, ObservedContainer, ObservedPod};
 use super::qos::qos_class;
@@ -134,6 +135,24 @@ fn container_status(
         last_state: Some(last_state.unwrap_or_default()),
         ..Default::default()
     }
+}
+
+/// The statuses of the ephemeral containers, sorted by name as upstream's status manager
+/// writes them. They are never ready: no probe runs on them.
+fn ephemeral_statuses(
+    pod: &Pod,
+    observed: &ObservedPod,
+    inputs: &StatusInputs,
+) -> Vec<ContainerStatus> {
+    let mut statuses: Vec<ContainerStatus> = containers::ephemeral(pod)
+        .iter()
+        .map(|c| ContainerStatus {
+            ready: false,
+            ..container_status(c, observed, inputs, "ContainerCreating")
+        })
+        .collect();
+    statuses.sort_by(|a, b| a.name.cmp(&b.name));
+    statuses
 }
 
 fn condition(
@@ -317,6 +336,7 @@ pub fn pod_status(
             s.state = Some(waiting("PodInitializing", ""));
         }
     }
+    let ephemeral_statuses = ephemeral_statuses(pod, observed, inputs);
     let mut phase = phase(pod, observed);
     if inputs.pod_is_terminal {
         phase = terminal_phase(pod, observed).unwrap_or(phase);
@@ -435,6 +455,7 @@ pub fn pod_status(
         qos_class: Some(qos_class(pod).as_str().to_string()),
         container_statuses: Some(statuses),
         init_container_statuses: Some(init_statuses).filter(|v| !v.is_empty()),
+        ephemeral_container_statuses: Some(ephemeral_statuses).filter(|v| !v.is_empty()),
         reason: reason_message.map(|(r, _)| r.to_string()),
         message: reason_message.map(|(_, m)| m.to_string()),
         ..Default::default()
@@ -455,7 +476,6 @@ pub fn status_changed(old: &PodStatus, new: &PodStatus) -> bool {
         s.nominated_node_name = None;
         s.resize = None;
         s.resource_claim_statuses = None;
-        s.ephemeral_container_statuses = None;
         s.observed_generation = None;
         s
     };

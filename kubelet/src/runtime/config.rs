@@ -260,6 +260,9 @@ pub struct ContainerInputs {
     pub etc_hosts: Option<PathBuf>,
     /// The image reference to run (resolved by the image manager).
     pub image: String,
+    /// For an ephemeral container with a target: the CRI id of the target container, whose
+    /// process namespace it joins (CRI's `NamespaceMode::Target`).
+    pub pid_target: Option<String>,
 }
 
 /// The container config for container `c` of `pod` at `restart_count`.
@@ -372,6 +375,8 @@ pub fn container_config(
         .unwrap_or(false)
     {
         cri::NamespaceMode::Pod
+    } else if inputs.pid_target.is_some() {
+        cri::NamespaceMode::Target
     } else {
         cri::NamespaceMode::Container
     };
@@ -401,6 +406,11 @@ pub fn container_config(
             },
             pid: pid as i32,
             ipc: cri::NamespaceMode::Pod as i32,
+            target_id: if pid == cri::NamespaceMode::Target {
+                inputs.pid_target.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
             ..Default::default()
         }),
         ..Default::default()

@@ -13,10 +13,11 @@ use crate::events::{reason, EventType, Recorder};
 use crate::pod::env::{self, EnvSources};
 use crate::pod::observed::{ContainerState, ObservedPod};
 use crate::pod::qos::{self, QosClass};
-use crate::pod::reconcile::{compute_pod_actions_probed, PodActions, ProbeKill};
+use crate::pod::reconcile::{compute_pod_actions_probed, ContainerKind, PodActions, ProbeKill};
 use anyhow::{Context, Result};
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -103,12 +104,44 @@ fn grace_period(pod: &Pod) -> i64 {
         .max(0)
 }
 
-fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
-    let spec = pod.spec.as_ref()?;
-    spec.containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .find(|c| c.name == name)
+/// Where and as what a container starts: its sandbox, the pod's IPs, the restart count to
+/// record and, for a targeted ephemeral container, the target's CRI id.
+#[derive(Debug, Clone)]
+pub struct StartAt<'a> {
+    /// The ready sandbox to create the container in.
+    pub sandbox_id: &'a str,
+    /// The sandbox's IPs (the pod's IPs).
+    pub pod_ips: &'a [String],
+    /// The restart count to record.
+    pub restart_count: i32,
+    /// The CRI id of the container whose process namespace this one joins.
+    pub pid_target: Option<String>,
+}
+
+/// The CRI id of the running container that ephemeral container `name` targets in this
+/// sandbox, `None` when it targets none; an error (the container waits and is tried again)
+/// when the target is not running, as upstream's `getTargetID`.
+fn ephemeral_pid_target(
+    pod: &Pod,
+    observed: &ObservedPod,
+    sandbox_id: &str,
+    name: &str,
+) -> Result<Option<String>, StartFailure> {
+    let Some(target) = crate::pod::containers::ephemeral_target(pod, name) else {
+        return Ok(None);
+    };
+    observed
+        .latest(target, Some(sandbox_id))
+        .filter(|o| o.state == ContainerState::Running)
+        .map(|o| Some(o.id.clone()))
+        .ok_or_else(|| StartFailure {
+            reason: "CreateContainerConfigError".into(),
+            message: format!("unable to find target container {target}"),
+        })
+}
+
+fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<Cow<'a, Container>> {
+    crate::pod::containers::find(pod, name).map(|(_, c)| c)
 }
 
 impl PodRuntime {
@@ -212,6 +245,7 @@ impl PodRuntime {
         for (id, name, why) in &actions.kill {
             tracing::info!(pod = ?pod.metadata.name, container = %name, reason = %why, "Killing container");
             let c = find_container(pod, name);
+            let c = c.as_deref();
             let grace = actions
                 .kill_grace
                 .get(id)
@@ -234,17 +268,25 @@ impl PodRuntime {
             let Some(c) = find_container(pod, &start.name) else {
                 continue;
             };
-            if let Err(f) = self
-                .start_container(
-                    pod,
-                    c,
-                    &sandbox.id,
-                    &sandbox.ips,
-                    start.restart_count,
-                    inputs,
-                )
-                .await
-            {
+            let pid_target = match start.kind {
+                ContainerKind::Ephemeral => {
+                    match ephemeral_pid_target(pod, observed, &sandbox.id, &c.name) {
+                        Ok(target) => target,
+                        Err(f) => {
+                            failures.push((c.name.clone(), f));
+                            continue;
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let at = StartAt {
+                sandbox_id: &sandbox.id,
+                pod_ips: &sandbox.ips,
+                restart_count: start.restart_count,
+                pid_target,
+            };
+            if let Err(f) = self.start_container(pod, &c, &at, inputs).await {
                 tracing::warn!(pod = ?pod.metadata.name, container = %c.name, reason = %f.reason, message = %f.message, "Container did not start");
                 failures.push((c.name.clone(), f));
             }
@@ -283,11 +325,10 @@ impl PodRuntime {
         &self,
         pod: &Pod,
         c: &Container,
-        sandbox_id: &str,
-        pod_ips: &[String],
-        restart_count: i32,
+        at: &StartAt<'_>,
         inputs: &PodInputs,
     ) -> Result<String, StartFailure> {
+        let (sandbox_id, pod_ips, restart_count) = (at.sandbox_id, at.pod_ips, at.restart_count);
         let image = c.image.clone().unwrap_or_default();
         let recorder = &inputs.recorder;
         let event = |type_: EventType, why: &str, msg: &str| {
@@ -358,6 +399,7 @@ impl PodRuntime {
             termination_log: Some(termination_log),
             etc_hosts,
             image,
+            pid_target: at.pid_target.clone(),
         };
         let sandbox_config = config::sandbox_config(&self.ctx, pod, 0);
         let cfg = config::container_config(&self.ctx, pod, c, restart_count, &container_inputs);
@@ -592,14 +634,9 @@ impl PodRuntime {
             .containers
             .iter()
             .filter(|c| matches!(c.state, ContainerState::Running | ContainerState::Created));
-        let kills = running.map(|c| {
-            self.kill_container_at(
-                &c.id,
-                find_container(pod, &c.name),
-                grace_secs,
-                ctx.as_ref(),
-                &pod_ip,
-            )
+        let specs: Vec<_> = running.map(|c| (c, find_container(pod, &c.name))).collect();
+        let kills = specs.iter().map(|(c, spec)| {
+            self.kill_container_at(&c.id, spec.as_deref(), grace_secs, ctx.as_ref(), &pod_ip)
         });
         for r in futures::future::join_all(kills).await {
             r?;

@@ -126,14 +126,7 @@ pub async fn container_logs(
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
-    let spec = pod.spec.clone().unwrap_or_default();
-    let known = spec
-        .containers
-        .iter()
-        .map(|c| &c.name)
-        .chain(spec.init_containers.iter().flatten().map(|c| &c.name))
-        .chain(spec.ephemeral_containers.iter().flatten().map(|c| &c.name))
-        .any(|n| *n == container);
+    let known = crate::pod::containers::find(&pod, &container).is_some();
     if !known {
         return error(
             StatusCode::BAD_REQUEST,

@@ -34,19 +34,13 @@ fn container(
     rc: i32,
     finished: i64,
 ) -> ObservedContainer {
-    let spec = p.spec.as_ref().unwrap();
-    let c = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .find(|c| c.name == name)
-        .unwrap();
+    let (_, c) = crate::pod::containers::find(p, name).unwrap();
     ObservedContainer {
         id: format!("{name}-{rc}"),
         sandbox_id: "sb1".into(),
         name: name.into(),
         restart_count: rc,
-        hash: container_hash(c),
+        hash: container_hash(&c),
         state,
         exit_code: exit,
         reason: String::new(),
@@ -269,4 +263,58 @@ fn failed_liveness_kills_and_restarts_per_policy() {
         // Nothing condemned: a healthy pod is left alone.
         assert!(compute_pod_actions_probed(&p, &o, false, 100 * SEC, &BTreeMap::new()).is_noop());
     }
+}
+
+fn with_ephemeral(mut p: Pod, name: &str) -> Pod {
+    let spec = p.spec.as_mut().unwrap();
+    spec.ephemeral_containers.get_or_insert_with(Vec::new).push(
+        serde_json::from_value(serde_json::json!({"name": name, "image": "busybox"})).unwrap(),
+    );
+    p
+}
+
+#[test]
+fn an_ephemeral_container_starts_once_even_during_initialization_and_never_restarts() {
+    let p = with_ephemeral(pod("Always", &["i1"], &["a"]), "debugger");
+    let mut o = ObservedPod {
+        sandboxes: vec![sandbox(true)],
+        containers: vec![container(&p, "i1", ContainerState::Running, 0, 0, 0)],
+    };
+    let a = compute_pod_actions(&p, &o, false, 10 * SEC);
+    assert_eq!(
+        a.start,
+        vec![StartContainer {
+            name: "debugger".into(),
+            kind: ContainerKind::Ephemeral,
+            restart_count: 0,
+        }]
+    );
+    o.containers = vec![
+        container(&p, "i1", ContainerState::Exited, 0, 0, SEC),
+        container(&p, "a", ContainerState::Running, 0, 0, 0),
+        container(&p, "debugger", ContainerState::Exited, 1, 0, 2 * SEC),
+    ];
+    let a = compute_pod_actions(&p, &o, false, 600 * SEC);
+    assert!(
+        a.is_noop(),
+        "an exited ephemeral container stays exited: {a:?}"
+    );
+}
+
+#[test]
+fn a_finished_or_terminating_pod_starts_no_ephemeral_container() {
+    let p = with_ephemeral(pod("Never", &[], &["a"]), "debugger");
+    let o = ObservedPod {
+        sandboxes: vec![sandbox(true)],
+        containers: vec![container(&p, "a", ContainerState::Exited, 0, 0, SEC)],
+    };
+    let a = compute_pod_actions(&p, &o, false, 10 * SEC);
+    assert!(a.start.is_empty(), "{a:?}");
+    let running = ObservedPod {
+        sandboxes: vec![sandbox(true)],
+        containers: vec![container(&p, "a", ContainerState::Running, 0, 0, 0)],
+    };
+    assert!(compute_pod_actions(&p, &running, true, 10 * SEC)
+        .start
+        .is_empty());
 }

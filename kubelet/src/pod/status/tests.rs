@@ -17,19 +17,13 @@ fn pod() -> Pod {
 }
 
 fn c(p: &Pod, name: &str, state: ContainerState, exit: i32, rc: i32) -> ObservedContainer {
-    let spec = p.spec.as_ref().unwrap();
-    let cs = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .find(|c| c.name == name)
-        .unwrap();
+    let (_, cs) = crate::pod::containers::find(p, name).unwrap();
     ObservedContainer {
         id: format!("{name}{rc}"),
         sandbox_id: "sb".into(),
         name: name.into(),
         restart_count: rc,
-        hash: container_hash(cs),
+        hash: container_hash(&cs),
         state,
         exit_code: exit,
         reason: String::new(),
@@ -457,4 +451,41 @@ fn a_deleted_pod_whose_containers_stopped_ends_succeeded_or_failed() {
         .into(),
     );
     assert_eq!(terminal_phase(&st, &exited(0)), None);
+}
+
+#[test]
+fn ephemeral_containers_report_their_own_statuses_never_ready() {
+    let mut p = pod();
+    p.spec.as_mut().unwrap().ephemeral_containers = Some(
+        serde_json::from_value(serde_json::json!([
+            {"name": "dbg2", "image": "busybox:1.35"},
+            {"name": "dbg1", "image": "busybox:1.35", "targetContainerName": "app"}
+        ]))
+        .unwrap(),
+    );
+    let o = ObservedPod {
+        sandboxes: vec![sandbox()],
+        containers: vec![
+            c(&p, "init", ContainerState::Exited, 0, 0),
+            c(&p, "app", ContainerState::Running, 0, 0),
+            c(&p, "dbg1", ContainerState::Running, 0, 0),
+        ],
+    };
+    let s = pod_status(&p, &o, &inputs(), Timestamp::now());
+    let eph = s.ephemeral_container_statuses.as_ref().unwrap();
+    assert_eq!(
+        eph.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        ["dbg1", "dbg2"]
+    );
+    assert!(eph[0].state.as_ref().unwrap().running.is_some());
+    assert_eq!(eph[0].container_id.as_deref(), Some("containerd://dbg10"));
+    let waiting = eph[1].state.as_ref().unwrap().waiting.as_ref().unwrap();
+    assert_eq!(waiting.reason.as_deref(), Some("ContainerCreating"));
+    assert!(eph.iter().all(|e| !e.ready));
+    // The pod itself is as ready as its app containers.
+    assert_eq!(cond(&s, "Ready").status, "True");
+    // A started ephemeral container is a change the kubelet writes.
+    let mut before = s.clone();
+    before.ephemeral_container_statuses = None;
+    assert!(status_changed(&before, &s));
 }

@@ -133,3 +133,32 @@ fn fs_group_joins_the_supplemental_groups() {
         vec![3000]
     );
 }
+
+#[test]
+fn an_ephemeral_container_with_a_target_joins_its_process_namespace() {
+    let p = pod(serde_json::json!({}));
+    let c = &p.spec.as_ref().unwrap().containers[0];
+    let pid_of = |inputs: &ContainerInputs| {
+        let cfg = container_config(&ctx(), &p, c, 0, inputs);
+        let ns = cfg
+            .linux
+            .unwrap()
+            .security_context
+            .unwrap()
+            .namespace_options
+            .unwrap();
+        (ns.pid, ns.target_id)
+    };
+    let targeted = ContainerInputs {
+        pid_target: Some("abc123".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        pid_of(&targeted),
+        (cri::NamespaceMode::Target as i32, "abc123".to_string())
+    );
+    assert_eq!(
+        pid_of(&ContainerInputs::default()),
+        (cri::NamespaceMode::Container as i32, String::new())
+    );
+}
