@@ -96,22 +96,6 @@ pub async fn run(opts: Options) -> Result<()> {
         reserved: (opts.kube_reserved.clone(), opts.system_reserved.clone()),
         pressure: Some(pressure_rx),
     };
-    let node = if opts.register_node {
-        let mut tries = 0;
-        loop {
-            match node_sync.register().await {
-                Ok(n) => break n,
-                Err(e) if tries < 30 => {
-                    tries += 1;
-                    tracing::warn!(error = %format!("{e:#}"), "Unable to register node with API server, retrying");
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    } else {
-        Default::default()
-    };
     // Upstream's birth cry.
     crate::events::Recorder::new(client.clone(), &opts.node_name).node_event(
         &opts.node_name,
@@ -119,7 +103,9 @@ pub async fn run(opts: Options) -> Result<()> {
         crate::events::reason::STARTING,
         "Starting kubelet.",
     );
-    tokio::spawn(node_sync.run(node, stop.clone()));
+    // Registration and node status go on in the background: the kubelet serves /healthz and
+    // runs static pods before (and without) an API server, as kubeadm's control plane needs.
+    tokio::spawn(node_sync.register_and_run(stop.clone()));
     // The pod network: our conflist from the node's podCIDR, when it has one.
     let (cni_client, cni_opts, cni_cri) = (client.clone(), opts.clone(), cri.clone());
     tokio::spawn(async move {

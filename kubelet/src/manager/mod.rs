@@ -19,7 +19,7 @@ use crate::static_pods::source::is_mirror;
 use crate::volumes::VolumeSource;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -147,7 +147,9 @@ pub async fn run(
     let recorder = Recorder::new(shared.client.clone(), &node_name);
     let api: Api<Pod> = Api::all(shared.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
-    let mut events = watcher(api, config).boxed();
+    // Backed off, as every watch should be: with no API server yet (the kubelet that starts
+    // kubeadm's control plane) the watch fails until it is up, without spinning.
+    let mut events = watcher(api, config).default_backoff().boxed();
     let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut relist = tokio::time::interval(Duration::from_secs(1));

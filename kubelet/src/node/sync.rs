@@ -77,6 +77,15 @@ pub struct NodeSync {
     pub pressure: Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>>,
 }
 
+/// The wait before registration attempt `attempt` (0-based), as upstream's
+/// `registerWithAPIServer`: 100 ms, doubling, at most 7 s — and no limit on attempts, so a
+/// kubelet that starts before its API server (kubeadm's static-pod control plane) registers
+/// once the API server is up.
+pub fn registration_backoff(attempt: u32) -> Duration {
+    let ms = 100u64.saturating_mul(1u64 << attempt.min(16));
+    Duration::from_millis(ms.min(7_000))
+}
+
 impl NodeSync {
     fn facts(&self) -> HostFacts {
         host::gather(&self.opts.root_dir)
@@ -161,7 +170,39 @@ impl NodeSync {
         }
     }
 
-    /// Runs the status and lease loops until `stop`.
+    /// Registers the node, trying with [`registration_backoff`] until it succeeds; `None`
+    /// when `stop` comes first.
+    pub async fn register_until_registered(&self, stop: &CancellationToken) -> Option<Node> {
+        for attempt in 0u32.. {
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = tokio::time::sleep(registration_backoff(attempt)) => {}
+            }
+            match self.register().await {
+                Ok(node) => return Some(node),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), node = %self.opts.node_name, "Unable to register node with API server")
+                }
+            }
+        }
+        None
+    }
+
+    /// Registers the node when `--register-node` (trying until it succeeds or `stop`), then
+    /// keeps its status and Lease fresh until `stop`.
+    pub async fn register_and_run(self, stop: CancellationToken) {
+        let node = if self.opts.register_node {
+            match self.register_until_registered(&stop).await {
+                Some(node) => node,
+                None => return,
+            }
+        } else {
+            Node::default()
+        };
+        self.run(node, stop).await
+    }
+
+    /// Runs the status and lease loops of the registered `node` until `stop`.
     pub async fn run(self, mut node: Node, stop: CancellationToken) {
         let lease_every = lease::renew_interval(self.opts.node_lease_duration_seconds);
         let mut lease_tick = tokio::time::interval(lease_every);
@@ -221,5 +262,20 @@ pub async fn pod_cidr(client: &kube::Client, opts: &Options, wait: Duration) -> 
             return None;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::registration_backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn registration_backs_off_from_100ms_to_7s_and_never_gives_up() {
+        let waits: Vec<u64> = (0..8)
+            .map(|a| registration_backoff(a).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 6400, 7000]);
+        assert_eq!(registration_backoff(u32::MAX), Duration::from_secs(7));
     }
 }

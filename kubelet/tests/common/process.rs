@@ -74,6 +74,8 @@ pub struct KubeletBuilder<'a> {
     node_ip: String,
     config: Value,
     flags: Vec<String>,
+    kubeconfig: Option<PathBuf>,
+    healthz_port: u16,
 }
 
 impl<'a> KubeletBuilder<'a> {
@@ -92,6 +94,12 @@ impl<'a> KubeletBuilder<'a> {
     /// The Linux bridge the CNI config names (default `fk<tag><id>`).
     pub fn bridge(mut self, name: impl Into<String>) -> Self {
         self.bridge = name.into();
+        self
+    }
+
+    /// `--kubeconfig` (default: a node identity's kubeconfig for the test cluster).
+    pub fn kubeconfig(mut self, path: impl Into<PathBuf>) -> Self {
+        self.kubeconfig = Some(path.into());
         self
     }
 
@@ -121,10 +129,11 @@ impl<'a> KubeletBuilder<'a> {
         std::fs::create_dir_all(&dir).unwrap();
         let config_path = dir.join("config.yaml");
         std::fs::write(&config_path, serde_yaml::to_string(&self.config).unwrap()).unwrap();
-        let kubeconfig = self
-            .cluster
-            .kubeconfig_for(&e2e::Identity::Node(self.node_name.clone()))
-            .unwrap();
+        let kubeconfig = self.kubeconfig.clone().unwrap_or_else(|| {
+            self.cluster
+                .kubeconfig_for(&e2e::Identity::Node(self.node_name.clone()))
+                .unwrap()
+        });
         let mut args = vec![
             format!(
                 "FERROKUBE_CNI_CONF_DIR={}",
@@ -145,7 +154,7 @@ impl<'a> KubeletBuilder<'a> {
             format!("--hostname-override={}", self.node_name),
             format!("--node-ip={}", self.node_ip),
             format!("--cgroup-root={}", self.cgroup_root),
-            format!("--healthz-port={}", e2e::ports::free_port().unwrap()),
+            format!("--healthz-port={}", self.healthz_port),
             format!("--port={}", self.port),
         ];
         args.extend(self.flags);
@@ -155,6 +164,7 @@ impl<'a> KubeletBuilder<'a> {
             cgroup_root: self.cgroup_root,
             bridge: self.bridge,
             port: self.port,
+            healthz_port: self.healthz_port,
             dir,
             config_path,
             kubeconfig,
@@ -178,6 +188,8 @@ pub struct KubeletProcess<'a> {
     pub bridge: String,
     /// The kubelet API port (`--port`).
     pub port: u16,
+    /// The plain-HTTP `/healthz` port (`--healthz-port`).
+    pub healthz_port: u16,
     /// The kubelet's directory (config, root dir, pod logs).
     pub dir: PathBuf,
     /// The KubeletConfiguration file.
@@ -221,6 +233,8 @@ impl<'a> KubeletProcess<'a> {
                 },
             }),
             flags: Vec::new(),
+            kubeconfig: None,
+            healthz_port: e2e::ports::free_port().unwrap(),
         }
     }
 
@@ -295,6 +309,11 @@ impl<'a> KubeletProcess<'a> {
             ready.then_some(n)
         })
         .await
+    }
+
+    /// Whether the kubelet process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.process.as_mut().is_some_and(|p| p.is_running())
     }
 
     /// SIGTERM, then SIGKILL after `grace`.
