@@ -1,5 +1,6 @@
 //! Images built on this machine from busybox-static, since no registry is reachable: a
-//! general-purpose busybox image and a pause image for pod sandboxes.
+//! general-purpose busybox image, a pause image for pod sandboxes, and images that carry
+//! given binaries (a control-plane component built from source, as kubeadm runs it).
 
 use super::oci::OciImage;
 use anyhow::{Context, Result};
@@ -29,6 +30,30 @@ pub fn pause_image(busybox: &Path, name: &str) -> Result<OciImage> {
     let layer = rootfs_layer(busybox)?;
     let config = image_config(&[], &["/bin/sh", "-c", PAUSE_SCRIPT]);
     OciImage::from_parts(name, &config, vec![layer])
+}
+
+/// Builds an image holding `binaries` in `/usr/local/bin` (under their file names, on the
+/// PATH) over the busybox rootfs: what a static pod that names the binary as its command
+/// (kubeadm's `kube-apiserver` manifest, say) needs from an image.
+pub fn binary_image(busybox: &Path, name: &str, binaries: &[&Path]) -> Result<OciImage> {
+    let mut tar = rootfs_tar(busybox)?;
+    for dir in ["usr/local/", "usr/local/bin/"] {
+        directory(&mut tar, dir, 0o755)?;
+    }
+    for binary in binaries {
+        let file_name = binary
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{binary:?} has no file name"))?;
+        let data = std::fs::read(binary).with_context(|| format!("read {binary:?}"))?;
+        file(
+            &mut tar,
+            &format!("usr/local/bin/{file_name}"),
+            0o755,
+            &data,
+        )?;
+    }
+    OciImage::from_parts(name, &image_config(&[], &[]), vec![tar.into_inner()?])
 }
 
 fn image_config(cmd: &[&str], entrypoint: &[&str]) -> serde_json::Value {
@@ -68,18 +93,29 @@ fn applets(busybox: &Path) -> Result<Vec<String>> {
 
 /// An uncompressed layer tar holding a minimal busybox root filesystem.
 fn rootfs_layer(busybox: &Path) -> Result<Vec<u8>> {
+    Ok(rootfs_tar(busybox)?.into_inner()?)
+}
+
+fn directory(tar: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32) -> Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(mode);
+    h.set_size(0);
+    h.set_mtime(0);
+    h.set_cksum();
+    tar.append_data(&mut h, path, std::io::empty())?;
+    Ok(())
+}
+
+/// The busybox root filesystem, as a tar still open for more entries.
+fn rootfs_tar(busybox: &Path) -> Result<tar::Builder<Vec<u8>>> {
     let binary = std::fs::read(busybox).with_context(|| format!("read {busybox:?}"))?;
     let mut tar = tar::Builder::new(Vec::new());
     for dir in [
         "bin", "dev", "etc", "proc", "root", "sys", "tmp", "var", "usr", "usr/bin",
     ] {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(if dir == "tmp" { 0o1777 } else { 0o755 });
-        h.set_size(0);
-        h.set_mtime(0);
-        h.set_cksum();
-        tar.append_data(&mut h, format!("{dir}/"), std::io::empty())?;
+        let mode = if dir == "tmp" { 0o1777 } else { 0o755 };
+        directory(&mut tar, &format!("{dir}/"), mode)?;
     }
     file(&mut tar, "bin/busybox", 0o755, &binary)?;
     file(
@@ -102,7 +138,7 @@ fn rootfs_layer(busybox: &Path) -> Result<Vec<u8>> {
         h.set_mtime(0);
         tar.append_link(&mut h, format!("bin/{applet}"), "busybox")?;
     }
-    Ok(tar.into_inner()?)
+    Ok(tar)
 }
 
 fn file(tar: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, data: &[u8]) -> Result<()> {
@@ -113,4 +149,37 @@ fn file(tar: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, data: &[u8]) -> 
     h.set_cksum();
     tar.append_data(&mut h, path, data)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_binary_image_carries_the_binary_on_the_path() {
+        if !Path::new(BUSYBOX_PATH).exists() {
+            eprintln!("SKIPPED: no {BUSYBOX_PATH} (busybox-static)");
+            return;
+        }
+        let image = binary_image(
+            Path::new(BUSYBOX_PATH),
+            "registry.k8s.io/kube-apiserver:v1",
+            &[Path::new("/bin/true")],
+        )
+        .unwrap();
+        let layer = &image.blobs[&image.children[1].digest];
+        let mut archive = tar::Archive::new(&layer[..]);
+        let entry = archive
+            .entries()
+            .unwrap()
+            .map(Result::unwrap)
+            .find(|e| e.path().unwrap().to_str() == Some("usr/local/bin/true"))
+            .expect("usr/local/bin/true in the layer");
+        assert_eq!(entry.header().mode().unwrap(), 0o755);
+        assert_eq!(
+            entry.header().size().unwrap(),
+            std::fs::metadata("/bin/true").unwrap().len()
+        );
+        assert_eq!(image.name, "registry.k8s.io/kube-apiserver:v1");
+    }
 }
