@@ -66,6 +66,18 @@ local::node_dir() { echo "${DIR}/nodes/$1"; }
 # The network namespace's path of node $1.
 local::netns() { echo "/run/netns/$1"; }
 
+# Where a node with a mount namespace of its own (hack/kubeadm-up.sh's nodes, whose
+# /etc/kubernetes and /var/lib/kubelet are their own) keeps it pinned.
+local::mountns() { echo "$(local::node_dir "$1")/mnt"; }
+
+# nsenter's options to enter node $1: its network namespace, and its mount namespace when it
+# has one (local-up's nodes share the host's).
+local::node_namespaces() {
+  local opts="--net=$(local::netns "$1")"
+  [[ ! -f "$(local::mountns "$1")" ]] || opts+=" --mount=$(local::mountns "$1")"
+  echo "${opts}"
+}
+
 log() { echo "${LOG_PREFIX:-local}: $*"; }
 
 # start NAME BINARY ARGS...: starts BINARY detached, output appended to logs/NAME.log, and
@@ -79,14 +91,14 @@ start() {
   log "started ${name} (pid ${pid}, log ${LOGS}/${name}.log)"
 }
 
-# start_in_node NODE COMPONENT BINARY ARGS...: as start, inside NODE's network namespace (only
-# the network: the mount namespace stays the host's, so the kubelet's volume mounts and
-# containerd's see one another, as on a real node). nsenter execs the binary, so the pid
+# start_in_node NODE COMPONENT BINARY ARGS...: as start, inside NODE's network namespace (and
+# its mount namespace if it has one; local-up's nodes keep the host's, and either way the
+# kubelet's volume mounts and containerd's see one another, as on a real node). nsenter execs the binary, so the pid
 # recorded is the component's own.
 start_in_node() {
   local node="$1" component="$2" binary="$3"; shift 3
   mkdir -p "${LOGS}/${node}"
-  nohup nsenter --net="$(local::netns "${node}")" -- "${binary}" "$@" </dev/null \
+  nohup nsenter $(local::node_namespaces "${node}") -- "${binary}" "$@" </dev/null \
     >>"${LOGS}/${node}/${component}.log" 2>&1 &
   local pid=$!
   echo "${node}/${component} ${pid} $(readlink -f "${binary}")" >>"${PIDS}"

@@ -11,7 +11,7 @@ NODE_NFT_TABLE="${CLUSTER_NAME}-node"    # ip family, in each node's namespace
 
 # The host veth of node $1 (its index): `veth-<cluster>N` fits IFNAMSIZ for short names, so
 # it is `fkvethN` (the bridge's ports are listed by `ip link show master ${BRIDGE}`).
-network::host_veth() { echo "fkveth$1"; }
+network::host_veth() { echo "${VETH_PREFIX:-fkveth}$1"; }
 
 # The host's side: the bridge with the control plane's address, forwarding on, and a
 # masquerade for node and pod traffic that leaves this machine.

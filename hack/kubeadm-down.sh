@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Removes everything hack/kubeadm-up.sh made: the kubelet services and kubelets, the pods'
+# processes (each node's containerd shims) and network namespaces, containerd and etcd (by the
+# pids saved), the nodes' mount and network namespaces, the bridge, routes and nftables table,
+# the nodes' cgroups, the mount points it had to create on the host, and the state. The logs
+# stay in ${FERROKUBE_KUBEADM_DIR:-/tmp/ferrokube-kubeadm}/logs.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_PREFIX=kubeadm-down
+export FERROKUBE_LOCAL_DIR="${FERROKUBE_KUBEADM_DIR:-/tmp/ferrokube-kubeadm}"
+source "${ROOT}/hack/lib/local.sh"
+source "${ROOT}/hack/lib/kubeadm-cluster.sh"
+source "${ROOT}/hack/lib/network.sh"
+source "${ROOT}/hack/lib/node.sh"
+source "${ROOT}/hack/lib/kubeadm.sh"
+
+for node in $(local::nodes); do
+  kubeadm::stop_kubelet_service "${node}"
+done
+if [[ -f "${PIDS}" ]]; then
+  mapfile -t entries < <(tac "${PIDS}")
+  for entry in "${entries[@]}"; do
+    read -r name pid binary <<<"${entry}"
+    [[ "${name}" == */kubelet-service ]] || local::stop_pid "${name}" "${pid}" "${binary}"
+  done
+  rm -f "${PIDS}"
+fi
+for node in $(local::nodes); do
+  node::cleanup "${node}"
+  mnt="$(local::mountns "${node}")"
+  if [[ -f "${mnt}" ]]; then
+    umount "${mnt}" 2>/dev/null || umount -l "${mnt}" 2>/dev/null || true
+    rm -f "${mnt}"
+  fi
+done
+network::down
+for node in $(local::nodes); do
+  node::remove_cgroups "${node}"
+done
+for root in /sys/fs/cgroup/*/"${CGROUP_PARENT}" /sys/fs/cgroup/"${CGROUP_PARENT}"; do
+  [[ ! -d "${root}" ]] || rmdir "${root}" 2>/dev/null || log "cgroup ${root} is not empty; left"
+done
+if [[ -f "${KUBEADM_CREATED}" ]]; then
+  while read -r d; do rmdir "${d}" 2>/dev/null || log "${d} is not empty; left"; done <"${KUBEADM_CREATED}"
+fi
+if [[ -f "${MARKER}" ]]; then
+  awk -v d="${DIR}/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r |
+    while read -r m; do umount -l "${m}" 2>/dev/null || true; done
+  awk -v d="${DIR}" '$2 == d { found = 1 } END { exit !found }' /proc/mounts && umount -l "${DIR}"
+  find "${DIR}" -mindepth 1 -maxdepth 1 ! -name logs ! -name "$(basename "${MARKER}")" \
+    -exec rm -rf {} +
+  log "removed the cluster's state in ${DIR} (logs kept in ${LOGS})"
+fi
