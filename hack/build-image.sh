@@ -19,6 +19,8 @@
 #                            [--containerd-address unix:///path/to/containerd.sock]
 #   --release              release binaries (target/release) instead of debug (target/debug)
 #   --tag TAG              image tag (default: the workspace version, as the chart's appVersion)
+#   --name REF             the image's full name instead of ferrokube:TAG (e.g.
+#                          registry.k8s.io/kube-proxy:v1.35.0, as kind's node image wants it)
 #   --output FILE          archive path (default: target/images/ferrokube-TAG.tar)
 #   --containerd-address   import the image there, namespace k8s.io (what the CRI uses)
 #   --keep-debuginfo       copy the binaries as built (debug builds are ~250 MB each with
@@ -28,6 +30,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "${ROOT}/hack/lib/image.sh"
 BINARIES=(kubelet kube-proxy kube-scheduler kube-controller-manager ferrokube-dns)
 # What kube-proxy runs (proxy/src/{nftables,iptables}/runner.rs, conntrack.rs, cmd/node.rs).
 TOOLS=(/usr/sbin/nft /usr/sbin/xtables-nft-multi /usr/sbin/conntrack /usr/sbin/ip)
@@ -65,12 +68,14 @@ copy_libraries() {
 }
 
 main() {
-  local profile=debug tag="" output="" address="" strip_debug=1
+  local profile=debug tag="" name="" output="" address="" strip_debug=1
   while (($#)); do
     case "$1" in
       --release) profile=release ;;
       --debug) profile=debug ;;
       --tag) tag="${2:?--tag needs a value}"; shift ;;
+      --name) name="${2:?--name needs a value}"; shift ;;
+      --name=*) name="${1#*=}" ;;
       --tag=*) tag="${1#*=}" ;;
       --output) output="${2:?--output needs a value}"; shift ;;
       --output=*) output="${1#*=}" ;;
@@ -87,7 +92,7 @@ main() {
   local target="${CARGO_TARGET_DIR:-${ROOT}/target}"
   local bin_dir="${FERROKUBE_BIN_DIR:-${target}/${profile}}"
   output="${output:-${target}/images/ferrokube-${tag}.tar}"
-  local image="ferrokube:${tag}"
+  local image="${name:-ferrokube:${tag}}"
 
   for t in "${TOOLS[@]}"; do
     [[ -x "${t}" ]] || die "${t} missing: run hack/install-deps.sh (nftables, iptables, conntrack, iproute2)"
@@ -141,26 +146,7 @@ main() {
   echo 'root:x:0:0:root:/root:/sbin/nologin' >"${rootfs}/etc/passwd"
   echo 'root:x:0:' >"${rootfs}/etc/group"
 
-  # One layer, reproducible: sorted, owned by root, mtime 0.
-  mkdir -p "${work}/archive"
-  tar --sort=name --numeric-owner --owner=0 --group=0 --mtime=@0 -C "${rootfs}" \
-    -cf "${work}/archive/layer.tar" .
-  local diff_id arch
-  diff_id="sha256:$(sha256sum "${work}/archive/layer.tar" | cut -d' ' -f1)"
-  case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; *) arch="$(uname -m)" ;; esac
-  cat >"${work}/archive/config.json" <<JSON
-{"architecture":"${arch}","os":"linux","created":"1970-01-01T00:00:00Z",
- "config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"WorkingDir":"/",
-  "Labels":{"org.opencontainers.image.title":"ferrokube","org.opencontainers.image.version":"${tag}"}},
- "rootfs":{"type":"layers","diff_ids":["${diff_id}"]}}
-JSON
-  cat >"${work}/archive/manifest.json" <<JSON
-[{"Config":"config.json","RepoTags":["${image}"],"Layers":["layer.tar"]}]
-JSON
-  mkdir -p "$(dirname "${output}")"
-  tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "${work}/archive" \
-    -cf "${output}.tmp" manifest.json config.json layer.tar
-  mv "${output}.tmp" "${output}"
+  image::archive "${rootfs}" "${image}" "${output}" ferrokube "${tag}"
   log "wrote ${image} to ${output} ($(du -h "${output}" | cut -f1))"
 
   if [[ -n "${address}" ]]; then
