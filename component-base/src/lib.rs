@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod duration;
 pub mod events;
+pub mod feature_gates;
 pub mod flags;
 pub mod host_ports;
 pub mod informer;

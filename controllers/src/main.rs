@@ -62,7 +62,21 @@ async fn run(options: KcmOptions) -> anyhow::Result<()> {
         .iter()
         .filter_map(|d| registry::canonical(d.name))
         .collect();
-    let unimplemented = selection.enabled_but_unimplemented(&implemented);
+    let gates = &options.feature_gates;
+    if !gates.unread().is_empty() {
+        tracing::info!(gates = %gates.unread().join(","), "Feature gates set that no ferrokube controller reads");
+    }
+    for (controller, why) in selection.skipped(gates) {
+        match why {
+            registry::Skipped::CloudProvider => {
+                tracing::info!(controller, "Skipping a cloud provider controller")
+            }
+            registry::Skipped::FeatureGates(required) => {
+                tracing::info!(controller, required_feature_gates = %required.join(","), "Controller is disabled by a feature gate")
+            }
+        }
+    }
+    let unimplemented = selection.enabled_but_unimplemented(&implemented, gates);
     if !unimplemented.is_empty() {
         tracing::warn!(controllers = %unimplemented.join(","), "Controllers enabled but not implemented by ferrokube; they do not run");
     }
@@ -150,7 +164,7 @@ async fn run(options: KcmOptions) -> anyhow::Result<()> {
 async fn run_controllers(ctx: ControllerContext, selection: Selection) -> anyhow::Result<()> {
     let leading = ctx.shutdown.clone();
     let mut tasks = tokio::task::JoinSet::new();
-    for (name, descriptor) in registry::enabled(&selection) {
+    for (name, descriptor) in registry::enabled(&selection, &ctx.options.feature_gates) {
         tracing::info!(controller = name, "Starting controller");
         let future = (descriptor.start)(ctx.clone());
         tasks.spawn(async move { (name, future.await) });

@@ -33,6 +33,11 @@ pub struct UpstreamController {
     pub aliases: &'static [&'static str],
     /// Not enabled by `*`.
     pub disabled_by_default: bool,
+    /// The feature gates it runs under (all must be on), as upstream's descriptor requires.
+    pub gates: &'static [&'static str],
+    /// A cloud-provider controller: upstream's kube-controller-manager never runs it (the
+    /// cloud-controller-manager does, KEP-2395), whatever `--controllers` says.
+    pub cloud: bool,
 }
 
 const fn c(name: &'static str, aliases: &'static [&'static str]) -> UpstreamController {
@@ -40,15 +45,70 @@ const fn c(name: &'static str, aliases: &'static [&'static str]) -> UpstreamCont
         name,
         aliases,
         disabled_by_default: false,
+        gates: &[],
+        cloud: false,
     }
 }
 
 const fn off(name: &'static str, aliases: &'static [&'static str]) -> UpstreamController {
     UpstreamController {
-        name,
-        aliases,
         disabled_by_default: true,
+        ..c(name, aliases)
     }
+}
+
+const fn cloud(name: &'static str, aliases: &'static [&'static str]) -> UpstreamController {
+    UpstreamController {
+        cloud: true,
+        ..c(name, aliases)
+    }
+}
+
+impl UpstreamController {
+    const fn gated(self, gates: &'static [&'static str]) -> Self {
+        UpstreamController { gates, ..self }
+    }
+}
+
+/// The feature gates the controller manager reads, with upstream 1.35's defaults.
+pub const FEATURE_GATES: &[component_base::feature_gates::Gate] = &[
+    ("APIServerIdentity", true),
+    ("ClusterTrustBundle", false),
+    ("DRADeviceTaints", false),
+    ("DynamicResourceAllocation", true),
+    ("MultiCIDRServiceAllocator", true),
+    ("PodCertificateRequest", false),
+    ("SELinuxChangePolicy", true),
+    ("SeparateTaintEvictionController", true),
+    ("StorageVersionAPI", false),
+    ("StorageVersionMigrator", false),
+    ("VolumeAttributesClass", true),
+];
+
+/// Why a controller `--controllers` enables does not run, as upstream logs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skipped {
+    /// "Skipping a cloud provider controller".
+    CloudProvider,
+    /// "Controller is disabled by a feature gate", with the gates it requires.
+    FeatureGates(&'static [&'static str]),
+}
+
+/// Whether upstream controller `name` (canonical) runs under `gates`; `Err` says why not.
+pub fn runs_under(
+    name: &str,
+    gates: &component_base::feature_gates::FeatureGates,
+) -> Result<(), Skipped> {
+    let Some(u) = UPSTREAM.iter().find(|u| u.name == name) else {
+        return Ok(());
+    };
+    if u.cloud {
+        return Err(Skipped::CloudProvider);
+    }
+    if !u.gates.iter().all(|g| gates.enabled(g)) {
+        return Err(Skipped::FeatureGates(u.gates));
+    }
+    Ok(())
 }
 
 /// Every controller upstream's 1.35 kube-controller-manager knows (its `--help` list).
@@ -66,7 +126,7 @@ pub const UPSTREAM: &[UpstreamController] = &[
         "certificatesigningrequest-signing-controller",
         &["csrsigning"],
     ),
-    c("cloud-node-lifecycle-controller", &["cloud-node-lifecycle"]),
+    cloud("cloud-node-lifecycle-controller", &["cloud-node-lifecycle"]),
     c(
         "clusterrole-aggregation-controller",
         &["clusterrole-aggregation"],
@@ -74,7 +134,8 @@ pub const UPSTREAM: &[UpstreamController] = &[
     c("cronjob-controller", &["cronjob"]),
     c("daemonset-controller", &["daemonset"]),
     c("deployment-controller", &["deployment"]),
-    c("device-taint-eviction-controller", &[]),
+    c("device-taint-eviction-controller", &[])
+        .gated(&["DynamicResourceAllocation", "DRADeviceTaints"]),
     c("disruption-controller", &["disruption"]),
     c("endpoints-controller", &["endpoint"]),
     c("endpointslice-controller", &["endpointslice"]),
@@ -92,7 +153,8 @@ pub const UPSTREAM: &[UpstreamController] = &[
     c(
         "kube-apiserver-serving-clustertrustbundle-publisher-controller",
         &[],
-    ),
+    )
+    .gated(&["ClusterTrustBundle"]),
     c(
         "legacy-serviceaccount-token-cleaner-controller",
         &["legacy-service-account-token-cleaner"],
@@ -100,7 +162,7 @@ pub const UPSTREAM: &[UpstreamController] = &[
     c("namespace-controller", &["namespace"]),
     c("node-ipam-controller", &["nodeipam"]),
     c("node-lifecycle-controller", &["nodelifecycle"]),
-    c("node-route-controller", &["route"]),
+    cloud("node-route-controller", &["route"]),
     c(
         "persistentvolume-attach-detach-controller",
         &["attachdetach"],
@@ -119,35 +181,37 @@ pub const UPSTREAM: &[UpstreamController] = &[
         &["pvc-protection"],
     ),
     c("pod-garbage-collector-controller", &["podgc"]),
-    c("podcertificaterequest-cleaner-controller", &[]),
+    c("podcertificaterequest-cleaner-controller", &[]).gated(&["PodCertificateRequest"]),
     c("replicaset-controller", &["replicaset"]),
     c(
         "replicationcontroller-controller",
         &["replicationcontroller"],
     ),
-    c("resourceclaim-controller", &["resource-claim-controller"]),
+    c("resourceclaim-controller", &["resource-claim-controller"])
+        .gated(&["DynamicResourceAllocation"]),
     c("resourcequota-controller", &["resourcequota"]),
     c(
         "root-ca-certificate-publisher-controller",
         &["root-ca-cert-publisher"],
     ),
-    off("selinux-warning-controller", &[]),
-    c("service-cidr-controller", &[]),
-    c("service-lb-controller", &["service"]),
+    off("selinux-warning-controller", &[]).gated(&["SELinuxChangePolicy"]),
+    c("service-cidr-controller", &[]).gated(&["MultiCIDRServiceAllocator"]),
+    cloud("service-lb-controller", &["service"]),
     c("serviceaccount-controller", &["serviceaccount"]),
     c("serviceaccount-token-controller", &["serviceaccount-token"]),
     c("statefulset-controller", &["statefulset"]),
-    c("storage-version-migrator-controller", &["svm"]),
+    c("storage-version-migrator-controller", &["svm"]).gated(&["StorageVersionMigrator"]),
     c(
         "storageversion-garbage-collector-controller",
         &["storage-version-gc"],
-    ),
-    c("taint-eviction-controller", &[]),
+    )
+    .gated(&["APIServerIdentity", "StorageVersionAPI"]),
+    c("taint-eviction-controller", &[]).gated(&["SeparateTaintEvictionController"]),
     off("token-cleaner-controller", &["tokencleaner"]),
     c("ttl-after-finished-controller", &["ttl-after-finished"]),
     c("ttl-controller", &["ttl"]),
     c("validatingadmissionpolicy-status-controller", &[]),
-    c("volumeattributesclass-protection-controller", &[]),
+    c("volumeattributesclass-protection-controller", &[]).gated(&["VolumeAttributesClass"]),
 ];
 
 /// The canonical upstream name for a name or alias (also accepts the short form without
@@ -213,15 +277,30 @@ impl Selection {
             .any(|u| u.name == canonical_name && u.disabled_by_default)
     }
 
-    /// Enabled upstream controllers this binary does not implement (for one warning).
+    /// Upstream controllers that would run (enabled, not a cloud-provider controller, their
+    /// feature gates on) but that this binary does not implement (for one warning).
     pub fn enabled_but_unimplemented(
         &self,
         implemented: &BTreeSet<&'static str>,
+        gates: &component_base::feature_gates::FeatureGates,
     ) -> Vec<&'static str> {
         UPSTREAM
             .iter()
             .map(|u| u.name)
-            .filter(|n| self.is_enabled(n) && !implemented.contains(n))
+            .filter(|n| self.is_enabled(n) && runs_under(n, gates).is_ok())
+            .filter(|n| !implemented.contains(n))
+            .collect()
+    }
+
+    /// Enabled controllers that do not run and why (upstream logs each at start).
+    pub fn skipped(
+        &self,
+        gates: &component_base::feature_gates::FeatureGates,
+    ) -> Vec<(&'static str, Skipped)> {
+        UPSTREAM
+            .iter()
+            .filter(|u| self.is_enabled(u.name))
+            .filter_map(|u| runs_under(u.name, gates).err().map(|why| (u.name, why)))
             .collect()
     }
 }
@@ -237,12 +316,16 @@ fn suggestion(name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The implemented controllers `--controllers` enables, with canonical names.
-pub fn enabled(selection: &Selection) -> Vec<(&'static str, ControllerDescriptor)> {
+/// The implemented controllers `--controllers` enables and `--feature-gates` lets run, with
+/// canonical names.
+pub fn enabled(
+    selection: &Selection,
+    gates: &component_base::feature_gates::FeatureGates,
+) -> Vec<(&'static str, ControllerDescriptor)> {
     all()
         .into_iter()
         .filter_map(|d| canonical(d.name).map(|n| (n, d)))
-        .filter(|(n, _)| selection.is_enabled(n))
+        .filter(|(n, _)| selection.is_enabled(n) && runs_under(n, gates).is_ok())
         .collect()
 }
 
@@ -295,5 +378,108 @@ mod tests {
                 d.name
             );
         }
+    }
+
+    fn implemented() -> BTreeSet<&'static str> {
+        all().iter().filter_map(|d| canonical(d.name)).collect()
+    }
+
+    #[test]
+    fn cloud_controllers_never_run_and_gated_ones_follow_the_gates() {
+        use component_base::feature_gates::FeatureGates;
+        let defaults = FeatureGates::with_defaults(FEATURE_GATES);
+        let s = sel(&["*", "route"]);
+        let skipped = s.skipped(&defaults);
+        for cloud in [
+            "cloud-node-lifecycle-controller",
+            "node-route-controller",
+            "service-lb-controller",
+        ] {
+            assert!(
+                skipped.contains(&(cloud, Skipped::CloudProvider)),
+                "{cloud}"
+            );
+        }
+        assert!(skipped.contains(&(
+            "podcertificaterequest-cleaner-controller",
+            Skipped::FeatureGates(&["PodCertificateRequest"])
+        )));
+        // Off-by-default controllers are not "skipped": --controllers leaves them off.
+        assert!(!skipped
+            .iter()
+            .any(|(n, _)| *n == "selinux-warning-controller"));
+        let on = FeatureGates::parse("PodCertificateRequest=true", FEATURE_GATES).unwrap();
+        assert_eq!(
+            runs_under("podcertificaterequest-cleaner-controller", &on),
+            Ok(())
+        );
+        let off =
+            FeatureGates::parse("SeparateTaintEvictionController=false", FEATURE_GATES).unwrap();
+        assert!(!enabled(&s, &off)
+            .iter()
+            .any(|(n, _)| *n == "taint-eviction-controller"));
+        assert!(enabled(&s, &defaults)
+            .iter()
+            .any(|(n, _)| *n == "taint-eviction-controller"));
+    }
+
+    #[test]
+    fn what_is_reported_missing_is_what_upstream_would_run() {
+        use component_base::feature_gates::FeatureGates;
+        let defaults = FeatureGates::with_defaults(FEATURE_GATES);
+        let missing = sel(&["*"]).enabled_but_unimplemented(&implemented(), &defaults);
+        for m in &missing {
+            assert!(runs_under(m, &defaults).is_ok(), "{m}");
+            assert!(!implemented().contains(m), "{m}");
+        }
+        assert!(!missing.contains(&"service-lb-controller"));
+        let gated = FeatureGates::parse("ClusterTrustBundle=true", FEATURE_GATES).unwrap();
+        let more = sel(&["*"]).enabled_but_unimplemented(&implemented(), &gated);
+        assert!(more.contains(&"kube-apiserver-serving-clustertrustbundle-publisher-controller"));
+    }
+
+    /// The state the README's controller table gives `u`.
+    fn state(u: &UpstreamController, implemented: &BTreeSet<&'static str>) -> String {
+        if u.cloud {
+            return "cloud provider: never run by kube-controller-manager (as upstream)".into();
+        }
+        let mut state = if implemented.contains(u.name) {
+            "implemented".to_string()
+        } else {
+            "**not implemented yet**".to_string()
+        };
+        if u.disabled_by_default {
+            state += ", off by default";
+        }
+        if !u.gates.is_empty() {
+            let defaults =
+                component_base::feature_gates::FeatureGates::with_defaults(FEATURE_GATES);
+            let on = u.gates.iter().all(|g| defaults.enabled(g));
+            state += &format!(
+                ", feature gate {} ({} by default)",
+                u.gates.join(" + "),
+                if on { "on" } else { "off" }
+            );
+        }
+        state
+    }
+
+    #[test]
+    fn the_readme_table_shows_every_upstream_controller_with_its_state() {
+        let readme = include_str!("../README.md");
+        let implemented = implemented();
+        let rows: Vec<String> = UPSTREAM
+            .iter()
+            .map(|u| format!("| `{}` | {} |", u.name, state(u, &implemented)))
+            .collect();
+        let missing: Vec<&String> = rows
+            .iter()
+            .filter(|r| !readme.contains(r.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "controllers/README.md's table should read:\n{}",
+            rows.join("\n")
+        );
     }
 }

@@ -131,6 +131,7 @@ pub fn command() -> Command {
         .arg(value("kube-api-burst").value_parser(clap::value_parser!(u32)).default_value("30").help("Burst to use while talking with kubernetes apiserver."))
         .arg(value("kube-api-content-type").default_value("application/vnd.kubernetes.protobuf").help("Content type of requests sent to apiserver (kube-rs sends JSON)."))
         .arg(Arg::new("controllers").long("controllers").action(ArgAction::Append).value_delimiter(',').default_value("*").help("A list of controllers to enable. '*' enables all on-by-default controllers, 'foo' enables the controller named 'foo', '-foo' disables the controller named 'foo'."))
+        .arg(value("feature-gates").help("A set of key=value pairs that describe feature gates for alpha/experimental features (the gates controllers run under)."))
         .arg(bool_flag("use-service-account-credentials", false).help("If true, use individual service account credentials for each controller."))
         .arg(bool_flag("allocate-node-cidrs", false).help("Should CIDRs for Pods be allocated and set on the nodes. Requires --cluster-cidr."))
         .arg(value("cluster-cidr").help("CIDR Range for Pods in cluster."))
@@ -198,6 +199,12 @@ pub fn from_matches(m: &ArgMatches) -> Result<KcmOptions, String> {
         .unwrap_or_default();
     Selection::parse(&controllers)?;
     o.controllers = controllers;
+    o.feature_gates = component_base::feature_gates::FeatureGates::parse(
+        m.get_one::<String>("feature-gates")
+            .map(String::as_str)
+            .unwrap_or_default(),
+        crate::registry::FEATURE_GATES,
+    )?;
     o.use_service_account_credentials = *m
         .get_one::<bool>("use-service-account-credentials")
         .expect("defaulted");

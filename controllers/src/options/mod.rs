@@ -18,6 +18,8 @@ pub struct KcmOptions {
     pub master: Option<String>,
     /// `--controllers`: the selection as given (`*`, `foo`, `-foo`), aliases resolved.
     pub controllers: Vec<String>,
+    /// `--feature-gates` over upstream's defaults (the gates some controllers run under).
+    pub feature_gates: component_base::feature_gates::FeatureGates,
     /// `--use-service-account-credentials`: one service-account identity per controller.
     pub use_service_account_credentials: bool,
     /// `--concurrent-*-syncs`: workers per controller.
@@ -187,6 +189,9 @@ impl Default for KcmOptions {
             kubeconfig: None,
             master: None,
             controllers: vec!["*".to_string()],
+            feature_gates: component_base::feature_gates::FeatureGates::with_defaults(
+                crate::registry::FEATURE_GATES,
+            ),
             use_service_account_credentials: false,
             concurrency: Concurrency::default(),
             allocate_node_cidrs: false,
