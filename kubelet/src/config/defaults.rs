@@ -12,9 +12,6 @@ use super::file::KubeletConfiguration;
 use component_base::duration::GoDuration;
 use std::collections::BTreeMap;
 
-/// `containerRuntimeEndpoint`'s default.
-pub const CONTAINER_RUNTIME_ENDPOINT: &str = "unix:///run/containerd/containerd.sock";
-
 /// Upstream's default `evictionHard` on Linux (pkg/kubelet/eviction/defaults_linux.go).
 pub fn eviction_hard() -> BTreeMap<String, String> {
     [
@@ -101,7 +98,7 @@ pub fn apply(c: &mut KubeletConfiguration) {
     pointer(&mut c.register_node, true);
     string(
         &mut c.container_runtime_endpoint,
-        CONTAINER_RUNTIME_ENDPOINT,
+        crate::cri::DEFAULT_ENDPOINT,
     );
     string(&mut c.pod_logs_dir, "/var/log/pods");
     // The loader's rule: no `evictionHard` means the defaults; with
