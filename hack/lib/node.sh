@@ -96,16 +96,18 @@ podLogsDir: ${dir}/pod-logs
 YAML
 }
 
-# Starts node $1's kubelet in its namespace. The bridge conflist it writes from the podCIDR
-# goes where the node's containerd looks, with host-local's allocations kept per node and no
-# masquerade by the bridge plugin (network::node_up masquerades only what leaves the cluster).
+# Starts node $1's kubelet in its namespace, opted in (FERROKUBE_CNI_BRIDGE) to the bridge
+# conflist ferrokube's kubelet writes from the podCIDR — upstream's writes none, so without
+# it the node stays NotReady. It goes where the node's containerd looks, with host-local's
+# allocations kept per node and no masquerade by the bridge plugin (network::node_up
+# masquerades only what leaves the cluster).
 node::kubelet() {
   local node="$1" dir index
   dir="$(local::node_dir "${node}")"
   index="$(local::node_index "${node}")"
   [[ -f "${dir}/kubelet/config.yaml" ]] || node::kubelet_config "${node}"
-  FERROKUBE_CNI_CONF_DIR="${dir}/cni/net.d" FERROKUBE_CNI_IPAM_DIR="${dir}/cni/ipam" \
-    FERROKUBE_CNI_IP_MASQ=false \
+  FERROKUBE_CNI_BRIDGE=cni0 FERROKUBE_CNI_CONF_DIR="${dir}/cni/net.d" \
+    FERROKUBE_CNI_IPAM_DIR="${dir}/cni/ipam" FERROKUBE_CNI_IP_MASQ=false \
     start_in_node "${node}" kubelet "${BIN_DIR}/kubelet" \
     --config="${dir}/kubelet/config.yaml" \
     --kubeconfig="${dir}/kubelet.kubeconfig" \

@@ -134,6 +134,7 @@ async fn main() {
             "FERROKUBE_CNI_CONF_DIR={}",
             containerd.cni_conf_dir().display()
         ),
+        // Opts ferrokube's kubelet in to writing its bridge conflist (upstream's ignores it).
         format!("FERROKUBE_CNI_BRIDGE={bridge}"),
         bin.display().to_string(),
         format!("--config={}", config.display()),

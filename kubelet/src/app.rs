@@ -106,18 +106,11 @@ pub async fn run(opts: Options) -> Result<()> {
     // Registration and node status go on in the background: the kubelet serves /healthz and
     // runs static pods before (and without) an API server, as kubeadm's control plane needs.
     tokio::spawn(node_sync.register_and_run(stop.clone()));
-    // The pod network: our conflist from the node's podCIDR, when it has one.
+    // The pod network: the podCIDR to the runtime; our conflist only when opted in.
     let (cni_client, cni_opts, cni_cri) = (client.clone(), opts.clone(), cri.clone());
     tokio::spawn(async move {
         if let Some(cidr) = pod_cidr(&cni_client, &cni_opts, Duration::from_secs(600)).await {
-            let written = crate::cni::BridgeNetwork::from_env()
-                .and_then(|net| net.write_conflist(&crate::cni::conf_dir(), &cidr));
-            match written {
-                Ok(p) => {
-                    tracing::info!(pod_cidr = %cidr, conflist = %p.display(), "Pod network configured")
-                }
-                Err(e) => tracing::warn!(error = %e, "Failed to write the CNI config"),
-            }
+            configure_pod_network(&cidr);
             if let Err(e) = crate::cni::update_runtime_config(&cni_cri, &cidr).await {
                 tracing::warn!(error = %e, "UpdateRuntimeConfig failed");
             }
@@ -241,4 +234,33 @@ pub async fn run(opts: Options) -> Result<()> {
     .await;
     tracing::info!("Kubelet stopped; containers keep running and are re-adopted on restart");
     Ok(())
+}
+
+/// Writes ferrokube's bridge conflist for `cidr` when opted in (`FERROKUBE_CNI_BRIDGE`) and
+/// no other party's config is in the conf dir, logging what was done.
+fn configure_pod_network(cidr: &str) {
+    use crate::cni::Configured;
+    let dir = crate::cni::conf_dir();
+    let done = crate::cni::BridgeNetwork::from_env()
+        .and_then(|net| crate::cni::configure(&dir, net.as_ref(), cidr));
+    match done {
+        Ok(Configured::NotOptedIn) => tracing::info!(
+            pod_cidr = %cidr,
+            conf_dir = %dir.display(),
+            "Writing no CNI config: the pod network is the cluster's (FERROKUBE_CNI_BRIDGE is unset)"
+        ),
+        Ok(Configured::Written(p)) => {
+            tracing::info!(pod_cidr = %cidr, conflist = %p.display(), "Pod network configured")
+        }
+        Ok(Configured::LeftToOthers {
+            foreign,
+            removed_ours,
+        }) => tracing::warn!(
+            conf_dir = %dir.display(),
+            configs = ?foreign,
+            removed_ours,
+            "Another CNI config is in the conf dir; leaving the pod network to it"
+        ),
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "Failed to configure the pod network"),
+    }
 }

@@ -89,6 +89,7 @@ async fn services_and_endpoint_slices_drive_real_rules() {
             &[
                 format!("--kubeconfig={}", cluster.kubeconfig().display()),
                 "--hostname-override=lab-node".into(),
+                "--proxy-mode=nftables".into(),
                 "--cluster-cidr=10.99.0.0/16".into(),
                 "--iptables-min-sync-period=100ms".into(),
                 format!("--healthz-bind-address=127.0.0.1:{healthz}"),

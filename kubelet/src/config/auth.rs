@@ -1,6 +1,5 @@
 //! `authentication` and `authorization` of KubeletConfiguration: who may call the kubelet
-//! API on 10250, with upstream's defaults (v1beta1 defaults with a config file, the legacy
-//! open defaults without one).
+//! API on 10250 (their defaults are filled in by [`super::defaults`]).
 
 use component_base::duration::GoDuration;
 use serde::Deserialize;
@@ -89,22 +88,18 @@ pub struct ServerAuth {
 }
 
 impl ServerAuth {
-    /// Resolves the file's sections. `from_file` selects the v1beta1 defaults (anonymous
-    /// off, webhook on, mode Webhook); without a file upstream keeps its legacy defaults
-    /// (anonymous on, no webhook, AlwaysAllow). Explicit flags win over both.
+    /// Resolves the file's sections (already filled in by [`super::defaults`]: v1beta1's
+    /// defaults with a config file, upstream's legacy open ones without) with the explicit
+    /// flags winning.
     pub fn resolve(
         authn: Option<&KubeletAuthentication>,
         authz: Option<&KubeletAuthorization>,
-        from_file: bool,
         flags: AuthFlags,
     ) -> anyhow::Result<ServerAuth> {
         let authn = authn.cloned().unwrap_or_default();
         let authz = authz.cloned().unwrap_or_default();
         let webhook = authn.webhook.unwrap_or_default();
-        let mode = flags
-            .authorization_mode
-            .or(authz.mode)
-            .unwrap_or_else(|| if from_file { "Webhook" } else { "AlwaysAllow" }.into());
+        let mode = flags.authorization_mode.or(authz.mode).unwrap_or_default();
         let webhook_authz = match mode.as_str() {
             "Webhook" => true,
             "AlwaysAllow" => false,
@@ -113,21 +108,21 @@ impl ServerAuth {
             ),
         };
         let webhook_authz_cfg = authz.webhook.unwrap_or_default();
-        let dur = |v: Option<GoDuration>, d: u64| v.map(|g| g.0).unwrap_or(Duration::from_secs(d));
+        let ttl = |v: Option<GoDuration>| v.unwrap_or_default().0;
         Ok(ServerAuth {
             anonymous: flags
                 .anonymous
                 .or(authn.anonymous.and_then(|a| a.enabled))
-                .unwrap_or(!from_file),
-            webhook_authn: flags.webhook.or(webhook.enabled).unwrap_or(from_file),
-            authn_cache_ttl: dur(webhook.cache_ttl, 120),
+                .unwrap_or_default(),
+            webhook_authn: flags.webhook.or(webhook.enabled).unwrap_or_default(),
+            authn_cache_ttl: ttl(webhook.cache_ttl),
             client_ca_file: flags
                 .client_ca_file
                 .or(authn.x509.and_then(|x| x.client_ca_file).map(PathBuf::from))
                 .filter(|p| !p.as_os_str().is_empty()),
             webhook_authz,
-            authorized_ttl: dur(webhook_authz_cfg.cache_authorized_ttl, 300),
-            unauthorized_ttl: dur(webhook_authz_cfg.cache_unauthorized_ttl, 30),
+            authorized_ttl: ttl(webhook_authz_cfg.cache_authorized_ttl),
+            unauthorized_ttl: ttl(webhook_authz_cfg.cache_unauthorized_ttl),
         })
     }
 }
@@ -148,40 +143,52 @@ pub struct AuthFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{defaults, KubeletConfiguration};
+
+    fn resolve(c: &KubeletConfiguration, flags: AuthFlags) -> anyhow::Result<ServerAuth> {
+        ServerAuth::resolve(c.authentication.as_ref(), c.authorization.as_ref(), flags)
+    }
 
     #[test]
     fn defaults_depend_on_whether_a_file_was_given() {
-        let legacy = ServerAuth::resolve(None, None, false, AuthFlags::default()).unwrap();
+        let legacy = resolve(&defaults::without_file(), AuthFlags::default()).unwrap();
         assert!(legacy.anonymous && !legacy.webhook_authn && !legacy.webhook_authz);
-        let v1beta1 = ServerAuth::resolve(None, None, true, AuthFlags::default()).unwrap();
+        let mut file = KubeletConfiguration::default();
+        defaults::apply(&mut file);
+        let v1beta1 = resolve(&file, AuthFlags::default()).unwrap();
         assert!(!v1beta1.anonymous && v1beta1.webhook_authn && v1beta1.webhook_authz);
         assert_eq!(v1beta1.authn_cache_ttl, Duration::from_secs(120));
+        assert_eq!(v1beta1.authorized_ttl, Duration::from_secs(300));
         assert_eq!(v1beta1.unauthorized_ttl, Duration::from_secs(30));
     }
 
     #[test]
     fn kubeadm_sections_parse_and_flags_win() {
-        let authn: KubeletAuthentication = serde_yaml::from_str(
-            "anonymous: {enabled: false}\nwebhook: {enabled: true, cacheTTL: 0s}\nx509: {clientCAFile: /etc/kubernetes/pki/ca.crt}\n",
-        )
-        .unwrap();
-        let authz: KubeletAuthorization = serde_yaml::from_str(
-            "mode: Webhook\nwebhook: {cacheAuthorizedTTL: 0s, cacheUnauthorizedTTL: 0s}\n",
-        )
-        .unwrap();
-        let a =
-            ServerAuth::resolve(Some(&authn), Some(&authz), true, AuthFlags::default()).unwrap();
+        let mut c = KubeletConfiguration {
+            authentication: Some(serde_yaml::from_str(
+                "anonymous: {enabled: false}\nwebhook: {enabled: true, cacheTTL: 0s}\nx509: {clientCAFile: /etc/kubernetes/pki/ca.crt}\n",
+            )
+            .unwrap()),
+            authorization: Some(serde_yaml::from_str(
+                "mode: Webhook\nwebhook: {cacheAuthorizedTTL: 0s, cacheUnauthorizedTTL: 0s}\n",
+            )
+            .unwrap()),
+            ..Default::default()
+        };
+        defaults::apply(&mut c);
+        let a = resolve(&c, AuthFlags::default()).unwrap();
         assert_eq!(
             a.client_ca_file.as_deref(),
             Some(std::path::Path::new("/etc/kubernetes/pki/ca.crt"))
         );
-        assert_eq!(a.authorized_ttl, Duration::ZERO);
+        assert_eq!(a.authorized_ttl, Duration::from_secs(300), "0s is unset");
+        assert_eq!(a.authn_cache_ttl, Duration::from_secs(120), "0s is unset");
         let flags = AuthFlags {
             anonymous: Some(true),
             authorization_mode: Some("AlwaysAllow".into()),
             ..Default::default()
         };
-        let a = ServerAuth::resolve(Some(&authn), Some(&authz), true, flags).unwrap();
+        let a = resolve(&c, flags).unwrap();
         assert!(a.anonymous && !a.webhook_authz);
     }
 
@@ -191,7 +198,7 @@ mod tests {
             mode: Some("RBAC".into()),
             webhook: None,
         };
-        let e = ServerAuth::resolve(None, Some(&authz), true, AuthFlags::default()).unwrap_err();
+        let e = ServerAuth::resolve(None, Some(&authz), AuthFlags::default()).unwrap_err();
         assert!(e.to_string().contains("authorization.mode"), "{e}");
         let e = serde_yaml::from_str::<KubeletAuthentication>("anonymous: {enabeld: true}")
             .unwrap_err()

@@ -32,9 +32,9 @@ pub struct KubeletConfiguration {
     /// `fileCheckFrequency`: How often static pod files are re-read (default 20s).
     #[serde(rename = "fileCheckFrequency")]
     pub file_check_frequency: Option<GoDuration>,
-    /// `httpCheckFrequency`: Accepted for compatibility; not implemented.
+    /// `httpCheckFrequency`: Accepted for compatibility (a duration; zero means upstream\'s default); not implemented.
     #[serde(rename = "httpCheckFrequency")]
-    pub http_check_frequency: Option<serde_yaml::Value>,
+    pub http_check_frequency: Option<GoDuration>,
     /// `staticPodURL`: Accepted for compatibility; not implemented.
     #[serde(rename = "staticPodURL")]
     pub static_pod_url: Option<serde_yaml::Value>,
@@ -113,9 +113,9 @@ pub struct KubeletConfiguration {
     /// `clusterDNS`: Cluster DNS server IPs.
     #[serde(rename = "clusterDNS")]
     pub cluster_dns: Option<Vec<String>>,
-    /// `streamingConnectionIdleTimeout`: Accepted for compatibility; not implemented.
+    /// `streamingConnectionIdleTimeout`: Accepted for compatibility (a duration; zero means upstream\'s default); not implemented.
     #[serde(rename = "streamingConnectionIdleTimeout")]
-    pub streaming_connection_idle_timeout: Option<serde_yaml::Value>,
+    pub streaming_connection_idle_timeout: Option<GoDuration>,
     /// `nodeStatusUpdateFrequency`: How often node status is computed and posted on change (default 10s).
     #[serde(rename = "nodeStatusUpdateFrequency")]
     pub node_status_update_frequency: Option<GoDuration>,
@@ -137,9 +137,9 @@ pub struct KubeletConfiguration {
     /// `imageGCLowThresholdPercent`: Usage collection frees down to (80).
     #[serde(rename = "imageGCLowThresholdPercent")]
     pub image_gc_low_threshold_percent: Option<i64>,
-    /// `volumeStatsAggPeriod`: Accepted for compatibility; not implemented.
+    /// `volumeStatsAggPeriod`: Accepted for compatibility (a duration; zero means upstream\'s default); not implemented.
     #[serde(rename = "volumeStatsAggPeriod")]
-    pub volume_stats_agg_period: Option<serde_yaml::Value>,
+    pub volume_stats_agg_period: Option<GoDuration>,
     /// `kubeletCgroups`: Accepted for compatibility; not implemented.
     #[serde(rename = "kubeletCgroups")]
     pub kubelet_cgroups: Option<serde_yaml::Value>,
@@ -164,9 +164,9 @@ pub struct KubeletConfiguration {
     /// `cpuManagerPolicyOptions`: Accepted for compatibility; not implemented.
     #[serde(rename = "cpuManagerPolicyOptions")]
     pub cpu_manager_policy_options: Option<serde_yaml::Value>,
-    /// `cpuManagerReconcilePeriod`: Accepted for compatibility; not implemented.
+    /// `cpuManagerReconcilePeriod`: Accepted for compatibility (a duration; zero means upstream\'s default); not implemented.
     #[serde(rename = "cpuManagerReconcilePeriod")]
-    pub cpu_manager_reconcile_period: Option<serde_yaml::Value>,
+    pub cpu_manager_reconcile_period: Option<GoDuration>,
     /// `memoryManagerPolicy`: Accepted for compatibility; not implemented.
     #[serde(rename = "memoryManagerPolicy")]
     pub memory_manager_policy: Option<serde_yaml::Value>,
@@ -182,9 +182,9 @@ pub struct KubeletConfiguration {
     /// `qosReserved`: Accepted for compatibility; not implemented.
     #[serde(rename = "qosReserved")]
     pub qos_reserved: Option<serde_yaml::Value>,
-    /// `runtimeRequestTimeout`: Accepted for compatibility; not implemented.
+    /// `runtimeRequestTimeout`: Accepted for compatibility (a duration; zero means upstream\'s default); not implemented.
     #[serde(rename = "runtimeRequestTimeout")]
-    pub runtime_request_timeout: Option<serde_yaml::Value>,
+    pub runtime_request_timeout: Option<GoDuration>,
     /// `hairpinMode`: Accepted for compatibility; not implemented.
     #[serde(rename = "hairpinMode")]
     pub hairpin_mode: Option<serde_yaml::Value>,
@@ -248,9 +248,9 @@ pub struct KubeletConfiguration {
     /// `evictionMinimumReclaim`: How much more than a threshold must be free to end it.
     #[serde(rename = "evictionMinimumReclaim")]
     pub eviction_minimum_reclaim: Option<BTreeMap<String, String>>,
-    /// `mergeDefaultEvictionSettings`: Accepted for compatibility; not implemented.
+    /// `mergeDefaultEvictionSettings`: Fill the thresholds `evictionHard` leaves out with upstream\'s defaults (default false).
     #[serde(rename = "mergeDefaultEvictionSettings")]
-    pub merge_default_eviction_settings: Option<serde_yaml::Value>,
+    pub merge_default_eviction_settings: Option<bool>,
     /// `podsPerCore`: Accepted for compatibility; not implemented.
     #[serde(rename = "podsPerCore")]
     pub pods_per_core: Option<serde_yaml::Value>,
@@ -335,12 +335,12 @@ pub struct KubeletConfiguration {
     /// `enableSystemLogQuery`: Accepted for compatibility; not implemented.
     #[serde(rename = "enableSystemLogQuery")]
     pub enable_system_log_query: Option<serde_yaml::Value>,
-    /// `shutdownGracePeriod`: Accepted for compatibility; not implemented.
+    /// `shutdownGracePeriod`: Accepted for compatibility (a duration; zero means upstream\'s default); not implemented.
     #[serde(rename = "shutdownGracePeriod")]
-    pub shutdown_grace_period: Option<serde_yaml::Value>,
-    /// `shutdownGracePeriodCriticalPods`: Accepted for compatibility; not implemented.
+    pub shutdown_grace_period: Option<GoDuration>,
+    /// `shutdownGracePeriodCriticalPods`: Accepted for compatibility (a duration; zero means upstream\'s default); not implemented.
     #[serde(rename = "shutdownGracePeriodCriticalPods")]
-    pub shutdown_grace_period_critical_pods: Option<serde_yaml::Value>,
+    pub shutdown_grace_period_critical_pods: Option<GoDuration>,
     /// `shutdownGracePeriodByPodPriority`: Accepted for compatibility; not implemented.
     #[serde(rename = "shutdownGracePeriodByPodPriority")]
     pub shutdown_grace_period_by_pod_priority: Option<serde_yaml::Value>,
@@ -388,233 +388,178 @@ pub struct KubeletConfiguration {
     pub user_namespaces: Option<serde_yaml::Value>,
 }
 
-/// The fields set in the file that ferrokube does not act on (for one warning).
+/// The fields set in the file that ferrokube does not act on (for one warning), read
+/// before defaulting: a Go zero value (`0s`, `0`, `""`, `{}`, a section of zeros) of a field
+/// upstream declares without a pointer means "unset" there, as kubeadm writes them, so it is
+/// not reported; an explicit value of an upstream pointer field always is.
 pub fn unimplemented_fields_set(c: &KubeletConfiguration) -> Vec<&'static str> {
-    let mut set = Vec::new();
-    if c.http_check_frequency.is_some() {
-        set.push("httpCheckFrequency");
+    let durations: [(&'static str, &Option<GoDuration>); 7] = [
+        ("httpCheckFrequency", &c.http_check_frequency),
+        (
+            "streamingConnectionIdleTimeout",
+            &c.streaming_connection_idle_timeout,
+        ),
+        ("volumeStatsAggPeriod", &c.volume_stats_agg_period),
+        ("cpuManagerReconcilePeriod", &c.cpu_manager_reconcile_period),
+        ("runtimeRequestTimeout", &c.runtime_request_timeout),
+        ("shutdownGracePeriod", &c.shutdown_grace_period),
+        (
+            "shutdownGracePeriodCriticalPods",
+            &c.shutdown_grace_period_critical_pods,
+        ),
+    ];
+    let untyped: [(&'static str, &Option<serde_yaml::Value>); 67] = [
+        ("staticPodURL", &c.static_pod_url),
+        ("staticPodURLHeader", &c.static_pod_url_header),
+        ("tlsCipherSuites", &c.tls_cipher_suites),
+        ("tlsMinVersion", &c.tls_min_version),
+        ("rotateCertificates", &c.rotate_certificates),
+        ("serverTLSBootstrap", &c.server_tls_bootstrap),
+        ("registryPullQPS", &c.registry_pull_qps),
+        ("registryBurst", &c.registry_burst),
+        (
+            "imagePullCredentialsVerificationPolicy",
+            &c.image_pull_credentials_verification_policy,
+        ),
+        (
+            "preloadedImagesVerificationAllowlist",
+            &c.preloaded_images_verification_allowlist,
+        ),
+        ("eventRecordQPS", &c.event_record_qps),
+        ("eventBurst", &c.event_burst),
+        ("enableDebuggingHandlers", &c.enable_debugging_handlers),
+        ("enableContentionProfiling", &c.enable_contention_profiling),
+        ("oomScoreAdj", &c.oom_score_adj),
+        ("kubeletCgroups", &c.kubelet_cgroups),
+        ("systemCgroups", &c.system_cgroups),
+        ("cpuManagerPolicy", &c.cpu_manager_policy),
+        ("singleProcessOOMKill", &c.single_process_oom_kill),
+        ("cpuManagerPolicyOptions", &c.cpu_manager_policy_options),
+        ("memoryManagerPolicy", &c.memory_manager_policy),
+        ("topologyManagerPolicy", &c.topology_manager_policy),
+        ("topologyManagerScope", &c.topology_manager_scope),
+        (
+            "topologyManagerPolicyOptions",
+            &c.topology_manager_policy_options,
+        ),
+        ("qosReserved", &c.qos_reserved),
+        ("hairpinMode", &c.hairpin_mode),
+        ("podPidsLimit", &c.pod_pids_limit),
+        ("runOnce", &c.run_once),
+        ("cpuCFSQuota", &c.cpu_cfs_quota),
+        ("cpuCFSQuotaPeriod", &c.cpu_cfs_quota_period),
+        ("maxOpenFiles", &c.max_open_files),
+        ("contentType", &c.content_type),
+        ("serializeImagePulls", &c.serialize_image_pulls),
+        ("maxParallelImagePulls", &c.max_parallel_image_pulls),
+        ("podsPerCore", &c.pods_per_core),
+        (
+            "enableControllerAttachDetach",
+            &c.enable_controller_attach_detach,
+        ),
+        ("protectKernelDefaults", &c.protect_kernel_defaults),
+        ("makeIPTablesUtilChains", &c.make_ip_tables_util_chains),
+        ("iptablesMasqueradeBit", &c.iptables_masquerade_bit),
+        ("iptablesDropBit", &c.iptables_drop_bit),
+        ("memorySwap", &c.memory_swap),
+        ("containerLogMaxSize", &c.container_log_max_size),
+        ("containerLogMaxFiles", &c.container_log_max_files),
+        ("containerLogMaxWorkers", &c.container_log_max_workers),
+        (
+            "containerLogMonitorInterval",
+            &c.container_log_monitor_interval,
+        ),
+        (
+            "configMapAndSecretChangeDetectionStrategy",
+            &c.config_map_and_secret_change_detection_strategy,
+        ),
+        ("reservedSystemCPUs", &c.reserved_system_cp_us),
+        (
+            "showHiddenMetricsForVersion",
+            &c.show_hidden_metrics_for_version,
+        ),
+        ("systemReservedCgroup", &c.system_reserved_cgroup),
+        ("kubeReservedCgroup", &c.kube_reserved_cgroup),
+        ("allowedUnsafeSysctls", &c.allowed_unsafe_sysctls),
+        ("volumePluginDir", &c.volume_plugin_dir),
+        ("kernelMemcgNotification", &c.kernel_memcg_notification),
+        ("logging", &c.logging),
+        ("enableSystemLogHandler", &c.enable_system_log_handler),
+        ("enableSystemLogQuery", &c.enable_system_log_query),
+        (
+            "shutdownGracePeriodByPodPriority",
+            &c.shutdown_grace_period_by_pod_priority,
+        ),
+        ("crashLoopBackOff", &c.crash_loop_back_off),
+        ("reservedMemory", &c.reserved_memory),
+        ("enableProfilingHandler", &c.enable_profiling_handler),
+        ("enableDebugFlagsHandler", &c.enable_debug_flags_handler),
+        ("seccompDefault", &c.seccomp_default),
+        ("memoryThrottlingFactor", &c.memory_throttling_factor),
+        ("tracing", &c.tracing),
+        (
+            "localStorageCapacityIsolation",
+            &c.local_storage_capacity_isolation,
+        ),
+        ("imageServiceEndpoint", &c.image_service_endpoint),
+        ("userNamespaces", &c.user_namespaces),
+    ];
+    let durations_set = durations
+        .into_iter()
+        .filter(|(_, v)| v.is_some_and(|d| !d.0.is_zero()))
+        .map(|(name, _)| name);
+    let untyped_set = untyped
+        .into_iter()
+        .filter(|(name, v)| {
+            v.as_ref()
+                .is_some_and(|v| UPSTREAM_POINTER_FIELDS.contains(name) || !is_go_zero(v))
+        })
+        .map(|(name, _)| name);
+    durations_set.chain(untyped_set).collect()
+}
+
+/// The not-implemented fields upstream declares as pointers: an explicit zero there is a
+/// setting, not "unset".
+pub const UPSTREAM_POINTER_FIELDS: &[&str] = &[
+    "registryPullQPS",
+    "eventRecordQPS",
+    "enableDebuggingHandlers",
+    "oomScoreAdj",
+    "singleProcessOOMKill",
+    "podPidsLimit",
+    "cpuCFSQuota",
+    "cpuCFSQuotaPeriod",
+    "serializeImagePulls",
+    "maxParallelImagePulls",
+    "enableControllerAttachDetach",
+    "makeIPTablesUtilChains",
+    "iptablesMasqueradeBit",
+    "iptablesDropBit",
+    "containerLogMaxFiles",
+    "containerLogMaxWorkers",
+    "containerLogMonitorInterval",
+    "enableSystemLogHandler",
+    "enableSystemLogQuery",
+    "enableProfilingHandler",
+    "enableDebugFlagsHandler",
+    "seccompDefault",
+    "memoryThrottlingFactor",
+    "tracing",
+    "localStorageCapacityIsolation",
+    "userNamespaces",
+];
+
+/// Whether `v` is what Go decodes to a zero value: null, false, 0, `""`, `"0"`, `"0s"`, an
+/// empty list, or a mapping of zero values (kubeadm's `logging` and `memorySwap: {}`).
+fn is_go_zero(v: &serde_yaml::Value) -> bool {
+    use serde_yaml::Value;
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => matches!(s.as_str(), "" | "0" | "0s"),
+        Value::Sequence(items) => items.is_empty(),
+        Value::Mapping(m) => m.values().all(is_go_zero),
+        Value::Tagged(t) => is_go_zero(&t.value),
     }
-    if c.static_pod_url.is_some() {
-        set.push("staticPodURL");
-    }
-    if c.static_pod_url_header.is_some() {
-        set.push("staticPodURLHeader");
-    }
-    if c.tls_cipher_suites.is_some() {
-        set.push("tlsCipherSuites");
-    }
-    if c.tls_min_version.is_some() {
-        set.push("tlsMinVersion");
-    }
-    if c.rotate_certificates.is_some() {
-        set.push("rotateCertificates");
-    }
-    if c.server_tls_bootstrap.is_some() {
-        set.push("serverTLSBootstrap");
-    }
-    if c.registry_pull_qps.is_some() {
-        set.push("registryPullQPS");
-    }
-    if c.registry_burst.is_some() {
-        set.push("registryBurst");
-    }
-    if c.image_pull_credentials_verification_policy.is_some() {
-        set.push("imagePullCredentialsVerificationPolicy");
-    }
-    if c.preloaded_images_verification_allowlist.is_some() {
-        set.push("preloadedImagesVerificationAllowlist");
-    }
-    if c.event_record_qps.is_some() {
-        set.push("eventRecordQPS");
-    }
-    if c.event_burst.is_some() {
-        set.push("eventBurst");
-    }
-    if c.enable_debugging_handlers.is_some() {
-        set.push("enableDebuggingHandlers");
-    }
-    if c.enable_contention_profiling.is_some() {
-        set.push("enableContentionProfiling");
-    }
-    if c.oom_score_adj.is_some() {
-        set.push("oomScoreAdj");
-    }
-    if c.streaming_connection_idle_timeout.is_some() {
-        set.push("streamingConnectionIdleTimeout");
-    }
-    if c.volume_stats_agg_period.is_some() {
-        set.push("volumeStatsAggPeriod");
-    }
-    if c.kubelet_cgroups.is_some() {
-        set.push("kubeletCgroups");
-    }
-    if c.system_cgroups.is_some() {
-        set.push("systemCgroups");
-    }
-    if c.cpu_manager_policy.is_some() {
-        set.push("cpuManagerPolicy");
-    }
-    if c.single_process_oom_kill.is_some() {
-        set.push("singleProcessOOMKill");
-    }
-    if c.cpu_manager_policy_options.is_some() {
-        set.push("cpuManagerPolicyOptions");
-    }
-    if c.cpu_manager_reconcile_period.is_some() {
-        set.push("cpuManagerReconcilePeriod");
-    }
-    if c.memory_manager_policy.is_some() {
-        set.push("memoryManagerPolicy");
-    }
-    if c.topology_manager_policy.is_some() {
-        set.push("topologyManagerPolicy");
-    }
-    if c.topology_manager_scope.is_some() {
-        set.push("topologyManagerScope");
-    }
-    if c.topology_manager_policy_options.is_some() {
-        set.push("topologyManagerPolicyOptions");
-    }
-    if c.qos_reserved.is_some() {
-        set.push("qosReserved");
-    }
-    if c.runtime_request_timeout.is_some() {
-        set.push("runtimeRequestTimeout");
-    }
-    if c.hairpin_mode.is_some() {
-        set.push("hairpinMode");
-    }
-    if c.pod_pids_limit.is_some() {
-        set.push("podPidsLimit");
-    }
-    if c.run_once.is_some() {
-        set.push("runOnce");
-    }
-    if c.cpu_cfs_quota.is_some() {
-        set.push("cpuCFSQuota");
-    }
-    if c.cpu_cfs_quota_period.is_some() {
-        set.push("cpuCFSQuotaPeriod");
-    }
-    if c.max_open_files.is_some() {
-        set.push("maxOpenFiles");
-    }
-    if c.content_type.is_some() {
-        set.push("contentType");
-    }
-    if c.serialize_image_pulls.is_some() {
-        set.push("serializeImagePulls");
-    }
-    if c.max_parallel_image_pulls.is_some() {
-        set.push("maxParallelImagePulls");
-    }
-    if c.merge_default_eviction_settings.is_some() {
-        set.push("mergeDefaultEvictionSettings");
-    }
-    if c.pods_per_core.is_some() {
-        set.push("podsPerCore");
-    }
-    if c.enable_controller_attach_detach.is_some() {
-        set.push("enableControllerAttachDetach");
-    }
-    if c.protect_kernel_defaults.is_some() {
-        set.push("protectKernelDefaults");
-    }
-    if c.make_ip_tables_util_chains.is_some() {
-        set.push("makeIPTablesUtilChains");
-    }
-    if c.iptables_masquerade_bit.is_some() {
-        set.push("iptablesMasqueradeBit");
-    }
-    if c.iptables_drop_bit.is_some() {
-        set.push("iptablesDropBit");
-    }
-    if c.memory_swap.is_some() {
-        set.push("memorySwap");
-    }
-    if c.container_log_max_size.is_some() {
-        set.push("containerLogMaxSize");
-    }
-    if c.container_log_max_files.is_some() {
-        set.push("containerLogMaxFiles");
-    }
-    if c.container_log_max_workers.is_some() {
-        set.push("containerLogMaxWorkers");
-    }
-    if c.container_log_monitor_interval.is_some() {
-        set.push("containerLogMonitorInterval");
-    }
-    if c.config_map_and_secret_change_detection_strategy.is_some() {
-        set.push("configMapAndSecretChangeDetectionStrategy");
-    }
-    if c.reserved_system_cp_us.is_some() {
-        set.push("reservedSystemCPUs");
-    }
-    if c.show_hidden_metrics_for_version.is_some() {
-        set.push("showHiddenMetricsForVersion");
-    }
-    if c.system_reserved_cgroup.is_some() {
-        set.push("systemReservedCgroup");
-    }
-    if c.kube_reserved_cgroup.is_some() {
-        set.push("kubeReservedCgroup");
-    }
-    if c.allowed_unsafe_sysctls.is_some() {
-        set.push("allowedUnsafeSysctls");
-    }
-    if c.volume_plugin_dir.is_some() {
-        set.push("volumePluginDir");
-    }
-    if c.kernel_memcg_notification.is_some() {
-        set.push("kernelMemcgNotification");
-    }
-    if c.logging.is_some() {
-        set.push("logging");
-    }
-    if c.enable_system_log_handler.is_some() {
-        set.push("enableSystemLogHandler");
-    }
-    if c.enable_system_log_query.is_some() {
-        set.push("enableSystemLogQuery");
-    }
-    if c.shutdown_grace_period.is_some() {
-        set.push("shutdownGracePeriod");
-    }
-    if c.shutdown_grace_period_critical_pods.is_some() {
-        set.push("shutdownGracePeriodCriticalPods");
-    }
-    if c.shutdown_grace_period_by_pod_priority.is_some() {
-        set.push("shutdownGracePeriodByPodPriority");
-    }
-    if c.crash_loop_back_off.is_some() {
-        set.push("crashLoopBackOff");
-    }
-    if c.reserved_memory.is_some() {
-        set.push("reservedMemory");
-    }
-    if c.enable_profiling_handler.is_some() {
-        set.push("enableProfilingHandler");
-    }
-    if c.enable_debug_flags_handler.is_some() {
-        set.push("enableDebugFlagsHandler");
-    }
-    if c.seccomp_default.is_some() {
-        set.push("seccompDefault");
-    }
-    if c.memory_throttling_factor.is_some() {
-        set.push("memoryThrottlingFactor");
-    }
-    if c.tracing.is_some() {
-        set.push("tracing");
-    }
-    if c.local_storage_capacity_isolation.is_some() {
-        set.push("localStorageCapacityIsolation");
-    }
-    if c.image_service_endpoint.is_some() {
-        set.push("imageServiceEndpoint");
-    }
-    if c.user_namespaces.is_some() {
-        set.push("userNamespaces");
-    }
-    set
 }

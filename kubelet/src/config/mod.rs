@@ -1,7 +1,9 @@
 //! The kubelet's command line and KubeletConfiguration file, resolved into [`Options`]:
-//! flags the user set override the file, as upstream.
+//! the file is parsed, defaulted ([`defaults`]), then flags the user set override it, as
+//! upstream.
 
 pub mod auth;
+pub mod defaults;
 pub mod file;
 pub mod flags;
 pub mod options;

@@ -1,7 +1,10 @@
 //! Resolving the command line and the config file into the settings the kubelet runs with:
-//! upstream's defaults, then the file, then explicitly set flags.
+//! the file (or, without one, nothing) filled in with upstream's defaults by
+//! [`super::defaults`], then the flags the user set. Every file field read here has been
+//! defaulted, so `unwrap_or_default` below only unwraps.
 
 use super::auth::{AuthFlags, ServerAuth};
+use super::defaults;
 use super::file::{unimplemented_fields_set, KubeletConfiguration};
 use anyhow::{bail, Context, Result};
 use clap::ArgMatches;
@@ -101,20 +104,6 @@ pub struct Options {
     pub unimplemented: Vec<String>,
 }
 
-/// Upstream's default `evictionHard` (Linux).
-pub fn default_eviction_hard() -> BTreeMap<String, String> {
-    [
-        ("memory.available", "100Mi"),
-        ("nodefs.available", "10%"),
-        ("nodefs.inodesFree", "5%"),
-        ("imagefs.available", "15%"),
-        ("imagefs.inodesFree", "5%"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
 /// Parses `key=value,key=value` maps (`--kube-reserved`) and `key<value` thresholds
 /// (`--eviction-hard`), naming `flag` on error.
 pub fn parse_map(s: &str, sep: char, flag: &str) -> Result<BTreeMap<String, String>> {
@@ -167,6 +156,14 @@ pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
+/// A count that must not be negative (upstream's validation), naming `field` if it is.
+fn non_negative(v: Option<i32>, field: &str) -> Result<i32> {
+    match v.unwrap_or_default() {
+        n if n < 0 => bail!("invalid configuration: {field} {n} must not be a negative number"),
+        n => Ok(n),
+    }
+}
+
 fn go_duration(s: &str, flag: &str) -> Result<Duration> {
     s.parse::<component_base::duration::GoDuration>()
         .map(|d| d.0)
@@ -184,20 +181,24 @@ fn default_hostname() -> String {
 impl Options {
     /// Resolves flags (`m`) over the config file (if `--config` was given) over defaults.
     pub fn resolve(m: &ArgMatches) -> Result<Options> {
-        let file: KubeletConfiguration = match m.get_one::<PathBuf>("config") {
-            Some(p) => component_base::config::load_strict(p, CONFIG_TYPES)?,
-            None => KubeletConfiguration::default(),
-        };
+        let file: Option<KubeletConfiguration> = m
+            .get_one::<PathBuf>("config")
+            .map(|p| component_base::config::load_strict(p, CONFIG_TYPES))
+            .transpose()?;
         Self::resolve_with(m, file)
     }
 
-    /// Whether the file in `f` was given (its kind is set when loaded).
-    fn from_file(f: &KubeletConfiguration) -> bool {
-        !f.kind.is_empty()
-    }
-
-    /// [`Options::resolve`] with the file already loaded.
-    pub fn resolve_with(m: &ArgMatches, f: KubeletConfiguration) -> Result<Options> {
+    /// [`Options::resolve`] with the file (if any) already parsed: it is defaulted here,
+    /// then the flags override it.
+    pub fn resolve_with(m: &ArgMatches, file: Option<KubeletConfiguration>) -> Result<Options> {
+        let (f, unimplemented_in_file) = match file {
+            Some(mut f) => {
+                let unimplemented = unimplemented_fields_set(&f);
+                defaults::apply(&mut f);
+                (f, unimplemented)
+            }
+            None => (defaults::without_file(), Vec::new()),
+        };
         let flag = |id: &str| {
             explicitly_set(m, id)
                 .then(|| m.get_one::<String>(id).cloned())
@@ -239,17 +240,18 @@ impl Options {
             Some(s) => parse_taints(&s)?,
             None => f.register_with_taints.clone().unwrap_or_default(),
         };
-        let dur = |v: &Option<component_base::duration::GoDuration>, d: u64| {
-            v.as_ref().map(|g| g.0).unwrap_or(Duration::from_secs(d))
+        let dur = |v: &Option<component_base::duration::GoDuration>| v.unwrap_or_default().0;
+        // A duration flag, else the file's (defaulted) value.
+        let dur_flag = |id: &str, file: &Option<component_base::duration::GoDuration>| {
+            flag(id)
+                .map(|s| go_duration(&s, &format!("--{id}")))
+                .transpose()
+                .map(|d| d.unwrap_or_else(|| dur(file)))
         };
-        let status_update = match flag("node-status-update-frequency") {
-            Some(s) => {
-                s.parse::<component_base::duration::GoDuration>()
-                    .map_err(|e| anyhow::anyhow!("--node-status-update-frequency: {e}"))?
-                    .0
-            }
-            None => dur(&f.node_status_update_frequency, 10),
-        };
+        let status_update = dur_flag(
+            "node-status-update-frequency",
+            &f.node_status_update_frequency,
+        )?;
         let tls = match (
             flag_path("tls-cert-file").or(f.tls_cert_file.clone().map(PathBuf::from)),
             flag_path("tls-private-key-file").or(f.tls_private_key_file.clone().map(PathBuf::from)),
@@ -257,7 +259,7 @@ impl Options {
             (Some(c), Some(k)) => Some((c, k)),
             _ => None,
         };
-        let mut unimplemented: Vec<String> = unimplemented_fields_set(&f)
+        let mut unimplemented: Vec<String> = unimplemented_in_file
             .into_iter()
             .map(str::to_string)
             .collect();
@@ -266,14 +268,14 @@ impl Options {
         {
             unimplemented.push("cgroupDriver (only cgroupfs is implemented)".into());
         }
-        Ok(Options {
+        let options = Options {
             node_name: flag("hostname-override")
                 .map(|h| h.to_lowercase())
                 .unwrap_or_else(default_hostname),
             kubeconfig,
             runtime_endpoint: flag("container-runtime-endpoint")
                 .or(f.container_runtime_endpoint.clone())
-                .unwrap_or_else(|| crate::cri::DEFAULT_ENDPOINT.into()),
+                .unwrap_or_default(),
             node_ips,
             node_labels: flag("node-labels")
                 .map(|s| parse_labels(&s))
@@ -282,23 +284,19 @@ impl Options {
             register_with_taints: taints,
             register_node: flag_bool("register-node")
                 .or(f.register_node)
-                .unwrap_or(true),
+                .unwrap_or_default(),
             provider_id: flag("provider-id")
                 .or(f.provider_id.clone())
                 .filter(|p| !p.is_empty()),
             root_dir: flag_path("root-dir").unwrap_or_else(|| "/var/lib/kubelet".into()),
-            pod_logs_dir: f
-                .pod_logs_dir
-                .clone()
-                .unwrap_or_else(|| "/var/log/pods".into())
-                .into(),
+            pod_logs_dir: f.pod_logs_dir.clone().unwrap_or_default().into(),
             cgroup_root: flag("cgroup-root")
                 .or(f.cgroup_root.clone())
                 .filter(|r| !r.is_empty())
                 .unwrap_or_else(|| "/".into()),
             cgroups_per_qos: flag_bool("cgroups-per-qos")
                 .or(f.cgroups_per_qos)
-                .unwrap_or(true),
+                .unwrap_or_default(),
             cluster_dns: flag("cluster-dns")
                 .map(|s| s.split(',').map(str::to_string).collect())
                 .or(f.cluster_dns.clone())
@@ -308,68 +306,63 @@ impl Options {
                 .unwrap_or_default(),
             resolv_conf: flag("resolv-conf")
                 .or(f.resolv_conf.clone())
-                .unwrap_or_else(|| "/etc/resolv.conf".into())
+                .unwrap_or_default()
                 .into(),
-            max_pods: flag_i32("max-pods").or(f.max_pods).unwrap_or(110),
+            max_pods: flag_i32("max-pods").or(f.max_pods).unwrap_or_default(),
             node_status_max_images: flag_i32("node-status-max-images")
                 .or(f.node_status_max_images)
-                .unwrap_or(crate::node::images::DEFAULT_MAX_IMAGES),
+                .unwrap_or_default(),
             pod_cidr: flag("pod-cidr")
                 .or(f.pod_cidr.clone())
                 .filter(|c| !c.is_empty()),
-            fail_swap_on: flag_bool("fail-swap-on").or(f.fail_swap_on).unwrap_or(true),
+            fail_swap_on: flag_bool("fail-swap-on")
+                .or(f.fail_swap_on)
+                .unwrap_or_default(),
             fail_cgroup_v1: flag_bool("fail-cgroupv1")
                 .or(f.fail_cgroup_v1)
-                .unwrap_or(false),
+                .unwrap_or_default(),
             healthz: (
                 ip(
                     flag("healthz-bind-address")
                         .or(f.healthz_bind_address.clone())
-                        .unwrap_or_else(|| "127.0.0.1".into()),
+                        .unwrap_or_default(),
                     "healthzBindAddress",
                 )?,
-                flag_u16("healthz-port").or(f.healthz_port).unwrap_or(10248),
+                flag_u16("healthz-port")
+                    .or(f.healthz_port)
+                    .unwrap_or_default(),
             ),
             server: (
                 ip(
-                    flag("address")
-                        .or(f.address.clone())
-                        .unwrap_or_else(|| "0.0.0.0".into()),
+                    flag("address").or(f.address.clone()).unwrap_or_default(),
                     "address",
                 )?,
                 if f.enable_server == Some(false) {
                     0
                 } else {
-                    flag_u16("port").or(f.port).unwrap_or(10250)
+                    flag_u16("port").or(f.port).unwrap_or_default()
                 },
             ),
             tls,
             node_status_update_frequency: status_update,
-            node_status_report_frequency: dur(&f.node_status_report_frequency, 300),
-            node_lease_duration_seconds: f.node_lease_duration_seconds.unwrap_or(40),
+            node_status_report_frequency: dur(&f.node_status_report_frequency),
+            node_lease_duration_seconds: f.node_lease_duration_seconds.unwrap_or_default(),
             api_qps_burst: (
-                flag_i32("kube-api-qps").or(f.kube_api_qps).unwrap_or(50) as f32,
-                flag_i32("kube-api-burst")
-                    .or(f.kube_api_burst)
-                    .unwrap_or(100) as u32,
+                non_negative(
+                    flag_i32("kube-api-qps").or(f.kube_api_qps),
+                    "kubeAPIQPS (--kube-api-qps)",
+                )? as f32,
+                non_negative(
+                    flag_i32("kube-api-burst").or(f.kube_api_burst),
+                    "kubeAPIBurst (--kube-api-burst)",
+                )? as u32,
             ),
             static_pod_path: flag_path("pod-manifest-path")
                 .or(f.static_pod_path.clone().map(PathBuf::from)),
-            file_check_frequency: match flag("file-check-frequency") {
-                Some(s) => {
-                    s.parse::<component_base::duration::GoDuration>()
-                        .map_err(|e| anyhow::anyhow!("--file-check-frequency: {e}"))?
-                        .0
-                }
-                // A zero in the file is unset (v1beta1 defaulting), as kubeadm writes it.
-                None => Some(dur(&f.file_check_frequency, 20))
-                    .filter(|d| !d.is_zero())
-                    .unwrap_or(Duration::from_secs(20)),
-            },
+            file_check_frequency: dur_flag("file-check-frequency", &f.file_check_frequency)?,
             auth: ServerAuth::resolve(
                 f.authentication.as_ref(),
                 f.authorization.as_ref(),
-                Self::from_file(&f),
                 AuthFlags {
                     anonymous: flag_bool("anonymous-auth"),
                     webhook: flag_bool("authentication-token-webhook"),
@@ -387,10 +380,7 @@ impl Options {
             },
             eviction_hard: match flag("eviction-hard") {
                 Some(s) => parse_map(&s, '<', "--eviction-hard")?,
-                None => f
-                    .eviction_hard
-                    .clone()
-                    .unwrap_or_else(default_eviction_hard),
+                None => f.eviction_hard.clone().unwrap_or_default(),
             },
             enforce_node_allocatable: match flag("enforce-node-allocatable") {
                 Some(s) => s
@@ -402,17 +392,15 @@ impl Options {
                 None => f
                     .enforce_node_allocatable
                     .clone()
-                    .unwrap_or_else(|| vec!["pods".into()])
+                    .unwrap_or_default()
                     .into_iter()
                     .filter(|s| s != "none")
                     .collect(),
             },
-            eviction_pressure_transition_period: match flag("eviction-pressure-transition-period") {
-                Some(s) => go_duration(&s, "--eviction-pressure-transition-period")?,
-                None => Some(dur(&f.eviction_pressure_transition_period, 300))
-                    .filter(|d| !d.is_zero())
-                    .unwrap_or(Duration::from_secs(300)),
-            },
+            eviction_pressure_transition_period: dur_flag(
+                "eviction-pressure-transition-period",
+                &f.eviction_pressure_transition_period,
+            )?,
             eviction_max_pod_grace_period: flag_i32("eviction-max-pod-grace-period")
                 .or(f.eviction_max_pod_grace_period)
                 .unwrap_or(0)
@@ -433,7 +421,6 @@ impl Options {
                 },
             },
             image_gc: {
-                let d = crate::image::gc::policy::Policy::default();
                 let flag_i64 = |id: &str| {
                     explicitly_set(m, id)
                         .then(|| m.get_one::<i64>(id).copied())
@@ -442,24 +429,59 @@ impl Options {
                 let p = crate::image::gc::policy::Policy {
                     high_threshold_percent: flag_i64("image-gc-high-threshold")
                         .or(f.image_gc_high_threshold_percent)
-                        .unwrap_or(d.high_threshold_percent),
+                        .unwrap_or_default(),
                     low_threshold_percent: flag_i64("image-gc-low-threshold")
                         .or(f.image_gc_low_threshold_percent)
-                        .unwrap_or(d.low_threshold_percent),
-                    // Zero is unset (v1beta1 defaulting), as kubeadm writes `0s`.
-                    min_age: match flag("minimum-image-ttl-duration") {
-                        Some(s) => Some(go_duration(&s, "--minimum-image-ttl-duration")?),
-                        None => f.image_minimum_gc_age.as_ref().map(|g| g.0),
-                    }
-                    .filter(|d| !d.is_zero())
-                    .unwrap_or(d.min_age),
-                    max_age: f.image_maximum_gc_age.as_ref().map_or(d.max_age, |g| g.0),
+                        .unwrap_or_default(),
+                    min_age: dur_flag("minimum-image-ttl-duration", &f.image_minimum_gc_age)?,
+                    max_age: dur(&f.image_maximum_gc_age),
                 };
                 p.validate()?;
                 p
             },
             unimplemented,
-        })
+        };
+        options.validate()?;
+        Ok(options)
+    }
+
+    /// Upstream's validation of the values the kubelet loops on: a zero period would spin
+    /// (or panic a timer), so it is an error naming the field instead.
+    fn validate(&self) -> Result<()> {
+        for (field, period) in [
+            (
+                "nodeStatusUpdateFrequency (--node-status-update-frequency)",
+                self.node_status_update_frequency,
+            ),
+            (
+                "nodeStatusReportFrequency",
+                self.node_status_report_frequency,
+            ),
+            (
+                "fileCheckFrequency (--file-check-frequency)",
+                self.file_check_frequency,
+            ),
+        ] {
+            if period.is_zero() {
+                bail!("invalid configuration: {field} must be greater than 0");
+            }
+        }
+        if self.node_lease_duration_seconds <= 0 {
+            bail!("invalid configuration: nodeLeaseDurationSeconds must be greater than 0");
+        }
+        if self.max_pods < 0 {
+            bail!(
+                "invalid configuration: maxPods (--max-pods) {} must not be a negative number",
+                self.max_pods
+            );
+        }
+        if self.node_status_max_images < -1 {
+            bail!(
+                "invalid configuration: nodeStatusMaxImages (--node-status-max-images) {} must be -1 or greater",
+                self.node_status_max_images
+            );
+        }
+        Ok(())
     }
 
     /// Checks the host against the settings, as upstream's start-up does.

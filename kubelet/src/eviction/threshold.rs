@@ -280,7 +280,7 @@ mod tests {
 
     #[test]
     fn upstream_defaults_parse() {
-        let t = parse(&crate::config::options::default_eviction_hard()).unwrap();
+        let t = parse(&crate::config::defaults::eviction_hard()).unwrap();
         assert_eq!(t.len(), 5);
         let mem = t
             .iter()

@@ -1,6 +1,7 @@
 //! The kubelet binary as a process for the e2e tests: a KubeletConfiguration written from
 //! defaults plus the test's fields, the node's kubeconfig, the usual flags (runtime
-//! endpoint, root dir, node name/IP, cgroup root, free ports), the CNI environment, and
+//! endpoint, root dir, node name/IP, cgroup root, free ports), the CNI environment (opted
+//! in to ferrokube's bridge conflist unless the test says otherwise), and
 //! waiting, restarting, stopping and cleaning up (cgroups, bridge) in one place.
 
 use e2e::process::ManagedProcess;
@@ -69,7 +70,7 @@ pub struct KubeletBuilder<'a> {
     containerd: &'a TestContainerd,
     node_name: String,
     cgroup_root: String,
-    bridge: String,
+    bridge: Option<String>,
     port: u16,
     node_ip: String,
     config: Value,
@@ -93,7 +94,13 @@ impl<'a> KubeletBuilder<'a> {
 
     /// The Linux bridge the CNI config names (default `fk<tag><id>`).
     pub fn bridge(mut self, name: impl Into<String>) -> Self {
-        self.bridge = name.into();
+        self.bridge = Some(name.into());
+        self
+    }
+
+    /// No `FERROKUBE_CNI_BRIDGE`: the kubelet writes no CNI config, as upstream's.
+    pub fn without_cni_bridge(mut self) -> Self {
+        self.bridge = None;
         self
     }
 
@@ -134,12 +141,16 @@ impl<'a> KubeletBuilder<'a> {
                 .kubeconfig_for(&e2e::Identity::Node(self.node_name.clone()))
                 .unwrap()
         });
-        let mut args = vec![
-            format!(
-                "FERROKUBE_CNI_CONF_DIR={}",
-                self.containerd.cni_conf_dir().display()
-            ),
-            format!("FERROKUBE_CNI_BRIDGE={}", self.bridge),
+        let mut args = vec![format!(
+            "FERROKUBE_CNI_CONF_DIR={}",
+            self.containerd.cni_conf_dir().display()
+        )];
+        args.extend(
+            self.bridge
+                .iter()
+                .map(|b| format!("FERROKUBE_CNI_BRIDGE={b}")),
+        );
+        args.extend([
             e2e::binaries::ferrokube_binary("kubelet")
                 .unwrap()
                 .display()
@@ -156,7 +167,7 @@ impl<'a> KubeletBuilder<'a> {
             format!("--cgroup-root={}", self.cgroup_root),
             format!("--healthz-port={}", self.healthz_port),
             format!("--port={}", self.port),
-        ];
+        ]);
         args.extend(self.flags);
         let mut kubelet = KubeletProcess {
             cluster: self.cluster,
@@ -184,8 +195,8 @@ pub struct KubeletProcess<'a> {
     pub node_name: String,
     /// `--cgroup-root`.
     pub cgroup_root: String,
-    /// The CNI bridge's name.
-    pub bridge: String,
+    /// The CNI bridge's name (`None`: not opted in to ferrokube's conflist).
+    pub bridge: Option<String>,
     /// The kubelet API port (`--port`).
     pub port: u16,
     /// The plain-HTTP `/healthz` port (`--healthz-port`).
@@ -218,7 +229,7 @@ impl<'a> KubeletProcess<'a> {
             containerd,
             node_name: format!("{tag}-node-{id}"),
             cgroup_root: format!("/ferrokube-{tag}-{id}"),
-            bridge: format!("fk{tag}{id}"),
+            bridge: Some(format!("fk{tag}{id}")),
             port: e2e::ports::free_port().unwrap(),
             node_ip: "127.0.0.1".into(),
             config: json!({
@@ -343,10 +354,12 @@ impl<'a> KubeletProcess<'a> {
     }
 
     fn clean_up(&self) {
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .stderr(std::process::Stdio::null())
-            .status();
+        if let Some(bridge) = &self.bridge {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", bridge])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
         for ctl in CONTROLLERS {
             for cg in ["kubepods/burstable", "kubepods/besteffort", "kubepods", ""] {
                 let _ =

@@ -1,8 +1,10 @@
 //! kube-proxy's command line and its resolution, with the config file, into
-//! [`ProxyOptions`]. As upstream: with `--config`, the file's values are used and only the
-//! logging flags and `--hostname-override` still apply; without it, the flags are used.
+//! [`ProxyOptions`]. As upstream: with `--config`, the file's values (filled in by
+//! [`super::defaults`]) are used and only the logging flags and `--hostname-override` still
+//! apply; without it, the flags are used.
 
 use super::config::{self, KubeProxyConfiguration};
+use super::defaults;
 use clap::{Arg, ArgMatches, Command};
 use component_base::duration::GoDuration;
 use component_base::flags::{bool_flag, explicitly_set, FlagTable};
@@ -25,9 +27,9 @@ pub fn table() -> FlagTable {
 /// Which proxier programs the rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyMode {
-    /// nftables (ferrokube's default).
+    /// nftables.
     Nftables,
-    /// iptables-restore (upstream's default).
+    /// iptables-restore (what an empty mode means on Linux, as upstream).
     Iptables,
 }
 
@@ -90,7 +92,7 @@ pub fn command() -> Command {
         .arg(value("kube-api-burst", "Burst to use while talking with kubernetes apiserver").default_value("10").value_parser(clap::value_parser!(u32)))
         .arg(value("kube-api-content-type", "Content type of requests sent to apiserver.").default_value("application/vnd.kubernetes.protobuf"))
         .arg(value("hostname-override", "If non-empty, will be used as the name of the Node that kube-proxy is running on."))
-        .arg(value("proxy-mode", "Which proxy mode to use: 'nftables' (default) or 'iptables'.").default_value("nftables"))
+        .arg(value("proxy-mode", "Which proxy mode to use: on Linux this can be 'iptables' (default) or 'nftables'.").default_value(""))
         .arg(value("cluster-cidr", "The CIDR range of the pods in the cluster (comma-separated for dual-stack)."))
         .arg(bool_flag("masquerade-all", false).help("SNAT all traffic sent via Service cluster IPs."))
         .arg(value("iptables-masquerade-bit", "The bit of the fwmark space to mark packets requiring SNAT with.").default_value("14").value_parser(clap::value_parser!(u32).range(0..=31)))
@@ -108,14 +110,14 @@ pub fn command() -> Command {
 }
 
 fn parse_mode(s: &str, source: &str) -> Result<ProxyMode, String> {
-    match s {
-        "" | "nftables" => Ok(ProxyMode::Nftables),
+    match defaults::mode(s) {
+        "nftables" => Ok(ProxyMode::Nftables),
         "iptables" => Ok(ProxyMode::Iptables),
         "ipvs" => Err(format!(
             "{source}: proxy mode \"ipvs\" is not supported by ferrokube (use nftables)"
         )),
         other => Err(format!(
-            "{source}: invalid proxy mode {other:?}; must be nftables or iptables"
+            "{source}: invalid proxy mode {other:?}; must be iptables or nftables"
         )),
     }
 }
@@ -205,7 +207,8 @@ pub fn resolve(m: &ArgMatches) -> Result<ProxyOptions, String> {
     };
     validate_nodeport_addresses(&o.nodeport_addresses, "--nodeport-addresses")?;
     if let Some(path) = o.config_file.clone() {
-        let file = config::load(&path).map_err(|e| e.to_string())?;
+        let mut file = config::load(&path).map_err(|e| e.to_string())?;
+        defaults::apply(&mut file);
         apply_file(&mut o, &file, &path.display().to_string())?;
         // Logging flags given on the command line win over the file, as upstream.
         if explicitly_set(m, "v") {
@@ -225,6 +228,9 @@ pub fn resolve(m: &ArgMatches) -> Result<ProxyOptions, String> {
         }
         o.hostname_override = Some(h);
     }
+    if o.sync_period.is_zero() {
+        return Err("syncPeriod (--iptables-sync-period) must be greater than 0".into());
+    }
     if o.min_sync_period > o.sync_period {
         return Err(format!(
             "minSyncPeriod ({:?}) must be less than or equal to syncPeriod ({:?})",
@@ -234,7 +240,7 @@ pub fn resolve(m: &ArgMatches) -> Result<ProxyOptions, String> {
     Ok(o)
 }
 
-/// Replaces the flag-derived values with the file's (upstream: the file wins).
+/// Replaces the flag-derived values with the (defaulted) file's: upstream, the file wins.
 fn apply_file(o: &mut ProxyOptions, f: &KubeProxyConfiguration, path: &str) -> Result<(), String> {
     let field = |name: &str| format!("config file {path:?}: field {name:?}");
     o.mode = parse_mode(&f.mode, &field("mode"))?;
@@ -257,10 +263,9 @@ fn apply_file(o: &mut ProxyOptions, f: &KubeProxyConfiguration, path: &str) -> R
     } else {
         "iptables"
     };
-    o.masquerade_bit = match bit {
-        None => 14,
-        Some(b) if (0..=31).contains(&b) => b as u32,
-        Some(b) => {
+    o.masquerade_bit = match bit.unwrap_or_default() {
+        b if (0..=31).contains(&b) => b as u32,
+        b => {
             return Err(format!(
                 "{}: {b} must be within [0, 31]",
                 field(&format!("{section}.masqueradeBit"))
@@ -268,15 +273,9 @@ fn apply_file(o: &mut ProxyOptions, f: &KubeProxyConfiguration, path: &str) -> R
         }
     };
     o.masquerade_all = all;
-    o.localhost_nodeports = f.iptables.localhost_node_ports.unwrap_or(true);
-    o.sync_period = sync.map(|d| d.0).unwrap_or(Duration::from_secs(30));
-    o.min_sync_period = min.map(|d| d.0).unwrap_or(Duration::from_secs(1));
-    if o.sync_period.is_zero() {
-        return Err(format!(
-            "{}: must be greater than 0",
-            field(&format!("{section}.syncPeriod"))
-        ));
-    }
+    o.localhost_nodeports = f.iptables.localhost_node_ports.unwrap_or_default();
+    o.sync_period = sync.unwrap_or_default().0;
+    o.min_sync_period = min.unwrap_or_default().0;
     let cidrs: Vec<String> = if f.detect_local.cluster_cidrs.is_empty() {
         vec![f.cluster_cidr.clone()]
     } else {
@@ -285,39 +284,29 @@ fn apply_file(o: &mut ProxyOptions, f: &KubeProxyConfiguration, path: &str) -> R
     o.cluster_cidrs = parse_cidrs(&cidrs, &field("detectLocal.clusterCIDRs"))?;
     o.nodeport_addresses = f.node_port_addresses.clone().unwrap_or_default();
     validate_nodeport_addresses(&o.nodeport_addresses, &field("nodePortAddresses"))?;
-    o.healthz_bind = parse_bind(
-        if f.healthz_bind_address.is_empty() {
-            "0.0.0.0:10256"
-        } else {
-            &f.healthz_bind_address
-        },
-        &field("healthzBindAddress"),
-    )?;
-    o.metrics_bind = parse_bind(
-        if f.metrics_bind_address.is_empty() {
-            "127.0.0.1:10249"
-        } else {
-            &f.metrics_bind_address
-        },
-        &field("metricsBindAddress"),
-    )?;
-    o.bind_address = match f.bind_address.as_str() {
-        "" => None,
-        a => Some(
-            a.parse::<IpAddr>()
-                .map_err(|_| format!("{}: {a:?} is not an IP", field("bindAddress")))?,
-        )
-        .filter(|a| !a.is_unspecified()),
-    };
+    o.healthz_bind = parse_bind(&f.healthz_bind_address, &field("healthzBindAddress"))?;
+    o.metrics_bind = parse_bind(&f.metrics_bind_address, &field("metricsBindAddress"))?;
+    let bind = f.bind_address.as_str();
+    o.bind_address = Some(
+        bind.parse::<IpAddr>()
+            .map_err(|_| format!("{}: {bind:?} is not an IP", field("bindAddress")))?,
+    )
+    .filter(|a| !a.is_unspecified());
     let cc = &f.client_connection;
     o.kubeconfig = Some(cc.kubeconfig.clone())
         .filter(|k| !k.is_empty())
         .map(PathBuf::from);
-    o.qps = cc.qps.unwrap_or(5.0);
-    o.burst = cc.burst.map(|b| b.max(0) as u32).unwrap_or(10);
-    if !cc.content_type.is_empty() {
-        o.content_type = cc.content_type.clone();
-    }
+    o.qps = cc.qps.unwrap_or_default();
+    o.burst = match cc.burst.unwrap_or_default() {
+        b if b < 0 => {
+            return Err(format!(
+                "{}: {b} must not be negative",
+                field("clientConnection.burst")
+            ))
+        }
+        b => b as u32,
+    };
+    o.content_type = cc.content_type.clone();
     if !f.hostname_override.is_empty() {
         o.hostname_override = Some(f.hostname_override.to_lowercase());
     }
@@ -370,7 +359,11 @@ mod tests {
     #[test]
     fn defaults_match_upstream() {
         let o = parse(&[]).unwrap();
-        assert_eq!(o.mode, ProxyMode::Nftables);
+        assert_eq!(
+            o.mode,
+            ProxyMode::Iptables,
+            "an empty --proxy-mode on Linux"
+        );
         assert_eq!(
             (o.sync_period, o.min_sync_period),
             (Duration::from_secs(30), Duration::from_secs(1))

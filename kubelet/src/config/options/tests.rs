@@ -81,7 +81,7 @@ fn kubeadm_config_loads_and_flags_override_it() {
             "--node-labels=a=b,c=d",
             "--register-with-taints=k=v:NoSchedule,x:NoExecute",
         ]),
-        f,
+        Some(f),
     )
     .unwrap();
     assert_eq!(o.cluster_dns, vec!["10.96.0.10"]);
@@ -135,7 +135,7 @@ evictionMinimumReclaim: {nodefs.available: 1Gi}\n",
             "--image-gc-low-threshold=60",
             "--minimum-image-ttl-duration=45s",
         ]),
-        f.clone(),
+        Some(f.clone()),
     )
     .unwrap();
     assert_eq!(o.image_gc.high_threshold_percent, 100);
@@ -155,7 +155,7 @@ evictionMinimumReclaim: {nodefs.available: 1Gi}\n",
     assert_eq!(soft.grace_period, std::time::Duration::from_secs(60));
     assert!(soft.min_reclaim.is_some());
 
-    let e = Options::resolve_with(&matches(&["--image-gc-low-threshold=100"]), f)
+    let e = Options::resolve_with(&matches(&["--image-gc-low-threshold=100"]), Some(f))
         .unwrap_err()
         .to_string();
     assert!(

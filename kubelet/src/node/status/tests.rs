@@ -9,7 +9,7 @@ fn opts() -> Options {
         "--register-with-taints=dedicated=x:NoSchedule",
         "--provider-id=kind://docker/kind/node-a",
     ]);
-    Options::resolve_with(&m, Default::default()).unwrap()
+    Options::resolve_with(&m, None).unwrap()
 }
 
 fn facts() -> HostFacts {
