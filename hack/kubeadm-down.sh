@@ -35,20 +35,13 @@ for node in $(local::nodes); do
   fi
 done
 network::down
-for node in $(local::nodes); do
-  node::remove_cgroups "${node}"
-done
-for root in /sys/fs/cgroup/*/"${CGROUP_PARENT}" /sys/fs/cgroup/"${CGROUP_PARENT}"; do
-  [[ ! -d "${root}" ]] || rmdir "${root}" 2>/dev/null || log "cgroup ${root} is not empty; left"
-done
+node::remove_all_cgroups
 if [[ -f "${KUBEADM_CREATED}" ]]; then
   while read -r d; do rmdir "${d}" 2>/dev/null || log "${d} is not empty; left"; done <"${KUBEADM_CREATED}"
 fi
-if [[ -f "${MARKER}" ]]; then
-  awk -v d="${DIR}/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r |
-    while read -r m; do umount -l "${m}" 2>/dev/null || true; done
-  awk -v d="${DIR}" '$2 == d { found = 1 } END { exit !found }' /proc/mounts && umount -l "${DIR}"
-  find "${DIR}" -mindepth 1 -maxdepth 1 ! -name logs ! -name "$(basename "${MARKER}")" \
-    -exec rm -rf {} +
-  log "removed the cluster's state in ${DIR} (logs kept in ${LOGS})"
+# The state directory was bound onto itself (private) to pin the mount namespaces; a lazy
+# unmount detaches it with what is mounted below.
+if awk -v d="${DIR}" '$2 == d { found = 1 } END { exit !found }' /proc/mounts; then
+  umount -l "${DIR}"
 fi
+local::remove_state

@@ -30,18 +30,7 @@ for node in $(local::nodes); do
   node::cleanup "${node}"
 done
 network::down
-for node in $(local::nodes); do
-  node::remove_cgroups "${node}"
-done
-for root in /sys/fs/cgroup/*/"${CGROUP_PARENT}" /sys/fs/cgroup/"${CGROUP_PARENT}"; do
-  [[ ! -d "${root}" ]] || rmdir "${root}" 2>/dev/null || log "cgroup ${root} is not empty; left"
-done
+node::remove_all_cgroups
 
 # The state, once nothing is mounted under it any more; the logs stay.
-if [[ -f "${MARKER}" ]]; then
-  awk -v d="${DIR}/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r |
-    while read -r m; do umount -l "${m}" 2>/dev/null || true; done
-  find "${DIR}" -mindepth 1 -maxdepth 1 ! -name logs ! -name "$(basename "${MARKER}")" \
-    -exec rm -rf {} +
-  log "removed the cluster's state in ${DIR} (logs kept in ${LOGS})"
-fi
+local::remove_state

@@ -169,3 +169,15 @@ local::running() {
   entry="$(awk -v n="$1" '$1 == n { e = $2 " " $3 } END { print e }' "${PIDS}")"
   [[ -n "${entry}" ]] && local::ours ${entry}
 }
+
+# Removes the cluster's state in DIR (what is mounted under it first), keeping the logs; only
+# a directory a run of ours made (it has the marker).
+local::remove_state() {
+  [[ -f "${MARKER}" ]] || return 0
+  awk -v d="${DIR}/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r |
+    while read -r m; do umount -l "${m}" 2>/dev/null || true; done
+  find "${DIR}" -mindepth 1 -maxdepth 1 ! -name logs ! -name "$(basename "${MARKER}")" \
+    -exec rm -rf {} +
+  log "removed the cluster's state in ${DIR} (logs kept in ${LOGS})"
+}
+

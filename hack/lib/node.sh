@@ -218,3 +218,15 @@ node::remove_cgroups() {
     find "${root}" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
 }
+
+# Removes every node's cgroups, then the cluster's cgroup parent once empty.
+node::remove_all_cgroups() {
+  local node root
+  for node in $(local::nodes); do
+    node::remove_cgroups "${node}"
+  done
+  for root in /sys/fs/cgroup/*/"${CGROUP_PARENT}" /sys/fs/cgroup/"${CGROUP_PARENT}"; do
+    [[ ! -d "${root}" ]] || rmdir "${root}" 2>/dev/null || log "cgroup ${root} is not empty; left"
+  done
+}
+
