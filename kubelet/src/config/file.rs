@@ -62,12 +62,12 @@ pub struct KubeletConfiguration {
     /// `tlsMinVersion`: Accepted for compatibility; not implemented.
     #[serde(rename = "tlsMinVersion")]
     pub tls_min_version: Option<serde_yaml::Value>,
-    /// `rotateCertificates`: Accepted for compatibility; not implemented.
+    /// `rotateCertificates`: Renew the client certificate through the certificates API.
     #[serde(rename = "rotateCertificates")]
-    pub rotate_certificates: Option<serde_yaml::Value>,
-    /// `serverTLSBootstrap`: Accepted for compatibility; not implemented.
+    pub rotate_certificates: Option<bool>,
+    /// `serverTLSBootstrap`: Request the serving certificate from the certificates API.
     #[serde(rename = "serverTLSBootstrap")]
-    pub server_tls_bootstrap: Option<serde_yaml::Value>,
+    pub server_tls_bootstrap: Option<bool>,
     /// `authentication`: Who may call the kubelet API (x509, webhook, anonymous).
     #[serde(rename = "authentication")]
     pub authentication: Option<super::auth::KubeletAuthentication>,
@@ -405,12 +405,6 @@ pub fn unimplemented_fields_set(c: &KubeletConfiguration) -> Vec<&'static str> {
     }
     if c.tls_min_version.is_some() {
         set.push("tlsMinVersion");
-    }
-    if c.rotate_certificates.is_some() {
-        set.push("rotateCertificates");
-    }
-    if c.server_tls_bootstrap.is_some() {
-        set.push("serverTLSBootstrap");
     }
     if c.registry_pull_qps.is_some() {
         set.push("registryPullQPS");
