@@ -74,9 +74,17 @@ pub struct KubeletBuilder<'a> {
     node_ip: String,
     config: Value,
     flags: Vec<String>,
+    bootstrap_kubeconfig: Option<PathBuf>,
 }
 
 impl<'a> KubeletBuilder<'a> {
+    /// Client TLS bootstrap: `--bootstrap-kubeconfig=<path>` and a `--kubeconfig` that does
+    /// not exist yet (`<dir>/kubelet.conf`, which the kubelet writes).
+    pub fn bootstrap_kubeconfig(mut self, path: impl Into<PathBuf>) -> Self {
+        self.bootstrap_kubeconfig = Some(path.into());
+        self
+    }
+
     /// Overrides or adds KubeletConfiguration fields (merged; `null` removes a default).
     pub fn config(mut self, patch: Value) -> Self {
         merge(&mut self.config, patch);
@@ -121,10 +129,13 @@ impl<'a> KubeletBuilder<'a> {
         std::fs::create_dir_all(&dir).unwrap();
         let config_path = dir.join("config.yaml");
         std::fs::write(&config_path, serde_yaml::to_string(&self.config).unwrap()).unwrap();
-        let kubeconfig = self
-            .cluster
-            .kubeconfig_for(&e2e::Identity::Node(self.node_name.clone()))
-            .unwrap();
+        let kubeconfig = match &self.bootstrap_kubeconfig {
+            Some(_) => dir.join("kubelet.conf"),
+            None => self
+                .cluster
+                .kubeconfig_for(&e2e::Identity::Node(self.node_name.clone()))
+                .unwrap(),
+        };
         let mut args = vec![
             format!(
                 "FERROKUBE_CNI_CONF_DIR={}",
@@ -148,6 +159,9 @@ impl<'a> KubeletBuilder<'a> {
             format!("--healthz-port={}", e2e::ports::free_port().unwrap()),
             format!("--port={}", self.port),
         ];
+        if let Some(b) = &self.bootstrap_kubeconfig {
+            args.push(format!("--bootstrap-kubeconfig={}", b.display()));
+        }
         args.extend(self.flags);
         let mut kubelet = KubeletProcess {
             cluster: self.cluster,
@@ -221,6 +235,7 @@ impl<'a> KubeletProcess<'a> {
                 },
             }),
             flags: Vec::new(),
+            bootstrap_kubeconfig: None,
         }
     }
 
