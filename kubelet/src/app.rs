@@ -117,12 +117,6 @@ pub async fn run(opts: Options) -> Result<()> {
         crate::events::reason::STARTING,
         "Starting kubelet.",
     );
-    // The addresses the serving certificate is requested for (serverTLSBootstrap).
-    let addresses = node
-        .status
-        .as_ref()
-        .and_then(|s| s.addresses.clone())
-        .unwrap_or_default();
     tokio::spawn(node_sync.run(node, stop.clone()));
     // The pod network: our conflist from the node's podCIDR, when it has one.
     let (cni_client, cni_opts, cni_cri) = (client.clone(), opts.clone(), cri.clone());
@@ -170,7 +164,7 @@ pub async fn run(opts: Options) -> Result<()> {
     names.extend(opts.node_ips.iter().map(|ip| ip.to_string()));
     let bootstrapped = if opts.server_tls_bootstrap {
         Some(crate::certificate::serving_certificate(
-            &opts, &addresses, &client, &stop,
+            &opts, &client, &stop,
         )?)
     } else {
         None

@@ -57,7 +57,21 @@ impl tower::Service<hyper::Request<Body>> for Current {
     }
 }
 
-/// A client that switches to each new pair `current` publishes, until `stop`.
+/// How often the current client certificate is checked for expiry (upstream: 10 s).
+const EXPIRY_CHECK_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether the apiserver answers `/healthz` (to anyone: an expired certificate still
+/// reaches it as anonymous).
+async fn server_responsive(client: &kube::Client) -> bool {
+    let req = hyper::Request::get("/healthz")
+        .body(Vec::new())
+        .expect("static request");
+    client.request_text(req).await.is_ok()
+}
+
+/// A client that switches to each new pair `current` publishes, until `stop`. When the
+/// pair in use has expired while the apiserver answers, the kubelet exits (as upstream's
+/// does): rotation failed, and a restart bootstraps again with the bootstrap kubeconfig.
 pub async fn rotating_client(
     opts: ClientOptions,
     mut current: CurrentCertificate,
@@ -68,10 +82,27 @@ pub async fn rotating_client(
     let namespace = inner.default_namespace().to_string();
     let slot = Arc::new(RwLock::new(inner));
     let swap = slot.clone();
+    let outer = kube::Client::new(Current(slot), namespace);
+    let probe = outer.clone();
     tokio::spawn(async move {
+        let mut expiry_check = tokio::time::interval(EXPIRY_CHECK_PERIOD);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
+                _ = expiry_check.tick() => {
+                    let expired = current
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|p| p.expired(chrono::Utc::now()));
+                    if expired {
+                        if server_responsive(&probe).await {
+                            tracing::error!("The currently active client certificate has expired and the server is responsive, exiting.");
+                            std::process::exit(1);
+                        }
+                        tracing::error!("The currently active client certificate has expired, but the server is not responsive. A restart may be necessary to retrieve new initial credentials.");
+                    }
+                    continue;
+                }
                 changed = current.changed() => if changed.is_err() { return },
             }
             let pair = current.borrow_and_update().clone();
@@ -86,5 +117,5 @@ pub async fn rotating_client(
             }
         }
     });
-    Ok(kube::Client::new(Current(slot), namespace))
+    Ok(outer)
 }

@@ -13,7 +13,6 @@ pub mod template;
 use crate::config::Options;
 use anyhow::{Context, Result};
 use component_base::client::ClientOptions;
-use k8s_openapi::api::core::v1::NodeAddress;
 use rotation::{CurrentCertificate, Rotator};
 use std::sync::Arc;
 use store::PairStore;
@@ -97,23 +96,70 @@ async fn kubeconfig_pair(client_opts: &ClientOptions) -> Option<pair::KeyedCerti
 }
 
 /// `serverTLSBootstrap`: the serving certificate requested from the `kubelet-serving`
-/// signer for the node's `addresses`, renewed in the background. Until a certificate is
-/// issued (an administrator or an external approver must approve the CSR, as upstream's
+/// signer for the node's addresses, renewed in the background. The request waits until
+/// the Node has an IP address (as upstream's template does). Until a certificate is issued
+/// (an administrator or an external approver must approve the CSR: upstream's
 /// kube-controller-manager does not) the kubelet API has none and refuses TLS handshakes.
 pub fn serving_certificate(
     opts: &Options,
-    addresses: &[NodeAddress],
     client: &kube::Client,
     stop: &CancellationToken,
 ) -> Result<CurrentCertificate> {
     let store = PairStore::new(&opts.cert_dir, CertificateKind::Serving);
-    let Some(template) = template::serving_template(&opts.node_name, addresses) else {
-        anyhow::bail!(
-            "serverTLSBootstrap: the node has no IP address to request a serving certificate for"
-        );
-    };
-    let (rotator, current) = Rotator::new(CertificateKind::Serving, template, store)
-        .context("read the current serving certificate")?;
-    tokio::spawn(rotator.run(client.clone(), stop.clone()));
-    Ok(current)
+    let initial = store
+        .current()
+        .context("read the current serving certificate")?
+        .map(Arc::new);
+    let (current, receiver) = tokio::sync::watch::channel(initial);
+    let (node_name, client, stop) = (opts.node_name.clone(), client.clone(), stop.clone());
+    tokio::spawn(async move {
+        let Some(template) = serving_template_when_addressed(&client, &node_name, &stop).await
+        else {
+            return;
+        };
+        let rotator = Rotator {
+            kind: CertificateKind::Serving,
+            template,
+            store,
+            current,
+        };
+        rotator.run(client, stop).await
+    });
+    Ok(receiver)
+}
+
+/// How often a Node without an IP address is read again for its serving certificate.
+const ADDRESS_POLL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The serving template of the Node's current addresses, once it has an IP (`None` when
+/// stopped first).
+async fn serving_template_when_addressed(
+    client: &kube::Client,
+    node_name: &str,
+    stop: &CancellationToken,
+) -> Option<template::Template> {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let mut logged = false;
+    loop {
+        let addresses = match nodes.get_opt(node_name).await {
+            Ok(node) => node
+                .and_then(|n| n.status)
+                .and_then(|s| s.addresses)
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "Unable to read the node's addresses for its serving certificate");
+                Vec::new()
+            }
+        };
+        if let Some(t) = template::serving_template(node_name, &addresses) {
+            return Some(t);
+        }
+        if !std::mem::replace(&mut logged, true) {
+            tracing::info!("Waiting for the node to have an IP address before requesting a serving certificate");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            _ = tokio::time::sleep(ADDRESS_POLL) => {}
+        }
+    }
 }

@@ -33,11 +33,9 @@ pub struct TlsSettings {
 #[derive(Debug)]
 struct CurrentServingCertificate(CurrentCertificate);
 
-impl rustls::server::ResolvesServerCert for CurrentServingCertificate {
-    fn resolve(
-        &self,
-        _: rustls::server::ClientHello<'_>,
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+impl CurrentServingCertificate {
+    /// The pair to present now.
+    fn key(&self) -> Option<Arc<rustls::sign::CertifiedKey>> {
         let current = self.0.borrow().as_ref().map(|p| p.tls.clone());
         if current.is_none() {
             tracing::warn!(
@@ -45,6 +43,15 @@ impl rustls::server::ResolvesServerCert for CurrentServingCertificate {
             );
         }
         current
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CurrentServingCertificate {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.key()
     }
 }
 
@@ -184,6 +191,37 @@ mod tests {
         })
         .unwrap();
         assert_eq!(config.alpn_protocols[1], b"http/1.1");
+    }
+
+    #[test]
+    fn bootstrapped_serving_certificate_is_swapped_in_without_a_new_config() {
+        use crate::certificate::pair::KeyedCertificate;
+        let pair = |name: &str| {
+            let c = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+            let p = KeyedCertificate::from_parts(
+                c.cert.pem().as_bytes(),
+                c.signing_key.serialize_pem().as_bytes(),
+                name,
+            )
+            .unwrap();
+            Arc::new(p)
+        };
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let config = server_config(&TlsSettings {
+            bootstrapped: Some(rx.clone()),
+            files: Some(("/nonexistent/ignored.crt".into(), "/nonexistent/k".into())),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(config.alpn_protocols[0], b"h2");
+        let resolver = CurrentServingCertificate(rx);
+        assert!(resolver.key().is_none(), "nothing to serve before issue");
+        let first = pair("first");
+        tx.send_replace(Some(first.clone()));
+        assert!(Arc::ptr_eq(&resolver.key().unwrap(), &first.tls));
+        let second = pair("second");
+        tx.send_replace(Some(second.clone()));
+        assert!(Arc::ptr_eq(&resolver.key().unwrap(), &second.tls));
     }
 
     #[test]
