@@ -46,7 +46,8 @@ pub async fn run(opts: Options) -> Result<()> {
     client_opts.kubeconfig = opts.kubeconfig.clone();
     client_opts.qps = opts.api_qps_burst.0;
     client_opts.burst = opts.api_qps_burst.1;
-    let client = crate::certificate::apiserver_client(&opts, &client_opts, &stop).await?;
+    let (client, client_certificate) =
+        crate::certificate::apiserver_client(&opts, &client_opts, &stop).await?;
     let facts = crate::node::host::gather(&opts.root_dir);
     let cgroups: Arc<dyn crate::cgroups::CgroupManager> = Arc::from(crate::cgroups::detect());
     let ctx = NodeContext {
@@ -169,6 +170,7 @@ pub async fn run(opts: Options) -> Result<()> {
     } else {
         None
     };
+    crate::certificate::metrics::register(&metrics, client_certificate, bootstrapped.clone());
     let server_settings = crate::server::ServerSettings {
         healthz: opts.healthz,
         api: opts.server,

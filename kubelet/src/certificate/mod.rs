@@ -5,6 +5,7 @@
 pub mod bootstrap;
 pub mod client;
 pub mod csr;
+pub mod metrics;
 pub mod pair;
 pub mod rotation;
 pub mod store;
@@ -21,12 +22,13 @@ use tokio_util::sync::CancellationToken;
 
 /// The apiserver client the kubelet runs with: bootstrapped first when
 /// `--bootstrap-kubeconfig` is given and `--kubeconfig` has no valid certificate; with
-/// `rotateCertificates`, one whose client certificate is renewed in the background.
+/// `rotateCertificates`, one whose client certificate is renewed in the background (its
+/// current pair is returned too, for the metrics).
 pub async fn apiserver_client(
     opts: &Options,
     client_opts: &ClientOptions,
     stop: &CancellationToken,
-) -> Result<kube::Client> {
+) -> Result<(kube::Client, Option<CurrentCertificate>)> {
     if let (Some(kubeconfig), Some(bootstrap)) = (&opts.kubeconfig, &opts.bootstrap_kubeconfig) {
         let files = bootstrap::ClientCertificateFiles {
             kubeconfig: kubeconfig.clone(),
@@ -42,7 +44,7 @@ pub async fn apiserver_client(
         .await?;
     }
     if !opts.rotate_certificates || opts.kubeconfig.is_none() {
-        return client::client_with(client_opts, None).await;
+        return Ok((client::client_with(client_opts, None).await?, None));
     }
     let store = PairStore::new(&opts.cert_dir, CertificateKind::Client);
     let (rotator, current) = Rotator::new(
@@ -58,14 +60,15 @@ pub async fn apiserver_client(
             }
             None => {
                 tracing::warn!("Client certificate rotation is on but the kubeconfig has no client certificate; not rotating");
-                return client::client_with(client_opts, None).await;
+                return Ok((client::client_with(client_opts, None).await?, None));
             }
         }
     }
-    let client = client::rotating_client(client_opts.clone(), current, stop.clone()).await?;
+    let client =
+        client::rotating_client(client_opts.clone(), current.clone(), stop.clone()).await?;
     tracing::info!("Starting client certificate rotation");
     tokio::spawn(rotator.run(client.clone(), stop.clone()));
-    Ok(client)
+    Ok((client, Some(current)))
 }
 
 /// The client certificate and key the kubeconfig of `client_opts` names, if any.

@@ -159,6 +159,7 @@ impl Rotator {
                 match attempt {
                     Ok(_) => break,
                     Err(e) => {
+                        super::metrics::count_renew_error(self.kind);
                         tracing::warn!(kind = ?self.kind, error = %format!("{e:#}"), "Failed to rotate the certificate");
                         tokio::select! {
                             _ = stop.cancelled() => return,
