@@ -111,6 +111,9 @@ impl ApiServer {
             ),
             format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
             "--authorization-mode=Node,RBAC".into(),
+            // Bootstrap tokens (kube-system `bootstrap-token-*` Secrets), as kubeadm runs it:
+            // kubelet TLS bootstrap authenticates with one.
+            "--enable-bootstrap-token-auth=true".into(),
             // The default admission plugins plus NodeRestriction, as kubeadm runs them.
             "--enable-admission-plugins=NodeRestriction".into(),
             format!(

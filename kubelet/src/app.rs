@@ -46,9 +46,8 @@ pub async fn run(opts: Options) -> Result<()> {
     client_opts.kubeconfig = opts.kubeconfig.clone();
     client_opts.qps = opts.api_qps_burst.0;
     client_opts.burst = opts.api_qps_burst.1;
-    let client = component_base::client::client(&client_opts)
-        .await
-        .context("build the apiserver client")?;
+    let (client, client_certificate) =
+        crate::certificate::apiserver_client(&opts, &client_opts, &stop).await?;
     let facts = crate::node::host::gather(&opts.root_dir);
     let cgroups: Arc<dyn crate::cgroups::CgroupManager> = Arc::from(crate::cgroups::detect());
     let ctx = NodeContext {
@@ -143,14 +142,23 @@ pub async fn run(opts: Options) -> Result<()> {
     tokio::spawn(stats.clone().run_sampler(stop.clone()));
     let mut names = vec![opts.node_name.clone()];
     names.extend(opts.node_ips.iter().map(|ip| ip.to_string()));
+    let bootstrapped = if opts.server_tls_bootstrap {
+        Some(crate::certificate::serving_certificate(
+            &opts, &client, &stop,
+        )?)
+    } else {
+        None
+    };
+    crate::certificate::metrics::register(&metrics, client_certificate, bootstrapped.clone());
     let server_settings = crate::server::ServerSettings {
         healthz: opts.healthz,
         api: opts.server,
         tls: crate::server::tls::TlsSettings {
             files: opts.tls.clone(),
-            cert_dir: opts.root_dir.join("pki"),
+            cert_dir: opts.cert_dir.clone(),
             names,
             client_ca: opts.auth.client_ca_file.clone(),
+            bootstrapped,
         },
         auth: opts.auth.clone(),
         node_name: opts.node_name.clone(),

@@ -2,6 +2,7 @@
 //! bound to it through CRI v1, as upstream's kubelet does.
 
 pub mod app;
+pub mod certificate;
 pub mod cgroups;
 pub mod cni;
 pub mod config;

@@ -62,12 +62,12 @@ pub struct KubeletConfiguration {
     /// `tlsMinVersion`: Accepted for compatibility; not implemented.
     #[serde(rename = "tlsMinVersion")]
     pub tls_min_version: Option<serde_yaml::Value>,
-    /// `rotateCertificates`: Accepted for compatibility; not implemented.
+    /// `rotateCertificates`: Renew the client certificate through the certificates API.
     #[serde(rename = "rotateCertificates")]
-    pub rotate_certificates: Option<serde_yaml::Value>,
-    /// `serverTLSBootstrap`: Accepted for compatibility; not implemented.
+    pub rotate_certificates: Option<bool>,
+    /// `serverTLSBootstrap`: Request the serving certificate from the certificates API.
     #[serde(rename = "serverTLSBootstrap")]
-    pub server_tls_bootstrap: Option<serde_yaml::Value>,
+    pub server_tls_bootstrap: Option<bool>,
     /// `authentication`: Who may call the kubelet API (x509, webhook, anonymous).
     #[serde(rename = "authentication")]
     pub authentication: Option<super::auth::KubeletAuthentication>,
@@ -408,13 +408,11 @@ pub fn unimplemented_fields_set(c: &KubeletConfiguration) -> Vec<&'static str> {
             &c.shutdown_grace_period_critical_pods,
         ),
     ];
-    let untyped: [(&'static str, &Option<serde_yaml::Value>); 67] = [
+    let untyped: [(&'static str, &Option<serde_yaml::Value>); 65] = [
         ("staticPodURL", &c.static_pod_url),
         ("staticPodURLHeader", &c.static_pod_url_header),
         ("tlsCipherSuites", &c.tls_cipher_suites),
         ("tlsMinVersion", &c.tls_min_version),
-        ("rotateCertificates", &c.rotate_certificates),
-        ("serverTLSBootstrap", &c.server_tls_bootstrap),
         ("registryPullQPS", &c.registry_pull_qps),
         ("registryBurst", &c.registry_burst),
         (

@@ -24,8 +24,18 @@ pub const CONFIG_TYPES: &[(&str, &str)] =
 pub struct Options {
     /// The node's name (hostname, lower-cased, or `--hostname-override`).
     pub node_name: String,
-    /// `--kubeconfig` (or the bootstrap kubeconfig when the former does not exist).
+    /// `--kubeconfig` (written by client bootstrap when it has no valid certificate).
     pub kubeconfig: Option<PathBuf>,
+    /// `--bootstrap-kubeconfig`: the credentials client bootstrap requests a certificate with.
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+    /// `--cert-dir`: bootstrapped, rotated and self-signed certificates. Defaults to
+    /// `<root-dir>/pki`, upstream's `/var/lib/kubelet/pki` with the default root dir (so
+    /// that kubelets with their own root dirs, as in tests, do not share one).
+    pub cert_dir: PathBuf,
+    /// `rotateCertificates` / `--rotate-certificates`.
+    pub rotate_certificates: bool,
+    /// `serverTLSBootstrap` / `--rotate-server-certificates`.
+    pub server_tls_bootstrap: bool,
     /// CRI endpoint.
     pub runtime_endpoint: String,
     /// `--node-ip`: addresses reported as InternalIP.
@@ -224,10 +234,7 @@ impl Options {
             s.parse()
                 .with_context(|| format!("{what}: invalid IP address {s:?}"))
         };
-        let kubeconfig = match (flag_path("kubeconfig"), flag_path("bootstrap-kubeconfig")) {
-            (Some(k), Some(b)) if !k.exists() && b.exists() => Some(b),
-            (k, _) => k,
-        };
+        let kubeconfig = flag_path("kubeconfig");
         let node_ips = flag("node-ip")
             .map(|s| {
                 s.split(',')
@@ -273,6 +280,18 @@ impl Options {
                 .map(|h| h.to_lowercase())
                 .unwrap_or_else(default_hostname),
             kubeconfig,
+            bootstrap_kubeconfig: flag_path("bootstrap-kubeconfig"),
+            cert_dir: flag_path("cert-dir").unwrap_or_else(|| {
+                flag_path("root-dir")
+                    .unwrap_or_else(|| "/var/lib/kubelet".into())
+                    .join("pki")
+            }),
+            rotate_certificates: flag_bool("rotate-certificates")
+                .or(f.rotate_certificates)
+                .unwrap_or(false),
+            server_tls_bootstrap: flag_bool("rotate-server-certificates")
+                .or(f.server_tls_bootstrap)
+                .unwrap_or(false),
             runtime_endpoint: flag("container-runtime-endpoint")
                 .or(f.container_runtime_endpoint.clone())
                 .unwrap_or_default(),

@@ -31,6 +31,13 @@ pub fn kubelet_configuration(opts: &Options) -> Value {
         set("tlsCertFile", json!(cert));
         set("tlsPrivateKeyFile", json!(key));
     }
+    // Upstream's omitempty: only when on.
+    if opts.rotate_certificates {
+        set("rotateCertificates", json!(true));
+    }
+    if opts.server_tls_bootstrap {
+        set("serverTLSBootstrap", json!(true));
+    }
     let mut x509 = Map::new();
     if let Some(ca) = &a.client_ca_file {
         x509.insert("clientCAFile".into(), json!(ca));

@@ -1,7 +1,10 @@
-//! TLS for the kubelet API: `--tls-cert-file`/`--tls-private-key-file`, or a self-signed
-//! pair kept in `<root-dir>/pki/kubelet.{crt,key}` as upstream writes it; client
-//! certificates are requested (never required) and verified against the client CA.
+//! TLS for the kubelet API: the certificate from the certificates API
+//! (`serverTLSBootstrap`, swapped in at each rotation), `--tls-cert-file`/
+//! `--tls-private-key-file`, or a self-signed pair kept in `<cert-dir>/kubelet.{crt,key}`
+//! as upstream writes it; client certificates are requested (never required) and verified
+//! against the client CA.
 
+use crate::certificate::rotation::CurrentCertificate;
 use anyhow::{Context, Result};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
@@ -21,6 +24,35 @@ pub struct TlsSettings {
     pub names: Vec<String>,
     /// `authentication.x509.clientCAFile`.
     pub client_ca: Option<PathBuf>,
+    /// `serverTLSBootstrap`: the current serving pair, served at each handshake (none
+    /// until the first certificate is issued: handshakes fail, as upstream's do).
+    pub bootstrapped: Option<CurrentCertificate>,
+}
+
+/// Serves whichever pair the serving certificate's rotation last published.
+#[derive(Debug)]
+struct CurrentServingCertificate(CurrentCertificate);
+
+impl CurrentServingCertificate {
+    /// The pair to present now.
+    fn key(&self) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let current = self.0.borrow().as_ref().map(|p| p.tls.clone());
+        if current.is_none() {
+            tracing::warn!(
+                "TLS handshake refused: no serving certificate available for the kubelet yet"
+            );
+        }
+        current
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CurrentServingCertificate {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.key()
+    }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -76,11 +108,6 @@ pub fn self_signed(dir: &Path, names: &[String]) -> Result<(PathBuf, PathBuf)> {
 
 /// The rustls configuration these settings describe (HTTP/2 and HTTP/1.1 offered).
 pub fn server_config(s: &TlsSettings) -> Result<Arc<ServerConfig>> {
-    let (cert, key) = match &s.files {
-        Some((c, k)) => (c.clone(), k.clone()),
-        None => self_signed(&s.cert_dir, &s.names)?,
-    };
-    let (certs, key) = read_pair(&cert, &key)?;
     let builder =
         ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let builder = match &s.client_ca {
@@ -108,9 +135,21 @@ pub fn server_config(s: &TlsSettings) -> Result<Arc<ServerConfig>> {
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .context("serving certificate and key do not match")?;
+    let mut config = match &s.bootstrapped {
+        Some(current) => {
+            builder.with_cert_resolver(Arc::new(CurrentServingCertificate(current.clone())))
+        }
+        None => {
+            let (cert, key) = match &s.files {
+                Some((c, k)) => (c.clone(), k.clone()),
+                None => self_signed(&s.cert_dir, &s.names)?,
+            };
+            let (certs, key) = read_pair(&cert, &key)?;
+            builder
+                .with_single_cert(certs, key)
+                .context("serving certificate and key do not match")?
+        }
+    };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -152,6 +191,37 @@ mod tests {
         })
         .unwrap();
         assert_eq!(config.alpn_protocols[1], b"http/1.1");
+    }
+
+    #[test]
+    fn bootstrapped_serving_certificate_is_swapped_in_without_a_new_config() {
+        use crate::certificate::pair::KeyedCertificate;
+        let pair = |name: &str| {
+            let c = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+            let p = KeyedCertificate::from_parts(
+                c.cert.pem().as_bytes(),
+                c.signing_key.serialize_pem().as_bytes(),
+                name,
+            )
+            .unwrap();
+            Arc::new(p)
+        };
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let config = server_config(&TlsSettings {
+            bootstrapped: Some(rx.clone()),
+            files: Some(("/nonexistent/ignored.crt".into(), "/nonexistent/k".into())),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(config.alpn_protocols[0], b"h2");
+        let resolver = CurrentServingCertificate(rx);
+        assert!(resolver.key().is_none(), "nothing to serve before issue");
+        let first = pair("first");
+        tx.send_replace(Some(first.clone()));
+        assert!(Arc::ptr_eq(&resolver.key().unwrap(), &first.tls));
+        let second = pair("second");
+        tx.send_replace(Some(second.clone()));
+        assert!(Arc::ptr_eq(&resolver.key().unwrap(), &second.tls));
     }
 
     #[test]

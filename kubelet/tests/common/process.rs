@@ -77,9 +77,17 @@ pub struct KubeletBuilder<'a> {
     flags: Vec<String>,
     kubeconfig: Option<PathBuf>,
     healthz_port: u16,
+    bootstrap_kubeconfig: Option<PathBuf>,
 }
 
 impl<'a> KubeletBuilder<'a> {
+    /// Client TLS bootstrap: `--bootstrap-kubeconfig=<path>` and a `--kubeconfig` that does
+    /// not exist yet (`<dir>/kubelet.conf`, which the kubelet writes).
+    pub fn bootstrap_kubeconfig(mut self, path: impl Into<PathBuf>) -> Self {
+        self.bootstrap_kubeconfig = Some(path.into());
+        self
+    }
+
     /// Overrides or adds KubeletConfiguration fields (merged; `null` removes a default).
     pub fn config(mut self, patch: Value) -> Self {
         merge(&mut self.config, patch);
@@ -136,11 +144,14 @@ impl<'a> KubeletBuilder<'a> {
         std::fs::create_dir_all(&dir).unwrap();
         let config_path = dir.join("config.yaml");
         std::fs::write(&config_path, serde_yaml::to_string(&self.config).unwrap()).unwrap();
-        let kubeconfig = self.kubeconfig.clone().unwrap_or_else(|| {
-            self.cluster
+        let kubeconfig = match (&self.kubeconfig, &self.bootstrap_kubeconfig) {
+            (Some(k), _) => k.clone(),
+            (None, Some(_)) => dir.join("kubelet.conf"),
+            (None, None) => self
+                .cluster
                 .kubeconfig_for(&e2e::Identity::Node(self.node_name.clone()))
-                .unwrap()
-        });
+                .unwrap(),
+        };
         let mut args = vec![format!(
             "FERROKUBE_CNI_CONF_DIR={}",
             self.containerd.cni_conf_dir().display()
@@ -168,6 +179,9 @@ impl<'a> KubeletBuilder<'a> {
             format!("--healthz-port={}", self.healthz_port),
             format!("--port={}", self.port),
         ]);
+        if let Some(b) = &self.bootstrap_kubeconfig {
+            args.push(format!("--bootstrap-kubeconfig={}", b.display()));
+        }
         args.extend(self.flags);
         let mut kubelet = KubeletProcess {
             cluster: self.cluster,
@@ -246,6 +260,7 @@ impl<'a> KubeletProcess<'a> {
             flags: Vec::new(),
             kubeconfig: None,
             healthz_port: e2e::ports::free_port().unwrap(),
+            bootstrap_kubeconfig: None,
         }
     }
 

@@ -110,10 +110,7 @@ fn a_kind_nodes_file_gets_upstreams_defaults_for_every_zero_and_empty_value() {
     // Only what kubeadm actually asks for and ferrokube ignores is reported.
     assert_eq!(
         o.unimplemented,
-        [
-            "rotateCertificates",
-            "cgroupDriver (only cgroupfs is implemented)"
-        ],
+        ["cgroupDriver (only cgroupfs is implemented)"],
         "zero durations, `logging` of zeros and `memorySwap: {{}}` are unset"
     );
 }
