@@ -1,9 +1,11 @@
 //! The kubelet's cgroup hierarchy: `kubepods`, `kubepods/burstable`, `kubepods/besteffort`
 //! and one `pod<uid>` cgroup per pod, whose literal path is handed to CRI as the sandbox's
 //! cgroup parent. Names are spelled per driver in [`name`] (cgroupfs, or systemd slices);
-//! cgroup v1 and v2 sit behind one interface, detected from the mount.
+//! cgroup v1 and v2 sit behind one interface, detected from the mount; the systemd driver
+//! ([`systemd`]) makes the cgroups through systemd and then writes the same files.
 
 pub mod name;
+pub mod systemd;
 mod v1;
 mod v2;
 
@@ -39,6 +41,22 @@ pub fn detect() -> Box<dyn CgroupManager> {
         Box::new(CgroupV2::new(root.to_path_buf()))
     } else {
         Box::new(CgroupV1::new(root.to_path_buf()))
+    }
+}
+
+/// The manager for `driver`: cgroupfs writes the files; systemd connects to systemd over
+/// D-Bus first, and fails when it cannot (upstream refuses the systemd driver when systemd
+/// is not running).
+pub fn for_driver(driver: CgroupDriver) -> io::Result<Box<dyn CgroupManager>> {
+    match driver {
+        CgroupDriver::Cgroupfs => Ok(detect()),
+        CgroupDriver::Systemd => {
+            let bus = systemd::dbus::DbusSystemd::connect()?;
+            Ok(Box::new(systemd::SystemdCgroups::new(
+                Box::new(bus),
+                detect(),
+            )?))
+        }
     }
 }
 
