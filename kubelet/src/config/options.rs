@@ -41,6 +41,8 @@ pub struct Options {
     pub pod_logs_dir: PathBuf,
     /// `--cgroup-root`.
     pub cgroup_root: String,
+    /// `cgroupDriver` / `--cgroup-driver`: cgroupfs (default) or systemd.
+    pub cgroup_driver: crate::cgroups::CgroupDriver,
     /// `cgroupsPerQOS`.
     pub cgroups_per_qos: bool,
     /// `clusterDNS`.
@@ -257,15 +259,15 @@ impl Options {
             (Some(c), Some(k)) => Some((c, k)),
             _ => None,
         };
-        let mut unimplemented: Vec<String> = unimplemented_fields_set(&f)
+        let unimplemented: Vec<String> = unimplemented_fields_set(&f)
             .into_iter()
             .map(str::to_string)
             .collect();
-        if f.cgroup_driver.as_deref().is_some_and(|d| d != "cgroupfs")
-            || flag("cgroup-driver").is_some_and(|d| d != "cgroupfs")
-        {
-            unimplemented.push("cgroupDriver (only cgroupfs is implemented)".into());
-        }
+        let cgroup_driver = match (flag("cgroup-driver"), f.cgroup_driver.as_deref()) {
+            (Some(d), _) => crate::cgroups::CgroupDriver::parse(&d, "--cgroup-driver")?,
+            (None, Some(d)) => crate::cgroups::CgroupDriver::parse(d, "cgroupDriver")?,
+            (None, None) => crate::cgroups::CgroupDriver::default(),
+        };
         Ok(Options {
             node_name: flag("hostname-override")
                 .map(|h| h.to_lowercase())
@@ -296,6 +298,7 @@ impl Options {
                 .or(f.cgroup_root.clone())
                 .filter(|r| !r.is_empty())
                 .unwrap_or_else(|| "/".into()),
+            cgroup_driver,
             cgroups_per_qos: flag_bool("cgroups-per-qos")
                 .or(f.cgroups_per_qos)
                 .unwrap_or(true),
