@@ -47,7 +47,7 @@ fn cgroup_manager(
 }
 
 /// Runs the kubelet with resolved options until SIGTERM/SIGINT.
-pub async fn run(opts: Options) -> Result<()> {
+pub async fn run(mut opts: Options) -> Result<()> {
     if !opts.unimplemented.is_empty() {
         tracing::warn!(fields = %opts.unimplemented.join(","), "KubeletConfiguration fields accepted for compatibility but not implemented by ferrokube; they are ignored");
     }
@@ -58,6 +58,15 @@ pub async fn run(opts: Options) -> Result<()> {
     let stop = component_base::shutdown::on_signal();
     let cri = connect_runtime(&opts.runtime_endpoint).await?;
     let runtime_version = cri.runtime_version().await?;
+    match cri.cgroup_driver().await? {
+        Some(driver) => {
+            tracing::info!(cgroup_driver = %driver, "Using cgroup driver setting received from the CRI runtime");
+            opts.cgroup_driver = driver;
+        }
+        None => tracing::info!(
+            "CRI implementation should be updated to support RuntimeConfig. Falling back to using cgroupDriver from kubelet config."
+        ),
+    }
     tracing::info!(runtime = %runtime_version, endpoint = %opts.runtime_endpoint, "Container runtime connected");
     let mut client_opts = ClientOptions::new("kubelet");
     client_opts.kubeconfig = opts.kubeconfig.clone();
