@@ -29,8 +29,25 @@ async fn connect_runtime(endpoint: &str) -> Result<Cri> {
         .context("container runtime is not available")
 }
 
+/// The cgroup manager of the configured driver; with systemd, failing when systemd cannot
+/// be reached (upstream: "systemd not running on this host, cannot use systemd cgroups
+/// manager").
+fn cgroup_manager(
+    driver: crate::cgroups::CgroupDriver,
+) -> Result<Box<dyn crate::cgroups::CgroupManager>> {
+    let manager = crate::cgroups::for_driver(driver).with_context(|| {
+        format!(
+            "cgroupDriver \"{driver}\": systemd not running on this host (its D-Bus is not \
+             reachable), cannot use systemd cgroups manager; set cgroupDriver: cgroupfs or run \
+             the kubelet where systemd is PID 1"
+        )
+    })?;
+    tracing::info!(cgroup_driver = %driver, cgroup_version = manager.version(), "Using cgroup driver");
+    Ok(manager)
+}
+
 /// Runs the kubelet with resolved options until SIGTERM/SIGINT.
-pub async fn run(opts: Options) -> Result<()> {
+pub async fn run(mut opts: Options) -> Result<()> {
     if !opts.unimplemented.is_empty() {
         tracing::warn!(fields = %opts.unimplemented.join(","), "KubeletConfiguration fields accepted for compatibility but not implemented by ferrokube; they are ignored");
     }
@@ -41,6 +58,15 @@ pub async fn run(opts: Options) -> Result<()> {
     let stop = component_base::shutdown::on_signal();
     let cri = connect_runtime(&opts.runtime_endpoint).await?;
     let runtime_version = cri.runtime_version().await?;
+    match cri.cgroup_driver().await? {
+        Some(driver) => {
+            tracing::info!(cgroup_driver = %driver, "Using cgroup driver setting received from the CRI runtime");
+            opts.cgroup_driver = driver;
+        }
+        None => tracing::info!(
+            "CRI implementation should be updated to support RuntimeConfig. Falling back to using cgroupDriver from kubelet config."
+        ),
+    }
     tracing::info!(runtime = %runtime_version, endpoint = %opts.runtime_endpoint, "Container runtime connected");
     let mut client_opts = ClientOptions::new("kubelet");
     client_opts.kubeconfig = opts.kubeconfig.clone();
@@ -49,10 +75,11 @@ pub async fn run(opts: Options) -> Result<()> {
     let (client, client_certificate) =
         crate::certificate::apiserver_client(&opts, &client_opts, &stop).await?;
     let facts = crate::node::host::gather(&opts.root_dir);
-    let cgroups: Arc<dyn crate::cgroups::CgroupManager> = Arc::from(crate::cgroups::detect());
+    let cgroups: Arc<dyn crate::cgroups::CgroupManager> =
+        Arc::from(cgroup_manager(opts.cgroup_driver)?);
     let ctx = NodeContext {
         pod_logs_dir: opts.pod_logs_dir.clone(),
-        cgroups: crate::cgroups::Hierarchy::new(&opts.cgroup_root),
+        cgroups: crate::cgroups::Hierarchy::with_driver(&opts.cgroup_root, opts.cgroup_driver),
         cluster_dns: opts.cluster_dns.clone(),
         cluster_domain: opts.cluster_domain.clone(),
         host_resolv_conf: std::fs::read_to_string(&opts.resolv_conf).unwrap_or_default(),
@@ -270,5 +297,32 @@ fn configure_pod_network(cidr: &str) {
             "Another CNI config is in the conf dir; leaving the pod network to it"
         ),
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "Failed to configure the pod network"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroups::systemd::dbus::{PRIVATE_SOCKET, SYSTEM_BUS_SOCKET};
+    use crate::cgroups::CgroupDriver;
+
+    /// Without systemd (as on the machine the tests run on) the systemd driver refuses to
+    /// start, naming the setting and the sockets tried; cgroupfs needs nothing.
+    #[test]
+    fn systemd_driver_without_systemd_is_a_clear_error() {
+        assert!(cgroup_manager(CgroupDriver::Cgroupfs).is_ok());
+        let systemd_here = std::path::Path::new(PRIVATE_SOCKET).exists()
+            || std::path::Path::new(SYSTEM_BUS_SOCKET).exists()
+            || std::env::var_os("DBUS_SYSTEM_BUS_ADDRESS").is_some();
+        if systemd_here {
+            return;
+        }
+        let err = format!("{:#}", cgroup_manager(CgroupDriver::Systemd).err().unwrap());
+        assert!(err.starts_with("cgroupDriver \"systemd\": "), "{err}");
+        assert!(err.contains("cannot use systemd cgroups manager"), "{err}");
+        assert!(
+            err.contains(PRIVATE_SOCKET) && err.contains(SYSTEM_BUS_SOCKET),
+            "{err}"
+        );
     }
 }

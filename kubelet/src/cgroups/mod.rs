@@ -1,11 +1,15 @@
-//! The kubelet's cgroup hierarchy (cgroupfs driver): `kubepods`, `kubepods/burstable`,
-//! `kubepods/besteffort` and one `pod<uid>` cgroup per pod, whose path is handed to CRI as
-//! the sandbox's cgroup parent. cgroup v1 and v2 sit behind one interface; which one is in
-//! use is detected from the mount.
+//! The kubelet's cgroup hierarchy: `kubepods`, `kubepods/burstable`, `kubepods/besteffort`
+//! and one `pod<uid>` cgroup per pod, whose literal path is handed to CRI as the sandbox's
+//! cgroup parent. Names are spelled per driver in [`name`] (cgroupfs, or systemd slices);
+//! cgroup v1 and v2 sit behind one interface, detected from the mount; the systemd driver
+//! ([`systemd`]) makes the cgroups through systemd and then writes the same files.
 
+pub mod name;
+pub mod systemd;
 mod v1;
 mod v2;
 
+pub use name::{CgroupDriver, CgroupName};
 pub use v1::CgroupV1;
 pub use v2::CgroupV2;
 
@@ -40,41 +44,90 @@ pub fn detect() -> Box<dyn CgroupManager> {
     }
 }
 
+/// The manager for `driver`: cgroupfs writes the files; systemd connects to systemd over
+/// D-Bus first, and fails when it cannot (upstream refuses the systemd driver when systemd
+/// is not running).
+pub fn for_driver(driver: CgroupDriver) -> io::Result<Box<dyn CgroupManager>> {
+    match driver {
+        CgroupDriver::Cgroupfs => Ok(detect()),
+        CgroupDriver::Systemd => {
+            let bus = systemd::dbus::DbusSystemd::connect()?;
+            Ok(Box::new(systemd::SystemdCgroups::new(
+                Box::new(bus),
+                detect(),
+            )?))
+        }
+    }
+}
+
 /// Whether the host runs cgroup v1 (what `failCgroupV1` guards against).
 pub fn is_v1() -> bool {
     !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
-/// The kubelet's names for its cgroups under `--cgroup-root`.
+/// The kubelet's names for its cgroups under `--cgroup-root`, spelled for its driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hierarchy {
-    root: String,
+    root: CgroupName,
+    driver: CgroupDriver,
 }
 
 impl Hierarchy {
-    /// The hierarchy under `cgroup_root` (`/` by default).
+    /// The cgroupfs hierarchy under `cgroup_root` (`/` by default).
     pub fn new(cgroup_root: &str) -> Self {
-        let root = cgroup_root.trim_end_matches('/').to_string();
-        Hierarchy { root }
+        Self::with_driver(cgroup_root, CgroupDriver::Cgroupfs)
     }
 
-    /// `<root>/kubepods`.
-    pub fn kubepods(&self) -> String {
-        format!("{}/kubepods", self.root)
-    }
-
-    /// The QoS class's cgroup: guaranteed pods live directly under `kubepods`.
-    pub fn qos(&self, qos: QosClass) -> String {
-        match qos {
-            QosClass::Guaranteed => self.kubepods(),
-            QosClass::Burstable => format!("{}/burstable", self.kubepods()),
-            QosClass::BestEffort => format!("{}/besteffort", self.kubepods()),
+    /// The hierarchy under `cgroup_root` (given in cgroupfs form, as upstream's
+    /// `--cgroup-root` always is) for `driver`.
+    pub fn with_driver(cgroup_root: &str, driver: CgroupDriver) -> Self {
+        Hierarchy {
+            root: CgroupName::parse_cgroupfs(cgroup_root),
+            driver,
         }
     }
 
-    /// The pod's cgroup, e.g. `/kubepods/burstable/pod<uid>`.
+    /// The driver the names are spelled for.
+    pub fn driver(&self) -> CgroupDriver {
+        self.driver
+    }
+
+    /// The internal name of `kubepods` (the node allocatable cgroup).
+    pub fn kubepods_name(&self) -> CgroupName {
+        self.root.child_unchecked("kubepods")
+    }
+
+    /// The internal name of the QoS class's cgroup: guaranteed pods live directly under
+    /// `kubepods`.
+    pub fn qos_name(&self, qos: QosClass) -> CgroupName {
+        match qos {
+            QosClass::Guaranteed => self.kubepods_name(),
+            QosClass::Burstable => self.kubepods_name().child_unchecked("burstable"),
+            QosClass::BestEffort => self.kubepods_name().child_unchecked("besteffort"),
+        }
+    }
+
+    /// The internal name of the pod's cgroup (`pod<uid>`).
+    pub fn pod_name(&self, qos: QosClass, uid: &str) -> CgroupName {
+        self.qos_name(qos).child_unchecked(&format!("pod{uid}"))
+    }
+
+    /// `kubepods`'s literal path: `/kubepods`, `/kubepods.slice`.
+    pub fn kubepods(&self) -> String {
+        self.driver.literal(&self.kubepods_name())
+    }
+
+    /// The QoS class's literal path.
+    pub fn qos(&self, qos: QosClass) -> String {
+        self.driver.literal(&self.qos_name(qos))
+    }
+
+    /// The pod's literal path, e.g. `/kubepods/burstable/pod<uid>` or
+    /// `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_>.slice`. This
+    /// is also the sandbox's CRI `cgroup_parent` with either driver, as upstream's
+    /// `GetPodCgroupParent` (the runtime takes the slice from its last part).
     pub fn pod(&self, qos: QosClass, uid: &str) -> String {
-        format!("{}/pod{uid}", self.qos(qos))
+        self.driver.literal(&self.pod_name(qos, uid))
     }
 
     /// Creates kubepods (shares from allocatable CPU) and the QoS cgroups (besteffort at
@@ -130,6 +183,37 @@ fn join(mount: &Path, path: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn systemd_hierarchy_is_slices() {
+        let h = Hierarchy::with_driver("/", CgroupDriver::Systemd);
+        assert_eq!(h.kubepods(), "/kubepods.slice");
+        assert_eq!(h.qos(QosClass::Guaranteed), "/kubepods.slice");
+        assert_eq!(
+            h.qos(QosClass::BestEffort),
+            "/kubepods.slice/kubepods-besteffort.slice"
+        );
+        assert_eq!(
+            h.pod(QosClass::Burstable, "1234-abcd"),
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234_abcd.slice"
+        );
+        assert_eq!(
+            h.pod(QosClass::Guaranteed, "1234-abcd"),
+            "/kubepods.slice/kubepods-pod1234_abcd.slice"
+        );
+        // kind: cgroupRoot /kubelet.
+        let kind = Hierarchy::with_driver("/kubelet", CgroupDriver::Systemd);
+        assert_eq!(kind.kubepods(), "/kubelet.slice/kubelet-kubepods.slice");
+        assert_eq!(
+            kind.pod(QosClass::BestEffort, "u-1"),
+            "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-podu_1.slice"
+        );
+        assert_eq!(kind.driver(), CgroupDriver::Systemd);
+        assert_eq!(
+            Hierarchy::with_driver("/kubelet/", CgroupDriver::Cgroupfs).kubepods(),
+            "/kubelet/kubepods"
+        );
+    }
 
     #[test]
     fn hierarchy_names_follow_upstream() {

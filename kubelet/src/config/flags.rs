@@ -43,7 +43,7 @@ pub fn command() -> Command {
         .arg(bool_flag("fail-swap-on", true).help("Makes the Kubelet fail to start if swap is enabled on the node."))
         .arg(bool_flag("fail-cgroupv1", false).help("Prevent the kubelet from starting on the host using cgroup v1."))
         .arg(value("cgroup-root", "Optional root cgroup to use for pods."))
-        .arg(value("cgroup-driver", "Driver that the kubelet uses to manipulate cgroups on the host (cgroupfs)."))
+        .arg(value("cgroup-driver", "Driver that the kubelet uses to manipulate cgroups on the host. Possible values: 'cgroupfs', 'systemd' (default \"cgroupfs\")."))
         .arg(bool_flag("cgroups-per-qos", true).help("Enable creation of QoS cgroup hierarchy."))
         .arg(path("root-dir", "Directory path for managing kubelet files (volume mounts, etc)."))
         .arg(value("hostname-override", "If non-empty, will use this string as identification instead of the actual hostname."))

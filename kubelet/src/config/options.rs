@@ -54,6 +54,8 @@ pub struct Options {
     pub pod_logs_dir: PathBuf,
     /// `--cgroup-root`.
     pub cgroup_root: String,
+    /// `cgroupDriver` / `--cgroup-driver`: cgroupfs (default) or systemd.
+    pub cgroup_driver: crate::cgroups::CgroupDriver,
     /// `cgroupsPerQOS`.
     pub cgroups_per_qos: bool,
     /// `clusterDNS`.
@@ -266,15 +268,15 @@ impl Options {
             (Some(c), Some(k)) => Some((c, k)),
             _ => None,
         };
-        let mut unimplemented: Vec<String> = unimplemented_in_file
+        let unimplemented: Vec<String> = unimplemented_in_file
             .into_iter()
             .map(str::to_string)
             .collect();
-        if f.cgroup_driver.as_deref().is_some_and(|d| d != "cgroupfs")
-            || flag("cgroup-driver").is_some_and(|d| d != "cgroupfs")
-        {
-            unimplemented.push("cgroupDriver (only cgroupfs is implemented)".into());
-        }
+        let cgroup_driver = match (flag("cgroup-driver"), f.cgroup_driver.as_deref()) {
+            (Some(d), _) => crate::cgroups::CgroupDriver::parse(&d, "--cgroup-driver")?,
+            (None, Some(d)) => crate::cgroups::CgroupDriver::parse(d, "cgroupDriver")?,
+            (None, None) => crate::cgroups::CgroupDriver::default(),
+        };
         let options = Options {
             node_name: flag("hostname-override")
                 .map(|h| h.to_lowercase())
@@ -313,6 +315,7 @@ impl Options {
                 .or(f.cgroup_root.clone())
                 .filter(|r| !r.is_empty())
                 .unwrap_or_else(|| "/".into()),
+            cgroup_driver,
             cgroups_per_qos: flag_bool("cgroups-per-qos")
                 .or(f.cgroups_per_qos)
                 .unwrap_or_default(),

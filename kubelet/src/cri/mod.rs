@@ -52,6 +52,33 @@ impl Cri {
         &self.endpoint
     }
 
+    /// The cgroup driver the runtime uses (CRI `RuntimeConfig`), which the kubelet follows
+    /// over its own setting as upstream (KubeletCgroupDriverFromCRI, GA and locked on since
+    /// 1.34); `None` when the runtime does not implement the call or says nothing. Other
+    /// errors are retried twice, 2 s apart, as the runtime may still be starting.
+    pub async fn cgroup_driver(&self) -> Result<Option<crate::cgroups::CgroupDriver>> {
+        let mut last = None;
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            match self
+                .runtime
+                .clone()
+                .runtime_config(k8s_cri::v1::RuntimeConfigRequest {})
+                .await
+            {
+                Ok(r) => return driver_of(r.into_inner().linux.as_ref()),
+                Err(s) if s.code() == tonic::Code::Unimplemented => return Ok(None),
+                Err(s) => last = Some(s),
+            }
+        }
+        Err(anyhow::anyhow!(
+            "CRI RuntimeConfig: {}",
+            last.map(|s| s.message().to_string()).unwrap_or_default()
+        ))
+    }
+
     /// The runtime's name and version, e.g. `containerd://1.6.20`, as NodeInfo reports it.
     pub async fn runtime_version(&self) -> Result<String> {
         let v = self
@@ -102,9 +129,39 @@ impl Cri {
     }
 }
 
+/// The driver in a `RuntimeConfig` answer; an unknown one is an error, as upstream.
+fn driver_of(
+    linux: Option<&k8s_cri::v1::LinuxRuntimeConfiguration>,
+) -> Result<Option<crate::cgroups::CgroupDriver>> {
+    use crate::cgroups::CgroupDriver;
+    let Some(linux) = linux else {
+        return Ok(None);
+    };
+    match k8s_cri::v1::CgroupDriver::try_from(linux.cgroup_driver) {
+        Ok(k8s_cri::v1::CgroupDriver::Systemd) => Ok(Some(CgroupDriver::Systemd)),
+        Ok(k8s_cri::v1::CgroupDriver::Cgroupfs) => Ok(Some(CgroupDriver::Cgroupfs)),
+        Err(_) => anyhow::bail!(
+            "runtime returned an unknown cgroup driver {}",
+            linux.cgroup_driver
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_driver_from_runtime_config() {
+        use crate::cgroups::CgroupDriver;
+        use k8s_cri::v1::LinuxRuntimeConfiguration as Linux;
+        let of = |d: i32| driver_of(Some(&Linux { cgroup_driver: d }));
+        assert_eq!(of(0).unwrap(), Some(CgroupDriver::Systemd));
+        assert_eq!(of(1).unwrap(), Some(CgroupDriver::Cgroupfs));
+        assert_eq!(driver_of(None).unwrap(), None);
+        let err = of(7).unwrap_err().to_string();
+        assert!(err.contains("unknown cgroup driver 7"), "{err}");
+    }
 
     #[test]
     fn endpoints_must_be_unix_sockets() {

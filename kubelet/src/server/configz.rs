@@ -82,7 +82,7 @@ pub fn kubelet_configuration(opts: &Options) -> Value {
     );
     set("cgroupRoot", json!(opts.cgroup_root));
     set("cgroupsPerQOS", json!(opts.cgroups_per_qos));
-    set("cgroupDriver", json!("cgroupfs"));
+    set("cgroupDriver", json!(opts.cgroup_driver.as_str()));
     set("maxPods", json!(opts.max_pods));
     set("nodeStatusMaxImages", json!(opts.node_status_max_images));
     if let Some(cidr) = &opts.pod_cidr {
@@ -181,6 +181,18 @@ clusterDomain: cluster.local\nclusterDNS: [10.96.0.10]\nsyncFrequency: 30s\nevic
         assert_eq!(c["authorization"]["mode"], "Webhook");
         assert_eq!(c["enforceNodeAllocatable"], json!(["pods"]));
         assert!(c.get("kind").is_none() && c.get("staticPodPath").is_none());
+        assert_eq!(c["cgroupDriver"], "cgroupfs");
+    }
+
+    #[test]
+    fn reports_the_cgroup_driver_in_use() {
+        let kind = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+cgroupDriver: systemd\ncgroupRoot: /kubelet\n";
+        let c = &document(&options(&[], kind))["kubeletconfig"];
+        assert_eq!(c["cgroupDriver"], "systemd");
+        assert_eq!(c["cgroupRoot"], "/kubelet");
+        let c = &document(&options(&["--cgroup-driver=cgroupfs"], kind))["kubeletconfig"];
+        assert_eq!(c["cgroupDriver"], "cgroupfs");
     }
 
     #[test]

@@ -204,6 +204,28 @@ impl CgroupFs {
         Some(s)
     }
 
+    /// The cgroup of container `id` in the pod cgroup `pod_cgroup`: `<pod>/<id>` as the
+    /// runtime makes it with cgroupfs, or the runtime's `<prefix>-<id>.scope` with systemd
+    /// (found among the pod cgroup's children; see [`crate::cgroups::name::is_container_cgroup`]).
+    pub fn container(&self, pod_cgroup: &str, id: &str) -> String {
+        let pod = pod_cgroup.trim_end_matches('/');
+        let plain = format!("{pod}/{id}");
+        if self.exists(&plain) {
+            return plain;
+        }
+        std::fs::read_dir(self.dir("memory", pod))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .find_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                crate::cgroups::name::is_container_cgroup(&name, id)
+                    .then(|| format!("{pod}/{name}"))
+            })
+            .unwrap_or(plain)
+    }
+
     /// The first PID in the cgroup (the sandbox's pause process, for its network).
     pub fn first_pid(&self, path: &str) -> Option<u32> {
         let procs = std::fs::read_to_string(self.dir("pids", path).join("cgroup.procs"))
@@ -284,6 +306,29 @@ total_inactive_file 524288\ntotal_pgfault 300\ntotal_pgmajfault 2\n";
     }
 
     #[test]
+    fn container_cgroups_under_systemd_slices_are_scopes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cgroup.controllers"), "cpu memory\n").unwrap();
+        let pod = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podu_1.slice";
+        let pod_dir = dir.path().join(pod.trim_start_matches('/'));
+        for child in [
+            "cri-containerd-abc.scope",
+            "crio-conmon-def.scope",
+            "crio-def.scope",
+        ] {
+            std::fs::create_dir_all(pod_dir.join(child)).unwrap();
+        }
+        let fs = CgroupFs::new(dir.path().to_path_buf());
+        assert_eq!(
+            fs.container(pod, "abc"),
+            format!("{pod}/cri-containerd-abc.scope")
+        );
+        assert_eq!(fs.container(pod, "def"), format!("{pod}/crio-def.scope"));
+        // Not there (yet): the cgroupfs spelling, which simply reads as absent.
+        assert_eq!(fs.container(pod, "zzz"), format!("{pod}/zzz"));
+    }
+
+    #[test]
     fn reads_a_v1_tree() {
         let dir = tempfile::tempdir().unwrap();
         let fs = CgroupFs::new(dir.path().to_path_buf());
@@ -306,5 +351,6 @@ total_inactive_file 524288\ntotal_pgfault 300\ntotal_pgmajfault 2\n";
         assert_eq!(s.memory.unwrap().working_set, 4194304 - 524288);
         assert_eq!(s.processes, Some(2));
         assert_eq!(fs.first_pid("/kubepods/podx/c1"), Some(10));
+        assert_eq!(fs.container("/kubepods/podx", "c1"), "/kubepods/podx/c1");
     }
 }

@@ -309,7 +309,10 @@ impl StatsProvider {
             if full {
                 pod.network = pod_cgroup
                     .as_ref()
-                    .and_then(|p| self.cgroups.first_pid(&format!("{p}/{sandbox_id}")))
+                    .and_then(|p| {
+                        self.cgroups
+                            .first_pid(&self.cgroups.container(p, &sandbox_id))
+                    })
                     .and_then(super::host::pid_network);
                 let volumes = self.pod_volumes(&uid);
                 let pod_dir = self.shared.runtime.pod_dir(&uid);
@@ -604,7 +607,7 @@ impl StatsProvider {
                     container: container.to_string(),
                 };
             out.extend(self.cadvisor_cgroup(of_pod(pod_cgroup.clone(), "", "", ""), None));
-            let sandbox_id = format!("{pod_cgroup}/{}", sandbox.id);
+            let sandbox_id = self.cgroups.container(&pod_cgroup, &sandbox.id);
             if let Some(mut s) = self.cadvisor_cgroup(
                 of_pod(sandbox_id.clone(), &sandbox.id, "", &view.sandbox_image),
                 created(sandbox.created_at),
@@ -631,7 +634,12 @@ impl StatsProvider {
                     .unwrap_or(cri_image);
                 let name = c.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or("");
                 out.extend(self.cadvisor_cgroup(
-                    of_pod(format!("{pod_cgroup}/{}", c.id), &c.id, name, image),
+                    of_pod(
+                        self.cgroups.container(&pod_cgroup, &c.id),
+                        &c.id,
+                        name,
+                        image,
+                    ),
                     created(c.created_at),
                 ));
             }

@@ -107,10 +107,10 @@ fn a_kind_nodes_file_gets_upstreams_defaults_for_every_zero_and_empty_value() {
     assert_eq!(o.auth.authorized_ttl, Duration::from_secs(300));
     assert_eq!(o.auth.unauthorized_ttl, Duration::from_secs(30));
     assert!(!o.auth.anonymous && o.auth.webhook_authn && o.auth.webhook_authz);
-    // Only what kubeadm actually asks for and ferrokube ignores is reported.
+    // Nothing of what kubeadm writes for a kind node is left unimplemented.
     assert_eq!(
         o.unimplemented,
-        ["cgroupDriver (only cgroupfs is implemented)"],
+        Vec::<String>::new(),
         "zero durations, `logging` of zeros and `memorySwap: {{}}` are unset"
     );
 }

@@ -197,3 +197,42 @@ fn taints_and_labels_parse_strictly() {
     assert!(parse_labels("a").is_err());
     assert_eq!(parse_taints("").unwrap(), vec![]);
 }
+
+#[test]
+fn cgroup_driver_from_file_and_flag() {
+    use crate::cgroups::CgroupDriver;
+    let load = |text: &str| -> Option<KubeletConfiguration> {
+        let (_d, p) = config_file(text);
+        Some(component_base::config::load_strict(&p, CONFIG_TYPES).unwrap())
+    };
+    let header = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
+    let o = Options::resolve_with(&matches(&[]), load(KUBEADM)).unwrap();
+    assert_eq!(o.cgroup_driver, CgroupDriver::Cgroupfs);
+    // kind's configuration.
+    let kind = format!("{header}cgroupDriver: systemd\ncgroupRoot: /kubelet\n");
+    let o = Options::resolve_with(&matches(&[]), load(&kind)).unwrap();
+    assert_eq!(o.cgroup_driver, CgroupDriver::Systemd);
+    assert_eq!(o.cgroup_root, "/kubelet");
+    assert!(
+        !o.unimplemented.iter().any(|f| f.contains("cgroupDriver")),
+        "{:?}",
+        o.unimplemented
+    );
+    let o = Options::resolve_with(&matches(&["--cgroup-driver=cgroupfs"]), load(&kind)).unwrap();
+    assert_eq!(
+        o.cgroup_driver,
+        CgroupDriver::Cgroupfs,
+        "flag wins over file"
+    );
+    let err = Options::resolve_with(
+        &matches(&[]),
+        load(&format!("{header}cgroupDriver: sytemd\n")),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("cgroupDriver") && err.to_string().contains("sytemd"),
+        "{err}"
+    );
+    let err = Options::resolve_with(&matches(&["--cgroup-driver=none"]), load(header)).unwrap_err();
+    assert!(err.to_string().contains("--cgroup-driver"), "{err}");
+}

@@ -162,3 +162,22 @@ fn an_ephemeral_container_with_a_target_joins_its_process_namespace() {
         (cri::NamespaceMode::Container as i32, String::new())
     );
 }
+
+/// With the systemd driver the sandbox's cgroup parent is the pod slice in cgroupfs form,
+/// as upstream's GetPodCgroupParent (`cgroupManager.Name`): containerd and CRI-O take the
+/// slice from its last part (runc's cgroupsPath `<slice>:cri-containerd:<id>`).
+#[test]
+fn sandbox_cgroup_parent_is_the_pod_slice_with_systemd() {
+    use crate::cgroups::{CgroupDriver, Hierarchy};
+    let ctx = NodeContext {
+        cgroups: Hierarchy::with_driver("/", CgroupDriver::Systemd),
+        ..ctx()
+    };
+    let mut p = pod(serde_json::json!({}));
+    p.metadata.uid = Some("6c1a4e95-6bb6-11e6".into());
+    let s = sandbox_config(&ctx, &p, 0);
+    assert_eq!(
+        s.linux.unwrap().cgroup_parent,
+        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod6c1a4e95_6bb6_11e6.slice"
+    );
+}
