@@ -12,7 +12,7 @@ use std::hash::Hash;
 use tokio_util::sync::CancellationToken;
 
 /// Starts a reflector for `api` filtered by `config`; the returned store fills as the watch
-/// runs (until `shutdown`). Watch errors are retried with kube-runtime's default backoff.
+/// runs (until `shutdown`). Watch errors are retried with [`crate::watch_backoff`].
 pub fn start_reflector<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -23,7 +23,10 @@ where
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config).backoff(crate::watch_backoff::WatchBackoff::default()),
+    );
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream.take_until(shutdown.cancelled_owned()));
         while let Some(event) = stream.next().await {

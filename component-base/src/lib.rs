@@ -17,3 +17,4 @@ pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod version;
+pub mod watch_backoff;

@@ -33,7 +33,7 @@ pub fn spawn(
 
 async fn watch_services(api: Api<Service>, store: Arc<Store>, shutdown: CancellationToken) {
     let stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(component_base::watch_backoff::WatchBackoff::default())
         .take_until(shutdown.cancelled_owned());
     let mut stream = std::pin::pin!(stream);
     let mut listing = Vec::new();
@@ -65,7 +65,7 @@ async fn watch_services(api: Api<Service>, store: Arc<Store>, shutdown: Cancella
 
 async fn watch_slices(api: Api<EndpointSlice>, store: Arc<Store>, shutdown: CancellationToken) {
     let stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(component_base::watch_backoff::WatchBackoff::default())
         .take_until(shutdown.cancelled_owned());
     let mut stream = std::pin::pin!(stream);
     let mut listing = Vec::new();

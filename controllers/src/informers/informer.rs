@@ -310,7 +310,7 @@ where
         let this = self.clone();
         tokio::spawn(async move {
             let stream = watcher::watcher(api, watcher::Config::default().any_semantic())
-                .default_backoff()
+                .backoff(component_base::watch_backoff::WatchBackoff::default())
                 .modify(|o: &mut K| o.meta_mut().managed_fields = None);
             let mut stream = std::pin::pin!(stream);
             let mut relist: Vec<K> = Vec::new();

@@ -149,7 +149,9 @@ pub async fn run(
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
     // Backed off, as every watch should be: with no API server yet (the kubelet that starts
     // kubeadm's control plane) the watch fails until it is up, without spinning.
-    let mut events = watcher(api, config).default_backoff().boxed();
+    let mut events = watcher(api, config)
+        .backoff(component_base::watch_backoff::WatchBackoff::default())
+        .boxed();
     let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut relist = tokio::time::interval(Duration::from_secs(1));

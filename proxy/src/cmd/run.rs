@@ -94,7 +94,8 @@ fn forward<K, F>(
     F: Fn(Event<K>) -> Watched + Send + 'static,
 {
     tokio::spawn(async move {
-        let stream = watcher::watcher(api, config).default_backoff();
+        let stream = watcher::watcher(api, config)
+            .backoff(component_base::watch_backoff::WatchBackoff::default());
         let mut stream = std::pin::pin!(stream.take_until(shutdown.cancelled_owned()));
         while let Some(ev) = stream.next().await {
             match ev {

@@ -85,7 +85,8 @@ pub async fn watch_nodes(
     let api: Api<Node> = Api::all(client);
     let mut known: HashMap<String, Arc<Node>> = HashMap::new();
     let mut seen: HashSet<String> = HashSet::new();
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let stream = watcher::watcher(api, watcher::Config::default())
+        .backoff(component_base::watch_backoff::WatchBackoff::default());
     let mut stream = std::pin::pin!(stream.take_until(stop.cancelled_owned()));
     while let Some(ev) = stream.next().await {
         match ev {
@@ -185,7 +186,8 @@ pub async fn watch_pods(
     let cfg = watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed");
     let mut known: HashMap<String, Arc<PodInfo>> = HashMap::new();
     let mut seen: HashSet<String> = HashSet::new();
-    let stream = watcher::watcher(api, cfg).default_backoff();
+    let stream =
+        watcher::watcher(api, cfg).backoff(component_base::watch_backoff::WatchBackoff::default());
     let mut stream = std::pin::pin!(stream.take_until(stop.cancelled_owned()));
     while let Some(ev) = stream.next().await {
         match ev {
