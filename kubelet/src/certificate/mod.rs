@@ -47,15 +47,23 @@ pub async fn apiserver_client(
         return Ok((client::client_with(client_opts, None).await?, None));
     }
     let store = PairStore::new(&opts.cert_dir, CertificateKind::Client);
-    let (rotator, current) = Rotator::new(
+    let (mut rotator, current) = Rotator::new(
         CertificateKind::Client,
         template::client_template(&opts.node_name),
         store,
     )?;
     if current.borrow().is_none() {
-        // The kubeconfig's own pair (kubeadm's control-plane nodes) is rotated from.
+        // The kubeconfig's own pair (kubeadm's control-plane nodes) is rotated from. An
+        // embedded one is put in the store and renewed at once, as upstream's bootstrap
+        // certificate: `kubeadm init`'s kubelet-finalize phase then finds
+        // kubelet-client-current.pem and points kubelet.conf at it.
         match kubeconfig_pair(client_opts).await {
-            Some(pair) => {
+            Some((pair, embedded)) => {
+                if embedded {
+                    let file = rotator.store.update(&pair)?;
+                    tracing::info!(file = %file.display(), "Stored the kubeconfig's embedded client certificate; rotating it now");
+                    rotator.rotate_now = true;
+                }
                 rotator.current.send_replace(Some(Arc::new(pair)));
             }
             None => {
@@ -71,8 +79,9 @@ pub async fn apiserver_client(
     Ok((client, Some(current)))
 }
 
-/// The client certificate and key the kubeconfig of `client_opts` names, if any.
-async fn kubeconfig_pair(client_opts: &ClientOptions) -> Option<pair::KeyedCertificate> {
+/// The client certificate and key the kubeconfig of `client_opts` names, if any, and
+/// whether they are embedded (`client-certificate-data`) rather than files.
+async fn kubeconfig_pair(client_opts: &ClientOptions) -> Option<(pair::KeyedCertificate, bool)> {
     let path = client_opts.kubeconfig.as_ref()?;
     let kc = kube::config::Kubeconfig::read_from(path).ok()?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
@@ -95,7 +104,8 @@ async fn kubeconfig_pair(client_opts: &ClientOptions) -> Option<pair::KeyedCerti
         k.expose_secret().to_string()
     });
     let key = load(&key_data, &a.client_key)?;
-    pair::KeyedCertificate::from_parts(&cert, &key, &path.display().to_string()).ok()
+    let pair = pair::KeyedCertificate::from_parts(&cert, &key, &path.display().to_string()).ok()?;
+    Some((pair, a.client_certificate_data.is_some()))
 }
 
 /// `serverTLSBootstrap`: the serving certificate requested from the `kubelet-serving`
@@ -125,6 +135,7 @@ pub fn serving_certificate(
             template,
             store,
             current,
+            rotate_now: false,
         };
         rotator.run(client, stop).await
     });
@@ -164,5 +175,43 @@ async fn serving_template_when_addressed(
             _ = stop.cancelled() => return None,
             _ = tokio::time::sleep(ADDRESS_POLL) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certificate::pair::tests::pair;
+
+    #[tokio::test]
+    async fn kubeconfig_pair_tells_embedded_from_files() {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let dir = tempfile::tempdir().unwrap();
+        let now = chrono::Utc::now();
+        let (cert, key) = pair("system:node:cp", now, now + chrono::Duration::hours(1));
+        std::fs::write(dir.path().join("c.pem"), format!("{cert}{key}")).unwrap();
+        let kubeconfig = |user: String| {
+            let path = dir.path().join("kubelet.conf");
+            std::fs::write(&path, format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:6443\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n{user}"
+            )).unwrap();
+            let mut opts = ClientOptions::new("kubelet");
+            opts.kubeconfig = Some(path);
+            opts
+        };
+        let embedded = kubeconfig(format!(
+            "    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(&cert),
+            b64(&key)
+        ));
+        let (p, is_embedded) = kubeconfig_pair(&embedded).await.unwrap();
+        assert!(is_embedded);
+        assert_eq!(p.common_name, "system:node:cp");
+        let files = kubeconfig("    client-certificate: c.pem\n    client-key: c.pem\n".into());
+        let (_, is_embedded) = kubeconfig_pair(&files).await.unwrap();
+        assert!(!is_embedded);
+        let token = kubeconfig("    token: abc\n".into());
+        assert!(kubeconfig_pair(&token).await.is_none());
     }
 }

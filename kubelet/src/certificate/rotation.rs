@@ -84,6 +84,9 @@ pub struct Rotator {
     pub store: PairStore,
     /// Publishes each new pair.
     pub current: watch::Sender<Option<Arc<KeyedCertificate>>>,
+    /// Renew at once instead of at the current pair's deadline (upstream's forceRotation,
+    /// for a pair that came embedded in the kubeconfig).
+    pub rotate_now: bool,
 }
 
 impl Rotator {
@@ -101,6 +104,7 @@ impl Rotator {
                 template,
                 store,
                 current,
+                rotate_now: false,
             },
             rx,
         ))
@@ -141,9 +145,13 @@ impl Rotator {
     }
 
     /// Sleeps until each deadline and rotates, retrying failures, until `stop`.
-    pub async fn run<C: CsrApi>(self, api: C, stop: CancellationToken) {
+    pub async fn run<C: CsrApi>(mut self, api: C, stop: CancellationToken) {
         loop {
-            let deadline = self.deadline(rand::random::<f64>());
+            let deadline = if std::mem::take(&mut self.rotate_now) {
+                Utc::now()
+            } else {
+                self.deadline(rand::random::<f64>())
+            };
             let wait = (deadline - Utc::now()).to_std().unwrap_or_default();
             tracing::info!(kind = ?self.kind, %deadline, "Waiting for next certificate rotation");
             tokio::select! {
@@ -275,6 +283,34 @@ mod tests {
                 .await
                 .is_err()
         );
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn rotate_now_renews_a_valid_pair_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PairStore::new(dir.path(), CertificateKind::Client);
+        let api = ca_issuing(chrono::Duration::hours(2));
+        let (first, _) = Rotator::new(
+            CertificateKind::Client,
+            client_template("n1"),
+            store.clone(),
+        )
+        .unwrap();
+        let valid = first.rotate(&api).await.unwrap();
+        assert!(satisfies(&valid, &first.template));
+        let (mut rotator, mut rx) =
+            Rotator::new(CertificateKind::Client, client_template("n1"), store).unwrap();
+        rx.borrow_and_update();
+        rotator.rotate_now = true;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(rotator.run(api, stop.clone()));
+        tokio::time::timeout(Duration::from_secs(10), rx.changed())
+            .await
+            .expect("rotated at once, not at the deadline")
+            .unwrap();
+        assert_ne!(rx.borrow().as_ref().unwrap().cert_pem, valid.cert_pem);
         stop.cancel();
         task.await.unwrap();
     }

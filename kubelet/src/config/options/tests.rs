@@ -106,6 +106,13 @@ fn kubeadm_config_loads_and_flags_override_it() {
         "kubeadm's x509 clientCAFile"
     );
     assert!(!o.unimplemented.contains(&"authentication".to_string()));
+    assert!(
+        o.rotate_certificates,
+        "kubeadm forces rotateCertificates on"
+    );
+    assert!(!o.server_tls_bootstrap);
+    assert!(!o.unimplemented.iter().any(|f| f == "rotateCertificates"));
+    assert_eq!(o.cert_dir, PathBuf::from("/var/lib/kubelet/pki"));
     assert_eq!(o.enforce_node_allocatable, vec!["pods"]);
     assert_eq!(o.eviction_hard["memory.available"], "100Mi");
     assert_eq!(o.file_check_frequency, std::time::Duration::from_secs(20));
@@ -235,4 +242,44 @@ fn cgroup_driver_from_file_and_flag() {
     );
     let err = Options::resolve_with(&matches(&["--cgroup-driver=none"]), load(header)).unwrap_err();
     assert!(err.to_string().contains("--cgroup-driver"), "{err}");
+}
+
+#[test]
+fn certificate_flags_resolve_over_the_file() {
+    let (_d, p) = config_file(
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nrotateCertificates: true\nserverTLSBootstrap: true\n",
+    );
+    let f: KubeletConfiguration = component_base::config::load_strict(&p, CONFIG_TYPES).unwrap();
+    let o = Options::resolve_with(
+        &matches(&[
+            "--rotate-certificates=false",
+            "--root-dir=/srv/kubelet",
+            "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
+            "--kubeconfig=/etc/kubernetes/kubelet.conf",
+        ]),
+        Some(f),
+    )
+    .unwrap();
+    assert!(!o.rotate_certificates, "flag wins over file");
+    assert!(o.server_tls_bootstrap);
+    assert_eq!(o.cert_dir, PathBuf::from("/srv/kubelet/pki"));
+    assert_eq!(
+        o.kubeconfig,
+        Some(PathBuf::from("/etc/kubernetes/kubelet.conf")),
+        "a missing kubeconfig is no longer replaced by the bootstrap one"
+    );
+    assert_eq!(
+        o.bootstrap_kubeconfig,
+        Some(PathBuf::from("/etc/kubernetes/bootstrap-kubelet.conf"))
+    );
+    let o = Options::resolve_with(
+        &matches(&[
+            "--cert-dir=/etc/kubelet-pki",
+            "--rotate-server-certificates",
+        ]),
+        Some(KubeletConfiguration::default()),
+    )
+    .unwrap();
+    assert_eq!(o.cert_dir, PathBuf::from("/etc/kubelet-pki"));
+    assert!(o.server_tls_bootstrap && !o.rotate_certificates);
 }
