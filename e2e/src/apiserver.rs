@@ -85,6 +85,9 @@ impl ApiServerPki {
 pub struct ApiServer {
     process: ManagedProcess,
     port: u16,
+    binary: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
 }
 
 impl ApiServer {
@@ -158,7 +161,23 @@ impl ApiServer {
         let port = free_port()?;
         let args = Self::args(port, etcd_url, ca, files);
         let process = ManagedProcess::spawn("kube-apiserver", binary, &args, log)?;
-        Ok(ApiServer { process, port })
+        Ok(ApiServer {
+            process,
+            port,
+            binary: binary.to_path_buf(),
+            args,
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// Kills the process (SIGKILL: no graceful shutdown, as a crash) and starts it again on
+    /// the same port with the same flags, after `down`. Readiness is the caller's to await.
+    pub fn kill_and_restart(&mut self, down: Duration) -> Result<()> {
+        self.process.kill()?;
+        std::thread::sleep(down);
+        self.process =
+            ManagedProcess::spawn("kube-apiserver", &self.binary, &self.args, &self.log)?;
+        Ok(())
     }
 
     /// The secure port.

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tempfile::TempDir;
@@ -179,6 +180,13 @@ impl TestCluster {
             etcd_data: Some(etcd_data),
             dir: Some(dir),
         })
+    }
+
+    /// Kills kube-apiserver (SIGKILL), keeps it down for `down`, starts it again on the same
+    /// port and waits for `/readyz`; returns when it is ready. etcd keeps running.
+    pub async fn restart_apiserver(&mut self, down: Duration) -> Result<()> {
+        self.apiserver.kill_and_restart(down)?;
+        self.apiserver.wait_ready(&self.client).await
     }
 
     /// An admin (`system:masters`) client.
