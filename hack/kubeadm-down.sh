@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Removes everything hack/kubeadm-up.sh made: the kubelet services and kubelets, the pods'
+# Removes everything hack/kubeadm-up.sh made: the kubelets (under their supervisors), the pods'
 # processes (each node's containerd shims) and network namespaces, containerd and etcd (by the
 # pids saved), the nodes' mount and network namespaces, the bridge, routes and nftables table,
 # the nodes' cgroups, the mount points it had to create on the host, and the state. The logs
@@ -15,14 +15,11 @@ source "${ROOT}/hack/lib/network.sh"
 source "${ROOT}/hack/lib/node.sh"
 source "${ROOT}/hack/lib/kubeadm.sh"
 
-for node in $(local::nodes); do
-  kubeadm::stop_kubelet_service "${node}"
-done
 if [[ -f "${PIDS}" ]]; then
   mapfile -t entries < <(tac "${PIDS}")
   for entry in "${entries[@]}"; do
     read -r name pid binary <<<"${entry}"
-    [[ "${name}" == */kubelet-service ]] || local::stop_pid "${name}" "${pid}" "${binary}"
+    local::stop_pid "${name}" "${pid}" "${binary}"
   done
   rm -f "${PIDS}"
 fi

@@ -67,46 +67,24 @@ kubeadm::load_images() {
 # kubeadm wrote /var/lib/kubelet/config.yaml, runs the kubelet as the drop-in does —
 #   kubelet --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf
 #           --kubeconfig=/etc/kubernetes/kubelet.conf --config=/var/lib/kubelet/config.yaml
-#           $KUBELET_KUBEADM_ARGS (from /var/lib/kubelet/kubeadm-flags.env)
-# — and starts it again 1 s after it exits (Restart=always). Runs in its own process group,
-# which kubeadm::stop_kubelet_service ends with the kubelet.
+#           $KUBELET_KUBEADM_ARGS (from /var/lib/kubelet/kubeadm-flags.env, read at each start)
+# — supervised like every component (started again whenever it exits: Restart=always), and
+# recorded as <node>/kubelet.
 kubeadm::kubelet_service() {
   local node="$1" dir
   dir="$(local::node_dir "${node}")"
-  mkdir -p "${LOGS}/${node}"
   # The bridge CNI config is ferrokube's stand-in for kind's kindnet: opted in, per node.
-  FS="${dir}/fs" FERROKUBE_CNI_BRIDGE=cni0 FERROKUBE_CNI_CONF_DIR="${dir}/cni/net.d" \
-    FERROKUBE_CNI_IPAM_DIR="${dir}/cni/ipam" FERROKUBE_CNI_IP_MASQ=false \
-    setsid bash -c '
-      node="$1" kubelet="$2"; shift 2
-      while true; do
-        if [[ -f "${FS}/var/lib/kubelet/config.yaml" ]]; then
-          KUBELET_KUBEADM_ARGS=""
-          # shellcheck disable=SC1091
-          [[ ! -f "${FS}/var/lib/kubelet/kubeadm-flags.env" ]] || source "${FS}/var/lib/kubelet/kubeadm-flags.env"
-          echo "kubelet.service: starting the kubelet"
-          # shellcheck disable=SC2086 # the flags are words, as systemd splits them
-          nsenter "$@" -- "${kubelet}" --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
-            --kubeconfig=/etc/kubernetes/kubelet.conf --config=/var/lib/kubelet/config.yaml \
-            ${KUBELET_KUBEADM_ARGS}
-          echo "kubelet.service: the kubelet exited ($?); restarting in 1 s"
-        fi
-        sleep 1
-      done' kubelet-service "${node}" "${BIN_DIR}/kubelet" $(local::node_namespaces "${node}") \
-    </dev/null >>"${LOGS}/${node}/kubelet.log" 2>&1 &
-  echo "${node}/kubelet-service $! $(readlink -f "$(command -v bash)")" >>"${PIDS}"
-  log "started ${node}/kubelet-service (the kubelet's systemd unit; log ${LOGS}/${node}/kubelet.log)"
-}
-
-# Ends node $1's kubelet service and the kubelet it runs (its process group).
-kubeadm::stop_kubelet_service() {
-  local pid
-  pid="$(local::pid_of "$1/kubelet-service")"
-  [[ -n "${pid}" ]] || return 0
-  kill -TERM -- "-${pid}" 2>/dev/null || true
-  sleep 1
-  kill -KILL -- "-${pid}" 2>/dev/null || true
-  log "stopped $1/kubelet-service"
+  # shellcheck disable=SC2016,SC2046 # expanded by the unit's shell at each start; words
+  FS="${dir}/fs" KUBELET="${BIN_DIR}/kubelet" FERROKUBE_CNI_BRIDGE=cni0 \
+    FERROKUBE_CNI_CONF_DIR="${dir}/cni/net.d" FERROKUBE_CNI_IPAM_DIR="${dir}/cni/ipam" \
+    FERROKUBE_CNI_IP_MASQ=false start "${node}/kubelet" bash -c '
+      until [[ -f "${FS}/var/lib/kubelet/config.yaml" ]]; do sleep 1; done
+      KUBELET_KUBEADM_ARGS=""
+      [[ ! -f "${FS}/var/lib/kubelet/kubeadm-flags.env" ]] || source "${FS}/var/lib/kubelet/kubeadm-flags.env"
+      # shellcheck disable=SC2086 # the flags are words, as systemd splits them
+      exec nsenter "$@" -- "${KUBELET}" --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
+        --kubeconfig=/etc/kubernetes/kubelet.conf --config=/var/lib/kubelet/config.yaml \
+        ${KUBELET_KUBEADM_ARGS}' kubelet.service $(local::node_namespaces "${node}")
 }
 
 # Waits for node $1 to be Ready (up to $2 s), then routes its podCIDR from the host.

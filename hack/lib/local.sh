@@ -80,29 +80,31 @@ local::node_namespaces() {
 
 log() { echo "${LOG_PREFIX:-local}: $*"; }
 
-# start NAME BINARY ARGS...: starts BINARY detached, output appended to logs/NAME.log, and
-# records NAME PID BINARY in the pid file. NAME may be NODE/COMPONENT (log in logs/NODE/).
+# The supervisor every component runs under (restarted on exit; hack/lib/supervise.sh).
+SUPERVISE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/supervise.sh"
+# What a supervisor's pid runs (recorded in the pid file instead of the component).
+SUPERVISOR_EXE="$(readlink -f "$(command -v bash)")"
+
+# start NAME BINARY ARGS...: starts BINARY detached under hack/lib/supervise.sh (restarted
+# whenever it exits, as systemd or static pods would), in a process group of its own, output
+# appended to logs/NAME.log, and records NAME PID BASH in the pid file (the supervisor's pid:
+# stopping it stops the component). NAME may be NODE/COMPONENT (log in logs/NODE/).
 start() {
   local name="$1"; shift
   mkdir -p "$(dirname "${LOGS}/${name}.log")"
-  nohup "$@" </dev/null >>"${LOGS}/${name}.log" 2>&1 &
+  nohup setsid "${SUPERVISE}" "${name}" "$@" </dev/null >>"${LOGS}/${name}.log" 2>&1 &
   local pid=$!
-  echo "${name} ${pid} $(readlink -f "$1")" >>"${PIDS}"
+  echo "${name} ${pid} ${SUPERVISOR_EXE}" >>"${PIDS}"
   log "started ${name} (pid ${pid}, log ${LOGS}/${name}.log)"
 }
 
 # start_in_node NODE COMPONENT BINARY ARGS...: as start, inside NODE's network namespace (and
 # its mount namespace if it has one; local-up's nodes keep the host's, and either way the
-# kubelet's volume mounts and containerd's see one another, as on a real node). nsenter execs the binary, so the pid
-# recorded is the component's own.
+# kubelet's volume mounts and containerd's see one another, as on a real node).
 start_in_node() {
   local node="$1" component="$2" binary="$3"; shift 3
-  mkdir -p "${LOGS}/${node}"
-  nohup nsenter $(local::node_namespaces "${node}") -- "${binary}" "$@" </dev/null \
-    >>"${LOGS}/${node}/${component}.log" 2>&1 &
-  local pid=$!
-  echo "${node}/${component} ${pid} $(readlink -f "${binary}")" >>"${PIDS}"
-  log "started ${node}/${component} (pid ${pid}, log ${LOGS}/${node}/${component}.log)"
+  # shellcheck disable=SC2046 # the namespace options are words
+  start "${node}/${component}" nsenter $(local::node_namespaces "${node}") -- "${binary}" "$@"
 }
 
 # The pid last recorded for NAME, or nothing.
@@ -112,26 +114,27 @@ local::pid_of() {
 }
 
 # Whether pid $1 still runs binary $2 (guards against pid reuse). A binary rebuilt since
-# (cargo replaces the file) reads as "PATH (deleted)": still ours. Right after start, before
-# nsenter has exec'd, the pid runs nsenter: also ours.
+# (cargo replaces the file) reads as "PATH (deleted)": still ours.
 local::ours() {
   local exe
   exe="$(readlink "/proc/$1/exe" 2>/dev/null)" || return 1
-  exe="${exe% (deleted)}"
-  [[ "${exe}" == "$2" || "${exe}" == "$(readlink -f "$(command -v nsenter)")" ]]
+  [[ "${exe% (deleted)}" == "$2" ]]
 }
 
-# Fails with the log tail if process NAME (last pid recorded) has exited.
+# Fails with the log tail if process NAME (last pid recorded) has exited, or its supervisor
+# has had to restart it three times (a component that cannot start).
 alive_or_die() {
-  local name="$1" pid
+  local name="$1" pid restarts
   pid="$(local::pid_of "${name}")"
-  if [[ -z "${pid}" ]] || ! kill -0 "${pid}" 2>/dev/null; then
-    echo "${LOG_PREFIX:-local}: ${name} exited; last lines of ${LOGS}/${name}.log:" >&2
+  # Restarts since this supervisor started (the log also holds earlier runs').
+  restarts="$(awk -v n="${name}" '$0 == "supervise: " n " started" { c = 0 }
+    index($0, "supervise: " n " exited") == 1 { c++ } END { print c + 0 }' "${LOGS}/${name}.log" 2>/dev/null)"
+  if [[ -z "${pid}" ]] || ! kill -0 "${pid}" 2>/dev/null || ((${restarts:-0} >= 3)); then
+    echo "${LOG_PREFIX:-local}: ${name} exited (restarted ${restarts:-0} times); last lines of ${LOGS}/${name}.log:" >&2
     tail -n 20 "${LOGS}/${name}.log" >&2
     exit 1
   fi
 }
-
 # Stops pid $2 recorded as NAME $1 with binary $3: SIGTERM, then SIGKILL after 10 s. A pid
 # that no longer runs its binary is left alone.
 local::stop_pid() {
@@ -146,13 +149,13 @@ local::stop_pid() {
     sleep 0.1
   done
   if local::ours "${pid}" "${binary}"; then
-    kill -KILL "${pid}" 2>/dev/null || true
+    # The supervisor leads its process group: the component goes with it.
+    kill -KILL -- "-${pid}" 2>/dev/null || kill -KILL "${pid}" 2>/dev/null || true
     log "${name} (pid ${pid}) killed after 10 s"
   else
     log "stopped ${name} (pid ${pid})"
   fi
 }
-
 # Stops every process recorded under NAME $1 (the latest and any earlier ones).
 local::stop() {
   [[ -f "${PIDS}" ]] || return 0
