@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod model;
 pub mod nftables;
 pub mod sync;
+pub mod testing;

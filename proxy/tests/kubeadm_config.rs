@@ -17,76 +17,20 @@ use std::time::{Duration, Instant};
 /// kubeadm v1.35's `config.conf`, with what must point at this test (kubeconfig, node name,
 /// cluster CIDR, ports that do not collide) filled in.
 fn kubeadm_config(kubeconfig: &str, healthz: u16) -> String {
-    format!(
-        r#"apiVersion: kubeproxy.config.k8s.io/v1alpha1
-bindAddress: 0.0.0.0
-bindAddressHardFail: false
-clientConnection:
-  acceptContentTypes: ""
-  burst: 0
-  contentType: ""
-  kubeconfig: {kubeconfig}
-  qps: 0
-clusterCIDR: 10.99.0.0/16
-configSyncPeriod: 0s
-conntrack:
-  maxPerCore: null
-  min: null
-  tcpBeLiberal: false
-  tcpCloseWaitTimeout: null
-  tcpEstablishedTimeout: 0s
-  udpStreamTimeout: 0s
-  udpTimeout: 0s
-detectLocal:
-  bridgeInterface: ""
-  interfaceNamePrefix: ""
-detectLocalMode: ""
-enableProfiling: false
-healthzBindAddress: 127.0.0.1:{healthz}
-hostnameOverride: kubeadm-node
-iptables:
-  localhostNodePorts: null
-  masqueradeAll: false
-  masqueradeBit: null
-  minSyncPeriod: 0s
-  syncPeriod: 0s
-ipvs:
-  excludeCIDRs: null
-  minSyncPeriod: 0s
-  scheduler: ""
-  strictARP: false
-  syncPeriod: 0s
-  tcpFinTimeout: 0s
-  tcpTimeout: 0s
-  udpTimeout: 0s
-kind: KubeProxyConfiguration
-logging:
-  flushFrequency: 0
-  options:
-    json:
-      infoBufferSize: "0"
-    text:
-      infoBufferSize: "0"
-  verbosity: 0
-metricsBindAddress: ""
-mode: ""
-nftables:
-  masqueradeAll: false
-  masqueradeBit: null
-  minSyncPeriod: 0s
-  syncPeriod: 0s
-nodePortAddresses: null
-oomScoreAdj: null
-portRange: ""
-showHiddenMetricsForVersion: ""
-winkernel:
-  enableDSR: false
-  forwardHealthCheckVip: false
-  networkName: ""
-  rootHnsEndpointName: ""
-  sourceVip: ""
-"#
-    )
+    let conf = proxy::testing::KUBEADM_CONFIG_CONF;
+    let out = conf
+        .replace(
+            "kubeconfig: /var/lib/kube-proxy/kubeconfig.conf",
+            &format!("kubeconfig: {kubeconfig}"),
+        )
+        .replace("clusterCIDR: 10.244.0.0/16", "clusterCIDR: 10.99.0.0/16")
+        .replace(
+            "healthzBindAddress: \"\"",
+            &format!("healthzBindAddress: 127.0.0.1:{healthz}"),
+        )
+        .replace("hostnameOverride: \"\"", "hostnameOverride: kubeadm-node");
+    assert_ne!(out, conf, "the kubeadm config.conf changed shape");
+    out
 }
 
 fn http_get(port: u16, path: &str) -> (u16, String) {
