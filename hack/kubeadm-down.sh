@@ -15,14 +15,7 @@ source "${ROOT}/hack/lib/network.sh"
 source "${ROOT}/hack/lib/node.sh"
 source "${ROOT}/hack/lib/kubeadm.sh"
 
-if [[ -f "${PIDS}" ]]; then
-  mapfile -t entries < <(tac "${PIDS}")
-  for entry in "${entries[@]}"; do
-    read -r name pid binary <<<"${entry}"
-    local::stop_pid "${name}" "${pid}" "${binary}"
-  done
-  rm -f "${PIDS}"
-fi
+local::stop_all
 for node in $(local::nodes); do
   node::cleanup "${node}"
   mnt="$(local::mountns "${node}")"

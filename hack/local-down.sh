@@ -13,17 +13,7 @@ source "${ROOT}/hack/lib/local.sh"
 source "${ROOT}/hack/lib/network.sh"
 source "${ROOT}/hack/lib/node.sh"
 
-# Components first, the apiserver and etcd last: reverse start order.
-if [[ -f "${PIDS}" ]]; then
-  mapfile -t entries < <(tac "${PIDS}")
-  for entry in "${entries[@]}"; do
-    read -r name pid binary <<<"${entry}"
-    local::stop_pid "${name}" "${pid}" "${binary}"
-  done
-  rm -f "${PIDS}"
-else
-  log "no processes recorded (no ${PIDS})"
-fi
+local::stop_all
 
 # Pods outlive containerd in their shims: end the ones each node's containerd started.
 for node in $(local::nodes); do

@@ -165,6 +165,22 @@ local::stop() {
   done < <(tac "${PIDS}")
 }
 
+# Stops every process recorded, in reverse start order (components first, the API server and
+# etcd last), and forgets them.
+local::stop_all() {
+  if [[ ! -f "${PIDS}" ]]; then
+    log "no processes recorded (no ${PIDS})"
+    return 0
+  fi
+  local entries entry name pid binary
+  mapfile -t entries < <(tac "${PIDS}")
+  for entry in "${entries[@]}"; do
+    read -r name pid binary <<<"${entry}"
+    local::stop_pid "${name}" "${pid}" "${binary}"
+  done
+  rm -f "${PIDS}"
+}
+
 # Whether the process last recorded as NAME still runs.
 local::running() {
   [[ -f "${PIDS}" ]] || return 1
