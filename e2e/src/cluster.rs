@@ -189,6 +189,13 @@ impl TestCluster {
         self.apiserver.wait_ready(&self.client).await
     }
 
+    /// Kills etcd (SIGKILL), keeps it down for `down`, starts it again on its data and waits
+    /// for kube-apiserver's `/readyz` (which checks etcd). The API server keeps running.
+    pub async fn restart_etcd(&mut self, down: Duration) -> Result<()> {
+        self.etcd.kill_and_restart(down)?;
+        self.apiserver.wait_ready(&self.client).await
+    }
+
     /// An admin (`system:masters`) client.
     pub fn client(&self) -> kube::Client {
         self.client.clone()

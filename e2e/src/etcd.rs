@@ -19,6 +19,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Etcd {
     process: ManagedProcess,
     client_url: String,
+    binary: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
 }
 
 impl Etcd {
@@ -84,7 +87,41 @@ impl Etcd {
         Ok(Etcd {
             process,
             client_url,
+            binary: binary.to_path_buf(),
+            args,
+            log: log.to_path_buf(),
         })
+    }
+
+    /// Kills etcd (SIGKILL, as a crash), keeps it down for `down`, and starts it again on the
+    /// same ports and data; returns once it listens.
+    pub fn kill_and_restart(&mut self, down: Duration) -> Result<()> {
+        self.process.kill()?;
+        std::thread::sleep(down);
+        let mut args = self.args.clone();
+        // The member exists in its data dir now.
+        args.retain(|a| a != "--initial-cluster-state=new");
+        self.process = ManagedProcess::spawn("etcd", &self.binary, &args, &self.log)?;
+        let port: u16 = self
+            .client_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("client URL has a port");
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !is_listening(port) {
+            if let Some(status) = self.process.try_exit_status() {
+                bail!(
+                    "etcd exited ({status}) on restart:\n{}",
+                    self.process.log_tail(20)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("etcd did not listen again within {START_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     /// The client URL for `--etcd-servers`.
