@@ -23,6 +23,9 @@ impl From<GoDuration> for Duration {
     }
 }
 
+/// Go's largest duration (`math.MaxInt64` nanoseconds), in seconds.
+const MAX_SECONDS: f64 = i64::MAX as f64 / 1e9;
+
 /// Why a string is not a duration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid duration {input:?}: {reason}")]
@@ -76,7 +79,14 @@ impl FromStr for GoDuration {
             total += value * scale;
             rest = &rest[unit_len..];
         }
-        Ok(GoDuration(Duration::from_secs_f64(total)))
+        // Go's durations stop at ~292 years (int64 nanoseconds); past that, or past what a
+        // Duration holds, the value is out of range rather than a panic.
+        if total >= MAX_SECONDS {
+            return Err(err("out of range (at most 2562047h47m16.854775807s)"));
+        }
+        Duration::try_from_secs_f64(total)
+            .map(GoDuration)
+            .map_err(|_| err("out of range"))
     }
 }
 
@@ -149,6 +159,16 @@ mod tests {
             let err = bad.parse::<GoDuration>().unwrap_err();
             assert!(err.to_string().contains("invalid duration"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn too_long_is_out_of_range_not_a_panic() {
+        let err = "99999999999999999999999h"
+            .parse::<GoDuration>()
+            .unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{err}");
+        assert!("2562048h".parse::<GoDuration>().is_err());
+        assert!("2562047h".parse::<GoDuration>().is_ok());
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub fn clean(stale: &[StaleUdp], family: IpFamily, netns: Option<&str>) -> u64 {
 }
 
 /// Reads conntrack's "N flow entries have been deleted." summary.
-fn parse_deleted(stderr: &str) -> u64 {
+pub fn parse_deleted(stderr: &str) -> u64 {
     stderr
         .lines()
         .find(|l| l.contains("flow entries have been deleted"))

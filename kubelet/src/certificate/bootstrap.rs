@@ -55,8 +55,9 @@ fn current(kc: &Kubeconfig) -> Result<(Option<kube::config::AuthInfo>, Cluster)>
     Ok((user, cluster))
 }
 
-/// The client certificate (PEM) a kubeconfig authenticates with, if any.
-fn client_certificate_pem(kc: &Kubeconfig) -> Result<Option<Vec<u8>>> {
+/// The client certificate (PEM) a kubeconfig authenticates with, if any (its
+/// `client-certificate-data`, else the file `client-certificate` names).
+pub fn client_certificate_pem(kc: &Kubeconfig) -> Result<Option<Vec<u8>>> {
     let (user, _) = current(kc)?;
     let Some(user) = user else { return Ok(None) };
     if let Some(data) = &user.client_certificate_data {

@@ -98,7 +98,10 @@ impl LogOptions {
             follow: b("follow")?.unwrap_or(false),
             tail_lines: tail.map(|t| t as u64),
             timestamps: b("timestamps")?.unwrap_or(false),
-            since: since_time.or(since_seconds.map(|s| now - chrono::Duration::seconds(s))),
+            // A sinceSeconds reaching back past chrono's range means every line.
+            since: since_time.or(since_seconds.and_then(|s| {
+                chrono::Duration::try_seconds(s).and_then(|d| now.checked_sub_signed(d))
+            })),
             limit_bytes: limit.map(|l| l as u64),
             previous: b("previous")?.unwrap_or(false),
             stream,
@@ -329,6 +332,14 @@ mod tests {
             render(f.path(), &opts).unwrap(),
             b"line1997\nline1998\nline1999\n"
         );
+    }
+
+    #[test]
+    fn since_seconds_past_the_calendar_means_every_line() {
+        for huge in ["9223372036854775807", "9223372036854"] {
+            let opts = LogOptions::from_query(&q(&[("sinceSeconds", huge)]), now()).unwrap();
+            assert_eq!(opts.since, None, "{huge}");
+        }
     }
 
     #[test]

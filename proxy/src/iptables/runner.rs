@@ -101,12 +101,7 @@ impl Iptables {
     /// The chains of `table` (from `iptables-save -t TABLE`).
     pub fn chains(&self, table: &str) -> Result<BTreeSet<String>, IptablesError> {
         let saved = self.run(&self.tool("-save"), &["-t", table], None)?;
-        Ok(saved
-            .lines()
-            .filter_map(|l| l.strip_prefix(':'))
-            .filter_map(|l| l.split_whitespace().next())
-            .map(str::to_string)
-            .collect())
+        Ok(parse_chains(&saved))
     }
 
     /// The table as `iptables-save -t TABLE` prints it.
@@ -210,4 +205,14 @@ impl Iptables {
         )
         .map(|_| ())
     }
+}
+
+/// The chain names that `iptables-save` output declares (its `:CHAIN POLICY [p:b]` lines).
+pub fn parse_chains(saved: &str) -> BTreeSet<String> {
+    saved
+        .lines()
+        .filter_map(|l| l.strip_prefix(':'))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
 }

@@ -96,20 +96,12 @@ impl Nft {
             Err(e) if e.message.contains("No such file") => return Ok(None),
             Err(e) => return Err(e),
         };
-        let json: serde_json::Value = serde_json::from_str(&listed).map_err(|e| NftError {
-            args: format!("-j list table {fam} {TABLE}"),
-            message: format!("unparsable JSON: {e}"),
-        })?;
-        let mut inv = Inventory::default();
-        for item in json["nftables"].as_array().into_iter().flatten() {
-            if let Some(name) = item["chain"]["name"].as_str() {
-                inv.chains.insert(name.to_string());
-            }
-            if let Some(name) = item["set"]["name"].as_str() {
-                inv.sets.insert(name.to_string());
-            }
-        }
-        Ok(Some(inv))
+        parse_inventory(&listed)
+            .map(Some)
+            .map_err(|message| NftError {
+                args: format!("-j list table {fam} {TABLE}"),
+                message,
+            })
     }
 
     /// The table as `nft list table` prints it (empty if absent).
@@ -128,4 +120,21 @@ impl Nft {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Reads `nft -j list table ...` output into the chain and set names it lists; the error
+/// says why the text is not nft's JSON.
+pub fn parse_inventory(listed: &str) -> Result<Inventory, String> {
+    let json: serde_json::Value =
+        serde_json::from_str(listed).map_err(|e| format!("unparsable JSON: {e}"))?;
+    let mut inv = Inventory::default();
+    for item in json["nftables"].as_array().into_iter().flatten() {
+        if let Some(name) = item["chain"]["name"].as_str() {
+            inv.chains.insert(name.to_string());
+        }
+        if let Some(name) = item["set"]["name"].as_str() {
+            inv.sets.insert(name.to_string());
+        }
+    }
+    Ok(inv)
 }

@@ -110,16 +110,23 @@ impl Quantity {
         // digits as an integer, scaled by 10^-frac_len
         let digits = format!("{int_part}{frac_part}");
         let mantissa: i128 = digits.parse().map_err(|_| bad())?;
-        let scale = exp10 + 9 - frac_part.len() as i32;
+        // An exponent near i32's limits (`1e2147483647`) is out of range, not an overflow.
+        let scale = i32::try_from(frac_part.len())
+            .ok()
+            .and_then(|frac| exp10.checked_add(9)?.checked_sub(frac))
+            .ok_or_else(bad)?;
         let mut nanos = mantissa.checked_mul(mul2).ok_or_else(bad)?;
         if scale >= 0 {
             nanos = nanos
-                .checked_mul(10i128.checked_pow(scale as u32).ok_or_else(bad)?)
+                .checked_mul(10i128.checked_pow(scale.unsigned_abs()).ok_or_else(bad)?)
                 .ok_or_else(bad)?;
         } else {
-            // Below a nano: round up, as apimachinery does.
-            let div = 10i128.checked_pow((-scale) as u32).unwrap_or(i128::MAX);
-            nanos = (nanos + div - 1) / div;
+            // Below a nano: round up, as apimachinery does; a divisor past i128 leaves less
+            // than one nano of anything non-zero.
+            nanos = match 10i128.checked_pow(scale.unsigned_abs()) {
+                Some(div) => nanos / div + i128::from(nanos % div != 0),
+                None => i128::from(nanos != 0),
+            };
         }
         Ok(Quantity {
             nanos: if negative { -nanos } else { nanos },
@@ -255,8 +262,25 @@ mod tests {
     }
 
     #[test]
+    fn far_below_a_nano_rounds_up_without_overflow() {
+        assert_eq!(q("2e-99").nanos, 1);
+        assert_eq!(q("2e-2147483648").nanos, 1);
+        assert_eq!(q("0e-99").nanos, 0);
+        assert_eq!(q("15e-10").nanos, 2);
+        assert_eq!(q("-15e-10").nanos, -2);
+    }
+
+    #[test]
     fn rejects_garbage_naming_it() {
-        for bad in ["", "abc", "1.2.3", "5Xi", "1e"] {
+        for bad in [
+            "",
+            "abc",
+            "1.2.3",
+            "5Xi",
+            "1e",
+            "1e2147483647",
+            "1e2147483640",
+        ] {
             let err = Quantity::parse(bad).unwrap_err();
             assert!(err.contains(&format!("{bad:?}")), "{err}");
         }

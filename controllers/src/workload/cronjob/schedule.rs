@@ -217,7 +217,12 @@ fn parse_go_duration(s: &str) -> Result<SignedDuration, ParseError> {
         total += value * secs;
         rest = &rest[u..];
     }
-    Ok(SignedDuration::from_secs_f64(total))
+    // Past Go's largest duration (int64 nanoseconds, ~292 years) ParseDuration fails; so
+    // does this, instead of overflowing.
+    if total >= i64::MAX as f64 / 1e9 {
+        return Err(err());
+    }
+    SignedDuration::try_from_secs_f64(total).map_err(|_| err())
 }
 
 impl Schedule {
@@ -425,6 +430,8 @@ mod tests {
         assert_eq!(n("@hourly").as_deref(), Some("2024-05-15T11:00:00Z"));
         assert_eq!(n("@every 90s").as_deref(), Some("2024-05-15T10:21:30Z"));
         assert_eq!(n("@every 1h30m").as_deref(), Some("2024-05-15T11:50:00Z"));
+        let too_long = Schedule::parse("@every 99999999999999999999999h", TimeZone::UTC);
+        assert!(too_long.unwrap_err().0.contains("failed to parse duration"));
     }
 
     #[test]
