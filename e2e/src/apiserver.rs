@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 
 use crate::pki::{CertFiles, Pki, ServiceAccountKeys};
 use crate::ports::free_port;
-use crate::process::ManagedProcess;
+use crate::process::{Launch, ManagedProcess};
 
 /// The service network of test clusters (`--service-cluster-ip-range`).
 pub const SERVICE_CLUSTER_IP_RANGE: &str = "10.96.0.0/16";
@@ -85,9 +85,7 @@ impl ApiServerPki {
 pub struct ApiServer {
     process: ManagedProcess,
     port: u16,
-    binary: PathBuf,
-    args: Vec<String>,
-    log: PathBuf,
+    launch: Launch,
 }
 
 impl ApiServer {
@@ -160,24 +158,23 @@ impl ApiServer {
     ) -> Result<ApiServer> {
         let port = free_port()?;
         let args = Self::args(port, etcd_url, ca, files);
-        let process = ManagedProcess::spawn("kube-apiserver", binary, &args, log)?;
-        Ok(ApiServer {
-            process,
-            port,
+        let launch = Launch {
+            name: "kube-apiserver",
             binary: binary.to_path_buf(),
             args,
             log: log.to_path_buf(),
+        };
+        Ok(ApiServer {
+            process: launch.spawn()?,
+            port,
+            launch,
         })
     }
 
-    /// Kills the process (SIGKILL: no graceful shutdown, as a crash) and starts it again on
-    /// the same port with the same flags, after `down`. Readiness is the caller's to await.
+    /// Kills the process (SIGKILL, as a crash) and starts it again on the same port with the
+    /// same flags, after `down`. Readiness is the caller's to await.
     pub fn kill_and_restart(&mut self, down: Duration) -> Result<()> {
-        self.process.kill()?;
-        std::thread::sleep(down);
-        self.process =
-            ManagedProcess::spawn("kube-apiserver", &self.binary, &self.args, &self.log)?;
-        Ok(())
+        self.launch.crash_and_restart(&mut self.process, down)
     }
 
     /// The secure port.

@@ -9,7 +9,7 @@ use crate::ports::{free_port, is_listening};
 
 /// Starts retried when a chosen free port was taken before etcd bound it.
 const PORT_RACE_RETRIES: usize = 3;
-use crate::process::ManagedProcess;
+use crate::process::{Launch, ManagedProcess};
 
 /// How long etcd may take to accept client connections.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -19,9 +19,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Etcd {
     process: ManagedProcess,
     client_url: String,
-    binary: PathBuf,
-    args: Vec<String>,
-    log: PathBuf,
+    client_port: u16,
+    launch: Launch,
 }
 
 impl Etcd {
@@ -66,62 +65,29 @@ impl Etcd {
             // Tests write little; keep the WAL from growing snapshots we never read.
             "--snapshot-count=10000".to_string(),
         ];
-        let mut process = ManagedProcess::spawn("etcd", binary, &args, log)?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        while !is_listening(client_port) {
-            if let Some(status) = process.try_exit_status() {
-                bail!(
-                    "etcd exited ({status}) before serving; log {}:\n{}",
-                    log.display(),
-                    process.log_tail(20)
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "etcd did not listen on {client_url} within {START_TIMEOUT:?}; log:\n{}",
-                    process.log_tail(20)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(Etcd {
-            process,
-            client_url,
+        let mut launch = Launch {
+            name: "etcd",
             binary: binary.to_path_buf(),
             args,
             log: log.to_path_buf(),
+        };
+        let mut process = launch.spawn()?;
+        wait_listening(&mut process, client_port, &client_url)?;
+        // From now on the member exists in its data dir: a restart joins it, not a new one.
+        launch.args.retain(|a| a != "--initial-cluster-state=new");
+        Ok(Etcd {
+            process,
+            client_url,
+            client_port,
+            launch,
         })
     }
 
     /// Kills etcd (SIGKILL, as a crash), keeps it down for `down`, and starts it again on the
     /// same ports and data; returns once it listens.
     pub fn kill_and_restart(&mut self, down: Duration) -> Result<()> {
-        self.process.kill()?;
-        std::thread::sleep(down);
-        let mut args = self.args.clone();
-        // The member exists in its data dir now.
-        args.retain(|a| a != "--initial-cluster-state=new");
-        self.process = ManagedProcess::spawn("etcd", &self.binary, &args, &self.log)?;
-        let port: u16 = self
-            .client_url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("client URL has a port");
-        let deadline = Instant::now() + START_TIMEOUT;
-        while !is_listening(port) {
-            if let Some(status) = self.process.try_exit_status() {
-                bail!(
-                    "etcd exited ({status}) on restart:\n{}",
-                    self.process.log_tail(20)
-                );
-            }
-            if Instant::now() > deadline {
-                bail!("etcd did not listen again within {START_TIMEOUT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
+        self.launch.crash_and_restart(&mut self.process, down)?;
+        wait_listening(&mut self.process, self.client_port, &self.client_url)
     }
 
     /// The client URL for `--etcd-servers`.
@@ -138,4 +104,26 @@ impl Etcd {
     pub fn log_path(&self) -> PathBuf {
         self.process.log_path().to_path_buf()
     }
+}
+
+/// Waits until etcd listens on `port`, failing early with its log when it exits.
+fn wait_listening(process: &mut ManagedProcess, port: u16, url: &str) -> Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !is_listening(port) {
+        if let Some(status) = process.try_exit_status() {
+            bail!(
+                "etcd exited ({status}) before serving; log {}:\n{}",
+                process.log_path().display(),
+                process.log_tail(20)
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "etcd did not listen on {url} within {START_TIMEOUT:?}; log:\n{}",
+                process.log_tail(20)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }

@@ -199,3 +199,32 @@ mod tests {
         assert_eq!(status.signal(), Some(Signal::SIGKILL as i32));
     }
 }
+
+/// How a process was started, so that a test can crash it and start it again the same way.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The name in messages.
+    pub name: &'static str,
+    /// The program.
+    pub binary: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Where its output goes (appended).
+    pub log: PathBuf,
+}
+
+impl Launch {
+    /// Starts the process.
+    pub fn spawn(&self) -> Result<ManagedProcess> {
+        ManagedProcess::spawn(self.name, &self.binary, &self.args, &self.log)
+    }
+
+    /// Kills `process` (SIGKILL: no graceful shutdown, as a crash), waits `down` and starts
+    /// this launch again in its place.
+    pub fn crash_and_restart(&self, process: &mut ManagedProcess, down: Duration) -> Result<()> {
+        process.kill()?;
+        std::thread::sleep(down);
+        *process = self.spawn()?;
+        Ok(())
+    }
+}
