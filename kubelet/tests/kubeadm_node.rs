@@ -22,12 +22,15 @@ fn ready(node: &Node) -> Option<(String, String)> {
 }
 
 /// kind's node config as JSON, with what points at kind's filesystem (static pods, the
-/// client CA) moved into the test's own directory and CA.
+/// client CA) moved into the test's own directory and CA, and cgroupfs for kind's systemd
+/// driver: this machine runs no systemd (the kubelet would refuse to start, naming
+/// cgroupDriver), and the systemd driver has tests of its own.
 fn kind_node_config(static_pods: &std::path::Path) -> serde_json::Value {
     let mut config: serde_json::Value =
         serde_yaml::from_str(kubelet::testing::KIND_NODE_CONFIG).unwrap();
     config["staticPodPath"] = static_pods.display().to_string().into();
     config["authentication"]["x509"] = serde_json::Value::Null;
+    config["cgroupDriver"] = "cgroupfs".into();
     config
 }
 
