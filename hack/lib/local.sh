@@ -92,8 +92,15 @@ SUPERVISOR_EXE="$(readlink -f "$(command -v bash)")"
 start() {
   local name="$1"; shift
   mkdir -p "$(dirname "${LOGS}/${name}.log")"
-  nohup setsid "${SUPERVISE}" "${name}" "$@" </dev/null >>"${LOGS}/${name}.log" 2>&1 &
-  local pid=$!
+  nohup setsid "${SUPERVISOR_EXE}" "${SUPERVISE}" "${name}" "$@" </dev/null \
+    >>"${LOGS}/${name}.log" 2>&1 &
+  local pid=$! i
+  # nohup and setsid exec on to the supervisor's bash: wait until it runs, so that whoever
+  # checks the recorded pid next (local::running) sees it.
+  for ((i = 0; i < 100; i++)); do
+    local::ours "${pid}" "${SUPERVISOR_EXE}" && break
+    sleep 0.01
+  done
   echo "${name} ${pid} ${SUPERVISOR_EXE}" >>"${PIDS}"
   log "started ${name} (pid ${pid}, log ${LOGS}/${name}.log)"
 }
