@@ -104,7 +104,7 @@ main() {
     exit 1
   fi
   cp "$(local::node_dir "${node}")/fs/etc/kubernetes/admin.conf" "${DIR}/admin.kubeconfig"
-  kubeadm::wait_ready "${node}" 120
+  node::wait_ready "${node}"
 
   for ((i = 2; i <= NODES; i++)); do
     node="$(local::node_name "${i}")"
@@ -116,7 +116,7 @@ main() {
       tail -n 30 "${LOGS}/kubeadm-join-${node}.log" >&2
       exit 1
     fi
-    kubeadm::wait_ready "${node}" 120
+    node::wait_ready "${node}"
   done
   network::route_services 1
   echo

@@ -86,23 +86,3 @@ kubeadm::kubelet_service() {
         --kubeconfig=/etc/kubernetes/kubelet.conf --config=/var/lib/kubelet/config.yaml \
         ${KUBELET_KUBEADM_ARGS}' kubelet.service $(local::node_namespaces "${node}")
 }
-
-# Waits for node $1 to be Ready (up to $2 s), then routes its podCIDR from the host.
-kubeadm::wait_ready() {
-  local node="$1" timeout="$2" i cidr
-  for ((i = 0; i < timeout * 2; i++)); do
-    if [[ "$(kubeadm::kubectl get node "${node}" \
-      -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]; then
-      cidr="$(kubeadm::kubectl get node "${node}" -o 'jsonpath={.spec.podCIDR}')"
-      [[ -z "${cidr}" ]] || network::route_pod_cidr "$(local::node_index "${node}")" "${cidr}"
-      log "node ${node} is Ready (podCIDR ${cidr:-none})"
-      return 0
-    fi
-    sleep 0.5
-  done
-  echo "${LOG_PREFIX}: node ${node} not Ready after ${timeout} s (see ${LOGS}/${node}/kubelet.log)" >&2
-  return 1
-}
-
-# kubectl with the cluster's admin kubeconfig.
-kubeadm::kubectl() { "${ASSET_KUBECTL}" --kubeconfig="${DIR}/admin.kubeconfig" "$@"; }
