@@ -147,7 +147,9 @@ impl ApiServer {
         ]
     }
 
-    /// Starts kube-apiserver on a free port. Readiness is awaited by the caller
+    /// Starts kube-apiserver on a free port with [`ApiServer::args`] followed by `extra`
+    /// (a later flag wins, so `extra` can override, e.g. `--feature-gates`,
+    /// `--runtime-config`). Readiness is awaited by the caller
     /// ([`crate::cluster::TestCluster`]), which has the admin client for `/readyz`.
     pub fn start(
         binary: &Path,
@@ -155,9 +157,11 @@ impl ApiServer {
         ca: &Path,
         files: &ApiServerPki,
         log: &Path,
+        extra: &[String],
     ) -> Result<ApiServer> {
         let port = free_port()?;
-        let args = Self::args(port, etcd_url, ca, files);
+        let mut args = Self::args(port, etcd_url, ca, files);
+        args.extend(extra.iter().cloned());
         let launch = Launch {
             name: "kube-apiserver",
             binary: binary.to_path_buf(),

@@ -101,12 +101,27 @@ impl TestCluster {
     /// `/readyz`. Missing binaries give [`StartError::MissingAssets`]; see
     /// [`crate::cluster_or_skip!`] for the usual way to call this from a test.
     pub async fn start() -> Result<TestCluster, StartError> {
+        Self::start_with_apiserver_flags(&[]).await
+    }
+
+    /// [`TestCluster::start`] with extra kube-apiserver flags after the usual ones (a later
+    /// flag wins): e.g. `--feature-gates=…` and `--runtime-config=…` for alpha APIs.
+    pub async fn start_with_apiserver_flags(extra: &[&str]) -> Result<TestCluster, StartError> {
         let assets = assets::find_control_plane().map_err(StartError::MissingAssets)?;
-        Ok(Self::start_with(assets).await?)
+        let extra: Vec<String> = extra.iter().map(|f| f.to_string()).collect();
+        Ok(Self::start_with_flags(assets, &extra).await?)
     }
 
     /// [`TestCluster::start`] with explicit binaries.
     pub async fn start_with(assets: ControlPlaneAssets) -> Result<TestCluster> {
+        Self::start_with_flags(assets, &[]).await
+    }
+
+    /// [`TestCluster::start_with`] plus extra kube-apiserver flags.
+    pub async fn start_with_flags(
+        assets: ControlPlaneAssets,
+        apiserver_flags: &[String],
+    ) -> Result<TestCluster> {
         let dir = tempfile::Builder::new()
             .prefix("ferrokube-e2e-")
             .tempdir()
@@ -148,6 +163,7 @@ impl TestCluster {
                 pki.ca_cert(),
                 &files,
                 &log,
+                apiserver_flags,
             )?;
             kubeconfig::write(
                 &admin_kubeconfig,

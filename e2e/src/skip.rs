@@ -74,10 +74,15 @@ macro_rules! skip_test {
 
 /// Starts a [`crate::TestCluster`], or skips the enclosing test (returning from it) when the
 /// control-plane binaries are missing. Any other start failure panics with the cause.
+/// `cluster_or_skip!(apiserver_flags = &["--feature-gates=X=true"])` adds kube-apiserver
+/// flags.
 #[macro_export]
 macro_rules! cluster_or_skip {
     () => {
-        match $crate::TestCluster::start().await {
+        $crate::cluster_or_skip!(apiserver_flags = &[])
+    };
+    (apiserver_flags = $flags:expr) => {
+        match $crate::TestCluster::start_with_apiserver_flags($flags).await {
             Ok(cluster) => cluster,
             Err($crate::StartError::MissingAssets(missing)) => {
                 eprintln!("{missing}");
