@@ -37,6 +37,11 @@ pub fn is_gone(e: &kube::Error) -> bool {
     code(e) == Some(410)
 }
 
+/// 422 (`Invalid`): the object failed validation.
+pub fn is_invalid(e: &kube::Error) -> bool {
+    code(e) == Some(422)
+}
+
 /// 403 because the namespace is terminating (NamespaceLifecycle admission).
 pub fn is_namespace_terminating(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 403 && s.message.contains("being terminated"))
@@ -69,6 +74,7 @@ mod tests {
         assert!(is_conflict(&api(409, "Conflict", "")));
         assert!(!is_already_exists(&api(409, "Conflict", "")));
         assert!(is_already_exists(&api(409, "AlreadyExists", "")));
+        assert!(is_invalid(&api(422, "Invalid", "")));
         assert!(is_gone(&api(410, "Expired", "too old resource version")));
         assert!(is_namespace_terminating(&api(
             403,

@@ -111,6 +111,20 @@ mod tests {
         );
     }
 
+    #[test]
+    fn node_lifecycle_taints() {
+        let unreachable = "node.kubernetes.io/unreachable";
+        let t = taint(unreachable, "", NO_EXECUTE);
+        assert!(tolerates(&tol(unreachable, "Exists", "", NO_EXECUTE), &t));
+        assert!(tolerates(&tol("", "Exists", "", ""), &t));
+        assert!(!tolerates(
+            &tol("node.kubernetes.io/not-ready", "Exists", "", ""),
+            &t
+        ));
+        assert!(!tolerates(&tol(unreachable, "Exists", "", NO_SCHEDULE), &t));
+        assert!(tolerates(&tol(unreachable, "", "", ""), &t));
+    }
+
     proptest! {
         /// A toleration with operator Exists, no key and no effect tolerates every taint;
         /// one with a different effect tolerates none.

@@ -177,7 +177,7 @@ async fn setup_one(
             let size = ed
                 .size_limit
                 .as_ref()
-                .and_then(|q| crate::pod::quantity::bytes(&q.0).ok());
+                .and_then(|q| api_helpers::quantity::value(&q.0).ok());
             mount_tmpfs(&dir, size)?;
         }
         let fs_group = ownership::fs_group(pod);

@@ -8,10 +8,10 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
 use super::volume_restrictions::pod_claims;
-use crate::api::labels::node_selector_matches;
-use crate::api::quantity::parse_value;
 use crate::framework::*;
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
+use api_helpers::node_affinity::selector_matches;
+use api_helpers::quantity::value;
 
 /// Registry name.
 pub const NAME: &str = "VolumeBinding";
@@ -63,7 +63,7 @@ fn pv_fits_node(pv: &PersistentVolume, node: &NodeInfo) -> bool {
         .and_then(|a| a.required.as_ref());
     match (req, node.node.as_ref()) {
         (None, _) => true,
-        (Some(sel), Some(n)) => node_selector_matches(sel, n),
+        (Some(sel), Some(n)) => selector_matches(sel, n),
         (Some(_), None) => false,
     }
 }
@@ -80,13 +80,13 @@ fn pv_matches_claim(pv: &PersistentVolume, pvc: &PersistentVolumeClaim) -> bool 
         .as_ref()
         .and_then(|r| r.requests.as_ref())
         .and_then(|r| r.get("storage"))
-        .and_then(|q| parse_value(&q.0))
+        .and_then(|q| value(&q.0).ok())
         .unwrap_or(0);
     let have = ps
         .capacity
         .as_ref()
         .and_then(|c| c.get("storage"))
-        .and_then(|q| parse_value(&q.0))
+        .and_then(|q| value(&q.0).ok())
         .unwrap_or(0);
     let modes = ps.access_modes.as_deref().unwrap_or(&[]);
     have >= want && cs.access_modes.iter().flatten().all(|m| modes.contains(m))
