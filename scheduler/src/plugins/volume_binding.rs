@@ -297,7 +297,7 @@ impl PreBindPlugin for VolumeBinding {
             let Some(client) = self.client.clone() else {
                 return Status::skip();
             };
-            match bind_pod_volumes(&client, &st, node).await {
+            match bind_pod_volumes(&client, st, node).await {
                 Ok(()) => Status::success(),
                 Err(e) => Status::error(format!("binding volumes: {e}")),
             }
