@@ -222,7 +222,7 @@ async fn claims_bind_release_and_wait_as_upstream() {
         env.claims.create(&pp, &c).await.unwrap();
     }
 
-    let mut kcm = support::start_kcm(
+    let (mut kcm, port) = support::start_kcm_on_port(
         &cluster,
         "persistentvolume-binder,pvc-protection,pv-protection",
         &["--pvclaimbinder-sync-period=2s"],

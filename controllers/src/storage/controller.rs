@@ -19,6 +19,7 @@ use super::decide::{
     decide_claim, decide_reclaim, decide_volume, external_provisioning_event, has_provisioner,
     is_released_or_failed, is_volume_released, ClaimStep, Event, Observed, Reclaim, VolumeStep,
 };
+use super::metrics::{count, BinderMetrics};
 use super::{ANN_BETA_STORAGE_PROVISIONER, ANN_STORAGE_PROVISIONER};
 use crate::context::{event_recorder, ControllerContext};
 use crate::informers::Informer;
@@ -54,6 +55,7 @@ struct Binder {
     pods: Informer<Pod>,
     claim_queue: WorkQueue<ClaimKey>,
     recorder: EventRecorder,
+    metrics: BinderMetrics,
 }
 
 fn claim_key_of(c: &PersistentVolumeClaim) -> Option<ClaimKey> {
@@ -125,6 +127,7 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
         classes,
         pods,
         claim_queue: claim_queue.clone(),
+        metrics: ctx.metrics.families(BinderMetrics::register),
     };
     tracing::info!("Starting persistent volume controller");
 
@@ -137,12 +140,12 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
         let (b, vq, sd) = (binder.clone(), volume_queue.clone(), sd.clone());
         async move {
             let mut tick = tokio::time::interval(period);
-            tick.tick().await;
             loop {
                 tokio::select! {
                     _ = sd.cancelled() => return,
                     _ = tick.tick() => {}
                 }
+                b.metrics.set(&count(&b.volumes.list(), &b.claims.list()));
                 b.claims
                     .list()
                     .iter()
@@ -246,12 +249,18 @@ impl Binder {
                     .spec
                     .get_or_insert_with(Default::default)
                     .storage_class_name = Some(class.clone());
-                errors::ignore_not_found(
+                let written = errors::ignore_not_found(
                     self.claims_api(ns)
                         .replace(name, &PostParams::default(), &updated)
                         .await,
-                )
-                .with_context(|| format!("can't update PersistentVolumeClaim[\"{ns}/{name}\"]"))?;
+                );
+                if written.is_err() {
+                    self.metrics.retroactive_errors.inc();
+                }
+                written.with_context(|| {
+                    format!("can't update PersistentVolumeClaim[\"{ns}/{name}\"]")
+                })?;
+                self.metrics.retroactive.inc();
                 tracing::info!(claim = %format!("{ns}/{name}"), storage_class = %class, "Assigned the default StorageClass to PersistentVolumeClaim");
                 Ok(())
             }

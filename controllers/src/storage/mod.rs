@@ -6,6 +6,7 @@
 //! - [`matching`]: which volume fits a claim (upstream's `FindMatchingVolume` and index);
 //! - [`binding`]: the object updates of a binding, unbinding and phase changes;
 //! - [`decide`]: what a claim or volume sync does, from observed state;
+//! - [`metrics`]: upstream's `pv_collector_*` and retroactive-class metrics;
 //! - [`controller`]: the informers, queues and API writes.
 
 pub mod binding;
@@ -13,6 +14,7 @@ pub mod classes;
 pub mod controller;
 pub mod decide;
 pub mod matching;
+pub mod metrics;
 
 use crate::registry::ControllerDescriptor;
 
