@@ -360,3 +360,84 @@ async fn claims_bind_release_and_wait_as_upstream() {
     env.event(&mut kcm, "c-default", "ExternalProvisioning")
         .await;
 }
+
+#[tokio::test]
+async fn grown_claims_are_handed_to_their_resizer() {
+    let cluster = e2e::cluster_or_skip!();
+    let client = cluster.client();
+    let env = Env {
+        claims: Api::namespaced(client.clone(), "default"),
+        volumes: Api::all(client.clone()),
+        events: Api::namespaced(client.clone(), "default"),
+    };
+    let pp = PostParams::default();
+    let class: StorageClass = serde_json::from_value(json!({
+        "metadata": {"name": "resizable"}, "provisioner": "example.com/ext",
+        "volumeBindingMode": "Immediate", "allowVolumeExpansion": true
+    }))
+    .unwrap();
+    Api::<StorageClass>::all(client.clone())
+        .create(&pp, &class)
+        .await
+        .unwrap();
+    let in_class = json!({"spec": {"storageClassName": "resizable", "hostPath": null}});
+    let mut csi = in_class.clone();
+    merge(
+        &mut csi,
+        json!({"spec": {"csi": {"driver": "ext.example.com", "volumeHandle": "h"}}}),
+    );
+    let mut gce = in_class.clone();
+    merge(
+        &mut gce,
+        json!({"spec": {"gcePersistentDisk": {"pdName": "disk"}}}),
+    );
+    env.volumes
+        .create(&pp, &pv("pv-csi", "1Gi", csi))
+        .await
+        .unwrap();
+    env.volumes
+        .create(&pp, &pv("pv-gce", "1Gi", gce))
+        .await
+        .unwrap();
+    let claim_of =
+        |volume: &str| json!({"spec": {"storageClassName": "resizable", "volumeName": volume}});
+    env.claims
+        .create(&pp, &pvc("c-csi", "1Gi", claim_of("pv-csi")))
+        .await
+        .unwrap();
+    env.claims
+        .create(&pp, &pvc("c-gce", "1Gi", claim_of("pv-gce")))
+        .await
+        .unwrap();
+
+    let mut kcm = support::start_kcm(
+        &cluster,
+        "persistentvolume-binder,persistentvolume-expander",
+        &[],
+    );
+    env.bound(&mut kcm, "c-csi", "pv-csi").await;
+    env.bound(&mut kcm, "c-gce", "pv-gce").await;
+    let grow = json!({"spec": {"resources": {"requests": {"storage": "2Gi"}}}});
+    for c in ["c-csi", "c-gce"] {
+        env.claims
+            .patch(c, &PatchParams::default(), &Patch::Merge(&grow))
+            .await
+            .unwrap();
+    }
+    let msg = env.event(&mut kcm, "c-csi", "ExternalExpanding").await;
+    assert_eq!(msg, "waiting for an external controller to expand this PVC");
+    let msg = env.event(&mut kcm, "c-gce", "ExternalExpanding").await;
+    assert_eq!(
+        msg,
+        "CSI migration enabled for kubernetes.io/gce-pd; waiting for external resizer to expand the pvc"
+    );
+    support::eventually("resizer annotation", TIMEOUT, &mut kcm, || async {
+        let c = env.claims.get("c-gce").await?;
+        let resizer = c
+            .metadata
+            .annotations
+            .and_then(|a| a.get("volume.kubernetes.io/storage-resizer").cloned());
+        Ok((resizer.as_deref() == Some("pd.csi.storage.gke.io")).then_some(()))
+    })
+    .await;
+}

@@ -1,6 +1,6 @@
 //! Storage controllers (issue 18): the persistentvolume-binder
 //! (`persistentvolume-binder-controller`), binding claims to volumes as upstream's
-//! PersistentVolumeController does.
+//! PersistentVolumeController does, and the persistentvolume-expander ([`expander`]).
 //!
 //! - [`classes`]: a claim's or volume's class, the default class, WaitForFirstConsumer;
 //! - [`matching`]: which volume fits a claim (upstream's `FindMatchingVolume` and index);
@@ -13,6 +13,7 @@ pub mod binding;
 pub mod classes;
 pub mod controller;
 pub mod decide;
+pub mod expander;
 pub mod matching;
 pub mod metrics;
 
@@ -37,5 +38,5 @@ pub const ANN_PRE_RESIZE_CAPACITY: &str = "volume.alpha.kubernetes.io/pre-resize
 
 /// Every storage controller this crate implements.
 pub fn descriptors() -> Vec<ControllerDescriptor> {
-    vec![controller::descriptor()]
+    vec![controller::descriptor(), expander::descriptor()]
 }
