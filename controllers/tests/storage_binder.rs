@@ -359,6 +359,27 @@ async fn claims_bind_release_and_wait_as_upstream() {
     .await;
     env.event(&mut kcm, "c-default", "ExternalProvisioning")
         .await;
+
+    // Upstream's metrics: the pv_collector gauges (set every resync) and the retroactive
+    // class assignment.
+    let metrics = support::scrape_metrics_until(&cluster, &mut kcm, port, |m| {
+        m.contains(r#"pv_collector_bound_pv_count{storage_class="local-wffc"} 1"#)
+    })
+    .await;
+    assert_eq!(
+        support::sample(&metrics, "retroactive_storageclass_total"),
+        Some(1.0)
+    );
+    assert!(
+        metrics.contains(
+            r#"pv_collector_total_pv_count{plugin_name="kubernetes.io/host-path",volume_mode="Filesystem"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"workqueue_adds_total{name="claims"}"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
