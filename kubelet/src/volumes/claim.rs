@@ -1,11 +1,11 @@
-//! `persistentVolumeClaim` volumes whose PersistentVolume the node serves without a CSI
+//! `persistentVolumeClaim` (and generic `ephemeral`) volumes whose PersistentVolume the node serves without a CSI
 //! driver: `hostPath` and `local`. The claim must be Bound (upstream's checks and messages),
 //! the volume bound back to it; its path is bind-mounted into the pod's volume directory,
 //! read-only when the pod's volume or the claim says so.
 
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 
 /// The pvc-protection finalizer: a deleting claim that still has it is usable by pods
 /// already running (upstream's check).
@@ -54,6 +54,27 @@ pub fn bound_volume_name(
         Some(v) if !v.is_empty() => Ok(v.to_string()),
         _ => Err(wrap("PVC has empty pvc.Spec.VolumeName")),
     }
+}
+
+/// For a generic ephemeral volume: the claim must be controlled by the pod (upstream's
+/// `VolumeIsForPod`).
+pub fn check_owned_by(pod: &Pod, claim: &PersistentVolumeClaim) -> Result<(), String> {
+    let controlled = claim
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.controller == Some(true) && Some(&r.uid) == pod.metadata.uid.as_ref());
+    if claim.metadata.namespace == pod.metadata.namespace && controlled {
+        return Ok(());
+    }
+    Err(format!(
+        "PVC {}/{} was not created for pod {}/{} (pod is not owner)",
+        claim.metadata.namespace.as_deref().unwrap_or_default(),
+        claim.metadata.name.as_deref().unwrap_or_default(),
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    ))
 }
 
 /// How to mount volume `name` for `claim`, or upstream's error when the volume is missing,
@@ -215,6 +236,27 @@ mod tests {
         assert!(bound_volume_name("ns", "data", None)
             .unwrap_err()
             .contains("failed to fetch PVC from API server"));
+    }
+
+    #[test]
+    fn ephemeral_claims_must_be_controlled_by_the_pod() {
+        let pod: Pod = serde_json::from_value(
+            json!({"metadata": {"name": "web", "namespace": "ns", "uid": "pod-uid"}}),
+        )
+        .unwrap();
+        let owned = |uid: &str| {
+            claim(
+                "Bound",
+                Some("pv1"),
+                json!({"name": "web-scratch", "ownerReferences": [{"apiVersion": "v1",
+                    "kind": "Pod", "name": "web", "uid": uid, "controller": true}]}),
+            )
+        };
+        assert_eq!(check_owned_by(&pod, &owned("pod-uid")), Ok(()));
+        assert_eq!(
+            check_owned_by(&pod, &owned("other")).unwrap_err(),
+            "PVC ns/web-scratch was not created for pod ns/web (pod is not owner)"
+        );
     }
 
     #[test]

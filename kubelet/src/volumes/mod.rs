@@ -215,20 +215,38 @@ async fn setup_one(
         check_host_path(&path, hp.type_.as_deref().unwrap_or(""))?;
         return Ok(path);
     }
-    if let Some(pvc) = &v.persistent_volume_claim {
-        let c = source.claim(ns, &pvc.claim_name).await.map_err(|e| {
+    // A generic ephemeral volume is the claim `<pod>-<volume>` the ephemeral-volume
+    // controller created for the pod.
+    let claim_ref = match (&v.persistent_volume_claim, &v.ephemeral) {
+        (Some(pvc), _) => Some((
+            pvc.claim_name.clone(),
+            pvc.read_only.unwrap_or(false),
+            false,
+        )),
+        (None, Some(_)) => {
+            let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+            Some((format!("{pod_name}-{}", v.name), false, true))
+        }
+        _ => None,
+    };
+    if let Some((claim_name, read_only, ephemeral)) = claim_ref {
+        let fetched = source.claim(ns, &claim_name).await.map_err(|e| {
             format!(
-                "error processing PVC {ns}/{}: failed to fetch PVC from API server: {e}",
-                pvc.claim_name
+                "error processing PVC {ns}/{claim_name}: failed to fetch PVC from API server: {e}"
             )
         })?;
-        let volume = claim::bound_volume_name(ns, &pvc.claim_name, c.as_ref())?;
-        let c = c.expect("bound claim");
+        let volume = claim::bound_volume_name(ns, &claim_name, fetched.as_ref())?;
+        let Some(c) = fetched else {
+            return Err(format!("error processing PVC {ns}/{claim_name}: not found"));
+        };
+        if ephemeral {
+            claim::check_owned_by(pod, &c)?;
+        }
         let pv = source
             .persistent_volume(&volume)
             .await
             .map_err(|e| format!("failed to fetch PV {volume} from API server: {e}"))?;
-        let m = claim::claim_mount(&volume, pv.as_ref(), &c, pvc.read_only.unwrap_or(false))?;
+        let m = claim::claim_mount(&volume, pv.as_ref(), &c, read_only)?;
         if m.plugin == "kubernetes.io~host-path" {
             check_host_path(&m.path, &m.host_path_type)?;
         }
