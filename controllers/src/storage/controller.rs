@@ -23,11 +23,11 @@ use super::metrics::{count, BinderMetrics};
 use super::{ANN_BETA_STORAGE_PROVISIONER, ANN_STORAGE_PROVISIONER};
 use crate::context::{event_recorder, ControllerContext};
 use crate::informers::Informer;
-use crate::lifecycle::errors;
 use crate::lifecycle::informer::{self, Change};
 use crate::lifecycle::queue::WorkQueue;
 use crate::lifecycle::volume_protection::{pod_is_terminated, pod_pvc_keys, POD_PVC_INDEX};
 use crate::registry::ControllerDescriptor;
+use api_helpers::errors;
 
 /// The identity of the binder with `--use-service-account-credentials` (upstream's).
 pub const SERVICE_ACCOUNT: &str = "persistent-volume-binder";

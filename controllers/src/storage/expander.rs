@@ -17,8 +17,8 @@ use super::ANN_PRE_RESIZE_CAPACITY;
 use crate::context::{event_recorder, ControllerContext};
 use crate::lifecycle::informer;
 use crate::lifecycle::queue::WorkQueue;
-use crate::lifecycle::resourcequota::quantity::Quantity;
 use crate::registry::ControllerDescriptor;
+use api_helpers::quantity::Quantity;
 
 /// The annotation naming the resizer that should expand a claim.
 pub const ANN_STORAGE_RESIZER: &str = "volume.kubernetes.io/storage-resizer";

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
 use super::classes::{claim_class, volume_class};
-use crate::lifecycle::resourcequota::quantity::Quantity;
-use crate::workload::selector;
+use api_helpers::quantity::Quantity;
 
 /// `spec.accessModes` order upstream prints them in (its `GetAccessModesAsString`).
 const MODE_ORDER: [&str; 4] = [
@@ -214,7 +213,8 @@ fn match_in_group(
         }
         if delay_binding
             || volume_phase(pv) != "Available"
-            || selector.is_some_and(|s| !selector::matches(s, pv.metadata.labels.as_ref()))
+            || selector
+                .is_some_and(|s| !api_helpers::labels::matches(s, pv.metadata.labels.as_ref()))
             || volume_class(pv) != class
         {
             continue;

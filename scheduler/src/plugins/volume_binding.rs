@@ -97,7 +97,7 @@ fn capacity(pv: &PersistentVolume) -> i64 {
         .as_ref()
         .and_then(|s| s.capacity.as_ref())
         .and_then(|c| c.get("storage"))
-        .and_then(|q| parse_value(&q.0))
+        .and_then(|q| value(&q.0).ok())
         .unwrap_or(0)
 }
 
