@@ -7,6 +7,7 @@
 pub mod context;
 pub mod informers;
 pub mod lifecycle;
+pub mod networking;
 pub mod options;
 pub mod registry;
 pub mod workload;
