@@ -21,6 +21,7 @@ pub fn all() -> Vec<ControllerDescriptor> {
     let mut all = crate::lifecycle::descriptors();
     all.extend(crate::workload::descriptors());
     all.extend(crate::networking::descriptors());
+    all.extend(crate::admissionregistration::descriptors());
     all
 }
 
