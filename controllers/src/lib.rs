@@ -7,6 +7,7 @@
 pub mod admissionregistration;
 pub mod context;
 pub mod informers;
+pub mod internal;
 pub mod lifecycle;
 pub mod networking;
 pub mod options;

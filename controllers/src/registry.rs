@@ -22,6 +22,7 @@ pub fn all() -> Vec<ControllerDescriptor> {
     all.extend(crate::workload::descriptors());
     all.extend(crate::networking::descriptors());
     all.extend(crate::admissionregistration::descriptors());
+    all.extend(crate::internal::descriptors());
     all
 }
 
