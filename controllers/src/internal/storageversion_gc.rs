@@ -135,31 +135,28 @@ pub fn update(sv: &StorageVersion, kept: Vec<ServerStorageVersion>, now: Time) -
     })
 }
 
-/// The queue keys: a StorageVersion to re-validate, or a deleted apiserver's identity.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    StorageVersion(String),
-    Lease(String),
-}
-
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let sd = ctx.shutdown.clone();
-    // Upstream has two queues, storage_version_garbage_collector_{leases,storageversions};
-    // one queue of tagged keys does the same work.
-    let queue: WorkQueue<Key> =
-        WorkQueue::new().with_metrics(&ctx.metrics, "storage_version_garbage_collector");
+    // Upstream's two queues (and their workqueue metric names): deleted apiservers' Leases,
+    // and StorageVersions naming an apiserver without one.
+    let lease_queue: WorkQueue<String> =
+        WorkQueue::new().with_metrics(&ctx.metrics, "storage_version_garbage_collector_leases");
+    let sv_queue: WorkQueue<String> = WorkQueue::new().with_metrics(
+        &ctx.metrics,
+        "storage_version_garbage_collector_storageversions",
+    );
     let informers = ctx.informers();
     let leases = informers.informer::<Lease>();
     let svs = informers.informer::<StorageVersion>();
-    let q = queue.clone();
+    let q = lease_queue.clone();
     informer::on(&leases, move |l: &Lease, change| {
         if change == Change::Deleted && is_apiserver_lease(l) {
             if let Some(name) = &l.metadata.name {
-                q.add(Key::Lease(name.clone()));
+                q.add(name.clone());
             }
         }
     });
-    let (q, cached_leases) = (queue.clone(), leases.clone());
+    let (q, cached_leases) = (sv_queue.clone(), leases.clone());
     informer::on(&svs, move |sv: &StorageVersion, change| {
         if change != Change::Applied {
             return;
@@ -171,7 +168,7 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
         };
         if valid_records(sv, valid).is_some() {
             if let Some(name) = &sv.metadata.name {
-                q.add(Key::StorageVersion(name.clone()));
+                q.add(name.clone());
             }
         }
     });
@@ -181,20 +178,19 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     })
     .await?;
     let client = ctx.client_for(SERVICE_ACCOUNT).await?;
+    let svs: Api<StorageVersion> = Api::all(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client, LEASE_NAMESPACE);
     tracing::info!("Starting storage version garbage collector");
-    queue
-        .run("storage-version-gc", 1, sd, move |key| {
-            let client = client.clone();
-            async move {
-                let svs: Api<StorageVersion> = Api::all(client.clone());
-                let leases: Api<Lease> = Api::namespaced(client, LEASE_NAMESPACE);
-                match key {
-                    Key::StorageVersion(name) => sync_storage_version(&svs, &leases, &name).await,
-                    Key::Lease(name) => sync_deleted_lease(&svs, &leases, &name).await,
-                }
-            }
-        })
-        .await;
+    let (s, l) = (svs.clone(), leases.clone());
+    let by_lease = lease_queue.run("storage-version-gc-leases", 1, sd.clone(), move |id| {
+        let (svs, leases) = (s.clone(), l.clone());
+        async move { sync_deleted_lease(&svs, &leases, &id).await }
+    });
+    let by_sv = sv_queue.run("storage-version-gc", 1, sd, move |name| {
+        let (svs, leases) = (svs.clone(), leases.clone());
+        async move { sync_storage_version(&svs, &leases, &name).await }
+    });
+    tokio::join!(by_lease, by_sv);
     Ok(())
 }
 
