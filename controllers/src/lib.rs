@@ -4,9 +4,12 @@
 //! [`context::ControllerContext`] and starts every controller of [`registry::all`] that
 //! `--controllers` enables.
 
+pub mod admissionregistration;
 pub mod context;
 pub mod informers;
+pub mod internal;
 pub mod lifecycle;
+pub mod networking;
 pub mod options;
 pub mod registry;
 pub mod storage;

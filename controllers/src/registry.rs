@@ -21,6 +21,9 @@ pub fn all() -> Vec<ControllerDescriptor> {
     let mut all = crate::lifecycle::descriptors();
     all.extend(crate::workload::descriptors());
     all.extend(crate::storage::descriptors());
+    all.extend(crate::networking::descriptors());
+    all.extend(crate::admissionregistration::descriptors());
+    all.extend(crate::internal::descriptors());
     all
 }
 
