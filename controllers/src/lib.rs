@@ -9,5 +9,6 @@ pub mod informers;
 pub mod lifecycle;
 pub mod options;
 pub mod registry;
+pub mod resource;
 pub mod storage;
 pub mod workload;

@@ -21,6 +21,7 @@ pub fn all() -> Vec<ControllerDescriptor> {
     let mut all = crate::lifecycle::descriptors();
     all.extend(crate::workload::descriptors());
     all.extend(crate::storage::descriptors());
+    all.extend(crate::resource::descriptors());
     all
 }
 
@@ -75,7 +76,9 @@ impl UpstreamController {
 pub const FEATURE_GATES: &[component_base::feature_gates::Gate] = &[
     ("APIServerIdentity", true),
     ("ClusterTrustBundle", false),
+    ("DRAAdminAccess", true),
     ("DRADeviceTaints", false),
+    ("DRAPrioritizedList", true),
     ("DynamicResourceAllocation", true),
     ("MultiCIDRServiceAllocator", true),
     ("PodCertificateRequest", false),
