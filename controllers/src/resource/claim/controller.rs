@@ -96,7 +96,9 @@ fn enqueue_pod(q: &WorkQueue<Key>, deleted: &Mutex<DeletedPods>, pod: &Pod, remo
     for claim in decisions::claims_to_release(pod, removed) {
         q.add(Key::Claim(ns.clone(), claim));
     }
-    if !removed && pod.metadata.deletion_timestamp.is_none() {
+    // A pod that is done needs no claims: it is never given new ones nor reserved again
+    // (kubernetes/kubernetes#141274: upstream re-reserved terminal pods).
+    if !removed && pod.metadata.deletion_timestamp.is_none() && !decisions::is_pod_done(pod) {
         if let Some(k) = pod_key(pod) {
             q.add(k);
         }
@@ -256,7 +258,7 @@ async fn sync_pod(state: &State, ns: &str, name: &str) -> anyhow::Result<()> {
     let Some(pod) = state.pods.get(ns, name) else {
         return Ok(());
     };
-    if pod.metadata.deletion_timestamp.is_some() {
+    if pod.metadata.deletion_timestamp.is_some() || decisions::is_pod_done(&pod) {
         return Ok(());
     }
     let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -278,7 +280,10 @@ async fn sync_pod(state: &State, ns: &str, name: &str) -> anyhow::Result<()> {
                 "FailedResourceClaimCreation",
                 format!("PodResourceClaim {}: {msg}", pod_claim.name),
             );
-            anyhow::anyhow!("pod {ns}/{name}, PodResourceClaim {}: {msg}", pod_claim.name)
+            anyhow::anyhow!(
+                "pod {ns}/{name}, PodResourceClaim {}: {msg}",
+                pod_claim.name
+            )
         };
         match action {
             EntryAction::Nothing => {}

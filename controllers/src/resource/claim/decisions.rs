@@ -53,10 +53,7 @@ fn extended_claim(pod: &Pod) -> Option<&str> {
 /// has terminated, or was deleted before scheduling are to be checked for stale
 /// reservations. Returns their names (empty while the pod might still run).
 pub fn claims_to_release(pod: &Pod, deleted: bool) -> Vec<String> {
-    let may_run = !deleted
-        && !matches!(phase(pod), "Succeeded" | "Failed")
-        && !(pod.metadata.deletion_timestamp.is_some() && node_name(pod).is_none());
-    if may_run {
+    if !deleted && !is_pod_done(pod) {
         return Vec::new();
     }
     pod_claims(pod)
@@ -94,6 +91,11 @@ pub fn entry_action<'a>(
     let Some(pod_claim) = pod_claims(pod).get(index) else {
         return EntryAction::Nothing;
     };
+    // A pod that is done gets no claims (its generated ones were deleted because it is
+    // done; making them again would loop).
+    if is_pod_done(pod) {
+        return EntryAction::Nothing;
+    }
     match claim_name(pod, pod_claim) {
         ClaimName::Unsupported => {
             return EntryAction::Fail(format!(
@@ -127,9 +129,7 @@ pub fn entry_action<'a>(
         ));
     };
     if !features.admin_access && names::needs_admin_access(&template.spec.spec) {
-        return EntryAction::Fail(
-            "admin access is requested, but the feature is disabled".into(),
-        );
+        return EntryAction::Fail("admin access is requested, but the feature is disabled".into());
     }
     if !features.prioritized_list && names::has_prioritized_list(&template.spec.spec) {
         return EntryAction::Fail(
@@ -145,13 +145,14 @@ pub fn entry_action<'a>(
 }
 
 /// The allocated claims of a scheduled `pod` to reserve for it (allocated, not yet
-/// reserved for it): upstream stops at the first claim that does not exist yet, and fails
+/// reserved for it; never for a pod that is done, unlike upstream, which re-reserved
+/// terminal pods, kubernetes/kubernetes#141274): upstream stops at the first claim that does not exist yet, and fails
 /// on a generated claim the pod does not own.
 pub fn claims_to_reserve(
     pod: &Pod,
     claim: impl Fn(&str) -> Option<ResourceClaim>,
 ) -> Result<Vec<ResourceClaim>, String> {
-    if node_name(pod).is_none() || pod.metadata.deletion_timestamp.is_some() {
+    if node_name(pod).is_none() || pod.metadata.deletion_timestamp.is_some() || is_pod_done(pod) {
         return Ok(Vec::new());
     }
     let mut reserve = Vec::new();
@@ -375,8 +376,17 @@ mod tests {
     #[test]
     fn missing_claim_is_created_from_its_template() {
         let p = pod(json!({}));
-        let a = entry_action(&p, 0, |_| None, [], |n| (n == "gpu-template").then(gpu_template), FEATURES);
-        let EntryAction::Create(c) = a else { panic!("{a:?}") };
+        let a = entry_action(
+            &p,
+            0,
+            |_| None,
+            [],
+            |n| (n == "gpu-template").then(gpu_template),
+            FEATURES,
+        );
+        let EntryAction::Create(c) = a else {
+            panic!("{a:?}")
+        };
         assert_eq!(c.metadata.generate_name.as_deref(), Some("web-gpu-"));
         assert!(is_for_pod(&p, &c));
     }
@@ -386,14 +396,35 @@ mod tests {
         let p = pod(json!({"status": {"resourceClaimStatuses": [
             {"name": "gpu", "resourceClaimName": "web-gpu-x"}]}}));
         let owned = claim(owned_by_web());
-        let a = entry_action(&p, 0, |_| Some(owned.clone()), [], |_| Some(gpu_template()), FEATURES);
+        let a = entry_action(
+            &p,
+            0,
+            |_| Some(owned.clone()),
+            [],
+            |_| Some(gpu_template()),
+            FEATURES,
+        );
         assert_eq!(a, EntryAction::Nothing);
         // Deleted by accident: created again.
         let a = entry_action(&p, 0, |_| None, [], |_| Some(gpu_template()), FEATURES);
         assert!(matches!(a, EntryAction::Create(_)), "{a:?}");
+        // Not for a pod that is done: its claim was deleted because it is done.
+        let mut done = p.clone();
+        done.status.as_mut().unwrap().phase = Some("Succeeded".into());
+        assert_eq!(
+            entry_action(&done, 0, |_| None, [], |_| Some(gpu_template()), FEATURES),
+            EntryAction::Nothing
+        );
         // Replaced by a claim of another owner: a new one is made.
         let foreign = claim(json!({}));
-        let a = entry_action(&p, 0, |_| Some(foreign.clone()), [], |_| Some(gpu_template()), FEATURES);
+        let a = entry_action(
+            &p,
+            0,
+            |_| Some(foreign.clone()),
+            [],
+            |_| Some(gpu_template()),
+            FEATURES,
+        );
         assert!(matches!(a, EntryAction::Create(_)), "{a:?}");
     }
 
@@ -401,7 +432,14 @@ mod tests {
     fn claim_created_before_the_status_update_is_recorded_not_created_again() {
         let p = pod(json!({}));
         let owned = claim(owned_by_web());
-        let a = entry_action(&p, 0, |_| None, [&owned], |_| Some(gpu_template()), FEATURES);
+        let a = entry_action(
+            &p,
+            0,
+            |_| None,
+            [&owned],
+            |_| Some(gpu_template()),
+            FEATURES,
+        );
         assert_eq!(a, EntryAction::Record("web-gpu-x".into()));
     }
 
@@ -415,7 +453,9 @@ mod tests {
         let act = |i| entry_action(&p, i, |_| None, [], |_| Some(gpu_template()), FEATURES);
         assert_eq!(act(0), EntryAction::Nothing);
         assert_eq!(act(1), EntryAction::Nothing);
-        let EntryAction::Fail(msg) = act(2) else { panic!() };
+        let EntryAction::Fail(msg) = act(2) else {
+            panic!()
+        };
         assert!(msg.contains("\"odd\""), "{msg}");
     }
 
@@ -423,17 +463,32 @@ mod tests {
     fn missing_template_and_disabled_features_fail_with_upstreams_messages() {
         let p = pod(json!({}));
         let a = entry_action(&p, 0, |_| None, [], |_| None, FEATURES);
-        assert!(matches!(&a, EntryAction::Fail(m) if m.contains("\"gpu-template\" not found")), "{a:?}");
+        assert!(
+            matches!(&a, EntryAction::Fail(m) if m.contains("\"gpu-template\" not found")),
+            "{a:?}"
+        );
         let admin = template(json!({"devices": {"requests": [{"name": "gpu",
             "exactly": {"deviceClassName": "c", "adminAccess": true}}]}}));
-        let off = Features { admin_access: false, prioritized_list: false };
+        let off = Features {
+            admin_access: false,
+            prioritized_list: false,
+        };
         let a = entry_action(&p, 0, |_| None, [], |_| Some(admin.clone()), off);
-        assert_eq!(a, EntryAction::Fail("admin access is requested, but the feature is disabled".into()));
-        assert!(matches!(entry_action(&p, 0, |_| None, [], |_| Some(admin.clone()), FEATURES), EntryAction::Create(_)));
+        assert_eq!(
+            a,
+            EntryAction::Fail("admin access is requested, but the feature is disabled".into())
+        );
+        assert!(matches!(
+            entry_action(&p, 0, |_| None, [], |_| Some(admin.clone()), FEATURES),
+            EntryAction::Create(_)
+        ));
         let listed = template(json!({"devices": {"requests": [{"name": "gpu",
             "firstAvailable": [{"name": "a", "deviceClassName": "c"}]}]}}));
         let a = entry_action(&p, 0, |_| None, [], |_| Some(listed.clone()), off);
-        assert!(matches!(&a, EntryAction::Fail(m) if m.contains("prioritized list")), "{a:?}");
+        assert!(
+            matches!(&a, EntryAction::Fail(m) if m.contains("prioritized list")),
+            "{a:?}"
+        );
     }
 
     #[test]
@@ -443,7 +498,10 @@ mod tests {
         let mut allocated = claim(owned_by_web());
         allocated.status = serde_json::from_value(json!({"allocation": {}})).unwrap();
         let unscheduled = pod(statuses.clone());
-        assert_eq!(claims_to_reserve(&unscheduled, |_| Some(allocated.clone())), Ok(vec![]));
+        assert_eq!(
+            claims_to_reserve(&unscheduled, |_| Some(allocated.clone())),
+            Ok(vec![])
+        );
         let mut scheduled_v = statuses.clone();
         merge(&mut scheduled_v, json!({"spec": {"nodeName": "n1"}}));
         let scheduled = pod(scheduled_v);
@@ -454,8 +512,21 @@ mod tests {
         assert_eq!(names::reserved_for(&reserved)[0].resource, "pods");
         assert!(is_reserved_for_pod(&scheduled, &reserved));
         // Already reserved, or not allocated: nothing.
-        assert_eq!(claims_to_reserve(&scheduled, |_| Some(reserved.clone())), Ok(vec![]));
-        assert_eq!(claims_to_reserve(&scheduled, |_| Some(claim(owned_by_web()))), Ok(vec![]));
+        assert_eq!(
+            claims_to_reserve(&scheduled, |_| Some(reserved.clone())),
+            Ok(vec![])
+        );
+        assert_eq!(
+            claims_to_reserve(&scheduled, |_| Some(claim(owned_by_web()))),
+            Ok(vec![])
+        );
+        // A pod that is done is never reserved again.
+        let mut done = scheduled.clone();
+        done.status.get_or_insert_with(Default::default).phase = Some("Succeeded".into());
+        assert_eq!(
+            claims_to_reserve(&done, |_| Some(allocated.clone())),
+            Ok(vec![])
+        );
         // A generated claim the pod does not own is an error.
         let mut foreign = allocated.clone();
         foreign.metadata.owner_references = None;
@@ -468,20 +539,32 @@ mod tests {
         let entry: ResourceClaimConsumerReference =
             serde_json::from_value(reservation("web", "uid-web")).unwrap();
         let running = pod(json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Running"}}));
-        assert!(keep_reservation(&entry, &Consumer::Present(Box::new(running.clone()))));
+        assert!(keep_reservation(
+            &entry,
+            &Consumer::Present(Box::new(running.clone()))
+        ));
         // Scheduled, being deleted, containers may still run: kept.
         let mut deleting = running.clone();
         deleting.metadata.deletion_timestamp =
             Some(serde_json::from_value(json!("2026-01-01T00:00:00Z")).unwrap());
-        assert!(keep_reservation(&entry, &Consumer::Present(Box::new(deleting))));
+        assert!(keep_reservation(
+            &entry,
+            &Consumer::Present(Box::new(deleting))
+        ));
         for phase in ["Succeeded", "Failed"] {
             let done = pod(json!({"status": {"phase": phase}}));
             assert!(is_pod_done(&done));
-            assert!(!keep_reservation(&entry, &Consumer::Present(Box::new(done))));
+            assert!(!keep_reservation(
+                &entry,
+                &Consumer::Present(Box::new(done))
+            ));
         }
         let mut replaced = running;
         replaced.metadata.uid = Some("uid-2".into());
-        assert!(!keep_reservation(&entry, &Consumer::Present(Box::new(replaced))));
+        assert!(!keep_reservation(
+            &entry,
+            &Consumer::Present(Box::new(replaced))
+        ));
         assert!(!keep_reservation(&entry, &Consumer::Gone));
         assert!(!keep_reservation(&entry, &Consumer::SeenDeleted));
         // Deleted before it was scheduled: done.
@@ -506,38 +589,65 @@ mod tests {
 
     #[test]
     fn last_consumer_gone_deallocates_and_drops_the_finalizer() {
-        let c = allocated_claim(true, json!([reservation("a", "ua"), reservation("b", "ub")]));
+        let c = allocated_claim(
+            true,
+            json!([reservation("a", "ua"), reservation("b", "ub")]),
+        );
         let keep_b: Vec<ResourceClaimConsumerReference> =
             vec![serde_json::from_value(reservation("b", "ub")).unwrap()];
         // One of two consumers gone: only reservedFor shrinks.
         let plan = plan_claim(&c, &keep_b);
-        assert_eq!(plan, ClaimPlan {
-            status: Some(StatusChange { reserved_for: keep_b.clone(), deallocate: false }),
-            remove_finalizer: false,
-        });
+        assert_eq!(
+            plan,
+            ClaimPlan {
+                status: Some(StatusChange {
+                    reserved_for: keep_b.clone(),
+                    deallocate: false
+                }),
+                remove_finalizer: false,
+            }
+        );
         // Both gone: deallocated, finalizer removed.
         let plan = plan_claim(&c, &[]);
-        assert_eq!(plan, ClaimPlan {
-            status: Some(StatusChange { reserved_for: vec![], deallocate: true }),
-            remove_finalizer: true,
-        });
+        assert_eq!(
+            plan,
+            ClaimPlan {
+                status: Some(StatusChange {
+                    reserved_for: vec![],
+                    deallocate: true
+                }),
+                remove_finalizer: true,
+            }
+        );
         let updated = with_status(&c, plan.status.as_ref().unwrap());
         assert!(!is_allocated(&updated));
         assert!(names::reserved_for(&updated).is_empty());
         assert!(!has_finalizer(&without_finalizer(&updated)));
         // Nothing stale: nothing to do (an allocated, unreserved claim stays allocated).
-        assert_eq!(plan_claim(&c, names::reserved_for(&c)), ClaimPlan::default());
-        assert_eq!(plan_claim(&allocated_claim(true, json!([])), &[]), ClaimPlan::default());
+        assert_eq!(
+            plan_claim(&c, names::reserved_for(&c)),
+            ClaimPlan::default()
+        );
+        assert_eq!(
+            plan_claim(&allocated_claim(true, json!([])), &[]),
+            ClaimPlan::default()
+        );
     }
 
     #[test]
     fn claims_without_the_finalizer_are_not_deallocated() {
         let c = allocated_claim(false, json!([reservation("a", "ua")]));
         let plan = plan_claim(&c, &[]);
-        assert_eq!(plan, ClaimPlan {
-            status: Some(StatusChange { reserved_for: vec![], deallocate: false }),
-            remove_finalizer: false,
-        });
+        assert_eq!(
+            plan,
+            ClaimPlan {
+                status: Some(StatusChange {
+                    reserved_for: vec![],
+                    deallocate: false
+                }),
+                remove_finalizer: false,
+            }
+        );
     }
 
     #[test]
@@ -545,12 +655,24 @@ mod tests {
         let mut c = allocated_claim(true, json!([]));
         c.metadata.deletion_timestamp =
             Some(serde_json::from_value(json!("2026-01-01T00:00:00Z")).unwrap());
-        assert_eq!(plan_claim(&c, &[]), ClaimPlan {
-            status: Some(StatusChange { reserved_for: vec![], deallocate: true }),
-            remove_finalizer: true,
-        });
+        assert_eq!(
+            plan_claim(&c, &[]),
+            ClaimPlan {
+                status: Some(StatusChange {
+                    reserved_for: vec![],
+                    deallocate: true
+                }),
+                remove_finalizer: true,
+            }
+        );
         c.status = None;
-        assert_eq!(plan_claim(&c, &[]), ClaimPlan { status: None, remove_finalizer: true });
+        assert_eq!(
+            plan_claim(&c, &[]),
+            ClaimPlan {
+                status: None,
+                remove_finalizer: true
+            }
+        );
     }
 
     #[test]
@@ -558,7 +680,10 @@ mod tests {
         let running = pod(json!({"status": {"phase": "Running"}}));
         assert!(!delete_generated("uid-web", Some(&running)));
         assert!(delete_generated("uid-old", Some(&running)));
-        assert!(delete_generated("uid-web", Some(&pod(json!({"status": {"phase": "Succeeded"}})))));
+        assert!(delete_generated(
+            "uid-web",
+            Some(&pod(json!({"status": {"phase": "Succeeded"}})))
+        ));
         // Pod unknown to the cache: left to the garbage collector.
         assert!(!delete_generated("uid-web", None));
     }
@@ -574,8 +699,14 @@ mod tests {
         assert!(claims_to_release(&p, false).is_empty());
         assert_eq!(claims_to_release(&p, true), ["web-gpu-x", "shared"]);
         let mut done = recorded;
-        merge(&mut done, json!({"status": {"phase": "Failed",
-            "extendedResourceClaimStatus": {"resourceClaimName": "ext", "requestMappings": []}}}));
-        assert_eq!(claims_to_release(&pod(done), false), ["web-gpu-x", "shared", "ext"]);
+        merge(
+            &mut done,
+            json!({"status": {"phase": "Failed",
+            "extendedResourceClaimStatus": {"resourceClaimName": "ext", "requestMappings": []}}}),
+        );
+        assert_eq!(
+            claims_to_release(&pod(done), false),
+            ["web-gpu-x", "shared", "ext"]
+        );
     }
 }

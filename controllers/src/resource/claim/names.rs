@@ -276,12 +276,18 @@ mod tests {
             ]
         );
         let err = unsupported_error(&p, &pod_claims(&p)[4]);
-        assert!(err.contains("\"odd\"") && err.contains("resourceClaimName"), "{err}");
+        assert!(
+            err.contains("\"odd\"") && err.contains("resourceClaimName"),
+            "{err}"
+        );
     }
 
     #[test]
     fn generated_claim_follows_the_template_and_is_owned_by_the_pod() {
-        let p = pod(json!([{"name": "gpu", "resourceClaimTemplateName": "gpu-template"}]), json!([]));
+        let p = pod(
+            json!([{"name": "gpu", "resourceClaimTemplateName": "gpu-template"}]),
+            json!([]),
+        );
         let c = claim_from_template(&p, "gpu", &template());
         assert_eq!(c.metadata.generate_name.as_deref(), Some("web-gpu-"));
         assert_eq!(c.metadata.name, None);
@@ -292,13 +298,25 @@ mod tests {
         assert_eq!(c.metadata.labels.as_ref().unwrap()["app"], "web");
         assert_eq!(c.spec, template().spec.spec);
         let o = &c.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((o.api_version.as_str(), o.kind.as_str(), o.name.as_str(), o.uid.as_str()),
-            ("v1", "Pod", "web", "uid-web"));
-        assert_eq!((o.controller, o.block_owner_deletion), (Some(true), Some(true)));
+        assert_eq!(
+            (
+                o.api_version.as_str(),
+                o.kind.as_str(),
+                o.name.as_str(),
+                o.uid.as_str()
+            ),
+            ("v1", "Pod", "web", "uid-web")
+        );
+        assert_eq!(
+            (o.controller, o.block_owner_deletion),
+            (Some(true), Some(true))
+        );
         assert!(is_for_pod(&p, &c));
         assert_eq!(owning_pod(&c), Some(("web", "uid-web")));
-        assert_eq!(find_generated([&c], "gpu").map(|c| c.metadata.generate_name.clone()),
-            Some(Some("web-gpu-".into())));
+        assert_eq!(
+            find_generated([&c], "gpu").map(|c| c.metadata.generate_name.clone()),
+            Some(Some("web-gpu-".into()))
+        );
         assert!(find_generated([&c], "other").is_none());
         // Another incarnation of the pod does not own it.
         let mut newer = p.clone();

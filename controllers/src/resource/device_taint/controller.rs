@@ -100,7 +100,9 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     });
     let claims = ctx.informers().informer::<ResourceClaim>();
     let q = queue.clone();
-    handlers::on(&claims, move |c: &ResourceClaim, _| enqueue_consumers(&q, c));
+    handlers::on(&claims, move |c: &ResourceClaim, _| {
+        enqueue_consumers(&q, c)
+    });
     // A slice or rule change may taint any allocated device: every consumer is looked at.
     let everyone = {
         let (q, claims) = (queue.clone(), claims.clone());
@@ -140,10 +142,7 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
         pending: Mutex::default(),
         skipped_rules: Mutex::default(),
     });
-    tracing::info!(
-        controller = "device-taint-eviction-controller",
-        "Starting"
-    );
+    tracing::info!(controller = "device-taint-eviction-controller", "Starting");
     let q = queue.clone();
     queue
         .run("device-taint-eviction", 8, sd, move |key| {

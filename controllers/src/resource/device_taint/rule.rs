@@ -76,7 +76,12 @@ impl k8s_openapi::Metadata for DeviceTaintRule {
 /// Whether a rule selects device `device` of `driver`'s pool `pool`: `Err` names the
 /// selector field this controller cannot evaluate (CEL: `deviceClassName`, `selectors`);
 /// such a rule is not applied, so that it never evicts from devices it may not select.
-pub fn selects(rule: &DeviceTaintRule, driver: &str, pool: &str, device: &str) -> Result<bool, String> {
+pub fn selects(
+    rule: &DeviceTaintRule,
+    driver: &str,
+    pool: &str,
+    device: &str,
+) -> Result<bool, String> {
     let Some(sel) = &rule.spec.device_selector else {
         return Ok(true);
     };
@@ -85,7 +90,10 @@ pub fn selects(rule: &DeviceTaintRule, driver: &str, pool: &str, device: &str) -
         return Ok(false);
     }
     if sel.device_class_name.is_some() {
-        return Err("spec.deviceSelector.deviceClassName (CEL selectors of a DeviceClass) is not supported".into());
+        return Err(
+            "spec.deviceSelector.deviceClassName (CEL selectors of a DeviceClass) is not supported"
+                .into(),
+        );
     }
     if sel.selectors.as_ref().is_some_and(|s| !s.is_empty()) {
         return Err("spec.deviceSelector.selectors (CEL) is not supported".into());
@@ -127,9 +135,13 @@ mod tests {
     #[test]
     fn cel_selectors_are_refused_naming_the_field() {
         let r = rule(json!({"deviceClassName": "gpu"}));
-        assert!(selects(&r, "a", "b", "c").unwrap_err().contains("spec.deviceSelector.deviceClassName"));
+        assert!(selects(&r, "a", "b", "c")
+            .unwrap_err()
+            .contains("spec.deviceSelector.deviceClassName"));
         let r = rule(json!({"selectors": [{"cel": {"expression": "true"}}]}));
-        assert!(selects(&r, "a", "b", "c").unwrap_err().contains("spec.deviceSelector.selectors"));
+        assert!(selects(&r, "a", "b", "c")
+            .unwrap_err()
+            .contains("spec.deviceSelector.selectors"));
         // A rule whose plain criteria already exclude the device needs no CEL.
         let r = rule(json!({"driver": "x", "deviceClassName": "gpu"}));
         assert_eq!(selects(&r, "a", "b", "c"), Ok(false));

@@ -30,7 +30,9 @@ pub fn tolerates(t: &DeviceToleration, taint: &DeviceTaint) -> bool {
         return false;
     }
     match t.operator.as_deref().unwrap_or_default() {
-        "" | "Equal" => t.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default(),
+        "" | "Equal" => {
+            t.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
+        }
         "Exists" => true,
         _ => false,
     }
@@ -155,7 +157,10 @@ mod tests {
     use serde_json::json;
 
     fn taint(key: &str, effect: &str, added: &str) -> DeviceTaint {
-        serde_json::from_value(json!({"key": key, "value": "v", "effect": effect, "timeAdded": added})).unwrap()
+        serde_json::from_value(
+            json!({"key": key, "value": "v", "effect": effect, "timeAdded": added}),
+        )
+        .unwrap()
     }
 
     fn toleration(v: serde_json::Value) -> DeviceToleration {
@@ -169,13 +174,31 @@ mod tests {
     #[test]
     fn tolerations_match_like_upstreams() {
         let t = taint("k", NO_EXECUTE, "2026-01-01T00:00:00Z");
-        assert!(tolerates(&toleration(json!({"key": "k", "value": "v"})), &t));
-        assert!(tolerates(&toleration(json!({"key": "k", "operator": "Equal", "value": "v"})), &t));
-        assert!(!tolerates(&toleration(json!({"key": "k", "value": "w"})), &t));
-        assert!(tolerates(&toleration(json!({"key": "k", "operator": "Exists"})), &t));
+        assert!(tolerates(
+            &toleration(json!({"key": "k", "value": "v"})),
+            &t
+        ));
+        assert!(tolerates(
+            &toleration(json!({"key": "k", "operator": "Equal", "value": "v"})),
+            &t
+        ));
+        assert!(!tolerates(
+            &toleration(json!({"key": "k", "value": "w"})),
+            &t
+        ));
+        assert!(tolerates(
+            &toleration(json!({"key": "k", "operator": "Exists"})),
+            &t
+        ));
         assert!(tolerates(&toleration(json!({"operator": "Exists"})), &t));
-        assert!(!tolerates(&toleration(json!({"key": "other", "operator": "Exists"})), &t));
-        assert!(!tolerates(&toleration(json!({"operator": "Exists", "effect": "NoSchedule"})), &t));
+        assert!(!tolerates(
+            &toleration(json!({"key": "other", "operator": "Exists"})),
+            &t
+        ));
+        assert!(!tolerates(
+            &toleration(json!({"operator": "Exists", "effect": "NoSchedule"})),
+            &t
+        ));
         assert!(!tolerates(&toleration(json!({"operator": "Bogus"})), &t));
     }
 
@@ -195,7 +218,10 @@ mod tests {
         let at = eviction_time(&[result(json!([]))], |_| taints.clone());
         assert_eq!(at, Some(ts("2026-01-01T00:05:00Z")));
         // NoSchedule alone never evicts.
-        assert_eq!(eviction_time(&[result(json!([]))], |_| taints[..1].to_vec()), None);
+        assert_eq!(
+            eviction_time(&[result(json!([]))], |_| taints[..1].to_vec()),
+            None
+        );
     }
 
     #[test]
@@ -205,14 +231,24 @@ mod tests {
             {"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
             {"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}
         ]));
-        assert_eq!(eviction_time(&[delayed], |_| taints.clone()), Some(ts("2026-01-01T00:01:00Z")));
-        let negative = result(json!([{"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": -5}]));
-        assert_eq!(eviction_time(&[negative], |_| taints.clone()), Some(ts("2026-01-01T00:00:00Z")));
+        assert_eq!(
+            eviction_time(&[delayed], |_| taints.clone()),
+            Some(ts("2026-01-01T00:01:00Z"))
+        );
+        let negative =
+            result(json!([{"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": -5}]));
+        assert_eq!(
+            eviction_time(&[negative], |_| taints.clone()),
+            Some(ts("2026-01-01T00:00:00Z"))
+        );
         let forever = result(json!([{"operator": "Exists", "effect": "NoExecute"}]));
         assert_eq!(eviction_time(&[forever], |_| taints.clone()), None);
         // Upstream counts only tolerations with effect NoExecute.
         let any_effect = result(json!([{"operator": "Exists"}]));
-        assert_eq!(eviction_time(&[any_effect], |_| taints.clone()), Some(ts("2026-01-01T00:00:00Z")));
+        assert_eq!(
+            eviction_time(&[any_effect], |_| taints.clone()),
+            Some(ts("2026-01-01T00:00:00Z"))
+        );
     }
 
     fn slice(name: &str, generation: i64, devices: serde_json::Value) -> ResourceSlice {
@@ -225,10 +261,18 @@ mod tests {
 
     #[test]
     fn only_the_newest_pool_generation_and_selecting_rules_count() {
-        let old = slice("old", 1, json!([{"name": "gpu-0", "taints": [
-            {"key": "stale", "effect": "NoExecute", "timeAdded": "2026-01-01T00:00:00Z"}]}]));
-        let new = slice("new", 2, json!([{"name": "gpu-0"}, {"name": "gpu-1", "taints": [
-            {"key": "broken", "effect": "NoExecute", "timeAdded": "2026-01-01T00:00:00Z"}]}]));
+        let old = slice(
+            "old",
+            1,
+            json!([{"name": "gpu-0", "taints": [
+            {"key": "stale", "effect": "NoExecute", "timeAdded": "2026-01-01T00:00:00Z"}]}]),
+        );
+        let new = slice(
+            "new",
+            2,
+            json!([{"name": "gpu-0"}, {"name": "gpu-1", "taints": [
+            {"key": "broken", "effect": "NoExecute", "timeAdded": "2026-01-01T00:00:00Z"}]}]),
+        );
         let rules: Vec<DeviceTaintRule> = vec![
             serde_json::from_value(json!({"metadata": {"name": "all-gpu-1"}, "spec": {
                 "deviceSelector": {"driver": "d", "device": "gpu-1"},
@@ -238,14 +282,22 @@ mod tests {
                 "taint": {"key": "x", "effect": "NoExecute"}}})).unwrap(),
         ];
         let mut skipped = Vec::new();
-        let t0 = device_taints([&old, &new], &rules, ("d", "p", "gpu-0"), |n, _| skipped.push(n.to_string()));
+        let t0 = device_taints([&old, &new], &rules, ("d", "p", "gpu-0"), |n, _| {
+            skipped.push(n.to_string())
+        });
         assert_eq!(t0, Some(vec![]));
         assert_eq!(skipped, ["cel"]);
         let t1 = device_taints([&old, &new], &rules, ("d", "p", "gpu-1"), |_, _| {}).unwrap();
         let keys: Vec<&str> = t1.iter().map(|t| t.key.as_str()).collect();
         assert_eq!(keys, ["broken", "maintenance"]);
-        assert_eq!(device_taints([&old, &new], &rules, ("d", "p", "gpu-9"), |_, _| {}), None);
-        assert_eq!(device_taints([&old, &new], &rules, ("d", "other", "gpu-0"), |_, _| {}), None);
+        assert_eq!(
+            device_taints([&old, &new], &rules, ("d", "p", "gpu-9"), |_, _| {}),
+            None
+        );
+        assert_eq!(
+            device_taints([&old, &new], &rules, ("d", "other", "gpu-0"), |_, _| {}),
+            None
+        );
     }
 
     fn pod(node: Option<&str>) -> Pod {
@@ -283,12 +335,18 @@ mod tests {
             _ => None,
         };
         let both = |n: &str| Some(claim(n, n == "web-gpu-x", true));
-        assert_eq!(pod_eviction_time(&pod(Some("n1")), both, times), Some(ts("2026-01-01T00:05:00Z")));
+        assert_eq!(
+            pod_eviction_time(&pod(Some("n1")), both, times),
+            Some(ts("2026-01-01T00:05:00Z"))
+        );
         // Not scheduled: nothing to evict.
         assert_eq!(pod_eviction_time(&pod(None), both, times), None);
         // Claims not reserved for the pod, or a generated one it does not own, do not count.
         let unreserved = |n: &str| Some(claim(n, n == "web-gpu-x", n != "shared"));
-        assert_eq!(pod_eviction_time(&pod(Some("n1")), unreserved, times), Some(ts("2026-01-01T00:10:00Z")));
+        assert_eq!(
+            pod_eviction_time(&pod(Some("n1")), unreserved, times),
+            Some(ts("2026-01-01T00:10:00Z"))
+        );
         let foreign = |n: &str| (n == "web-gpu-x").then(|| claim(n, false, true));
         assert_eq!(pod_eviction_time(&pod(Some("n1")), foreign, times), None);
     }
