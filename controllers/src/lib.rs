@@ -12,5 +12,6 @@ pub mod lifecycle;
 pub mod networking;
 pub mod options;
 pub mod registry;
+pub mod resource;
 pub mod storage;
 pub mod workload;

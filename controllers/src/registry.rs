@@ -24,6 +24,7 @@ pub fn all() -> Vec<ControllerDescriptor> {
     all.extend(crate::networking::descriptors());
     all.extend(crate::admissionregistration::descriptors());
     all.extend(crate::internal::descriptors());
+    all.extend(crate::resource::descriptors());
     all
 }
 
@@ -78,7 +79,9 @@ impl UpstreamController {
 pub const FEATURE_GATES: &[component_base::feature_gates::Gate] = &[
     ("APIServerIdentity", true),
     ("ClusterTrustBundle", false),
+    ("DRAAdminAccess", true),
     ("DRADeviceTaints", false),
+    ("DRAPrioritizedList", true),
     ("DynamicResourceAllocation", true),
     ("MultiCIDRServiceAllocator", true),
     ("PodCertificateRequest", false),

@@ -187,6 +187,21 @@ async fn claims_bind_release_and_wait_as_upstream() {
             .await
             .unwrap();
     }
+    // The binder matches only Available volumes (as upstream): let it mark them all before
+    // any claim exists, or the order of the first syncs would decide which volume a claim
+    // gets.
+    let volumes = env.volumes.clone();
+    let (mut kcm, port) = support::start_kcm_on_port(
+        &cluster,
+        "persistentvolume-binder,pvc-protection,pv-protection",
+        &["--pvclaimbinder-sync-period=2s"],
+    );
+    support::eventually("every volume Available", TIMEOUT, &mut kcm, || async {
+        let list = volumes.list(&ListParams::default()).await?;
+        let ready = list.items.iter().all(|v| phase_of_pv(v) == "Available");
+        Ok(ready.then_some(()))
+    })
+    .await;
     for c in [
         pvc("c-small", "1Gi", json!({})),
         pvc(
@@ -221,12 +236,6 @@ async fn claims_bind_release_and_wait_as_upstream() {
     ] {
         env.claims.create(&pp, &c).await.unwrap();
     }
-
-    let (mut kcm, port) = support::start_kcm_on_port(
-        &cluster,
-        "persistentvolume-binder,pvc-protection,pv-protection",
-        &["--pvclaimbinder-sync-period=2s"],
-    );
 
     // Smallest fitting volume, both sides annotated as upstream.
     let (c, v) = env.bound(&mut kcm, "c-small", "pv-small").await;
