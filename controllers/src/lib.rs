@@ -9,4 +9,5 @@ pub mod informers;
 pub mod lifecycle;
 pub mod options;
 pub mod registry;
+pub mod storage;
 pub mod workload;

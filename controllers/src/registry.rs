@@ -20,6 +20,7 @@ pub struct ControllerDescriptor {
 pub fn all() -> Vec<ControllerDescriptor> {
     let mut all = crate::lifecycle::descriptors();
     all.extend(crate::workload::descriptors());
+    all.extend(crate::storage::descriptors());
     all
 }
 
