@@ -261,7 +261,10 @@ pub fn from_matches(m: &ArgMatches) -> Result<KcmOptions, String> {
         .get_one::<bool>("disable-force-detach-on-timeout")
         .expect("defaulted");
     if o.attach_detach_reconcile_sync_period < std::time::Duration::from_secs(1) {
-        return Err("--attach-detach-reconcile-sync-period: duration time must be greater than one second".into());
+        return Err(
+            "--attach-detach-reconcile-sync-period: duration time must be greater than one second"
+                .into(),
+        );
     }
     for (id, field) in PATHS {
         *field(&mut o) = m

@@ -22,7 +22,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use super::actual::{attachment, node_view, NodeView};
 use super::desired::{desired_state, VolumeLookup, VolumeToAttach};
 use super::names;
-use super::reconcile::{attach_failed_message, plan, Config, Memory, Observed, PodEvent, FAILED_ATTACH};
+use super::reconcile::{
+    attach_failed_message, plan, Config, Memory, Observed, PodEvent, FAILED_ATTACH,
+};
 use crate::context::ControllerContext;
 use crate::informers::{self, Informer};
 use crate::lifecycle::errors;
@@ -132,7 +134,10 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
         inf.informer::<PersistentVolumeClaim>(),
         inf.informer::<PersistentVolume>(),
     );
-    let (drivers, attachments) = (inf.informer::<CSIDriver>(), inf.informer::<VolumeAttachment>());
+    let (drivers, attachments) = (
+        inf.informer::<CSIDriver>(),
+        inf.informer::<VolumeAttachment>(),
+    );
     let q = queue.clone();
     pods.add_handler(move |c| {
         let relevant = match c {
@@ -260,7 +265,11 @@ fn observe(state: &State) -> Observed {
 async fn sync(state: &State) -> anyhow::Result<Option<Duration>> {
     let observed = observe(state);
     state.metrics.set(&observed);
-    let memory = state.memory.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let memory = state
+        .memory
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let mut plan = plan(&observed, &memory, Instant::now(), &state.config);
     let nodes: Api<Node> = Api::all(state.client.clone());
     let mut failed = BTreeSet::new();
@@ -280,7 +289,9 @@ async fn sync(state: &State) -> anyhow::Result<Option<Duration>> {
             .patch_status(node, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => tracing::info!(node = %node, volumes = ?volumes, "Updated node status volumesAttached"),
+            Ok(_) => {
+                tracing::info!(node = %node, volumes = ?volumes, "Updated node status volumesAttached")
+            }
             Err(e) => {
                 tracing::warn!(node = %node, error = %e, "Could not update node status volumesAttached");
                 failed.insert(node.clone());
@@ -331,7 +342,10 @@ async fn sync(state: &State) -> anyhow::Result<Option<Duration>> {
 
 /// Upstream's CSI attacher: a VolumeAttachment named after handle, driver and node, for the
 /// PersistentVolume; one that exists already is waited for, not recreated.
-async fn create_attachment(vas: &Api<VolumeAttachment>, v: &VolumeToAttach) -> Result<(), kube::Error> {
+async fn create_attachment(
+    vas: &Api<VolumeAttachment>,
+    v: &VolumeToAttach,
+) -> Result<(), kube::Error> {
     let va = VolumeAttachment {
         metadata: ObjectMeta {
             name: Some(v.attachment_name()),

@@ -100,9 +100,7 @@ pub fn pod_terminated(pod: &Pod) -> bool {
 /// Whether the CSI driver needs attaching: its CSIDriver says `attachRequired: true` or
 /// says nothing, or there is no CSIDriver (upstream's `skipAttach`).
 pub fn attach_required(driver: Option<&CSIDriver>) -> bool {
-    driver
-        .and_then(|d| d.spec.attach_required)
-        .unwrap_or(true)
+    driver.and_then(|d| d.spec.attach_required).unwrap_or(true)
 }
 
 /// Whether a PersistentVolume may be attached to several nodes (upstream's
@@ -121,11 +119,7 @@ pub fn multi_attach_allowed(pv: &PersistentVolume) -> bool {
 /// The bound PersistentVolume of claim `name` used by `pod` (upstream's
 /// `getPVCFromCache`/`getPVSpecFromCache`): the claim is Bound, names a volume, and that
 /// volume's claimRef carries the claim's uid.
-fn bound_volume(
-    pod: &Pod,
-    name: &str,
-    lookup: &dyn VolumeLookup,
-) -> Option<Arc<PersistentVolume>> {
+fn bound_volume(pod: &Pod, name: &str, lookup: &dyn VolumeLookup) -> Option<Arc<PersistentVolume>> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let claim = lookup.claim(ns, name)?;
     let bound = claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");

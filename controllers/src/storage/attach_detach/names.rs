@@ -23,11 +23,7 @@ pub fn attachment_name(handle: &str, driver: &str, node: &str) -> String {
         &ring::digest::SHA256,
         format!("{handle}{driver}{node}").as_bytes(),
     );
-    let hex: String = digest
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     format!("csi-{hex}")
 }
 

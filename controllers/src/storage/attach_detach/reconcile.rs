@@ -238,7 +238,9 @@ pub fn plan(observed: &Observed, memory: &Memory, now: Instant, cfg: &Config) ->
         let force = !healthy && timeout_expired;
         if mounted && !force && !out_of_service {
             if !healthy && !cfg.disable_force_detach_on_timeout {
-                plan.recheck(cfg.max_wait_for_unmount.saturating_sub(elapsed) + Duration::from_millis(100));
+                plan.recheck(
+                    cfg.max_wait_for_unmount.saturating_sub(elapsed) + Duration::from_millis(100),
+                );
             }
             continue;
         }
@@ -265,7 +267,8 @@ pub fn plan(observed: &Observed, memory: &Memory, now: Instant, cfg: &Config) ->
             Some(a) if a.attached && !a.deleting => {
                 if memory.attaching.contains_key(&name) {
                     let msg = volume_message("AttachVolume.Attach succeeded", &v.pv, "");
-                    plan.events.extend(events_for(v, false, SUCCESSFUL_ATTACH, &msg));
+                    plan.events
+                        .extend(events_for(v, false, SUCCESSFUL_ATTACH, &msg));
                 }
             }
             Some(a) => {
@@ -285,7 +288,10 @@ pub fn plan(observed: &Observed, memory: &Memory, now: Instant, cfg: &Config) ->
                 };
                 let mut since = since;
                 match error {
-                    Some(e) if memory.reported_error.get(&name) != Some(&e) || waited >= cfg.attach_timeout => {
+                    Some(e)
+                        if memory.reported_error.get(&name) != Some(&e)
+                            || waited >= cfg.attach_timeout =>
+                    {
                         let msg = attach_failed_message(&v.pv, &e);
                         plan.events.extend(events_for(v, true, FAILED_ATTACH, &msg));
                         plan.memory.reported_error.insert(name.clone(), e);
@@ -296,7 +302,9 @@ pub fn plan(observed: &Observed, memory: &Memory, now: Instant, cfg: &Config) ->
                     }
                     None => {}
                 }
-                let left = cfg.attach_timeout.saturating_sub(now.saturating_duration_since(since));
+                let left = cfg
+                    .attach_timeout
+                    .saturating_sub(now.saturating_duration_since(since));
                 plan.recheck(left.max(Duration::from_millis(100)));
                 plan.memory.attaching.insert(name, since);
             }
