@@ -159,7 +159,7 @@ fn terminated_pods_release_their_volumes_but_deleting_running_ones_do_not() {
         {"name": "c", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
          "state": {"running": {}}}]}));
     assert!(!pod_terminated(&deleting));
-    assert_eq!(desired(&[deleting.clone()], &lookup).len(), 1);
+    assert_eq!(desired(std::slice::from_ref(&deleting), &lookup).len(), 1);
     deleting.status = from(json!({"phase": "Running", "containerStatuses": [
         {"name": "c", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
          "state": {"terminated": {"exitCode": 0}}}]}));
@@ -176,7 +176,7 @@ fn generic_ephemeral_volumes_resolve_through_the_pods_own_claim() {
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}}]),
     );
     // Not owned by the pod: ignored.
-    assert!(desired(&[p.clone()], &lookup).is_empty());
+    assert!(desired(std::slice::from_ref(&p), &lookup).is_empty());
     let key = ("ns".to_string(), "a-scratch".to_string());
     let mut owned = (*lookup.claims[&key]).clone();
     owned.metadata.owner_references = from(json!([{"apiVersion": "v1", "kind": "Pod",
