@@ -166,7 +166,10 @@ async fn csi_volumes_are_attached_reported_and_detached_after_unmount() {
     // Still in use by the kubelet: attached and reported.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(vas.get_opt(&va_name).await.unwrap().is_some());
-    assert_eq!(attached_names(&nodes.get(NODE).await.unwrap()), [unique.as_str()]);
+    assert_eq!(
+        attached_names(&nodes.get(NODE).await.unwrap()),
+        [unique.as_str()]
+    );
 
     // Unmounted: off the node's status and detached.
     let unmounted = json!({"status": {"volumesInUse": null}});
