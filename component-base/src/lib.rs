@@ -10,6 +10,7 @@ pub mod events;
 pub mod feature_gates;
 pub mod flags;
 pub mod host_ports;
+pub mod hostname;
 pub mod informer;
 pub mod leader_election;
 pub mod logging;

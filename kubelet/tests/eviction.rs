@@ -27,7 +27,7 @@ async fn wait<T, F: Fn() -> Fut, Fut: std::future::Future<Output = Option<T>>>(
 }
 
 fn ki(q: &str) -> i64 {
-    kubelet::pod::quantity::bytes(q).unwrap()
+    api_helpers::quantity::value(q).unwrap()
 }
 
 #[tokio::test]

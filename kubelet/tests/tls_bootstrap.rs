@@ -17,6 +17,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, PostParams};
+use kubelet::testing::TestContainerd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -186,18 +187,39 @@ fn is_approved(csr: &CertificateSigningRequest) -> bool {
         .is_some_and(|c| !c.0.is_empty())
 }
 
+/// kubeadm's bootstrap objects, our kcm approving and signing with `signing_duration`, and a
+/// kubelet started (not yet Ready) with only a bootstrap kubeconfig, `config` and the pod
+/// CIDR `10.<cidr>.0.0/24`; `tag` names the kubelet.
+async fn bootstrapped_kubelet<'a>(
+    cluster: &'a TestCluster,
+    containerd: &'a TestContainerd,
+    (tag, cidr): (&str, u32),
+    signing_duration: &str,
+    config: serde_json::Value,
+) -> (ManagedProcess, KubeletProcess<'a>) {
+    kubeadm_bootstrap_objects(&cluster.client()).await;
+    let kcm = controller_manager(cluster, signing_duration);
+    let bootstrap = bootstrap_kubeconfig(cluster, &containerd.dir().join("kubelet"));
+    let kubelet = KubeletProcess::builder(cluster, containerd, tag)
+        .bootstrap_kubeconfig(&bootstrap)
+        .config(config)
+        .flag(format!("--pod-cidr={}", pod_cidr(cidr)))
+        .start();
+    (kcm, kubelet)
+}
+
 #[tokio::test]
 async fn kubelet_bootstraps_its_client_certificate_with_a_bootstrap_token() {
     let (cluster, containerd) = cluster_and_containerd_or_skip!();
     let client = cluster.client();
-    kubeadm_bootstrap_objects(&client).await;
-    let _kcm = controller_manager(&cluster, "8760h");
-    let bootstrap = bootstrap_kubeconfig(&cluster, &containerd.dir().join("kubelet"));
-    let mut kubelet = KubeletProcess::builder(&cluster, &containerd, "tlsb")
-        .bootstrap_kubeconfig(&bootstrap)
-        .config(serde_json::json!({"serverTLSBootstrap": true}))
-        .flag(format!("--pod-cidr={}", pod_cidr(91)))
-        .start();
+    let (_kcm, mut kubelet) = bootstrapped_kubelet(
+        &cluster,
+        &containerd,
+        ("tlsb", 91),
+        "8760h",
+        serde_json::json!({"serverTLSBootstrap": true}),
+    )
+    .await;
     let node_name = kubelet.node_name.clone();
     assert!(
         !kubelet.kubeconfig.exists(),
@@ -384,15 +406,15 @@ async fn kubelet_bootstraps_its_client_certificate_with_a_bootstrap_token() {
 async fn kubelet_rotates_its_client_certificate_and_stays_ready() {
     let (cluster, containerd) = cluster_and_containerd_or_skip!();
     let client = cluster.client();
-    kubeadm_bootstrap_objects(&client).await;
     // 2 minutes after 5 minutes of backdating: each certificate is due 0–80 s after issue.
-    let _kcm = controller_manager(&cluster, "2m");
-    let bootstrap = bootstrap_kubeconfig(&cluster, &containerd.dir().join("kubelet"));
-    let mut kubelet = KubeletProcess::builder(&cluster, &containerd, "tlsr")
-        .bootstrap_kubeconfig(&bootstrap)
-        .config(serde_json::json!({"rotateCertificates": true}))
-        .flag(format!("--pod-cidr={}", pod_cidr(92)))
-        .start();
+    let (_kcm, mut kubelet) = bootstrapped_kubelet(
+        &cluster,
+        &containerd,
+        ("tlsr", 92),
+        "2m",
+        serde_json::json!({"rotateCertificates": true}),
+    )
+    .await;
     let node_name = kubelet.node_name.clone();
     kubelet.wait_ready(Duration::from_secs(120)).await;
     let pki = kubelet.dir.join("root/pki");

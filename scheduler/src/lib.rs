@@ -1,7 +1,6 @@
 //! ferrokube's kube-scheduler: upstream's scheduling framework, default plugins, queue,
 //! cache and scheduling loop.
 
-pub mod api;
 pub mod cache;
 pub mod cmd;
 pub mod config;

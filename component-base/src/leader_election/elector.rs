@@ -151,7 +151,7 @@ impl LeaderElector {
         };
         let lease = match written {
             Ok(lease) => lease,
-            Err(kube::Error::Api(e)) if e.code == 409 => return Ok(false),
+            Err(e) if api_helpers::errors::is_conflict(&e) => return Ok(false),
             Err(e) => return Err(e),
         };
         self.resource_version = lease.metadata.resource_version.clone();

@@ -13,10 +13,7 @@ pub use record::{next_attempt, observe, released, Attempt, Observed};
 
 /// Upstream's identity for a candidate: `<hostname>_<uuid>`.
 pub fn default_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{host}_{}", random_uuid())
+    format!("{}_{}", crate::hostname::hostname(), random_uuid())
 }
 
 /// A random (version 4) UUID in its usual text form.

@@ -49,9 +49,7 @@ impl TlsOptions {
             }
         }
         let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-        if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-            names.push(host.trim().to_string());
-        }
+        names.push(crate::hostname::hostname());
         names.extend(self.alternate_names.iter().cloned());
         let certified = rcgen::generate_simple_self_signed(names)?;
         let (cert, key) = (certified.cert.pem(), certified.signing_key.serialize_pem());

@@ -141,7 +141,7 @@ async fn refresh(manager: &kube::Client, name: &str, file: &PathBuf) -> anyhow::
         };
         match api.create(&PostParams::default(), &sa).await {
             Ok(_) => {}
-            Err(e) if crate::lifecycle::errors::is_conflict(&e) => {}
+            Err(e) if api_helpers::errors::is_conflict(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -51,8 +51,6 @@ impl ControllerContext {
 /// An event recorder for `controller` writing with `client`, its instance named after this
 /// host as upstream's (`<controller>-<hostname>`).
 pub fn event_recorder(client: kube::Client, controller: &str) -> EventRecorder {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
+    let host = component_base::hostname::hostname();
     EventRecorder::new(client, controller, &format!("{controller}-{host}"))
 }

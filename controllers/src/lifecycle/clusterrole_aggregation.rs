@@ -10,11 +10,12 @@ use kube::api::{Patch, PatchParams};
 use kube::Api;
 use serde_json::json;
 
-use super::{errors, informer, queue::WorkQueue};
+use super::{informer, queue::WorkQueue};
 use crate::context::ControllerContext;
 use crate::informers::Informer;
 use crate::registry::ControllerDescriptor;
-use crate::workload::selector;
+use api_helpers::errors;
+use api_helpers::labels;
 
 /// The identity it acts as with `--use-service-account-credentials`, and its field manager.
 pub const SERVICE_ACCOUNT: &str = "clusterrole-aggregation-controller";
@@ -39,7 +40,7 @@ pub fn aggregated_rules(role: &ClusterRole, all: &[Arc<ClusterRole>]) -> Option<
     for sel in rule.cluster_role_selectors.iter().flatten() {
         for other in &sorted {
             if other.metadata.name == role.metadata.name
-                || !selector::matches(sel, other.metadata.labels.as_ref())
+                || !labels::matches(sel, other.metadata.labels.as_ref())
             {
                 continue;
             }

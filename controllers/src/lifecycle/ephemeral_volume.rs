@@ -9,12 +9,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::api::PostParams;
 use kube::Api;
 
-use super::errors;
 use super::informer::{self, Change};
 use super::queue::WorkQueue;
 use crate::context::ControllerContext;
 use crate::informers::Informer;
 use crate::registry::ControllerDescriptor;
+use api_helpers::errors;
 
 /// The identity of the controller with `--use-service-account-credentials`.
 pub const SERVICE_ACCOUNT: &str = "ephemeral-volume-controller";

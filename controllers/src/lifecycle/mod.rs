@@ -9,7 +9,6 @@ pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice_mirroring;
 pub mod ephemeral_volume;
-pub mod errors;
 pub mod gc;
 pub mod informer;
 pub mod namespace;

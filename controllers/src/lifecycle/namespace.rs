@@ -12,9 +12,10 @@ use kube::discovery::verbs;
 use kube::Api;
 
 use super::discovery::{self, Served};
-use super::{errors, informer, queue::WorkQueue};
+use super::{informer, queue::WorkQueue};
 use crate::context::ControllerContext;
 use crate::registry::ControllerDescriptor;
+use api_helpers::errors;
 
 /// The finalizer this controller owns (`spec.finalizers`).
 pub const FINALIZER: &str = "kubernetes";

@@ -14,10 +14,10 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::Api;
 use serde_json::json;
 
-use super::errors;
 use crate::context::ControllerContext;
 use crate::informers::{self, Informer};
 use crate::registry::ControllerDescriptor;
+use api_helpers::errors;
 
 /// The identity it acts as with `--use-service-account-credentials`.
 pub const SERVICE_ACCOUNT: &str = "pod-garbage-collector";

@@ -12,11 +12,12 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{ObjectMeta, PostParams};
 use kube::Api;
 
-use super::{errors, informer, queue::WorkQueue};
+use super::{informer, queue::WorkQueue};
 use crate::context::ControllerContext;
 use crate::informers::Informer;
 use crate::options::KcmOptions;
 use crate::registry::ControllerDescriptor;
+use api_helpers::errors;
 
 /// The ConfigMap's name.
 pub const CONFIGMAP_NAME: &str = "kube-root-ca.crt";

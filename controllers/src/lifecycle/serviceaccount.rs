@@ -7,10 +7,11 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{ObjectMeta, PostParams};
 use kube::Api;
 
-use super::{errors, informer, queue::WorkQueue};
+use super::{informer, queue::WorkQueue};
 use crate::context::ControllerContext;
 use crate::informers::Informer;
 use crate::registry::ControllerDescriptor;
+use api_helpers::errors;
 
 /// The service accounts every namespace gets.
 pub const MANAGED_NAMES: &[&str] = &["default"];

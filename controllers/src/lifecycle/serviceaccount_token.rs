@@ -20,10 +20,11 @@ use serde_json::json;
 
 pub use jwt::TokenSigner;
 
-use super::{errors, informer, queue::WorkQueue};
+use super::{informer, queue::WorkQueue};
 use crate::context::ControllerContext;
 use crate::informers::{self, Informer};
 use crate::registry::ControllerDescriptor;
+use api_helpers::errors;
 
 /// The Secret type of legacy tokens.
 pub const SECRET_TYPE: &str = "kubernetes.io/service-account-token";

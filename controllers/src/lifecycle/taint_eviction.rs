@@ -14,11 +14,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use serde_json::json;
 
-use super::node::taints::tolerates;
-use super::{errors, informer, queue::WorkQueue};
+use super::{informer, queue::WorkQueue};
 use crate::context::ControllerContext;
 use crate::informers::{self, Informer};
 use crate::registry::ControllerDescriptor;
+use api_helpers::errors;
+use api_helpers::taints::tolerates;
 
 /// Registry entry.
 pub fn descriptor() -> ControllerDescriptor {

@@ -11,11 +11,11 @@ use kube::api::{Patch, PatchParams};
 use kube::Api;
 use serde_json::json;
 
-use super::errors;
 use super::informer::{self, Change};
 use super::queue::WorkQueue;
 use crate::context::ControllerContext;
 use crate::registry::ControllerDescriptor;
+use api_helpers::errors;
 
 /// The annotation.
 pub const TTL_ANNOTATION: &str = "node.alpha.kubernetes.io/ttl";

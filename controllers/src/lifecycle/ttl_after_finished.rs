@@ -10,11 +10,11 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{DeleteParams, Preconditions, PropagationPolicy};
 use kube::Api;
 
-use super::errors;
 use super::informer::{self, Change};
 use super::queue::WorkQueue;
 use crate::context::ControllerContext;
 use crate::registry::ControllerDescriptor;
+use api_helpers::errors;
 
 /// The identity it acts as with `--use-service-account-credentials`.
 pub const SERVICE_ACCOUNT: &str = "ttl-after-finished-controller";

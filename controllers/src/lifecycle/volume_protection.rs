@@ -9,12 +9,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, PostParams};
 use kube::Api;
 
-use super::errors;
 use super::informer::{self, Change};
 use super::queue::WorkQueue;
 use crate::context::ControllerContext;
 use crate::informers::Informer;
 use crate::registry::ControllerDescriptor;
+use api_helpers::errors;
 
 /// The finalizer that keeps a claim while pods use it.
 pub const PVC_FINALIZER: &str = "kubernetes.io/pvc-protection";

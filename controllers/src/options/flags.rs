@@ -77,6 +77,9 @@ const DURATIONS: &[(&str, &str, Field<KcmOptions, std::time::Duration>)] = &[
         &mut o.resource_quota_sync_period
     }),
     ("min-resync-period", "12h0m0s", |o| &mut o.min_resync_period),
+    ("pvclaimbinder-sync-period", "15s", |o| {
+        &mut o.pvclaimbinder_sync_period
+    }),
     ("cluster-signing-duration", "8760h0m0s", |o| {
         &mut o.signing.duration
     }),

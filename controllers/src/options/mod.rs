@@ -58,6 +58,9 @@ pub struct KcmOptions {
     pub namespace_sync_period: Duration,
     /// `--resource-quota-sync-period` (5m).
     pub resource_quota_sync_period: Duration,
+    /// `--pvclaimbinder-sync-period` (15s): how often the binder re-syncs every claim and
+    /// volume.
+    pub pvclaimbinder_sync_period: Duration,
     /// `--min-resync-period` (12h).
     pub min_resync_period: Duration,
     /// `--cluster-name` ("kubernetes").
@@ -222,6 +225,7 @@ impl Default for KcmOptions {
             enable_garbage_collector: true,
             namespace_sync_period: Duration::from_secs(300),
             resource_quota_sync_period: Duration::from_secs(300),
+            pvclaimbinder_sync_period: Duration::from_secs(15),
             min_resync_period: Duration::from_secs(12 * 3600),
             cluster_name: "kubernetes".to_string(),
             mirroring_max_endpoints_per_subset: 1000,

@@ -22,7 +22,6 @@ pub mod pod_control;
 pub mod pod_events;
 pub mod pods;
 pub mod replicaset;
-pub mod selector;
 pub mod statefulset;
 
 use crate::registry::ControllerDescriptor;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 
-use super::selector;
+use api_helpers::labels;
 
 /// The owner reference with `controller: true`, if any.
 pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
@@ -58,7 +58,7 @@ pub fn claim(owner: &Claimant<'_>, obj: &ObjectMeta) -> Claim {
     let owner_uid = owner.meta.uid.as_deref().unwrap_or_default();
     let owner_deleting = owner.meta.deletion_timestamp.is_some();
     let labels: Option<&BTreeMap<String, String>> = obj.labels.as_ref();
-    let matches = !selector::is_empty(owner.selector) && selector::matches(owner.selector, labels);
+    let matches = !labels::is_empty(owner.selector) && labels::matches(owner.selector, labels);
     match controller_of(obj) {
         Some(r) if r.uid != owner_uid => Claim::Ignore,
         Some(_) if matches => Claim::Owned,
@@ -119,7 +119,7 @@ mod tests {
     #[test]
     fn claim_rules() {
         let owner_meta = meta("ns", "rs", &[], None);
-        let sel = selector::from_map(&[("app".to_string(), "a".to_string())].into());
+        let sel = labels::from_map(&[("app".to_string(), "a".to_string())].into());
         let c = Claimant {
             meta: &owner_meta,
             selector: &sel,

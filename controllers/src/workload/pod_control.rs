@@ -194,11 +194,7 @@ impl PodControl {
                         Ok(())
                     }
                     // The namespace is going away: nothing to retry, upstream ignores it.
-                    Err(kube::Error::Api(e))
-                        if e.code == 403 && e.message.contains("being terminated") =>
-                    {
-                        Ok(())
-                    }
+                    Err(e) if api_helpers::errors::is_namespace_terminating(&e) => Ok(()),
                     Err(e) => {
                         record_on_owner(
                             events,
@@ -251,7 +247,7 @@ impl PodControl {
                         );
                         Ok(())
                     }
-                    Err(kube::Error::Api(e)) if e.code == 404 => {
+                    Err(e) if api_helpers::errors::is_not_found(&e) => {
                         self.expectations.deletion_observed(key, &uid);
                         Ok(())
                     }
@@ -286,7 +282,11 @@ impl PodControl {
             .await
         {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 422 => Ok(()),
+            Err(e)
+                if api_helpers::errors::is_not_found(&e) || api_helpers::errors::is_invalid(&e) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }

@@ -16,7 +16,8 @@ use serde::de::DeserializeOwned;
 use crate::lifecycle::queue::WorkQueue;
 use crate::workload::expectations::Expectations;
 use crate::workload::informer::{queue_key, Change, Informer};
-use crate::workload::{owner, pods, selector};
+use crate::workload::{owner, pods};
+use api_helpers::labels;
 
 /// A namespaced kind whose objects own pods chosen by a label selector.
 pub trait PodOwner:
@@ -93,7 +94,7 @@ impl<K: PodOwner> PodEvents<K> {
             .into_iter()
             .filter(|o| {
                 let s = o.selector();
-                !selector::is_empty(&s) && selector::matches(&s, pod.metadata.labels.as_ref())
+                !labels::is_empty(&s) && labels::matches(&s, pod.metadata.labels.as_ref())
             })
             .collect()
     }
@@ -194,7 +195,7 @@ impl PodOwner for ReplicationController {
             .and_then(|s| s.selector.clone())
             .or_else(|| spec?.template.as_ref()?.metadata.as_ref()?.labels.clone())
             .unwrap_or_default();
-        selector::from_map(&map)
+        labels::from_map(&map)
     }
     fn min_ready_seconds(&self) -> i32 {
         self.spec

@@ -1,10 +1,11 @@
 //! Labels, taints and selectors: the kubelet's `--node-labels`, `--register-with-taints`
-//! and map flags, `--feature-gates`, and the scheduler's matching of label and node
-//! selectors from pod specs (JSON, as the apiserver sends them).
+//! and map flags, `--feature-gates`, and the shared matching of label and node selectors
+//! from pod specs (JSON, as the apiserver sends them).
 
+use api_helpers::labels::{matches, Labels};
+use api_helpers::node_affinity::term_matches;
 use k8s_openapi::api::core::v1::{Node, NodeSelectorTerm};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use scheduler::api::labels::{node_selector_term_matches, selector_matches, Labels};
 
 /// The flag parsers on the text; the selector matchers on the bytes as JSON.
 pub fn fuzz(data: &[u8]) {
@@ -18,12 +19,12 @@ pub fn fuzz(data: &[u8]) {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     if let Ok(sel) = serde_json::from_slice::<LabelSelector>(data) {
-        let _ = selector_matches(&sel, &labels);
+        let _ = matches(&sel, Some(&labels));
     }
     if let Ok(term) = serde_json::from_slice::<NodeSelectorTerm>(data) {
         let mut node = Node::default();
         node.metadata.name = Some("node-1".into());
         node.metadata.labels = Some(labels);
-        let _ = node_selector_term_matches(&term, &node);
+        let _ = term_matches(&term, &node);
     }
 }

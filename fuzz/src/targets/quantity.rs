@@ -1,16 +1,13 @@
-//! Resource quantities (`100m`, `1.5Gi`, `2e3`) as the scheduler, the kubelet and the
-//! resource-quota controller read them from pod specs and quotas.
+//! Resource quantities (`100m`, `1.5Gi`, `2e3`) as every component reads them from pod
+//! specs, node status and quotas (one parser: `api_helpers::quantity`).
 
-use controllers::lifecycle::resourcequota::quantity::Quantity;
+use api_helpers::quantity::Quantity;
 
-/// Every quantity parser; the controllers' exact quantity must print and parse back equal.
+/// The parser and its roundings; a parsed quantity must print and parse back equal.
 pub fn fuzz(data: &[u8]) {
     let s = crate::text(data);
-    let _ = scheduler::api::quantity::parse_milli(&s);
-    let _ = scheduler::api::quantity::parse_value(&s);
-    let _ = kubelet::pod::quantity::milli_cpu(&s);
-    let _ = kubelet::pod::quantity::bytes(&s);
     if let Ok(q) = Quantity::parse(&s) {
+        let _ = (q.value(), q.milli_value(), q.ceil_units());
         let printed = q.to_string();
         let again = Quantity::parse(&printed)
             .unwrap_or_else(|e| panic!("{s:?} prints as {printed:?}, which does not parse: {e}"));

@@ -97,7 +97,7 @@ impl CsrApi for kube::Client {
         let api: Api<CertificateSigningRequest> = Api::all(self.clone());
         match api.create(&PostParams::default(), csr).await {
             Ok(c) => Ok(c),
-            Err(kube::Error::Api(s)) if s.code == 409 => Err(CreateError::AlreadyExists),
+            Err(e) if api_helpers::errors::is_conflict(&e) => Err(CreateError::AlreadyExists),
             Err(e) => Err(CreateError::Other(
                 anyhow::Error::new(e).context("cannot create certificate signing request"),
             )),

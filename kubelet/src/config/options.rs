@@ -182,14 +182,6 @@ fn go_duration(s: &str, flag: &str) -> Result<Duration> {
         .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
 }
 
-fn default_hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
-        .to_lowercase()
-}
-
 impl Options {
     /// Resolves flags (`m`) over the config file (if `--config` was given) over defaults.
     pub fn resolve(m: &ArgMatches) -> Result<Options> {
@@ -278,9 +270,7 @@ impl Options {
             (None, None) => crate::cgroups::CgroupDriver::default(),
         };
         let options = Options {
-            node_name: flag("hostname-override")
-                .map(|h| h.to_lowercase())
-                .unwrap_or_else(default_hostname),
+            node_name: component_base::hostname::node_name(flag("hostname-override").as_deref()),
             kubeconfig,
             bootstrap_kubeconfig: flag_path("bootstrap-kubeconfig"),
             cert_dir: flag_path("cert-dir").unwrap_or_else(|| {

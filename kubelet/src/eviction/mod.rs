@@ -129,7 +129,7 @@ fn request(pod: &Pod, signal: Signal) -> i64 {
                     .as_ref()?
                     .get("ephemeral-storage")
             })
-            .filter_map(|q| crate::pod::quantity::bytes(&q.0).ok())
+            .filter_map(|q| api_helpers::quantity::value(&q.0).ok())
             .sum(),
         _ => 0,
     }

@@ -2,8 +2,8 @@
 //! `evictionMinimumReclaim`): a signal and a minimum amount of it, absolute (`100Mi`) or a
 //! percentage of capacity (`10%`), as upstream parses them.
 
-use crate::pod::quantity;
 use anyhow::{bail, Result};
+use api_helpers::quantity;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -159,7 +159,7 @@ fn amount(field: &str, k: &str, v: &str) -> Result<Amount> {
         }
         Ok(Amount::Fraction(p / 100.0))
     } else {
-        let q = quantity::bytes(v)
+        let q = quantity::value(v)
             .map_err(|e| anyhow::anyhow!("{field}[{k}]: invalid quantity {v:?}: {e}"))?;
         if q < 0 {
             bail!("{field}[{k}]: must be positive, got {v:?}");

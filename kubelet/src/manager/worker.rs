@@ -301,7 +301,8 @@ async fn delete_from_api(client: &kube::Client, pod: &Pod) {
         Ok(_) => {
             tracing::info!(pod = ?pod.metadata.name, "Pod deleted from the API after stopping")
         }
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+        Err(e) if api_helpers::errors::is_not_found(&e) || api_helpers::errors::is_conflict(&e) => {
+        }
         Err(e) => tracing::warn!(pod = ?pod.metadata.name, error = %e, "Failed to delete pod"),
     }
 }

@@ -1,7 +1,7 @@
 //! Facts about this machine the node object reports: CPU, memory (procfs, capped by the
 //! root memory cgroup), ephemeral storage, hugepages, kernel, OS image and machine IDs.
 
-use crate::pod::quantity;
+use api_helpers::quantity;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -133,9 +133,9 @@ pub fn allocatable(
         .filter_map(|m| m.get(resource))
         .filter_map(|q| {
             if resource == "cpu" {
-                quantity::milli_cpu(q).ok()
+                quantity::milli_value(q).ok()
             } else {
-                quantity::bytes(q).ok()
+                quantity::value(q).ok()
             }
         })
         .sum();

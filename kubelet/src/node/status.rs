@@ -4,8 +4,8 @@
 
 use super::host::{allocatable, HostFacts};
 use crate::config::Options;
-use crate::pod::quantity;
 use crate::pod::resource_field::NodeAllocatable;
+use api_helpers::quantity;
 use k8s_openapi::api::core::v1::{
     DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
     NodeSystemInfo,
@@ -103,9 +103,9 @@ pub fn downward_allocatable(opts: &Options, facts: &HostFacts) -> NodeAllocatabl
         alloc.get(k).and_then(|q| parse(&q.0).ok()).unwrap_or(0)
     };
     NodeAllocatable {
-        cpu_milli: get("cpu", quantity::milli_cpu),
-        memory: get("memory", quantity::bytes),
-        ephemeral_storage: get("ephemeral-storage", quantity::bytes),
+        cpu_milli: get("cpu", quantity::milli_value),
+        memory: get("memory", quantity::value),
+        ephemeral_storage: get("ephemeral-storage", quantity::value),
     }
 }
 

@@ -119,7 +119,7 @@ impl NodeSync {
                     ..patched
                 })
             }
-            Err(kube::Error::Api(e)) if e.code == 409 => {
+            Err(e) if api_helpers::errors::is_conflict(&e) => {
                 tracing::info!(node = %self.opts.node_name, "Node was previously registered");
                 let labels = serde_json::json!({"metadata": {"labels": node.metadata.labels}});
                 api.patch(

@@ -7,7 +7,6 @@ pub mod deadline;
 pub mod env;
 pub mod observed;
 pub mod qos;
-pub mod quantity;
 pub mod reconcile;
 pub mod resource_field;
 pub mod status;

@@ -1,7 +1,7 @@
 //! QoS classes and the resource values upstream derives from a pod's requests and limits:
 //! CPU shares/quota, memory limits and OOM score adjustments.
 
-use super::quantity::{bytes, milli_cpu};
+use api_helpers::quantity::{milli_value, value};
 use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements};
 
 /// CFS period the kubelet uses (100ms), in microseconds.
@@ -61,15 +61,15 @@ impl Resources {
     /// validated them already).
     pub fn of(c: &Container) -> Self {
         let r = c.resources.as_ref();
-        let cpu_limit = get(r, true, "cpu").and_then(|q| milli_cpu(&q).ok());
-        let memory_limit = get(r, true, "memory").and_then(|q| bytes(&q).ok());
+        let cpu_limit = get(r, true, "cpu").and_then(|q| milli_value(&q).ok());
+        let memory_limit = get(r, true, "memory").and_then(|q| value(&q).ok());
         Resources {
             cpu_request: get(r, false, "cpu")
-                .and_then(|q| milli_cpu(&q).ok())
+                .and_then(|q| milli_value(&q).ok())
                 .or(cpu_limit),
             cpu_limit,
             memory_request: get(r, false, "memory")
-                .and_then(|q| bytes(&q).ok())
+                .and_then(|q| value(&q).ok())
                 .or(memory_limit),
             memory_limit,
         }

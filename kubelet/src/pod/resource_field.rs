@@ -4,7 +4,7 @@
 //! the `divisor` (default `1`) and rounded up.
 
 use super::qos::Resources;
-use super::quantity;
+use api_helpers::quantity;
 use k8s_openapi::api::core::v1::{Container, Pod, ResourceFieldSelector};
 
 /// The node's allocatable resources: the limits of a container that sets none.
@@ -48,7 +48,7 @@ fn ephemeral_storage(c: &Container, limits: bool) -> Option<i64> {
         r.requests.as_ref()
     };
     let q = map?.get("ephemeral-storage")?;
-    quantity::bytes(&q.0).ok()
+    quantity::value(&q.0).ok()
 }
 
 /// The value `sel` selects, as the decimal string upstream writes.
@@ -61,16 +61,16 @@ pub fn resource_value(
     let c = target(pod, own, sel)?;
     let r = Resources::of(c);
     let storage_limit = ephemeral_storage(c, true);
-    // (value, the divisor's scale: 1000 when the value is in millicores)
+    // (value, its unit: 1000 when the value is in millicores, else 1)
     let (value, scale) = match sel.resource.as_str() {
-        "limits.cpu" => (r.cpu_limit.unwrap_or(alloc.cpu_milli), 1000.0),
-        "requests.cpu" => (r.cpu_request.unwrap_or(0), 1000.0),
-        "limits.memory" => (r.memory_limit.unwrap_or(alloc.memory), 1.0),
-        "requests.memory" => (r.memory_request.unwrap_or(0), 1.0),
-        "limits.ephemeral-storage" => (storage_limit.unwrap_or(alloc.ephemeral_storage), 1.0),
+        "limits.cpu" => (r.cpu_limit.unwrap_or(alloc.cpu_milli), 1000),
+        "requests.cpu" => (r.cpu_request.unwrap_or(0), 1000),
+        "limits.memory" => (r.memory_limit.unwrap_or(alloc.memory), 1),
+        "requests.memory" => (r.memory_request.unwrap_or(0), 1),
+        "limits.ephemeral-storage" => (storage_limit.unwrap_or(alloc.ephemeral_storage), 1),
         "requests.ephemeral-storage" => (
             ephemeral_storage(c, false).or(storage_limit).unwrap_or(0),
-            1.0,
+            1,
         ),
         other => {
             return Err(format!(
@@ -81,11 +81,16 @@ pub fn resource_value(
     let divisor = match sel.divisor.as_ref().map(|d| d.0.as_str()) {
         None => 0,
         Some(d) => {
-            quantity::scaled(d, scale).map_err(|e| format!("resourceFieldRef.divisor: {e}"))?
+            let divisor = if scale == 1000 {
+                quantity::milli_value(d)
+            } else {
+                quantity::value(d)
+            };
+            divisor.map_err(|e| format!("resourceFieldRef.divisor: {e}"))?
         }
     };
     // A zero divisor means 1, as upstream.
-    let divisor = if divisor == 0 { scale as i64 } else { divisor };
+    let divisor = if divisor == 0 { scale } else { divisor };
     if divisor < 0 {
         return Err(format!(
             "resourceFieldRef.divisor: must be positive, got {:?}",

@@ -140,7 +140,7 @@ pub async fn sync(client: &kube::Client, node_name: &str, statics: &[Pod]) -> an
                     Ok(_) => {
                         tracing::info!(pod = %format!("{ns}/{}", s.metadata.name.as_deref().unwrap_or("")), "Created mirror pod")
                     }
-                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(e) if api_helpers::errors::is_conflict(&e) => {}
                     Err(e) => {
                         tracing::warn!(pod = ?s.metadata.name, error = %e, "Failed creating a mirror pod")
                     }
@@ -164,7 +164,9 @@ pub async fn sync(client: &kube::Client, node_name: &str, statics: &[Pod]) -> an
                     Ok(_) => {
                         tracing::info!(pod = %format!("{namespace}/{name}"), "Deleted mirror pod")
                     }
-                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                    Err(e)
+                        if api_helpers::errors::is_not_found(&e)
+                            || api_helpers::errors::is_conflict(&e) => {}
                     Err(e) => {
                         tracing::warn!(pod = %name, error = %e, "Failed deleting a mirror pod")
                     }

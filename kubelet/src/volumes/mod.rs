@@ -1,10 +1,12 @@
 //! Pod volumes: emptyDir (disk or tmpfs), hostPath (type-checked), configMap, secret,
 //! downwardAPI and projected (incl. serviceAccountToken and kube-root-ca.crt, i.e. the
-//! kube-api-access volume). Contents are written with the [`atomic`] writer so updates
+//! kube-api-access volume), and persistentVolumeClaim of hostPath and local volumes
+//! ([`claim`]). Contents are written with the [`atomic`] writer so updates
 //! reach running pods. Container mounts with `subPath`/`subPathExpr` are prepared by
 //! [`subpath`].
 
 pub mod atomic;
+pub mod claim;
 pub mod ownership;
 pub mod source;
 pub mod subpath;
@@ -12,7 +14,9 @@ pub mod subpath;
 use crate::pod::resource_field::{resource_value, NodeAllocatable};
 use atomic::FileProjection;
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
+use k8s_openapi::api::core::v1::{
+    DownwardAPIVolumeFile, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Volume,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -34,6 +38,17 @@ pub trait VolumeSource: Send + Sync {
         audience: Option<&'a str>,
         expiration_seconds: i64,
     ) -> BoxFuture<'a, anyhow::Result<String>>;
+    /// A PersistentVolumeClaim, `None` if it does not exist.
+    fn claim<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<PersistentVolumeClaim>>>;
+    /// A PersistentVolume, `None` if it does not exist.
+    fn persistent_volume<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<PersistentVolume>>>;
 }
 
 /// A volume that cannot be set up: the pod waits (upstream reports `FailedMount`).
@@ -177,7 +192,7 @@ async fn setup_one(
             let size = ed
                 .size_limit
                 .as_ref()
-                .and_then(|q| crate::pod::quantity::bytes(&q.0).ok());
+                .and_then(|q| api_helpers::quantity::value(&q.0).ok());
             mount_tmpfs(&dir, size)?;
         }
         let fs_group = ownership::fs_group(pod);
@@ -199,6 +214,45 @@ async fn setup_one(
         let path = PathBuf::from(&hp.path);
         check_host_path(&path, hp.type_.as_deref().unwrap_or(""))?;
         return Ok(path);
+    }
+    // A generic ephemeral volume is the claim `<pod>-<volume>` the ephemeral-volume
+    // controller created for the pod.
+    let claim_ref = match (&v.persistent_volume_claim, &v.ephemeral) {
+        (Some(pvc), _) => Some((
+            pvc.claim_name.clone(),
+            pvc.read_only.unwrap_or(false),
+            false,
+        )),
+        (None, Some(_)) => {
+            let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+            Some((format!("{pod_name}-{}", v.name), false, true))
+        }
+        _ => None,
+    };
+    if let Some((claim_name, read_only, ephemeral)) = claim_ref {
+        let fetched = source.claim(ns, &claim_name).await.map_err(|e| {
+            format!(
+                "error processing PVC {ns}/{claim_name}: failed to fetch PVC from API server: {e}"
+            )
+        })?;
+        let volume = claim::bound_volume_name(ns, &claim_name, fetched.as_ref())?;
+        let Some(c) = fetched else {
+            return Err(format!("error processing PVC {ns}/{claim_name}: not found"));
+        };
+        if ephemeral {
+            claim::check_owned_by(pod, &c)?;
+        }
+        let pv = source
+            .persistent_volume(&volume)
+            .await
+            .map_err(|e| format!("failed to fetch PV {volume} from API server: {e}"))?;
+        let m = claim::claim_mount(&volume, pv.as_ref(), &c, read_only)?;
+        if m.plugin == "kubernetes.io~host-path" {
+            check_host_path(&m.path, &m.host_path_type)?;
+        }
+        let dir = volume_dir(pod_dir, m.plugin, &m.volume);
+        claim::mount(&m, &dir)?;
+        return Ok(dir);
     }
     let (plugin, mut payload, tmpfs) = if let Some(cm) = &v.config_map {
         let optional = cm.optional.unwrap_or(false);
@@ -393,7 +447,7 @@ fn unescape_mount_path(p: &str) -> String {
 
 /// Whether something is mounted on `dir` (compared by its resolved path, as the kernel
 /// lists it).
-fn is_mountpoint(dir: &Path) -> bool {
+pub(crate) fn is_mountpoint(dir: &Path) -> bool {
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     mount_points().contains(&dir)
 }

@@ -5,7 +5,9 @@ use super::{DataFuture, VolumeSource};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Secret, ServiceAccount,
+};
 use kube::api::{Api, PostParams};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -141,6 +143,29 @@ impl VolumeSource for ApiVolumeSource {
         }
         .boxed()
     }
+
+    fn claim<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<PersistentVolumeClaim>>> {
+        async move {
+            let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
+            Ok(api.get_opt(name).await?)
+        }
+        .boxed()
+    }
+
+    fn persistent_volume<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<PersistentVolume>>> {
+        async move {
+            let api: Api<PersistentVolume> = Api::all(self.client.clone());
+            Ok(api.get_opt(name).await?)
+        }
+        .boxed()
+    }
 }
 
 /// Fixed contents, for tests without an apiserver.
@@ -152,6 +177,10 @@ pub struct StaticVolumeSource {
     pub secrets: HashMap<String, BTreeMap<String, Vec<u8>>>,
     /// The token every request gets.
     pub token: String,
+    /// PersistentVolumeClaims by `ns/name`.
+    pub claims: HashMap<String, PersistentVolumeClaim>,
+    /// PersistentVolumes by name.
+    pub persistent_volumes: HashMap<String, PersistentVolume>,
 }
 
 impl VolumeSource for StaticVolumeSource {
@@ -173,6 +202,23 @@ impl VolumeSource for StaticVolumeSource {
     ) -> BoxFuture<'a, anyhow::Result<String>> {
         let t = self.token.clone();
         async move { Ok(t) }.boxed()
+    }
+
+    fn claim<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<PersistentVolumeClaim>>> {
+        let found = self.claims.get(&format!("{ns}/{name}")).cloned();
+        async move { Ok(found) }.boxed()
+    }
+
+    fn persistent_volume<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<PersistentVolume>>> {
+        let found = self.persistent_volumes.get(name).cloned();
+        async move { Ok(found) }.boxed()
     }
 }
 

@@ -153,3 +153,116 @@ async fn fs_group_owns_projected_and_empty_dir_volumes() {
     );
     teardown_pod_dir(dir.path()).unwrap();
 }
+
+fn claim_pod(read_only: bool) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+        "spec": {
+            "containers": [{"name": "c", "image": "busybox"}],
+            "volumes": [{"name": "data",
+                         "persistentVolumeClaim": {"claimName": "data", "readOnly": read_only}}]
+        }
+    }))
+    .unwrap()
+}
+
+fn claim_source(disk: &Path, phase: &str) -> StaticVolumeSource {
+    let mut src = StaticVolumeSource::default();
+    src.claims.insert(
+        "ns/data".into(),
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "data", "namespace": "ns", "uid": "claim-uid"},
+            "spec": {"volumeName": "local-pv"},
+            "status": {"phase": phase}
+        }))
+        .unwrap(),
+    );
+    src.persistent_volumes.insert(
+        "local-pv".into(),
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "local-pv"},
+            "spec": {"local": {"path": disk},
+                     "claimRef": {"name": "data", "namespace": "ns", "uid": "claim-uid"}}
+        }))
+        .unwrap(),
+    );
+    src
+}
+
+/// Bind mounts need CAP_SYS_ADMIN: skipped (recorded) without it.
+fn can_mount() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[tokio::test]
+async fn bound_local_claim_is_bind_mounted_and_read_only_is_honoured() {
+    if !can_mount() {
+        eprintln!("SKIPPED: bind mounts need root");
+        return;
+    }
+    let disk = tempfile::tempdir().unwrap();
+    std::fs::write(disk.path().join("kept"), "data").unwrap();
+    let src = claim_source(disk.path(), "Bound");
+    for read_only in [false, true] {
+        let pod_dir = tempfile::tempdir().unwrap();
+        let paths = setup(
+            &claim_pod(read_only),
+            pod_dir.path(),
+            &src,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        let dir = &paths["data"];
+        assert_eq!(
+            *dir,
+            pod_dir
+                .path()
+                .join("volumes/kubernetes.io~local-volume/local-pv")
+        );
+        assert!(is_mountpoint(dir));
+        assert_eq!(std::fs::read_to_string(dir.join("kept")).unwrap(), "data");
+        let write = std::fs::write(dir.join("new"), "x");
+        if read_only {
+            assert_eq!(write.unwrap_err().raw_os_error(), Some(nix::libc::EROFS));
+        } else {
+            write.unwrap();
+        }
+        // A second sync keeps the one mount.
+        setup(
+            &claim_pod(read_only),
+            pod_dir.path(),
+            &src,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        teardown_pod_dir(pod_dir.path()).unwrap();
+        assert!(!pod_dir.path().exists());
+    }
+    // The volume's data outlives the pod.
+    assert_eq!(
+        std::fs::read_to_string(disk.path().join("kept")).unwrap(),
+        "data"
+    );
+    assert!(disk.path().join("new").exists());
+}
+
+#[tokio::test]
+async fn unbound_claim_is_refused_with_upstreams_message() {
+    let disk = tempfile::tempdir().unwrap();
+    let pod_dir = tempfile::tempdir().unwrap();
+    let err = setup(
+        &claim_pod(false),
+        pod_dir.path(),
+        &claim_source(disk.path(), "Pending"),
+        &Default::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.volume, "data");
+    assert_eq!(
+        err.message,
+        "error processing PVC ns/data: PVC is not bound"
+    );
+}

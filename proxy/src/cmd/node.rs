@@ -1,19 +1,9 @@
-//! What kube-proxy learns about its own Node and host: name, primary IPs, labels, and the
+//! What kube-proxy learns about its own Node and host: primary IPs, labels, and the
 //! local addresses that `--nodeport-addresses` selects.
 
 use k8s_openapi::api::core::v1::Node;
 use proxy::model::{Cidr, IpFamily};
 use std::net::IpAddr;
-
-/// The Node name: `--hostname-override`, else the lower-cased hostname.
-pub fn node_name(hostname_override: Option<&str>) -> String {
-    if let Some(h) = hostname_override {
-        return h.to_string();
-    }
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_lowercase())
-        .unwrap_or_default()
-}
 
 /// The Node's InternalIPs (else ExternalIPs), in order.
 pub fn node_ips(node: &Node) -> Vec<IpAddr> {

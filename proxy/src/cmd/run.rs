@@ -258,7 +258,7 @@ pub async fn run(opts: ProxyOptions) -> anyhow::Result<()> {
     copts.burst = opts.burst;
     copts.content_type = opts.content_type.clone();
     let client = component_base::client::client(&copts).await?;
-    let node_name = node::node_name(opts.hostname_override.as_deref());
+    let node_name = component_base::hostname::node_name(opts.hostname_override.as_deref());
     let nodes: Api<Node> = Api::all(client.clone());
     let this_node = fetch_node(&nodes, &node_name, &shutdown).await;
     let mut node_ips = this_node.as_ref().map(node::node_ips).unwrap_or_default();

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Node;
 
-use crate::api::labels::Labels;
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot, StorageView, WorkloadView};
+use api_helpers::labels::Labels;
 pub use node_tree::zone_interleaved;
 
 #[derive(Debug, Clone)]
@@ -80,7 +80,7 @@ impl Cache {
                         node.metadata
                             .labels
                             .as_ref()
-                            .unwrap_or(crate::api::labels::empty()),
+                            .unwrap_or(api_helpers::labels::empty()),
                     )
             {
                 self.topology_changed = true;

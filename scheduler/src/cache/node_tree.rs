@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::api::labels::Labels;
 use crate::snapshot::NodeInfo;
+use api_helpers::labels::Labels;
 
 /// The zone key of a node: `region:\0:zone` from the topology labels.
 pub fn zone_of(labels: &Labels) -> String {

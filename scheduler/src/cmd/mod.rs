@@ -62,7 +62,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             .with_context(|| format!("config file {:?}", options.config_file))?;
         profiles.insert(p.scheduler_name.clone(), Arc::new(fw));
     }
-    let host = hostname();
+    let host = component_base::hostname::hostname();
     let recorders: HashMap<String, EventRecorder> = profiles
         .keys()
         .map(|name| {
@@ -138,12 +138,6 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     result
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// Starts informers, waits for nodes and pods to sync, then runs the scheduling loop on a

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::api::labels::selector_matches;
 use crate::framework::*;
 use crate::snapshot::{NodeInfo, PodInfo};
+use api_helpers::labels::matches;
 
 /// Registry name.
 pub const NAME: &str = "DefaultPreemption";
@@ -67,7 +67,7 @@ fn split_by_pdb(
         for (i, (ns, sel, _)) in pdbs.iter().enumerate() {
             let empty = sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
                 && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty());
-            if ns != &p.namespace || empty || !selector_matches(sel, &p.labels) {
+            if ns != &p.namespace || empty || !matches(sel, Some(&p.labels)) {
                 continue;
             }
             allowed[i] -= 1;

@@ -74,8 +74,8 @@ fn update(
     pod: &PodInfo,
     other: &PodInfo,
     node: &NodeInfo,
-    snap_ns: Option<&crate::api::labels::Labels>,
-    pod_ns: Option<&crate::api::labels::Labels>,
+    snap_ns: Option<&api_helpers::labels::Labels>,
+    pod_ns: Option<&api_helpers::labels::Labels>,
     m: i64,
 ) {
     for t in &other.required_anti_affinity {
@@ -185,7 +185,7 @@ fn update_own(
     pod: &PodInfo,
     other: &PodInfo,
     node: &NodeInfo,
-    other_ns: Option<&crate::api::labels::Labels>,
+    other_ns: Option<&api_helpers::labels::Labels>,
 ) {
     if !pod.required_affinity.is_empty()
         && pod
@@ -270,7 +270,7 @@ fn add_terms(
     scores: &mut HashMap<Pair, i64>,
     terms: &[AffinityTerm],
     target: &PodInfo,
-    target_ns: Option<&crate::api::labels::Labels>,
+    target_ns: Option<&api_helpers::labels::Labels>,
     node: &NodeInfo,
     sign: i64,
     weight_override: Option<i64>,

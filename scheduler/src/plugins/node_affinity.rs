@@ -7,9 +7,9 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{NodeSelector, PreferredSchedulingTerm};
 
 use super::helper::normalize;
-use crate::api::labels::{node_selector_matches, node_selector_term_matches};
 use crate::framework::*;
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
+use api_helpers::node_affinity::term_matches;
 
 /// Registry name.
 pub const NAME: &str = "NodeAffinity";
@@ -21,15 +21,7 @@ pub const ERR_REASON: &str = "node(s) didn't match Pod's node affinity/selector"
 pub struct NodeAffinity;
 
 fn required(pod: &PodInfo) -> Option<&NodeSelector> {
-    pod.pod
-        .spec
-        .as_ref()?
-        .affinity
-        .as_ref()?
-        .node_affinity
-        .as_ref()?
-        .required_during_scheduling_ignored_during_execution
-        .as_ref()
+    api_helpers::node_affinity::required(pod.pod.spec.as_ref()?)
 }
 
 fn preferred(pod: &PodInfo) -> &[PreferredSchedulingTerm] {
@@ -47,16 +39,11 @@ fn preferred(pod: &PodInfo) -> &[PreferredSchedulingTerm] {
 
 /// Whether the node satisfies the pod's nodeSelector and required node affinity.
 pub fn pod_matches_node(pod: &PodInfo, node: &NodeInfo) -> bool {
-    let Some(n) = node.node.as_ref() else {
-        return false;
-    };
-    if let Some(sel) = pod.pod.spec.as_ref().and_then(|s| s.node_selector.as_ref()) {
-        let labels = node.labels();
-        if sel.iter().any(|(k, v)| labels.get(k) != Some(v)) {
-            return false;
-        }
+    match (pod.pod.spec.as_ref(), node.node.as_ref()) {
+        (Some(spec), Some(n)) => api_helpers::node_affinity::pod_matches_node(spec, n),
+        (None, Some(_)) => true,
+        (_, None) => false,
     }
-    required(pod).is_none_or(|r| node_selector_matches(r, n))
 }
 
 impl Plugin for NodeAffinity {
@@ -157,7 +144,7 @@ impl ScorePlugin for NodeAffinity {
         };
         let sum = preferred(pod)
             .iter()
-            .filter(|t| t.weight != 0 && node_selector_term_matches(&t.preference, n))
+            .filter(|t| t.weight != 0 && term_matches(&t.preference, n))
             .map(|t| t.weight as i64)
             .sum();
         (sum, Status::success())

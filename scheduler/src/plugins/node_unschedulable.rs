@@ -3,11 +3,11 @@
 
 use k8s_openapi::api::core::v1::Taint;
 
-use crate::api::taints::tolerated_by;
 use crate::framework::{
     Action, ClusterEvent, Code, CycleState, EventResource, FilterPlugin, Plugin, Status,
 };
 use crate::snapshot::{NodeInfo, PodInfo};
+use api_helpers::taints::tolerated_by;
 
 /// Registry name.
 pub const NAME: &str = "NodeUnschedulable";

@@ -9,10 +9,10 @@ use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 use super::node_affinity::pod_matches_node;
-use crate::api::labels::selector_matches;
-use crate::api::taints::first_untolerated;
 use crate::framework::*;
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
+use api_helpers::labels::matches;
+use api_helpers::taints::first_untolerated;
 
 /// Registry name.
 pub const NAME: &str = "PodTopologySpread";
@@ -122,7 +122,7 @@ fn default_selector(pod: &PodInfo, snap: &Snapshot) -> LabelSelector {
                 .match_expressions
                 .as_ref()
                 .is_some_and(|e| !e.is_empty());
-        if ns == &pod.namespace && nonempty && selector_matches(sel, &pod.labels) {
+        if ns == &pod.namespace && nonempty && matches(sel, Some(&pod.labels)) {
             ml.extend(sel.match_labels.clone().unwrap_or_default());
             exprs.extend(sel.match_expressions.clone().unwrap_or_default());
         }
@@ -213,7 +213,7 @@ fn count_matching(c: &Constraint, pod: &PodInfo, node: &NodeInfo) -> i64 {
         .filter(|p| {
             !p.terminating()
                 && p.namespace == pod.namespace
-                && selector_matches(&c.selector, &p.labels)
+                && matches(&c.selector, Some(&p.labels))
         })
         .count() as i64
 }
@@ -244,7 +244,7 @@ impl FilterState {
             return;
         }
         for (i, c) in self.constraints.iter().enumerate() {
-            if node_eligible(c, pod, node) && selector_matches(&c.selector, &other.labels) {
+            if node_eligible(c, pod, node) && matches(&c.selector, Some(&other.labels)) {
                 let v = &node.labels()[&c.key];
                 *self.counts[i].entry(v.clone()).or_default() += delta;
             }
@@ -326,7 +326,7 @@ impl FilterPlugin for PodTopologySpread {
             let Some(value) = node.labels().get(&c.key) else {
                 return Status::new(Code::UnschedulableAndUnresolvable, ERR_MISSING_LABEL);
             };
-            let self_match = selector_matches(&c.selector, &pod.labels) as i64;
+            let self_match = matches(&c.selector, Some(&pod.labels)) as i64;
             let matching = st.counts[i].get(value).copied().unwrap_or(0);
             if matching + self_match - st.min_match(i) > c.max_skew {
                 return Status::new(Code::Unschedulable, ERR_CONSTRAINTS);

@@ -4,9 +4,9 @@
 use k8s_openapi::api::core::v1::Toleration;
 
 use super::helper::normalize;
-use crate::api::taints::{first_untolerated, tolerated_by};
 use crate::framework::*;
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
+use api_helpers::taints::{first_untolerated, tolerated_by};
 use std::sync::Arc;
 
 /// Registry name.

@@ -206,7 +206,7 @@ async fn apply(client: kube::Client, recorder: Option<EventRecorder>, e: Effect)
                 .await;
             match api.delete(&victim.name, &DeleteParams::default()).await {
                 Ok(_) => {}
-                Err(kube::Error::Api(st)) if st.code == 404 => {}
+                Err(e) if api_helpers::errors::is_not_found(&e) => {}
                 Err(err) => {
                     tracing::warn!(victim = %victim.key(), error = %err, "Error deleting preemption victim")
                 }

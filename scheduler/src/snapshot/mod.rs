@@ -14,7 +14,7 @@ pub use node_info::{normalize_image, NodeInfo};
 pub use pod_info::{AffinityTerm, HostPort, PodInfo};
 pub use resource::Resource;
 
-use crate::api::labels::Labels;
+use api_helpers::labels::Labels;
 
 /// Storage objects the volume plugins read (shared, rebuilt when they change).
 #[derive(Debug, Default, Clone)]

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Node, Taint};
 
 use super::pod_info::{HostPort, PodInfo};
 use super::resource::Resource;
-use crate::api::labels::{empty, Labels};
+use api_helpers::labels::{empty, Labels};
 
 /// A node and the pods the scheduler knows (bound or assumed) on it.
 #[derive(Debug, Clone, Default)]

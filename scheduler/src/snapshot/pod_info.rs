@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::resource::{pod_requests, RequestOptions, Resource};
-use crate::api::labels::{empty, selector_matches, Labels};
+use api_helpers::labels::{matches, Labels};
 
 pub use component_base::host_ports::HostPort;
 
@@ -70,8 +70,8 @@ impl AffinityTerm {
             || self
                 .namespace_selector
                 .as_ref()
-                .is_some_and(|s| selector_matches(s, ns_labels.unwrap_or(empty())));
-        ns_ok && selector_matches(sel, &pod.labels)
+                .is_some_and(|s| matches(s, ns_labels));
+        ns_ok && matches(sel, Some(&pod.labels))
     }
 }
 

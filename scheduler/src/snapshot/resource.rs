@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::api::quantity::{parse_milli, parse_value};
+use api_helpers::quantity::{milli_value, value};
 
 /// CPU assumed for a container without a CPU request when scoring (upstream: 100m).
 pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;
@@ -41,13 +41,12 @@ impl Resource {
     /// Sets one named resource from a quantity string; malformed quantities count as zero.
     pub fn set(&mut self, name: &str, q: &str) {
         match name {
-            "cpu" => self.milli_cpu = parse_milli(q).unwrap_or(0),
-            "memory" => self.memory = parse_value(q).unwrap_or(0),
-            "ephemeral-storage" => self.ephemeral_storage = parse_value(q).unwrap_or(0),
-            "pods" => self.allowed_pod_number = parse_value(q).unwrap_or(0),
+            "cpu" => self.milli_cpu = milli_value(q).unwrap_or(0),
+            "memory" => self.memory = value(q).unwrap_or(0),
+            "ephemeral-storage" => self.ephemeral_storage = value(q).unwrap_or(0),
+            "pods" => self.allowed_pod_number = value(q).unwrap_or(0),
             other if is_scalar(other) => {
-                self.scalar
-                    .insert(other.to_string(), parse_value(q).unwrap_or(0));
+                self.scalar.insert(other.to_string(), value(q).unwrap_or(0));
             }
             _ => {}
         }

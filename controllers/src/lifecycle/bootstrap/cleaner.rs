@@ -9,8 +9,9 @@ use kube::Api;
 use super::token;
 use crate::context::ControllerContext;
 use crate::informers;
-use crate::lifecycle::{errors, informer, queue::WorkQueue};
+use crate::lifecycle::{informer, queue::WorkQueue};
 use crate::registry::ControllerDescriptor;
+use api_helpers::errors;
 
 /// The identity it acts as with `--use-service-account-credentials`.
 pub const SERVICE_ACCOUNT: &str = "token-cleaner";

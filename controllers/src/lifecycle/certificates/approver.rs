@@ -21,8 +21,8 @@ use kube::Api;
 use super::request::{self, CertificateRequest};
 use super::{approval, is_issued, run_csr_controller, KUBE_APISERVER_CLIENT_KUBELET};
 use crate::context::ControllerContext;
-use crate::lifecycle::errors;
 use crate::registry::ControllerDescriptor;
+use api_helpers::errors;
 
 /// Upstream's worker count for csrapproving.
 const WORKERS: usize = 5;

@@ -12,8 +12,9 @@ use kube::Api;
 
 use super::is_issued;
 use crate::context::ControllerContext;
-use crate::lifecycle::{errors, informer};
+use crate::lifecycle::informer;
 use crate::registry::ControllerDescriptor;
+use api_helpers::errors;
 
 /// How often every CSR is looked at.
 pub const POLLING_INTERVAL: Duration = Duration::from_secs(3600);

@@ -29,9 +29,9 @@ use super::{
     KUBE_APISERVER_CLIENT_KUBELET, LEGACY_UNKNOWN,
 };
 use crate::context::ControllerContext;
-use crate::lifecycle::errors;
 use crate::options::SigningOptions;
 use crate::registry::ControllerDescriptor;
+use api_helpers::errors;
 
 /// Upstream's workers per signer.
 const WORKERS: usize = 5;

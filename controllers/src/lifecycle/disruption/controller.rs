@@ -15,10 +15,10 @@ use super::status;
 use crate::context::ControllerContext;
 use crate::informers::Informer;
 use crate::lifecycle::discovery;
-use crate::lifecycle::errors;
 use crate::lifecycle::informer::{self, Change};
 use crate::lifecycle::queue::WorkQueue;
-use crate::workload::selector;
+use api_helpers::errors;
+use api_helpers::labels;
 
 type Key = (String, String);
 
@@ -42,7 +42,7 @@ fn enqueue_budgets_of(queue: &WorkQueue<Key>, pdbs: &Informer<PodDisruptionBudge
         let Some(sel) = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
             continue;
         };
-        if selector::matches(sel, pod.metadata.labels.as_ref()) {
+        if labels::matches(sel, pod.metadata.labels.as_ref()) {
             if let Some(k) = key_of(pdb.as_ref()) {
                 queue.add(k);
             }

@@ -9,7 +9,7 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatu
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::workload::selector;
+use api_helpers::labels;
 
 /// How long a pod the eviction API marked disrupted may take to be deleted before it
 /// counts as healthy again (upstream's `DeletionTimeout`).
@@ -30,7 +30,7 @@ pub fn selected<'a>(pdb: &PodDisruptionBudget, pods: &'a [&'a Pod]) -> Vec<&'a P
     pods.iter()
         .copied()
         .filter(|p| p.metadata.namespace.as_deref() == ns)
-        .filter(|p| selector::matches(sel, p.metadata.labels.as_ref()))
+        .filter(|p| labels::matches(sel, p.metadata.labels.as_ref()))
         .collect()
 }
 

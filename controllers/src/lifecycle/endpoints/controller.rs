@@ -13,7 +13,8 @@ use super::metrics::{self, SliceMetrics};
 use super::{legacy, pods, slices};
 use crate::context::ControllerContext;
 use crate::informers::{self, Informer};
-use crate::lifecycle::{errors, informer, queue::WorkQueue};
+use crate::lifecycle::{informer, queue::WorkQueue};
+use api_helpers::errors;
 
 /// Which of the two controllers runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

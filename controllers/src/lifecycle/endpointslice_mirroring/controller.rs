@@ -20,7 +20,8 @@ use super::{COMPONENT, MANAGED_BY, SERVICE_ACCOUNT};
 use crate::context::ControllerContext;
 use crate::informers::{self, Informer};
 use crate::lifecycle::endpoints::slices::{MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
-use crate::lifecycle::{errors, informer, queue::WorkQueue};
+use crate::lifecycle::{informer, queue::WorkQueue};
+use api_helpers::errors;
 
 /// Upstream's per-key retry backoff (1s doubling to 100s).
 const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(100));

@@ -20,7 +20,8 @@ use super::metrics::GcMetrics;
 use super::monitors::{self, Resync};
 use crate::context::ControllerContext;
 use crate::lifecycle::discovery::{self, Served};
-use crate::lifecycle::{errors, queue::WorkQueue};
+use crate::lifecycle::queue::WorkQueue;
+use api_helpers::errors;
 
 /// How often discovery is re-run to pick up new resources (CRDs), as upstream's 30 s.
 const RESYNC_DISCOVERY: Duration = Duration::from_secs(30);

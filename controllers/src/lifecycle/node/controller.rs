@@ -16,7 +16,8 @@ use serde_json::json;
 use super::{health, taints};
 use crate::context::ControllerContext;
 use crate::informers::Informer;
-use crate::lifecycle::{errors, informer, queue::WorkQueue};
+use crate::lifecycle::{informer, queue::WorkQueue};
+use api_helpers::errors;
 
 /// Where kubelets keep their heartbeat Leases.
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";

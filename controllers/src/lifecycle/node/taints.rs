@@ -1,7 +1,7 @@
 //! The taints node-lifecycle-controller keeps in step with a Node's conditions, and
 //! toleration matching (shared with taint-eviction).
 
-use k8s_openapi::api::core::v1::{Node, Taint, Toleration};
+use k8s_openapi::api::core::v1::{Node, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// `node.kubernetes.io/not-ready`.
@@ -107,31 +107,6 @@ pub fn desired(node: &Node, evict: bool, now: &Time) -> Vec<Taint> {
     out
 }
 
-/// Whether `toleration` tolerates `taint` (upstream's ToleratesTaint).
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = toleration.effect.as_deref().filter(|e| !e.is_empty()) {
-        if effect != taint.effect {
-            return false;
-        }
-    }
-    let key = toleration.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            key_present(key)
-                && toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        _ => false,
-    }
-}
-
-fn key_present(key: &str) -> bool {
-    !key.is_empty()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,32 +166,5 @@ mod tests {
         assert!(desired(&n, false, &now())
             .iter()
             .all(|t| t.effect != "NoExecute"));
-    }
-
-    #[test]
-    fn toleration_matching() {
-        let t = Taint {
-            key: UNREACHABLE.into(),
-            effect: "NoExecute".into(),
-            ..Default::default()
-        };
-        let tol = |v: serde_json::Value| -> Toleration { serde_json::from_value(v).unwrap() };
-        assert!(tolerates(
-            &tol(json!({"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute"})),
-            &t
-        ));
-        assert!(tolerates(&tol(json!({"operator": "Exists"})), &t));
-        assert!(!tolerates(
-            &tol(json!({"key": NOT_READY, "operator": "Exists"})),
-            &t
-        ));
-        assert!(!tolerates(
-            &tol(json!({"key": UNREACHABLE, "operator": "Exists", "effect": "NoSchedule"})),
-            &t
-        ));
-        assert!(tolerates(
-            &tol(json!({"key": UNREACHABLE, "value": ""})),
-            &t
-        ));
     }
 }

@@ -5,7 +5,6 @@
 
 pub mod controller;
 pub mod pods;
-pub mod quantity;
 pub mod triggers;
 pub mod usage;
 

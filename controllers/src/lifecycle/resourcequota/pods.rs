@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as Wire;
 
-use super::quantity::Quantity;
+use api_helpers::quantity::Quantity;
 
 /// A resource list with exact quantities.
 pub type Resources = BTreeMap<String, Quantity>;

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
 };
 
 use super::pods::{self, Resources};
-use super::quantity::Quantity;
+use api_helpers::quantity::Quantity;
 
 /// Storage-class scoped resources: `<class>.storageclass.storage.k8s.io/<resource>`.
 pub const STORAGE_CLASS_SUFFIX: &str = ".storageclass.storage.k8s.io/";

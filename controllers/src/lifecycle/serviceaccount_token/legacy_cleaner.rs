@@ -16,8 +16,8 @@ use serde_json::json;
 use super::{NAME_ANNOTATION, SECRET_TYPE, UID_ANNOTATION};
 use crate::context::ControllerContext;
 use crate::informers::{self, Informer};
-use crate::lifecycle::errors;
 use crate::registry::ControllerDescriptor;
+use api_helpers::errors;
 
 /// The identity it acts as with `--use-service-account-credentials`.
 pub const SERVICE_ACCOUNT: &str = "legacy-service-account-token-cleaner";

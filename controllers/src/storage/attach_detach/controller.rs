@@ -27,8 +27,8 @@ use super::reconcile::{
 };
 use crate::context::ControllerContext;
 use crate::informers::{self, Informer};
-use crate::lifecycle::errors;
 use crate::lifecycle::queue::WorkQueue;
+use api_helpers::errors;
 
 /// The controller's identity with `--use-service-account-credentials`, and its events'
 /// reporting component.
@@ -367,7 +367,7 @@ async fn create_attachment(
                 "attacherDetacher.AttachVolume started");
             Ok(())
         }
-        Err(e) if errors::is_conflict(&e) => Ok(()),
+        Err(e) if errors::is_already_exists(&e) => Ok(()),
         Err(e) => Err(e),
     }
 }

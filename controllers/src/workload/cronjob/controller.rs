@@ -34,10 +34,6 @@ pub struct CronJobController {
     clock: Arc<dyn Clock>,
 }
 
-fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
-}
-
 impl CronJobController {
     /// A controller over shared informers, writing with `client`, telling time by `clock`.
     pub fn new(
@@ -310,7 +306,7 @@ impl CronJobController {
             let jns = r.namespace.clone().unwrap_or_else(|| ns.clone());
             let jname = r.name.clone().unwrap_or_default();
             match self.jobs_api(&jns).get(&jname).await {
-                Err(e) if is_not_found(&e) => {
+                Err(e) if api_helpers::errors::is_not_found(&e) => {
                     self.record(
                         cj,
                         (
@@ -380,7 +376,7 @@ impl CronJobController {
                 );
                 j
             }
-            Err(kube::Error::Api(e)) if e.code == 409 && e.reason == "AlreadyExists" => {
+            Err(e) if api_helpers::errors::is_already_exists(&e) => {
                 let j = self
                     .jobs_api(&ns)
                     .get(&want.name_any())
@@ -394,8 +390,8 @@ impl CronJobController {
                 tracing::info!(cronjob = %queue_key(cj), job = %j.name_any(), "Job already exists");
                 j
             }
-            Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("being terminated") => {
-                return Err((changed, kube::Error::Api(e).into()));
+            Err(e) if api_helpers::errors::is_namespace_terminating(&e) => {
+                return Err((changed, e.into()));
             }
             Err(e) => {
                 self.record(

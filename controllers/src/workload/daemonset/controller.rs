@@ -26,8 +26,9 @@ use crate::workload::informer::{queue_key, split_key, Change, Informer};
 use crate::workload::owner::{self, Claim, Claimant};
 use crate::workload::pod_control::{pod_from_template, PodControl};
 use crate::workload::pod_events::PodEvents;
+use crate::workload::pods;
 use crate::workload::replicaset::manage::BURST_REPLICAS;
-use crate::workload::{pods, selector};
+use api_helpers::labels;
 
 /// Upstream's controller and service-account name.
 pub const NAME: &str = "daemon-set-controller";
@@ -262,7 +263,7 @@ impl DaemonSetController {
         let uid = ds.metadata.uid.clone().unwrap_or_default();
         let mut revisions = Vec::new();
         for cr in self.revisions.list_namespace(&ns) {
-            if !selector::matches(&sel, cr.metadata.labels.as_ref()) {
+            if !labels::matches(&sel, cr.metadata.labels.as_ref()) {
                 continue;
             }
             match owner::controller_of(&cr.metadata) {
@@ -423,7 +424,7 @@ impl DaemonSetController {
             .as_ref()
             .map(|s| s.selector.clone())
             .unwrap_or_default();
-        if selector::is_empty(&sel) {
+        if labels::is_empty(&sel) {
             tracing::warn!(daemonset = %key, "empty selector selects all pods, skipping");
             let note = "This daemon set is selecting all pods. A non-empty selector is required.";
             self.event(&ds, true, "SelectingAll", "Sync", note.into());
@@ -561,7 +562,10 @@ impl DaemonSetController {
             .await
         {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
+            Err(e)
+                if api_helpers::errors::is_not_found(&e)
+                    || api_helpers::errors::is_conflict(&e) =>
+            {
                 // A conflict: the next event brings the fresh object.
                 self.queue
                     .add_after(queue_key(ds), Duration::from_millis(100));

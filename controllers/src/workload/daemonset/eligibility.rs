@@ -4,15 +4,14 @@
 //! NoSchedule/NoExecute taints. Also the per-node pod affinity the controller writes.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+
+use api_helpers::node_affinity::{pod_matches_node, OBJECT_NAME_FIELD};
+use api_helpers::taints::has_untolerated;
 
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
-    PodSpec, Taint, Toleration,
+    PodSpec, Toleration,
 };
-
-/// `metadata.name`, the only field `matchFields` may name.
-pub const OBJECT_NAME_FIELD: &str = "metadata.name";
 
 /// The tolerations every daemon pod gets (upstream's `AddOrUpdateDaemonPodTolerations`):
 /// not-ready and unreachable NoExecute, disk/memory/pid pressure and unschedulable
@@ -52,96 +51,6 @@ pub fn add_daemon_tolerations(spec: &mut PodSpec) {
     }
 }
 
-/// Whether `t` tolerates `taint` (upstream's `Toleration.ToleratesTaint`).
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(e) = t.effect.as_deref().filter(|e| !e.is_empty()) {
-        if e != taint.effect {
-            return false;
-        }
-    }
-    let key = t.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        _ => false,
-    }
-}
-
-/// Whether some taint with an effect accepted by `effects` is tolerated by none of `tolerations`.
-pub fn has_untolerated(taints: &[Taint], tolerations: &[Toleration], effects: &[&str]) -> bool {
-    taints
-        .iter()
-        .filter(|t| effects.contains(&t.effect.as_str()))
-        .any(|taint| !tolerations.iter().any(|t| tolerates(t, taint)))
-}
-
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or(&[]);
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (
-                value.and_then(|v| v.parse::<i64>().ok()),
-                values.first().and_then(|b| b.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
-}
-
-/// Whether a node selector term matches the node (an empty term matches nothing).
-pub fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or(&[]);
-    let fields = term.match_fields.as_deref().unwrap_or(&[]);
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    let empty = BTreeMap::new();
-    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| {
-            r.key == OBJECT_NAME_FIELD
-                && matches!(r.operator.as_str(), "In" | "NotIn")
-                && requirement_matches(r, node.metadata.name.as_deref())
-        })
-}
-
-/// Whether the pod's `nodeSelector` and required node affinity accept the node.
-pub fn affinity_matches(spec: &PodSpec, node: &Node) -> bool {
-    let empty = BTreeMap::new();
-    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
-    let selector_ok = spec
-        .node_selector
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let required = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        });
-    selector_ok
-        && required.is_none_or(|r| r.node_selector_terms.iter().any(|t| term_matches(t, node)))
-}
-
 /// Upstream's `NodeShouldRunDaemonPod` over the daemon pod spec (template spec with the
 /// daemon tolerations added): `(should_run, should_continue_running)`. A node whose
 /// untolerated taints are all NoSchedule keeps the pods it has.
@@ -154,7 +63,7 @@ pub fn should_run(spec: &PodSpec, node: &Node) -> (bool, bool) {
     {
         return (false, false);
     }
-    if !affinity_matches(spec, node) {
+    if !pod_matches_node(spec, node) {
         return (false, false);
     }
     let taints = node
@@ -230,6 +139,7 @@ pub fn oldest_first(a: &Pod, b: &Pod) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn node(name: &str, labels: &[(&str, &str)], taints: &[(&str, &str)]) -> Node {
         serde_json::from_value(serde_json::json!({
@@ -334,7 +244,7 @@ mod tests {
             affinity: Some(a),
             ..Default::default()
         };
-        assert!(affinity_matches(&spec, &node("node-1", &[], &[])));
-        assert!(!affinity_matches(&spec, &node("node-2", &[], &[])));
+        assert!(pod_matches_node(&spec, &node("node-1", &[], &[])));
+        assert!(!pod_matches_node(&spec, &node("node-2", &[], &[])));
     }
 }

@@ -17,7 +17,8 @@ use super::util;
 use crate::lifecycle::queue::WorkQueue;
 use crate::workload::informer::{queue_key, split_key, Change, Informer};
 use crate::workload::owner::{self, Claim, Claimant};
-use crate::workload::{pods, selector};
+use crate::workload::pods;
+use api_helpers::labels;
 
 /// Upstream's controller and service-account name.
 pub const NAME: &str = "deployment-controller";
@@ -117,8 +118,7 @@ impl DeploymentController {
                     .as_ref()
                     .map(|s| s.selector.clone())
                     .unwrap_or_default();
-                if !selector::is_empty(&sel) && selector::matches(&sel, rs.metadata.labels.as_ref())
-                {
+                if !labels::is_empty(&sel) && labels::matches(&sel, rs.metadata.labels.as_ref()) {
                     self.queue.add(queue_key(d.as_ref()));
                 }
             }
@@ -188,7 +188,7 @@ impl DeploymentController {
             .as_ref()
             .map(|s| s.selector.clone())
             .unwrap_or_default();
-        if selector::is_empty(&sel) {
+        if labels::is_empty(&sel) {
             tracing::warn!(deployment = %key, "spec.selector selects everything; not syncing");
             return Ok(());
         }
@@ -278,7 +278,7 @@ impl DeploymentController {
                 .await
             {
                 Ok(rs) => rs,
-                Err(kube::Error::Api(e)) if e.code == 409 => {
+                Err(e) if api_helpers::errors::is_conflict(&e) => {
                     let existing = self.rs_api(&ns).get(&new_rs.name_any()).await?;
                     let same = owner::is_controlled_by(
                         &existing.metadata,
@@ -585,7 +585,7 @@ impl DeploymentController {
                 .await
             {
                 Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) if api_helpers::errors::is_not_found(&e) => {}
                 Err(e) => return Err(e.into()),
             }
         }

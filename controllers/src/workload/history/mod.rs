@@ -237,7 +237,7 @@ impl History {
                 .get_or_insert_with(BTreeMap::new)
                 .insert(hash_label.into(), h);
             match self.api(&ns).create(&PostParams::default(), &cr).await {
-                Err(kube::Error::Api(e)) if e.code == 409 => {
+                Err(e) if api_helpers::errors::is_conflict(&e) => {
                     let name = cr.metadata.name.clone().unwrap_or_default();
                     let existing = self.api(&ns).get(&name).await?;
                     if same_data(data_of(&existing), &data) {
@@ -292,7 +292,7 @@ impl History {
         let name = cr.metadata.name.clone().unwrap_or_default();
         match self.api(&ns).delete(&name, &DeleteParams::default()).await {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) if api_helpers::errors::is_not_found(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -23,13 +23,13 @@ use kube::{Api, ResourceExt};
 use super::backoff;
 use super::indexes::{self, COMPLETION_INDEX};
 use super::plan::{self, DeleteMode, NewPod, Observed, TRACKING_FINALIZER};
-use crate::lifecycle::errors;
 use crate::lifecycle::queue::WorkQueue;
 use crate::workload::expectations::{Expectations, UidExpectations};
 use crate::workload::informer::{queue_key, split_key, Change, Informer};
 use crate::workload::owner::{self, Claim, Claimant};
 use crate::workload::pod_control::{pod_from_template, PodControl};
-use crate::workload::selector;
+use api_helpers::errors;
+use api_helpers::labels;
 
 /// Upstream's controller and service-account name.
 pub const NAME: &str = "job-controller";
@@ -200,8 +200,7 @@ impl JobController {
                     .as_ref()
                     .and_then(|s| s.selector.as_ref())
                     .is_some_and(|sel| {
-                        !selector::is_empty(sel)
-                            && selector::matches(sel, p.metadata.labels.as_ref())
+                        !labels::is_empty(sel) && labels::matches(sel, p.metadata.labels.as_ref())
                     })
             })
             .collect()

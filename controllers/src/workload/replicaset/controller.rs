@@ -210,7 +210,7 @@ impl<K: ReplicatedKind> ReplicaController<K> {
             let obj: K = serde_json::from_value(obj)?;
             match api.replace_status(name, &PostParams::default(), &obj).await {
                 Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+                Err(e) if api_helpers::errors::is_not_found(&e) => return Ok(()),
                 Err(e) => return Err(e.into()),
             }
         }

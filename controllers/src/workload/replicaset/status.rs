@@ -5,7 +5,8 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::workload::{pods, selector};
+use crate::workload::pods;
+use api_helpers::labels;
 
 /// Condition type set while pods cannot be created or deleted.
 pub const REPLICA_FAILURE: &str = "ReplicaFailure";
@@ -75,10 +76,10 @@ pub fn calculate(
     failure: Option<&ManageFailure>,
     now: Timestamp,
 ) -> ReplicaStatus {
-    let template_selector = selector::from_map(&template_labels.cloned().unwrap_or_default());
+    let template_selector = labels::from_map(&template_labels.cloned().unwrap_or_default());
     let fully = active
         .iter()
-        .filter(|p| selector::matches(&template_selector, p.metadata.labels.as_ref()))
+        .filter(|p| labels::matches(&template_selector, p.metadata.labels.as_ref()))
         .count() as i32;
     let ready = active.iter().filter(|p| pods::is_ready(p)).count() as i32;
     let available = active

@@ -27,7 +27,8 @@ use crate::workload::informer::{queue_key, split_key, Change, Informer};
 use crate::workload::owner::{self, Claim, Claimant};
 use crate::workload::pod_control::PodControl;
 use crate::workload::pod_events::PodEvents;
-use crate::workload::{pods, selector};
+use crate::workload::pods;
+use api_helpers::labels;
 
 /// Upstream's controller and service-account name.
 pub const NAME: &str = "statefulset-controller";
@@ -244,7 +245,7 @@ impl StatefulSetController {
         let uid = set.metadata.uid.clone().unwrap_or_default();
         let mut out = Vec::new();
         for cr in self.revisions.list_namespace(&ns) {
-            if selector::is_empty(&sel) || !selector::matches(&sel, cr.metadata.labels.as_ref()) {
+            if labels::is_empty(&sel) || !labels::matches(&sel, cr.metadata.labels.as_ref()) {
                 continue;
             }
             match owner::controller_of(&cr.metadata) {
@@ -343,7 +344,7 @@ impl StatefulSetController {
                         set.name_any()
                     ),
                 ),
-                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) if api_helpers::errors::is_conflict(&e) => {}
                 Err(e) => {
                     self.event(
                         set,
@@ -382,7 +383,9 @@ impl StatefulSetController {
                 c.metadata = claims::with_refs(&c.metadata, refs);
                 match api.replace(&name, &PostParams::default(), &c).await {
                     Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                    Err(e)
+                        if api_helpers::errors::is_not_found(&e)
+                            || api_helpers::errors::is_conflict(&e) => {}
                     Err(e) => anyhow::bail!("update claim {ns}/{name}: {e}"),
                 }
             }
@@ -403,7 +406,7 @@ impl StatefulSetController {
             .as_ref()
             .map(|s| s.selector.clone())
             .unwrap_or_default();
-        if selector::is_empty(&sel) {
+        if labels::is_empty(&sel) {
             tracing::warn!(statefulset = %key, "empty selector selects nothing, skipping");
             return Ok(());
         }
@@ -606,7 +609,7 @@ impl StatefulSetController {
             .await
         {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) if api_helpers::errors::is_not_found(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

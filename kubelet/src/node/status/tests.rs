@@ -118,12 +118,12 @@ fn downward_allocatable_is_the_reported_allocatable() {
     assert_eq!(a.cpu_milli, 1500);
     assert_eq!(
         a.memory,
-        crate::pod::quantity::bytes(&alloc["memory"].0).unwrap()
+        api_helpers::quantity::value(&alloc["memory"].0).unwrap()
     );
     assert!(a.memory < (3 << 30) + 1, "reservations come off: {a:?}");
     assert_eq!(
         a.ephemeral_storage,
-        crate::pod::quantity::bytes(&alloc["ephemeral-storage"].0).unwrap()
+        api_helpers::quantity::value(&alloc["ephemeral-storage"].0).unwrap()
     );
     assert!(a.ephemeral_storage > 0 && a.ephemeral_storage <= 100 << 30);
 }

@@ -1,5 +1,7 @@
-//! Resource quantities (`100m`, `64Mi`, `1.5G`, `2e3`) as exact nano-unit integers, added
-//! and printed in canonical form as apimachinery's `resource.Quantity` does.
+//! Resource quantities (`100m`, `64Mi`, `1.5G`, `2e3`) as exact nano-unit integers, parsed,
+//! compared, added and printed in canonical form as apimachinery's `resource.Quantity` does.
+//! [`Quantity::value`] and [`Quantity::milli_value`] round up as `Value()` and
+//! `MilliValue()` do; [`value`] and [`milli_value`] parse and round in one step.
 
 use std::fmt;
 
@@ -62,10 +64,10 @@ impl Quantity {
         }
     }
 
-    /// Parses the apiserver's quantity syntax; the error names what is wrong.
-    pub fn parse(s: &str) -> Result<Quantity, String> {
+    /// Parses the apiserver's quantity syntax; the error names the input.
+    pub fn parse(s: &str) -> Result<Quantity, QuantityError> {
         let s = s.trim();
-        let bad = || format!("quantity {s:?} is not valid (expected e.g. 100m, 1.5Gi, 2e3)");
+        let bad = || QuantityError(s.to_string());
         let (negative, body) = match s.as_bytes().first() {
             Some(b'-') => (true, &s[1..]),
             Some(b'+') => (false, &s[1..]),
@@ -135,7 +137,7 @@ impl Quantity {
     }
 
     /// Parses a wire quantity.
-    pub fn from_wire(q: &Wire) -> Result<Quantity, String> {
+    pub fn from_wire(q: &Wire) -> Result<Quantity, QuantityError> {
         Quantity::parse(&q.0)
     }
 
@@ -182,6 +184,39 @@ impl Quantity {
     pub fn ceil_units(self) -> i128 {
         self.round_up_to_unit().nanos / NANO
     }
+
+    /// Whole units rounded up, saturating at `i64`'s range (`Quantity.Value()`): bytes,
+    /// counts.
+    pub fn value(self) -> i64 {
+        saturate(self.ceil_units())
+    }
+
+    /// Thousandths of a unit rounded up, saturating at `i64`'s range
+    /// (`Quantity.MilliValue()`): millicores.
+    pub fn milli_value(self) -> i64 {
+        let milli =
+            self.nanos.div_euclid(1_000_000) + i128::from(self.nanos.rem_euclid(1_000_000) != 0);
+        saturate(milli)
+    }
+}
+
+/// A quantity string that is not one; names the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("quantity {0:?} is not valid (expected e.g. 100m, 1.5Gi, 2e3)")]
+pub struct QuantityError(pub String);
+
+/// Parses `s` and rounds it up to whole units, as `resource.MustParse(s).Value()`.
+pub fn value(s: &str) -> Result<i64, QuantityError> {
+    Quantity::parse(s).map(Quantity::value)
+}
+
+/// Parses `s` and rounds it up to thousandths, as `resource.MustParse(s).MilliValue()`.
+pub fn milli_value(s: &str) -> Result<i64, QuantityError> {
+    Quantity::parse(s).map(Quantity::milli_value)
+}
+
+fn saturate(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }
 
 impl fmt::Display for Quantity {
@@ -281,7 +316,7 @@ mod tests {
             "1e2147483647",
             "1e2147483640",
         ] {
-            let err = Quantity::parse(bad).unwrap_err();
+            let err = Quantity::parse(bad).unwrap_err().to_string();
             assert!(err.contains(&format!("{bad:?}")), "{err}");
         }
     }
@@ -300,5 +335,61 @@ mod tests {
         assert_eq!(q("1500m").round_up_to_unit().to_string(), "2");
         assert_eq!(q("1n").ceil_units(), 1);
         assert_eq!(q("3").ceil_units(), 3);
+    }
+
+    #[test]
+    fn value_and_milli_value_round_up_as_upstream() {
+        assert_eq!(milli_value("100m"), Ok(100));
+        assert_eq!(milli_value("0.5"), Ok(500));
+        assert_eq!(milli_value("1u"), Ok(1));
+        assert_eq!(milli_value("1n"), Ok(1));
+        assert_eq!(milli_value("2.25"), Ok(2250));
+        assert_eq!(value("500m"), Ok(1));
+        assert_eq!(value("128Mi"), Ok(134_217_728));
+        assert_eq!(value("1.5Gi"), Ok(1_610_612_736));
+        assert_eq!(value("1e3"), Ok(1000));
+        assert_eq!(value("-1500m"), Ok(-1));
+        assert_eq!(milli_value("-1500u"), Ok(-1));
+        assert_eq!(value("100E"), Ok(i64::MAX));
+        assert!(value("abc").is_err());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any integer with any suffix is exact: 1Ki is 1024, 1M is 10^6, 5m is 0.005.
+            #[test]
+            fn integers_with_suffixes_are_exact(n in 0i64..1_000_000, s in 0usize..14) {
+                let (suffix, nanos_per): (&str, i128) = [
+                    ("n", 1), ("u", 1_000), ("m", 1_000_000), ("", NANO), ("k", NANO * 1000),
+                    ("M", NANO * 1_000_000), ("G", NANO * 1_000_000_000),
+                    ("Ki", NANO << 10), ("Mi", NANO << 20), ("Gi", NANO << 30),
+                    ("Ti", NANO << 40), ("e3", NANO * 1000), ("e-3", 1_000_000),
+                    ("T", NANO * 1_000_000_000_000),
+                ][s];
+                prop_assert_eq!(q(&format!("{n}{suffix}")).nanos, n as i128 * nanos_per);
+            }
+
+            /// The canonical form parses back to the same value (what the apiserver stores
+            /// is what a component reads).
+            #[test]
+            fn canonical_form_round_trips(int in -1_000_000i64..1_000_000, frac in 0u32..1000, s in 0usize..6) {
+                let suffix = ["", "m", "Ki", "M", "e2", "u"][s];
+                let input = format!("{int}.{frac:03}{suffix}");
+                let parsed = q(&input);
+                prop_assert_eq!(q(&parsed.to_string()), parsed);
+            }
+
+            /// Value() and MilliValue() never round down.
+            #[test]
+            fn rounding_is_upwards(nanos in -10i128.pow(20)..10i128.pow(20)) {
+                let quantity = Quantity { nanos, format: Format::DecimalSi };
+                prop_assert!(quantity.value() as i128 * NANO >= nanos);
+                prop_assert!(quantity.milli_value() as i128 * 1_000_000 >= nanos);
+                prop_assert!((quantity.value() as i128 - 1) * NANO < nanos);
+            }
+        }
     }
 }

@@ -1,5 +1,0 @@
-//! Helpers over Kubernetes API types: quantities, selectors, tolerations.
-
-pub mod labels;
-pub mod quantity;
-pub mod taints;
