@@ -115,12 +115,23 @@ pub async fn run(mut opts: Options) -> Result<()> {
     }
     let (pressure_tx, pressure_rx) = tokio::sync::watch::channel(BTreeSet::new());
     let admission_pressure = pressure_rx.clone();
+    // The pod manager starts after node registration; node status reads its pods once it is up.
+    let shared_cell: Arc<std::sync::OnceLock<Arc<Shared>>> = Arc::default();
+    let cell = shared_cell.clone();
     let node_sync = NodeSync {
         client: client.clone(),
         cri: cri.clone(),
         opts: opts.clone(),
         reserved: (opts.kube_reserved.clone(), opts.system_reserved.clone()),
         pressure: Some(pressure_rx),
+        pods: Some(Arc::new(move || {
+            cell.get()
+                .map(|s| {
+                    let pods = s.pods.lock().unwrap_or_else(|e| e.into_inner());
+                    pods.values().cloned().collect()
+                })
+                .unwrap_or_default()
+        })),
     };
     // Upstream's birth cry.
     crate::events::Recorder::new(client.clone(), &opts.node_name).node_event(
@@ -155,6 +166,7 @@ pub async fn run(mut opts: Options) -> Result<()> {
             .unwrap_or("containerd")
             .to_string(),
     ));
+    let _ = shared_cell.set(shared.clone());
     let health = component_base::server::Health::default();
     health.add_shutdown_check(stop.clone());
     let metrics = component_base::metrics::Metrics::new();

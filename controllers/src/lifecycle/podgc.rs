@@ -100,7 +100,8 @@ fn collection_order(a: &Pod, b: &Pod) -> std::cmp::Ordering {
         .then_with(|| a.metadata.name.cmp(&b.metadata.name))
 }
 
-fn is_ready(node: &Node) -> bool {
+/// Whether the node's `Ready` condition is `True`.
+pub fn is_ready(node: &Node) -> bool {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -108,7 +109,8 @@ fn is_ready(node: &Node) -> bool {
         .is_some_and(|c| c.status == "True")
 }
 
-fn out_of_service(node: &Node) -> bool {
+/// Whether the node carries the `node.kubernetes.io/out-of-service` taint (any effect).
+pub fn out_of_service(node: &Node) -> bool {
     node.spec
         .as_ref()
         .and_then(|s| s.taints.as_ref())

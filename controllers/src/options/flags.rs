@@ -86,6 +86,9 @@ const DURATIONS: &[(&str, &str, Field<KcmOptions, std::time::Duration>)] = &[
     ("mirroring-endpointslice-updates-batch-period", "0s", |o| {
         &mut o.mirroring_endpointslice_updates_batch_period
     }),
+    ("attach-detach-reconcile-sync-period", "1m0s", |o| {
+        &mut o.attach_detach_reconcile_sync_period
+    }),
     (
         "legacy-service-account-token-clean-up-period",
         "8760h0m0s",
@@ -145,6 +148,8 @@ pub fn command() -> Command {
         .arg(value("node-eviction-rate").value_parser(clap::value_parser!(f32)).default_value("0.1").help("Number of nodes per second on which pods are deleted in case of node failure."))
         .arg(value("terminated-pod-gc-threshold").value_parser(clap::value_parser!(i32)).default_value(d.terminated_pod_gc_threshold.to_string()).help("Number of terminated pods that can exist before the terminated pod garbage collector starts deleting terminated pods. If <= 0, the terminated pod garbage collector is disabled."))
         .arg(bool_flag("enable-garbage-collector", true).help("Enables the generic garbage collector. MUST be synced with the corresponding flag of the kube-apiserver."))
+        .arg(bool_flag("disable-attach-detach-reconcile-sync", false).help("Disable volume attach detach reconciler sync. Disabling this may cause volumes to be mismatched with pods. Use wisely."))
+        .arg(bool_flag("disable-force-detach-on-timeout", false).help("Prevent force detaching volumes based on maximum unmount time and node status. If this flag is set to true, the non-graceful node shutdown feature must be used to recover from node failure. See https://k8s.io/docs/storage-disable-force-detach-on-timeout/."))
         .arg(value("mirroring-max-endpoints-per-subset").value_parser(clap::value_parser!(i64)).default_value("1000").help("The maximum number of endpoints that will be added to an EndpointSlice by the endpointslice-mirroring-controller."))
         .arg(value("cluster-name").default_value("kubernetes").help("The instance prefix for the cluster."))
         .arg(value("bind-address").value_parser(clap::value_parser!(IpAddr)).default_value("0.0.0.0").help("The IP address on which to listen for the --secure-port port."))
@@ -252,6 +257,18 @@ pub fn from_matches(m: &ArgMatches) -> Result<KcmOptions, String> {
         *field(&mut o) = m.get_one::<GoDuration>(id).expect("defaulted").0;
     }
     mirroring(m, &mut o)?;
+    o.disable_attach_detach_reconcile_sync = *m
+        .get_one::<bool>("disable-attach-detach-reconcile-sync")
+        .expect("defaulted");
+    o.disable_force_detach_on_timeout = *m
+        .get_one::<bool>("disable-force-detach-on-timeout")
+        .expect("defaulted");
+    if o.attach_detach_reconcile_sync_period < std::time::Duration::from_secs(1) {
+        return Err(
+            "--attach-detach-reconcile-sync-period: duration time must be greater than one second"
+                .into(),
+        );
+    }
     for (id, field) in PATHS {
         *field(&mut o) = m
             .get_one::<PathBuf>(id)
@@ -490,5 +507,29 @@ mod tests {
     #[test]
     fn every_implemented_flag_is_an_upstream_flag() {
         assert_eq!(table().not_upstream(&command()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn attach_detach_flags_are_plumbed_and_validated() {
+        let (d, _) = parse_ok(&[]);
+        assert_eq!(
+            d.attach_detach_reconcile_sync_period,
+            std::time::Duration::from_secs(60)
+        );
+        assert!(!d.disable_attach_detach_reconcile_sync);
+        assert!(!d.disable_force_detach_on_timeout);
+        let (o, ignored) = parse_ok(&[
+            "--attach-detach-reconcile-sync-period=5s",
+            "--disable-attach-detach-reconcile-sync",
+            "--disable-force-detach-on-timeout=true",
+        ]);
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(
+            o.attach_detach_reconcile_sync_period,
+            std::time::Duration::from_secs(5)
+        );
+        assert!(o.disable_attach_detach_reconcile_sync && o.disable_force_detach_on_timeout);
+        assert!(parse_err(&["--attach-detach-reconcile-sync-period=500ms"])
+            .contains("--attach-detach-reconcile-sync-period"));
     }
 }

@@ -73,6 +73,14 @@ pub struct KcmOptions {
     /// `--legacy-service-account-token-clean-up-period` (8760h): how long a legacy token
     /// must go unused before it is marked invalid, and then deleted.
     pub legacy_service_account_token_clean_up_period: Duration,
+    /// `--attach-detach-reconcile-sync-period` (1m, at least 1s): how often the
+    /// attach-detach controller re-reads every attachment even without events.
+    pub attach_detach_reconcile_sync_period: Duration,
+    /// `--disable-attach-detach-reconcile-sync`: no such periodic pass.
+    pub disable_attach_detach_reconcile_sync: bool,
+    /// `--disable-force-detach-on-timeout`: never detach a volume still mounted on an
+    /// unhealthy node after the maximum wait for unmount (6m).
+    pub disable_force_detach_on_timeout: bool,
     /// `--kube-api-qps` (20).
     pub kube_api_qps: f32,
     /// `--kube-api-burst` (30).
@@ -223,6 +231,9 @@ impl Default for KcmOptions {
             mirroring_max_endpoints_per_subset: 1000,
             mirroring_endpointslice_updates_batch_period: Duration::ZERO,
             legacy_service_account_token_clean_up_period: Duration::from_secs(8760 * 3600),
+            attach_detach_reconcile_sync_period: Duration::from_secs(60),
+            disable_attach_detach_reconcile_sync: false,
+            disable_force_detach_on_timeout: false,
             kube_api_qps: 20.0,
             kube_api_burst: 30,
             kube_api_content_type: "application/vnd.kubernetes.protobuf".to_string(),

@@ -8,7 +8,10 @@
 //! - [`decide`]: what a claim or volume sync does, from observed state;
 //! - [`metrics`]: upstream's `pv_collector_*` and retroactive-class metrics;
 //! - [`controller`]: the informers, queues and API writes.
+//!
+//! And the persistentvolume-attach-detach-controller ([`attach_detach`]).
 
+pub mod attach_detach;
 pub mod binding;
 pub mod classes;
 pub mod controller;
@@ -38,5 +41,9 @@ pub const ANN_PRE_RESIZE_CAPACITY: &str = "volume.alpha.kubernetes.io/pre-resize
 
 /// Every storage controller this crate implements.
 pub fn descriptors() -> Vec<ControllerDescriptor> {
-    vec![controller::descriptor(), expander::descriptor()]
+    vec![
+        controller::descriptor(),
+        expander::descriptor(),
+        attach_detach::descriptor(),
+    ]
 }

@@ -6,3 +6,4 @@ pub mod images;
 pub mod lease;
 pub mod status;
 pub mod sync;
+pub mod volumes_in_use;

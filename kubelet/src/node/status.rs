@@ -273,7 +273,9 @@ pub fn node_status_changed(old: &NodeStatus, new: &NodeStatus) -> bool {
             c.last_heartbeat_time = None;
             c.last_transition_time = None;
         }
-        s.volumes_in_use = None;
+        // volumesInUse is the kubelet's to report (empty and absent alike); volumesAttached
+        // is the attach-detach controller's.
+        s.volumes_in_use = s.volumes_in_use.filter(|v| !v.is_empty());
         s.volumes_attached = None;
         s.config = None;
         s.runtime_handlers = None;

@@ -75,7 +75,12 @@ pub struct NodeSync {
     pub reserved: (BTreeMap<String, String>, BTreeMap<String, String>),
     /// The eviction manager's pressure conditions.
     pub pressure: Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>>,
+    /// The pods bound to this node, for `status.volumesInUse` (not reported without).
+    pub pods: Option<PodsView>,
 }
+
+/// Reads the pods the kubelet knows on this node.
+pub type PodsView = std::sync::Arc<dyn Fn() -> Vec<k8s_openapi::api::core::v1::Pod> + Send + Sync>;
 
 /// The wait before registration attempt `attempt` (0-based), as upstream's
 /// `registerWithAPIServer`: 100 ms, doubling, at most 7 s — and no limit on attempts, so a
@@ -209,6 +214,7 @@ impl NodeSync {
         let mut status_tick = tokio::time::interval(self.opts.node_status_update_frequency);
         let mut last_report = Instant::now();
         let mut last_status = node.status.clone().unwrap_or_default();
+        let claims = super::volumes_in_use::ClaimResolver::default();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -225,6 +231,10 @@ impl NodeSync {
                     let now = Timestamp::now();
                     let mut status = node_status(&self.opts, &self.facts(), &health, Some(&last_status), &now, (&self.reserved.0, &self.reserved.1));
                     status.images = self.images().await.or_else(|| last_status.images.clone());
+                    if let Some(pods) = &self.pods {
+                        // Sent even when empty: a strategic merge leaves an absent field as it was.
+                        status.volumes_in_use = Some(claims.volumes_in_use(&self.client, &pods()).await);
+                    }
                     let due = last_report.elapsed() >= self.opts.node_status_report_frequency;
                     if due || node_status_changed(&last_status, &status) {
                         match self.post_status(&status).await {
