@@ -4,6 +4,7 @@
 //! [`context::ControllerContext`] and starts every controller of [`registry::all`] that
 //! `--controllers` enables.
 
+pub mod autoscaling;
 pub mod context;
 pub mod informers;
 pub mod lifecycle;

@@ -21,6 +21,7 @@ pub fn all() -> Vec<ControllerDescriptor> {
     let mut all = crate::lifecycle::descriptors();
     all.extend(crate::workload::descriptors());
     all.extend(crate::storage::descriptors());
+    all.push(crate::autoscaling::descriptor());
     all
 }
 
@@ -77,8 +78,10 @@ pub const FEATURE_GATES: &[component_base::feature_gates::Gate] = &[
     ("ClusterTrustBundle", false),
     ("DRADeviceTaints", false),
     ("DynamicResourceAllocation", true),
+    ("HPAConfigurableTolerance", false),
     ("MultiCIDRServiceAllocator", true),
     ("PodCertificateRequest", false),
+    ("PodLevelResources", true),
     ("SELinuxChangePolicy", true),
     ("SeparateTaintEvictionController", true),
     ("StorageVersionAPI", false),
