@@ -68,6 +68,129 @@ pub fn set_matches(set: &Labels, labels: Option<&Labels>) -> bool {
     set.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
+/// Parses the string form of a label selector (`app=web,tier in (a,b),!canary`, as a scale
+/// subresource's `status.selector` carries it; apimachinery's `labels.Parse`) into a
+/// `LabelSelector`. `=`/`==` become `In`, `!=` `NotIn`, a bare key `Exists`, `!key`
+/// `DoesNotExist`. The numeric `>`/`<` operators have no `LabelSelector` form and are an
+/// error, as is anything malformed; the error quotes the offending part.
+pub fn parse(s: &str) -> Result<LabelSelector, String> {
+    use LabelSelectorRequirement as Req;
+    let req = |key: &str, op: &str, values: Option<Vec<String>>| -> Result<Req, String> {
+        let key = key.trim();
+        if key.is_empty()
+            || key.contains(char::is_whitespace)
+            || key.contains(['(', ')', '=', '!', ','])
+        {
+            return Err(format!("invalid label key {key:?} in selector {s:?}"));
+        }
+        Ok(Req {
+            key: key.to_string(),
+            operator: op.to_string(),
+            values,
+        })
+    };
+    let mut terms = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        if depth < 0 {
+            return Err(format!("unbalanced parentheses in selector {s:?}"));
+        }
+    }
+    if depth != 0 {
+        return Err(format!("unbalanced parentheses in selector {s:?}"));
+    }
+    terms.push(&s[start..]);
+    let mut requirements = Vec::new();
+    for term in terms.into_iter().map(str::trim) {
+        if term.is_empty() {
+            if s.trim().is_empty() {
+                continue;
+            }
+            return Err(format!("empty requirement in selector {s:?}"));
+        }
+        let one = |v: &str| Some(vec![v.trim().to_string()]);
+        let r = if let Some(key) = term.strip_prefix('!') {
+            req(key, "DoesNotExist", None)?
+        } else if let Some((k, v)) = term.split_once("!=") {
+            req(k, "NotIn", one(v))?
+        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            req(k, "In", one(v))?
+        } else if let Some(open) = term.find('(') {
+            let (head, set) = (&term[..open], &term[open..]);
+            let inner = set
+                .strip_prefix('(')
+                .and_then(|x| x.strip_suffix(')'))
+                .ok_or_else(|| format!("malformed set {set:?} in selector {s:?}"))?;
+            let values: Vec<String> = inner
+                .split(',')
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .collect();
+            let head = head.trim_end();
+            let (key, op) = if let Some(k) = head.strip_suffix(" notin") {
+                (k, "NotIn")
+            } else if let Some(k) = head.strip_suffix(" in") {
+                (k, "In")
+            } else {
+                return Err(format!(
+                    "expected 'in' or 'notin' in {term:?} of selector {s:?}"
+                ));
+            };
+            req(key, op, Some(values))?
+        } else if term.contains(['<', '>']) {
+            return Err(format!(
+                "numeric comparison {term:?} in selector {s:?} is not supported"
+            ));
+        } else {
+            req(term, "Exists", None)?
+        };
+        requirements.push(r);
+    }
+    Ok(LabelSelector {
+        match_labels: None,
+        match_expressions: Some(requirements),
+    })
+}
+
+/// The string form of `selector` (apimachinery's `LabelSelectorAsSelector(s).String()`):
+/// requirements sorted by key, `matchLabels` as `k=v`, expressions as `k in (a,b)`,
+/// `k notin (a,b)`, `k`, `!k` (values sorted). An empty selector is `""`.
+pub fn to_query(selector: &LabelSelector) -> String {
+    let mut reqs: Vec<(String, String)> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), format!("{k}={v}")))
+        .collect();
+    for e in selector.match_expressions.iter().flatten() {
+        let mut values = e.values.clone().unwrap_or_default();
+        values.sort();
+        let k = &e.key;
+        let text = match e.operator.as_str() {
+            "In" => format!("{k} in ({})", values.join(",")),
+            "NotIn" => format!("{k} notin ({})", values.join(",")),
+            "Exists" => k.clone(),
+            "DoesNotExist" => format!("!{k}"),
+            other => format!("{k} {other} ({})", values.join(",")),
+        };
+        reqs.push((k.clone(), text));
+    }
+    reqs.sort();
+    reqs.into_iter()
+        .map(|(_, t)| t)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +272,88 @@ mod tests {
                 requirement_matches(&req(&key, "DoesNotExist", &[]), &labels)
             );
         }
+    }
+    #[test]
+    fn parses_the_string_form() {
+        let sel =
+            parse("app=web, tier in (a, b),env!=prod,!canary,track,x==y,z notin (q)").unwrap();
+        assert!(matches(
+            &sel,
+            Some(&l(&[
+                ("app", "web"),
+                ("tier", "b"),
+                ("track", "s"),
+                ("x", "y")
+            ]))
+        ));
+        assert!(!matches(
+            &sel,
+            Some(&l(&[
+                ("app", "web"),
+                ("tier", "c"),
+                ("track", "s"),
+                ("x", "y")
+            ]))
+        ));
+        assert!(!matches(
+            &sel,
+            Some(&l(&[
+                ("app", "web"),
+                ("tier", "a"),
+                ("track", "s"),
+                ("x", "y"),
+                ("canary", "1")
+            ]))
+        ));
+        assert!(!matches(
+            &sel,
+            Some(&l(&[
+                ("app", "web"),
+                ("tier", "a"),
+                ("track", "s"),
+                ("x", "y"),
+                ("env", "prod")
+            ]))
+        ));
+        assert!(!matches(
+            &sel,
+            Some(&l(&[
+                ("app", "web"),
+                ("tier", "a"),
+                ("track", "s"),
+                ("x", "y"),
+                ("z", "q")
+            ]))
+        ));
+        let all = parse("").unwrap();
+        assert!(matches(&all, Some(&l(&[("a", "b")]))));
+        for bad in ["a in (b", "a>3", "a b=c", "a,,b", "=x", "a foo (b)"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn renders_the_string_form_that_parses_back() {
+        let sel = LabelSelector {
+            match_labels: Some(l(&[("b", "2"), ("a", "1")])),
+            match_expressions: Some(vec![
+                LabelSelectorRequirement {
+                    key: "c".into(),
+                    operator: "In".into(),
+                    values: Some(vec!["y".into(), "x".into()]),
+                },
+                LabelSelectorRequirement {
+                    key: "d".into(),
+                    operator: "DoesNotExist".into(),
+                    values: None,
+                },
+            ]),
+        };
+        let q = to_query(&sel);
+        assert_eq!(q, "a=1,b=2,c in (x,y),!d");
+        let back = parse(&q).unwrap();
+        let labels = l(&[("a", "1"), ("b", "2"), ("c", "x")]);
+        assert!(matches(&back, Some(&labels)) && matches(&sel, Some(&labels)));
+        assert_eq!(to_query(&LabelSelector::default()), "");
     }
 }

@@ -191,6 +191,14 @@ impl Quantity {
         saturate(self.ceil_units())
     }
 
+    /// `milli` thousandths of a unit, printed in `format` (apimachinery's `NewMilliQuantity`).
+    pub fn from_milli(milli: i64, format: Format) -> Quantity {
+        Quantity {
+            nanos: i128::from(milli) * 1_000_000,
+            format,
+        }
+    }
+
     /// Thousandths of a unit rounded up, saturating at `i64`'s range
     /// (`Quantity.MilliValue()`): millicores.
     pub fn milli_value(self) -> i64 {
@@ -391,5 +399,25 @@ mod tests {
                 prop_assert!((quantity.value() as i128 - 1) * NANO < nanos);
             }
         }
+    }
+
+    #[test]
+    fn milli_quantities_print_as_new_milli_quantity() {
+        assert_eq!(
+            Quantity::from_milli(150, Format::DecimalSi).to_string(),
+            "150m"
+        );
+        assert_eq!(
+            Quantity::from_milli(2000, Format::DecimalSi).to_string(),
+            "2"
+        );
+        assert_eq!(
+            Quantity::from_milli(100 * 1024 * 1024 * 1000, Format::BinarySi).to_string(),
+            "100Mi"
+        );
+        assert_eq!(
+            Quantity::from_milli(1500, Format::DecimalSi).milli_value(),
+            1500
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! `--controllers` enables.
 
 pub mod admissionregistration;
+pub mod autoscaling;
 pub mod context;
 pub mod informers;
 pub mod internal;

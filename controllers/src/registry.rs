@@ -25,6 +25,7 @@ pub fn all() -> Vec<ControllerDescriptor> {
     all.extend(crate::admissionregistration::descriptors());
     all.extend(crate::internal::descriptors());
     all.extend(crate::resource::descriptors());
+    all.push(crate::autoscaling::descriptor());
     all
 }
 
@@ -83,8 +84,10 @@ pub const FEATURE_GATES: &[component_base::feature_gates::Gate] = &[
     ("DRADeviceTaints", false),
     ("DRAPrioritizedList", true),
     ("DynamicResourceAllocation", true),
+    ("HPAConfigurableTolerance", false),
     ("MultiCIDRServiceAllocator", true),
     ("PodCertificateRequest", false),
+    ("PodLevelResources", true),
     ("SELinuxChangePolicy", true),
     ("SeparateTaintEvictionController", true),
     ("StorageVersionAPI", false),

@@ -94,6 +94,24 @@ const DURATIONS: &[(&str, &str, Field<KcmOptions, std::time::Duration>)] = &[
         "8760h0m0s",
         |o| &mut o.legacy_service_account_token_clean_up_period,
     ),
+    ("horizontal-pod-autoscaler-sync-period", "15s", |o| {
+        &mut o.hpa.sync_period
+    }),
+    (
+        "horizontal-pod-autoscaler-downscale-stabilization",
+        "5m0s",
+        |o| &mut o.hpa.downscale_stabilization,
+    ),
+    (
+        "horizontal-pod-autoscaler-cpu-initialization-period",
+        "5m0s",
+        |o| &mut o.hpa.cpu_initialization_period,
+    ),
+    (
+        "horizontal-pod-autoscaler-initial-readiness-delay",
+        "30s",
+        |o| &mut o.hpa.initial_readiness_delay,
+    ),
 ];
 
 const PATHS: &[(&str, Field<KcmOptions, Option<PathBuf>>)] = &[
@@ -151,6 +169,7 @@ pub fn command() -> Command {
         .arg(bool_flag("disable-attach-detach-reconcile-sync", false).help("Disable volume attach detach reconciler sync. Disabling this may cause volumes to be mismatched with pods. Use wisely."))
         .arg(bool_flag("disable-force-detach-on-timeout", false).help("Prevent force detaching volumes based on maximum unmount time and node status. If this flag is set to true, the non-graceful node shutdown feature must be used to recover from node failure. See https://k8s.io/docs/storage-disable-force-detach-on-timeout/."))
         .arg(value("mirroring-max-endpoints-per-subset").value_parser(clap::value_parser!(i64)).default_value("1000").help("The maximum number of endpoints that will be added to an EndpointSlice by the endpointslice-mirroring-controller."))
+        .arg(value("horizontal-pod-autoscaler-tolerance").value_parser(clap::value_parser!(f64)).default_value("0.1").help("The minimum change (from 1.0) in the desired-to-actual metrics ratio for the horizontal pod autoscaler to consider scaling."))
         .arg(value("cluster-name").default_value("kubernetes").help("The instance prefix for the cluster."))
         .arg(value("bind-address").value_parser(clap::value_parser!(IpAddr)).default_value("0.0.0.0").help("The IP address on which to listen for the --secure-port port."))
         .arg(value("secure-port").value_parser(clap::value_parser!(u16)).default_value("10257").help("The port on which to serve HTTPS with authentication and authorization. If 0, don't serve HTTPS at all."))
@@ -268,6 +287,15 @@ pub fn from_matches(m: &ArgMatches) -> Result<KcmOptions, String> {
             "--attach-detach-reconcile-sync-period: duration time must be greater than one second"
                 .into(),
         );
+    }
+    o.hpa.tolerance = *m
+        .get_one::<f64>("horizontal-pod-autoscaler-tolerance")
+        .expect("defaulted");
+    if !o.hpa.tolerance.is_finite() || o.hpa.tolerance < 0.0 {
+        return Err(format!(
+            "--horizontal-pod-autoscaler-tolerance: must be a non-negative number, but got {}",
+            o.hpa.tolerance
+        ));
     }
     for (id, field) in PATHS {
         *field(&mut o) = m
@@ -441,12 +469,44 @@ mod tests {
 
     #[test]
     fn unimplemented_upstream_flags_are_accepted_and_listed() {
-        let (_, ignored) =
-            parse_ok(&["--profiling", "--horizontal-pod-autoscaler-sync-period=30s"]);
+        let (_, ignored) = parse_ok(&["--profiling", "--attach-detach-reconcile-sync-period=30s"]);
         assert_eq!(
             ignored,
-            vec!["profiling", "horizontal-pod-autoscaler-sync-period"]
+            vec!["profiling", "attach-detach-reconcile-sync-period"]
         );
+    }
+
+    #[test]
+    fn hpa_flags_have_upstreams_defaults_and_act() {
+        let (d, ignored) = parse_ok(&[]);
+        assert!(ignored.is_empty());
+        assert_eq!(d.hpa, super::super::HpaOptions::default());
+        assert_eq!(d.hpa.sync_period, std::time::Duration::from_secs(15));
+        assert_eq!(d.hpa.tolerance, 0.1);
+        let (o, ignored) = parse_ok(&[
+            "--horizontal-pod-autoscaler-sync-period=2s",
+            "--horizontal-pod-autoscaler-downscale-stabilization=1m",
+            "--horizontal-pod-autoscaler-tolerance=0.25",
+            "--horizontal-pod-autoscaler-cpu-initialization-period=10s",
+            "--horizontal-pod-autoscaler-initial-readiness-delay=5s",
+        ]);
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(o.hpa.sync_period, std::time::Duration::from_secs(2));
+        assert_eq!(
+            o.hpa.downscale_stabilization,
+            std::time::Duration::from_secs(60)
+        );
+        assert_eq!(o.hpa.tolerance, 0.25);
+        assert_eq!(
+            o.hpa.cpu_initialization_period,
+            std::time::Duration::from_secs(10)
+        );
+        assert_eq!(
+            o.hpa.initial_readiness_delay,
+            std::time::Duration::from_secs(5)
+        );
+        assert!(parse_err(&["--horizontal-pod-autoscaler-tolerance=-1"])
+            .contains("--horizontal-pod-autoscaler-tolerance"));
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub struct KcmOptions {
     /// `--disable-force-detach-on-timeout`: never detach a volume still mounted on an
     /// unhealthy node after the maximum wait for unmount (6m).
     pub disable_force_detach_on_timeout: bool,
+    /// `--horizontal-pod-autoscaler-*`: the horizontal-pod-autoscaler's timing and tolerance.
+    pub hpa: HpaOptions,
     /// `--kube-api-qps` (20).
     pub kube_api_qps: f32,
     /// `--kube-api-burst` (30).
@@ -175,6 +177,37 @@ impl Default for Concurrency {
     }
 }
 
+/// The horizontal-pod-autoscaler's flags (upstream's `HPAControllerConfiguration`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HpaOptions {
+    /// `--horizontal-pod-autoscaler-sync-period` (15s): how often each HPA is reconciled.
+    pub sync_period: Duration,
+    /// `--horizontal-pod-autoscaler-downscale-stabilization` (5m): the look-back window of
+    /// scale-down recommendations (and the default of `behavior.scaleDown`'s window).
+    pub downscale_stabilization: Duration,
+    /// `--horizontal-pod-autoscaler-tolerance` (0.1): the least change of the usage ratio
+    /// from 1.0 that scales.
+    pub tolerance: f64,
+    /// `--horizontal-pod-autoscaler-cpu-initialization-period` (5m): after a pod starts, CPU
+    /// samples may be skipped.
+    pub cpu_initialization_period: Duration,
+    /// `--horizontal-pod-autoscaler-initial-readiness-delay` (30s): after a pod starts,
+    /// readiness changes count as initial readiness.
+    pub initial_readiness_delay: Duration,
+}
+
+impl Default for HpaOptions {
+    fn default() -> Self {
+        HpaOptions {
+            sync_period: Duration::from_secs(15),
+            downscale_stabilization: Duration::from_secs(300),
+            tolerance: 0.1,
+            cpu_initialization_period: Duration::from_secs(300),
+            initial_readiness_delay: Duration::from_secs(30),
+        }
+    }
+}
+
 /// `--cluster-signing-*`: the default CA and the per-signer overrides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SigningOptions {
@@ -234,6 +267,7 @@ impl Default for KcmOptions {
             attach_detach_reconcile_sync_period: Duration::from_secs(60),
             disable_attach_detach_reconcile_sync: false,
             disable_force_detach_on_timeout: false,
+            hpa: HpaOptions::default(),
             kube_api_qps: 20.0,
             kube_api_burst: 30,
             kube_api_content_type: "application/vnd.kubernetes.protobuf".to_string(),
