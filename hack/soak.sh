@@ -99,6 +99,13 @@ else
 fi
 NODE_LIST="$(local::nodes)"
 
+# A bearer token for the control-plane components' /metrics (upstream's bootstrap
+# system:monitoring role; their delegated authentication takes tokens).
+k -n kube-system create serviceaccount soak-scraper >/dev/null 2>&1 || true
+k create clusterrolebinding soak-scraper --clusterrole=system:monitoring \
+  --serviceaccount=kube-system:soak-scraper >/dev/null 2>&1 || true
+TOKEN="$(k -n kube-system create token soak-scraper --duration=24h)"
+
 # The churn, in the background: one cycle per PERIOD.
 churn() {
   local i=0 old t0
@@ -150,7 +157,7 @@ tasks_of() {
     kube-scheduler | kube-controller-manager)
       local port=10259
       [[ "$1" == kube-scheduler ]] || port=10257
-      curl -sk --max-time 5 --cert "${PKI}/admin.crt" --key "${PKI}/admin.key" \
+      curl -sk --max-time 5 -H "Authorization: Bearer ${TOKEN}" \
         "https://127.0.0.1:${port}/metrics" | metric tokio_alive_tasks ;;
     */kubelet) node="${1%/kubelet}"
       k get --raw "/api/v1/nodes/${node}/proxy/metrics" 2>/dev/null | metric tokio_alive_tasks ;;
