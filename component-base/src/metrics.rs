@@ -28,6 +28,8 @@ struct ProcessMetrics {
     start_time: Gauge<f64, AtomicU64>,
     open_fds: Gauge,
     max_fds: Gauge,
+    alive_tasks: Gauge,
+    workers: Gauge,
 }
 
 impl Default for Metrics {
@@ -71,6 +73,19 @@ impl Metrics {
             "process_max_fds",
             "Maximum number of open file descriptors.",
             process.max_fds.clone(),
+        );
+        // Go components' go_goroutines counterpart: a task leak (a watcher or worker never
+        // ended) shows here long before it shows in memory. Not an upstream name: Go has no
+        // tokio; the soak script (hack/soak.sh) samples it.
+        registry.register(
+            "tokio_alive_tasks",
+            "Number of alive tasks in the process's tokio runtime.",
+            process.alive_tasks.clone(),
+        );
+        registry.register(
+            "tokio_workers",
+            "Number of worker threads of the process's tokio runtime.",
+            process.workers.clone(),
         );
         let build_info = Family::<Vec<(String, String)>, Gauge>::default();
         build_info
@@ -212,6 +227,12 @@ fn to_prometheus_text(open_metrics: &str) -> String {
 
 impl ProcessMetrics {
     fn refresh(&self) {
+        // The runtime serving /metrics is the component's.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let m = handle.metrics();
+            self.alive_tasks.set(m.num_alive_tasks() as i64);
+            self.workers.set(m.num_workers() as i64);
+        }
         let Some(f) = stat_fields("self") else {
             return;
         };
@@ -353,6 +374,29 @@ mod tests {
         assert!(after - before >= 0.05, "{before} -> {after}");
         // Above the kernel's largest pid_max.
         assert_eq!(cpu_seconds(4_194_305), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn counts_the_runtimes_alive_tasks() {
+        let m = Metrics::new();
+        let gauge = |text: &str, name: &str| -> i64 {
+            let line = text.lines().find(|l| l.starts_with(&format!("{name} ")));
+            line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+        };
+        let before = gauge(&m.render(), "tokio_alive_tasks");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let tasks: Vec<_> = (0..5)
+            .map(|_| tokio::spawn(stop.clone().cancelled_owned()))
+            .collect();
+        let text = m.render();
+        assert_eq!(gauge(&text, "tokio_alive_tasks"), before + 5, "{text}");
+        assert_eq!(gauge(&text, "tokio_workers"), 2, "{text}");
+        stop.cancel();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(gauge(&m.render(), "tokio_alive_tasks"), before);
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub mod reason {
     pub const PULLED: &str = "Pulled";
     /// `imagePullPolicy: Never` and the image is absent.
     pub const ERR_IMAGE_NEVER_PULL: &str = "ErrImageNeverPull";
+    /// A pod's sandbox could not be created (its RuntimeClass, the runtime).
+    pub const FAILED_CREATE_POD_SANDBOX: &str = "FailedCreatePodSandBox";
+    /// An image reference that does not parse (upstream's `FailedToInspectImage`).
+    pub const INSPECT_FAILED: &str = "InspectFailed";
     /// A probe failed.
     pub const UNHEALTHY: &str = "Unhealthy";
     /// A probe succeeded with a warning (e.g. a redirect to another host).

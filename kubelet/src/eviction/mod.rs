@@ -8,6 +8,7 @@
 pub mod admit;
 pub mod disk;
 pub mod grace;
+pub mod local_storage;
 pub mod predicate;
 pub mod pressure;
 pub mod rank;
@@ -251,6 +252,16 @@ pub async fn run_with_reclaim(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        let live: BTreeSet<String> = shared
+            .pod_list()
+            .iter()
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect();
+        evicting.retain(|uid| live.contains(uid));
+        if evict_over_local_limits(&shared, &node, &evict, &mut evicting).await {
+            // As upstream: a pod evicted for its local storage is this interval's eviction.
+            continue;
+        }
         if settings.thresholds.is_empty() {
             continue;
         }
@@ -307,12 +318,6 @@ pub async fn run_with_reclaim(
         let Some(o) = observed.get(&t.signal).copied() else {
             continue;
         };
-        let live: BTreeSet<String> = shared
-            .pod_list()
-            .iter()
-            .filter_map(|p| p.metadata.uid.clone())
-            .collect();
-        evicting.retain(|uid| live.contains(uid));
         let Some((victim, usage)) = ranked(&settings, &shared, t.signal, dedicated)
             .await
             .into_iter()
@@ -344,6 +349,52 @@ pub async fn run_with_reclaim(
             crate::metrics::count_eviction(t.signal.name());
         }
     }
+}
+
+/// Evicts the pods whose emptyDir volumes use more than their `sizeLimit`
+/// ([`local_storage`]); whether any was.
+async fn evict_over_local_limits(
+    shared: &Shared,
+    node: &NodeReclaim,
+    evict: &mpsc::UnboundedSender<Eviction>,
+    evicting: &mut BTreeSet<String>,
+) -> bool {
+    let mut any = false;
+    let candidates = shared
+        .pod_list()
+        .into_iter()
+        .filter(|p| !admit::is_critical(p))
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| !is_evicted(p))
+        .filter(|p| !evicting.contains(p.metadata.uid.as_deref().unwrap_or_default()))
+        .collect::<Vec<_>>();
+    for pod in candidates {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let pod_dir = shared.runtime.pod_dir(&uid);
+        let used = |volume: &str| {
+            let dir = crate::volumes::volume_dir(&pod_dir, "kubernetes.io~empty-dir", volume);
+            crate::stats::fs::disk_usage(&dir)
+                .ok()
+                .map(|(bytes, _)| bytes)
+        };
+        let Some(message) = local_storage::over_limit(&pod, used) else {
+            continue;
+        };
+        tracing::info!(pod = ?pod.metadata.name, %message, "Eviction manager: evicting pod over its local storage limit");
+        node.recorder
+            .pod_event(&pod, None, EventType::Warning, EVICTED, &message);
+        let sent = evict.send(Eviction {
+            uid: uid.clone(),
+            message,
+            grace_period: local_storage::GRACE_PERIOD,
+        });
+        if sent.is_ok() {
+            evicting.insert(uid);
+            crate::metrics::count_eviction(local_storage::SIGNAL);
+            any = true;
+        }
+    }
+    any
 }
 
 /// The status an evicted pod is left with: Failed/Evicted, a DisruptionTarget condition,

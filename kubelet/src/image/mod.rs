@@ -5,6 +5,7 @@ pub mod busybox;
 pub mod gc;
 pub mod load;
 pub mod oci;
+pub mod reference;
 
 pub use load::{ImageLoader, K8S_NAMESPACE};
 pub use oci::OciImage;

@@ -192,6 +192,7 @@ async fn sync_once(
             }
         }
         inputs.env = env_sources(&shared.client, pod, &shared.host_ips, shared.allocatable).await;
+        inputs.runtime_handler = crate::runtime::runtime_class::handler(&shared.client, pod).await;
     }
     match shared.runtime.sync_pod(pod, terminating, &inputs).await {
         Ok(r) => (r, None),

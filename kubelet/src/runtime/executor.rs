@@ -6,6 +6,7 @@
 use super::config::{self, ContainerInputs, NodeContext};
 use super::images::{self, ImageError};
 use super::observe;
+use super::runtime_class;
 use crate::cgroups::CgroupManager;
 use crate::cri::labels::PodRef;
 use crate::cri::Cri;
@@ -44,6 +45,9 @@ pub struct PodInputs {
     pub recorder: Recorder,
     /// The node's IPs: a hostNetwork pod's IPs, for httpGet hooks.
     pub host_ips: Vec<String>,
+    /// The runtime handler of the pod's RuntimeClass (`None`: it names none, the default
+    /// handler), or why it could not be read.
+    pub runtime_handler: Option<Result<String, String>>,
 }
 
 impl PodInputs {
@@ -238,7 +242,7 @@ impl PodRuntime {
                 .await?;
         }
         if let Some(attempt) = actions.create_sandbox {
-            self.create_sandbox(pod, attempt).await?;
+            self.create_sandbox(pod, attempt, inputs).await?;
             return Ok(Vec::new());
         }
         let pod_ip = inputs.pod_ip(observed.sandbox().map(|s| &s.ips[..]).unwrap_or(&[]));
@@ -294,8 +298,52 @@ impl PodRuntime {
         Ok(failures)
     }
 
-    /// Creates the pod cgroup and log directory, then the sandbox.
-    pub async fn create_sandbox(&self, pod: &Pod, attempt: u32) -> Result<String> {
+    /// Creates the pod cgroup and log directory, then the sandbox with the handler of the
+    /// pod's RuntimeClass. A sandbox that cannot be made is a `FailedCreatePodSandBox`
+    /// event, as upstream's.
+    pub async fn create_sandbox(
+        &self,
+        pod: &Pod,
+        attempt: u32,
+        inputs: &PodInputs,
+    ) -> Result<String> {
+        let created = self.try_create_sandbox(pod, attempt, inputs).await;
+        if let Err(why) = &created {
+            inputs.recorder.pod_event(
+                pod,
+                None,
+                EventType::Warning,
+                reason::FAILED_CREATE_POD_SANDBOX,
+                &runtime_class::sandbox_failure_message(why),
+            );
+        }
+        created.map_err(anyhow::Error::msg)
+    }
+
+    async fn try_create_sandbox(
+        &self,
+        pod: &Pod,
+        attempt: u32,
+        inputs: &PodInputs,
+    ) -> Result<String, String> {
+        let runtime_handler = inputs
+            .runtime_handler
+            .clone()
+            .unwrap_or(Ok(String::new()))?;
+        self.run_sandbox(pod, attempt, runtime_handler)
+            .await
+            .map_err(|e| match e.downcast_ref::<tonic::Status>() {
+                Some(s) => images::grpc_error(s),
+                None => format!("{e:#}"),
+            })
+    }
+
+    async fn run_sandbox(
+        &self,
+        pod: &Pod,
+        attempt: u32,
+        runtime_handler: String,
+    ) -> Result<String> {
         let r = config::pod_ref(pod);
         let qos_class = qos::qos_class(pod);
         let limits = qos::pod_cgroup_config(pod);
@@ -313,10 +361,9 @@ impl PodRuntime {
             .clone()
             .run_pod_sandbox(cri::RunPodSandboxRequest {
                 config: Some(sandbox),
-                runtime_handler: String::new(),
+                runtime_handler,
             })
-            .await
-            .with_context(|| format!("RunPodSandbox for pod {}/{}", r.namespace, r.name))?;
+            .await?;
         Ok(response.into_inner().pod_sandbox_id)
     }
 

@@ -38,6 +38,10 @@ pub enum ImageError {
     /// `imagePullPolicy: Never` and the image is not present.
     #[error("Container image {0:?} is not present with pull policy of Never")]
     NeverPull(String),
+    /// The image is no valid reference: `Failed to apply default image tag "x": couldn't
+    /// parse image name "x": …`.
+    #[error("{0}")]
+    InvalidName(String),
 }
 
 impl ImageError {
@@ -47,6 +51,7 @@ impl ImageError {
             ImageError::Pull { .. } => "ErrImagePull",
             ImageError::BackOff { .. } => "ImagePullBackOff",
             ImageError::NeverPull(_) => "ErrImageNeverPull",
+            ImageError::InvalidName(_) => "InvalidImageName",
         }
     }
 
@@ -132,8 +137,11 @@ impl ImageManager {
 
     /// How long pulling `image` for the pod `pod_uid` still backs off (zero: not at all).
     pub fn backoff_remaining(&self, pod_uid: &str, image: &str) -> std::time::Duration {
+        // Keyed, as the pull, by the image with its default tag.
+        let image =
+            crate::image::reference::with_default_tag(image).unwrap_or_else(|_| image.to_string());
         self.backoff()
-            .remaining(&backoff_key(pod_uid, image), Instant::now())
+            .remaining(&backoff_key(pod_uid, &image), Instant::now())
     }
 
     /// Makes sure `c`'s image is present per its pull policy, as upstream's
@@ -146,10 +154,22 @@ impl ImageManager {
         c: &Container,
         recorder: &Recorder,
     ) -> Result<String, ImageError> {
-        let image = c.image.clone().unwrap_or_default();
+        let requested = c.image.clone().unwrap_or_default();
         let policy = pull_policy(c);
         let event = |type_: EventType, why: &str, msg: &str| {
             recorder.pod_event(pod, Some(&c.name), type_, why, msg)
+        };
+        // As upstream: what the apiserver let through but is no reference fails here, and the
+        // runtime is asked for `name:latest` where no tag was given.
+        let image = match crate::image::reference::with_default_tag(&requested) {
+            Ok(image) => image,
+            Err(why) => {
+                let e = ImageError::InvalidName(format!(
+                    "Failed to apply default image tag {requested:?}: {why}"
+                ));
+                event(EventType::Warning, reason::INSPECT_FAILED, &e.message());
+                return Err(e);
+            }
         };
         let present = image_status(cri, &image).await;
         match (&present, policy.as_str()) {

@@ -6,6 +6,7 @@ pub mod executor;
 pub mod images;
 pub mod observe;
 pub mod restore;
+pub mod runtime_class;
 pub mod termination_message;
 
 pub use executor::{PodInputs, PodRuntime, SyncResult};

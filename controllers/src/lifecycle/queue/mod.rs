@@ -5,10 +5,10 @@
 
 pub mod metrics;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -74,6 +74,32 @@ struct State<K> {
     added_at: HashMap<K, Instant>,
     /// When each key being processed was handed out (kept only when metrics are on).
     processing_since: HashMap<K, Instant>,
+    /// Keys [`WorkQueue::add_after`] holds back: when each comes due (and its entry in
+    /// `due`).
+    waiting: HashMap<K, (Instant, u64)>,
+    /// The same keys by due time (the `u64` tells apart keys due at the same instant).
+    due: BTreeMap<(Instant, u64), K>,
+    /// The last `u64` handed out for `due`.
+    seq: u64,
+    /// Whether the timer task (one per queue while keys wait) runs.
+    timer_running: bool,
+}
+
+impl<K> State<K> {
+    fn empty() -> Self {
+        State {
+            queue: VecDeque::new(),
+            dirty: HashSet::new(),
+            processing: HashSet::new(),
+            shut_down: false,
+            added_at: HashMap::new(),
+            processing_since: HashMap::new(),
+            waiting: HashMap::new(),
+            due: BTreeMap::new(),
+            seq: 0,
+            timer_running: false,
+        }
+    }
 }
 
 impl<K: Eq + Hash + Send> InFlight for Mutex<State<K>> {
@@ -98,6 +124,8 @@ pub struct WorkQueue<K> {
     metrics: Arc<OnceLock<QueueMetrics>>,
     /// Failures after which `run` drops a key instead of retrying it (`None`: retry forever).
     max_retries: Option<u32>,
+    /// Wakes the timer task when a key comes due sooner than it sleeps.
+    timer: Arc<Notify>,
 }
 
 impl<K> Clone for WorkQueue<K> {
@@ -108,6 +136,7 @@ impl<K> Clone for WorkQueue<K> {
             backoff: self.backoff.clone(),
             metrics: self.metrics.clone(),
             max_retries: self.max_retries,
+            timer: self.timer.clone(),
         }
     }
 }
@@ -127,18 +156,12 @@ impl<K: Eq + Hash + Clone + Send + Sync + 'static> WorkQueue<K> {
     /// A queue with the given per-item backoff bounds.
     pub fn with_backoff(base: Duration, max: Duration) -> Self {
         WorkQueue {
-            state: Arc::new(Mutex::new(State {
-                queue: VecDeque::new(),
-                dirty: HashSet::new(),
-                processing: HashSet::new(),
-                shut_down: false,
-                added_at: HashMap::new(),
-                processing_since: HashMap::new(),
-            })),
+            state: Arc::new(Mutex::new(State::empty())),
             notify: Arc::new(Notify::new()),
             backoff: Arc::new(ItemBackoff::new(base, max)),
             metrics: Arc::default(),
             max_retries: None,
+            timer: Arc::new(Notify::new()),
         }
     }
 
@@ -196,7 +219,10 @@ impl<K: Eq + Hash + Clone + Send + Sync + 'static> WorkQueue<K> {
         }
     }
 
-    /// Queues `key` after `delay`.
+    /// Queues `key` after `delay`. A key waits at most once, as in client-go's delaying
+    /// queue: added again while it waits, it comes due at the earlier of the two times. One
+    /// timer task per queue (while keys wait) hands them out when due, so a controller
+    /// that re-checks a deadline on every sync costs an entry per key, not a task per sync.
     pub fn add_after(&self, key: K, delay: Duration) {
         if let Some(m) = self.metrics.get() {
             m.retries.inc();
@@ -204,11 +230,73 @@ impl<K: Eq + Hash + Clone + Send + Sync + 'static> WorkQueue<K> {
         if delay.is_zero() {
             return self.add(key);
         }
-        let q = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            q.add(key);
-        });
+        let due = Instant::now() + delay;
+        let mut s = self.lock();
+        if s.shut_down {
+            return;
+        }
+        if let Some(&(t, seq)) = s.waiting.get(&key) {
+            if t <= due {
+                return;
+            }
+            s.due.remove(&(t, seq));
+        }
+        s.seq += 1;
+        let seq = s.seq;
+        s.waiting.insert(key.clone(), (due, seq));
+        s.due.insert((due, seq), key);
+        let start = !s.timer_running;
+        s.timer_running = true;
+        drop(s);
+        if start {
+            let weak = Arc::downgrade(&self.state);
+            tokio::spawn(self.clone().run_timer(weak));
+        } else {
+            self.timer.notify_one();
+        }
+    }
+
+    /// The timer task: adds the waiting keys as they come due; ends once none waits, the
+    /// queue is shut down, or every handle of it is gone (asleep, it holds the queue's
+    /// state only weakly).
+    async fn run_timer(mut self, weak: Weak<Mutex<State<K>>>) {
+        loop {
+            let (ready, next) = {
+                let mut s = self.lock();
+                let now = Instant::now();
+                let mut ready = Vec::new();
+                while let Some((&(t, seq), _)) = s.due.first_key_value() {
+                    if t > now || s.shut_down {
+                        break;
+                    }
+                    if let Some(k) = s.due.remove(&(t, seq)) {
+                        s.waiting.remove(&k);
+                        ready.push(k);
+                    }
+                }
+                let next = s.due.first_key_value().map(|(&(t, _), _)| t);
+                if s.shut_down || (next.is_none() && ready.is_empty()) {
+                    s.timer_running = false;
+                    return;
+                }
+                (ready, next)
+            };
+            for k in ready {
+                self.add(k);
+            }
+            // A placeholder state while asleep, so that a dropped queue is freed.
+            self.state = Arc::new(Mutex::new(State::empty()));
+            if let Some(t) = next {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(t.into()) => {}
+                    _ = self.timer.notified() => {}
+                }
+            }
+            match weak.upgrade() {
+                Some(state) => self.state = state,
+                None => return,
+            }
+        }
     }
 
     /// Queues `key` after its per-item backoff.
@@ -290,6 +378,7 @@ impl<K: Eq + Hash + Clone + Send + Sync + 'static> WorkQueue<K> {
         s.shut_down = true;
         drop(s);
         self.notify.notify_waiters();
+        self.timer.notify_one();
     }
 
     /// Runs `workers` tasks that process keys with `sync` until `shutdown` is cancelled:
@@ -569,6 +658,72 @@ mod tests {
             0,
             "the dropped key's backoff is forgotten"
         );
+    }
+
+    #[tokio::test]
+    async fn a_key_waits_once_however_often_it_is_added_after() {
+        let q: WorkQueue<String> = WorkQueue::new();
+        let alive = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
+        let before = alive();
+        for _ in 0..100 {
+            q.add_after("a".into(), Duration::from_secs(600));
+        }
+        assert_eq!(alive(), before + 1, "one timer task, not one per add");
+        // A sooner time wins; a later one while it waits changes nothing.
+        q.add_after("a".into(), Duration::from_millis(50));
+        q.add_after("a".into(), Duration::from_secs(300));
+        q.add_after("b".into(), Duration::from_secs(600));
+        assert_eq!(alive(), before + 1, "one timer task for every key");
+        let got = tokio::time::timeout(Duration::from_secs(5), q.get()).await;
+        assert_eq!(got.unwrap().as_deref(), Some("a"));
+        q.done(&"a".to_string());
+        assert!(q.is_empty(), "due once");
+        // Due and gone: the next add_after waits again.
+        q.add_after("a".into(), Duration::from_millis(10));
+        let got = tokio::time::timeout(Duration::from_secs(5), q.get()).await;
+        assert_eq!(got.unwrap().as_deref(), Some("a"));
+        // The timer ends with its queue (shut down, "b" still waiting).
+        q.shut_down();
+        wait_for_tasks(before).await;
+    }
+
+    #[tokio::test]
+    async fn a_dropped_queue_frees_its_state_and_its_timer_ends() {
+        let before = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        let q: WorkQueue<String> = WorkQueue::new();
+        q.add_after("a".into(), Duration::from_millis(20));
+        q.add_after("b".into(), Duration::from_millis(300));
+        let got = tokio::time::timeout(Duration::from_secs(5), q.get()).await;
+        assert_eq!(got.unwrap().as_deref(), Some("a"));
+        let state = Arc::downgrade(&q.state);
+        drop(q);
+        assert!(
+            state.upgrade().is_none(),
+            "the sleeping timer holds no queue"
+        );
+        wait_for_tasks(before).await;
+    }
+
+    /// Waits (up to 5 s) until the runtime has `n` alive tasks.
+    async fn wait_for_tasks(n: usize) {
+        let alive = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
+        for _ in 0..500 {
+            if alive() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(alive(), n, "tasks still alive");
     }
 
     #[tokio::test]
