@@ -32,9 +32,9 @@ pub fn spawn(
 }
 
 async fn watch_services(api: Api<Service>, store: Arc<Store>, shutdown: CancellationToken) {
-    let stream = watcher::watcher(api, watcher::Config::default())
-        .backoff(component_base::watch_backoff::WatchBackoff::default())
-        .take_until(shutdown.cancelled_owned());
+    let stream =
+        component_base::watch_backoff::backoff(watcher::watcher(api, watcher::Config::default()))
+            .take_until(shutdown.cancelled_owned());
     let mut stream = std::pin::pin!(stream);
     let mut listing = Vec::new();
     while let Some(event) = stream.next().await {
@@ -64,9 +64,9 @@ async fn watch_services(api: Api<Service>, store: Arc<Store>, shutdown: Cancella
 }
 
 async fn watch_slices(api: Api<EndpointSlice>, store: Arc<Store>, shutdown: CancellationToken) {
-    let stream = watcher::watcher(api, watcher::Config::default())
-        .backoff(component_base::watch_backoff::WatchBackoff::default())
-        .take_until(shutdown.cancelled_owned());
+    let stream =
+        component_base::watch_backoff::backoff(watcher::watcher(api, watcher::Config::default()))
+            .take_until(shutdown.cancelled_owned());
     let mut stream = std::pin::pin!(stream);
     let mut listing = Vec::new();
     while let Some(event) = stream.next().await {

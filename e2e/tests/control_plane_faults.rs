@@ -192,6 +192,11 @@ async fn resume_after(mut cluster: e2e::TestCluster, fault: Fault) {
         );
     };
     let since_ready = ready.elapsed();
+    if let Ok(dir) = std::env::var("KEEP_LOGS") {
+        let _ = std::fs::copy(kcm.log_path(), format!("{dir}/kcm.log"));
+        let _ = std::fs::copy(scheduler.log_path(), format!("{dir}/sched.log"));
+        eprintln!("READY_AT {:?}", std::time::SystemTime::now() - since_ready);
+    }
     println!(
         "after a {OUTAGE:?} {fault:?} outage: ReplicaSet {rs_after:.1?} and 3 pods bound \
          {pods_bound:.1?} after the Deployment was created ({since_ready:.1?} after /readyz)"

@@ -94,8 +94,7 @@ fn forward<K, F>(
     F: Fn(Event<K>) -> Watched + Send + 'static,
 {
     tokio::spawn(async move {
-        let stream = watcher::watcher(api, config)
-            .backoff(component_base::watch_backoff::WatchBackoff::default());
+        let stream = component_base::watch_backoff::backoff(watcher::watcher(api, config));
         let mut stream = std::pin::pin!(stream.take_until(shutdown.cancelled_owned()));
         while let Some(ev) = stream.next().await {
             match ev {
