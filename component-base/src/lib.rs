@@ -15,6 +15,7 @@ pub mod leader_election;
 pub mod logging;
 pub mod metrics;
 pub mod server;
+pub mod retry;
 pub mod shutdown;
 pub mod version;
 pub mod watch_backoff;

@@ -12,7 +12,6 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
 use proxy::config::ProxierConfig;
 use proxy::healthcheck::{self, ServiceHealthServer};

@@ -10,7 +10,6 @@ use kube::api::{
 use kube::core::PartialObjectMeta;
 use kube::discovery::ApiResource;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Api;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
