@@ -56,7 +56,13 @@ mod tests {
             || {
                 calls += 1;
                 let n = calls;
-                async move { if n < 4 { Err(n) } else { Ok("token") } }
+                async move {
+                    if n < 4 {
+                        Err(n)
+                    } else {
+                        Ok("token")
+                    }
+                }
             },
             |attempt, e: &i32| errors.push((attempt, *e)),
         )
@@ -64,7 +70,11 @@ mod tests {
         assert_eq!(got, Some("token"));
         assert_eq!(errors, [(1, 1), (2, 2), (3, 3)]);
         // Three waits of at most 100, 200 and 400 ms.
-        assert!(start.elapsed() <= Duration::from_millis(700), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() <= Duration::from_millis(700),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]
