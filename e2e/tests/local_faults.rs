@@ -6,8 +6,9 @@
 //!   kube-scheduler. local-up supervises what it starts (hack/lib/supervise.sh), so both come
 //!   back by themselves; the node stays Ready and a Deployment created after each fault runs.
 //! - watch-expiry: in the middle of a scale-up, etcd is compacted at its current revision and
-//!   the API server's connections to etcd are reset, so its watch cache relists and every
-//!   watch of every component ends and resumes from a revision that is gone: 410 Gone. Every
+//!   the API server's connections to etcd are reset (the API server held still meanwhile), so
+//!   its watch caches relist and every watch of every component ends and resumes from a
+//!   revision that is gone: 410 Gone. Every
 //!   component (controller manager, scheduler, kubelet, kube-proxy, DNS) must log the expiry
 //!   and relist at once; the scale-up completes with exactly its replicas.
 //! - leader-failover: with a standby kube-controller-manager and kube-scheduler running
@@ -186,31 +187,44 @@ fn etcd(cluster: &LocalCluster, path: &str, body: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("etcd answers JSON")
 }
 
-/// Compacts etcd at its current revision, after two writes of a key no API server watches
-/// (so every watch's last revision lies below it), then resets the API server's connections
-/// to etcd: its watch cache resumes from compacted revisions, relists, and ends every
-/// client's watch, which resumes from a revision the new cache no longer has.
+/// Expires every watch of every client at once: with the API server stopped (SIGSTOP, so
+/// nothing writes), two writes of a key no API server watches and a compaction at the
+/// revision they reach put every watch cache's last revision below the compacted one; the API
+/// server's connections to etcd are reset and it continues (SIGCONT). Its watch caches resume
+/// their etcd watches from compacted revisions, relist and end every client's watch, which
+/// resumes from a resourceVersion the new caches no longer hold: 410 Gone. Returns the
+/// compacted revision.
 fn expire_every_watch(cluster: &LocalCluster) -> String {
-    // base64 of "ferrokube-e2e/compact" and "x".
-    let put = r#"{"key": "ZmVycm9rdWJlLWUyZS9jb21wYWN0", "value": "eA=="}"#;
-    etcd(cluster, "/v3/kv/put", put);
-    let answer = etcd(cluster, "/v3/kv/put", put);
-    let revision = answer["header"]["revision"]
-        .as_str()
-        .expect("a revision")
-        .to_string();
-    etcd(
-        cluster,
-        "/v3/kv/compaction",
-        &format!(r#"{{"revision": "{revision}", "physical": true}}"#),
+    let apiserver = nix::unistd::Pid::from_raw(
+        cluster
+            .component_pid("kube-apiserver")
+            .expect("kube-apiserver runs"),
     );
-    let port = cluster.etcd_port().to_string();
-    let out = Command::new("ss")
-        .args(["-K", "dst", "127.0.0.1", "dport", "=", &format!(":{port}")])
-        .output()
-        .expect("run ss");
-    assert!(out.status.success(), "ss -K: {out:?}");
-    revision
+    nix::sys::signal::kill(apiserver, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let compacted = std::panic::catch_unwind(|| {
+        // base64 of "ferrokube-e2e/compact" and "x".
+        let put = r#"{"key": "ZmVycm9rdWJlLWUyZS9jb21wYWN0", "value": "eA=="}"#;
+        etcd(cluster, "/v3/kv/put", put);
+        let answer = etcd(cluster, "/v3/kv/put", put);
+        let revision = answer["header"]["revision"]
+            .as_str()
+            .expect("a revision")
+            .to_string();
+        etcd(
+            cluster,
+            "/v3/kv/compaction",
+            &format!(r#"{{"revision": "{revision}", "physical": true}}"#),
+        );
+        let port = format!(":{}", cluster.etcd_port());
+        let out = Command::new("ss")
+            .args(["-K", "dst", "127.0.0.1", "dport", "=", &port])
+            .output()
+            .expect("run ss");
+        assert!(out.status.success(), "ss -K: {out:?}");
+        revision
+    });
+    nix::sys::signal::kill(apiserver, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    compacted.unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 /// What a component logs when a watch ends with 410 Gone and it relists at once
