@@ -381,6 +381,20 @@ impl LocalCluster {
         .collect()
     }
 
+    /// Waits up to `timeout` for exactly `n` pods labelled `app=<app>`, all Running, Ready
+    /// and not being deleted; returns them.
+    pub fn wait_serving(&self, app: &str, n: usize, timeout: Duration) -> Vec<PodState> {
+        self.eventually(
+            &format!("{n} Running and Ready pods of {app}"),
+            timeout,
+            || {
+                let pods = self.pods(app);
+                (pods.len() == n && pods.iter().all(PodState::serving)).then_some(pods)
+            },
+            || format!("{:#?}", self.pods(app)),
+        )
+    }
+
     /// Restarts the first node's kubelet (`hack/local-node.sh restart <node> kubelet`: SIGTERM,
     /// wait for it to exit, start it with the same flags, wait for the node to be Ready).
     pub fn restart_kubelet(&self) {
@@ -725,6 +739,29 @@ impl Drop for LocalCluster {
     fn drop(&mut self) {
         self.down();
     }
+}
+
+/// A Deployment `name` of `replicas` busybox pods that sleep (label `app=<name>`, 1 s grace
+/// period); `spec` is added to the Deployment's spec and `pod` to its pods' spec, as YAML
+/// lines indented for their place (e.g. a strategy; a nodeSelector).
+pub fn sleep_deployment(name: &str, replicas: u32, spec: &str, pod: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+{spec}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+{pod}
+      containers:
+      - {{name: c, image: "busybox:1.35", command: [sleep, "3600"]}}
+"#
+    )
 }
 
 /// A pod as [`LocalCluster::pods`] reads it.

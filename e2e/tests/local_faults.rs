@@ -24,13 +24,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::local_cluster::{LocalCluster, PodState, UpError};
+use e2e::local_cluster::{sleep_deployment, LocalCluster, PodState, UpError};
 use e2e::ManagedProcess;
-
-/// The component the supervisor recorded as `name` runs as its child.
-fn child_of(cluster: &LocalCluster, name: &str) -> Option<i32> {
-    cluster.component_pid(name)
-}
 
 fn kill_9(pid: i32) {
     nix::sys::signal::kill(
@@ -73,7 +68,9 @@ fn a_local_cluster_survives_kill_9_of_its_apiserver_and_scheduler() {
     deployment_runs(&cluster, "before");
 
     // kill -9 kube-apiserver: its supervisor starts it again.
-    let apiserver = child_of(&cluster, "kube-apiserver").expect("kube-apiserver runs");
+    let apiserver = cluster
+        .component_pid("kube-apiserver")
+        .expect("kube-apiserver runs");
     kill_9(apiserver);
     let killed = Instant::now();
     cluster.eventually(
@@ -86,7 +83,9 @@ fn a_local_cluster_survives_kill_9_of_its_apiserver_and_scheduler() {
         String::new,
     );
     let apiserver_back = killed.elapsed();
-    let restarted = child_of(&cluster, "kube-apiserver").expect("kube-apiserver runs again");
+    let restarted = cluster
+        .component_pid("kube-apiserver")
+        .expect("kube-apiserver runs again");
     assert_ne!(restarted, apiserver, "a new kube-apiserver process");
     let after_apiserver = deployment_runs(&cluster, "after-apiserver");
     cluster.wait_node_ready(
@@ -95,13 +94,15 @@ fn a_local_cluster_survives_kill_9_of_its_apiserver_and_scheduler() {
     );
 
     // kill -9 kube-scheduler: back, and holding its Lease again, by itself.
-    let scheduler = child_of(&cluster, "kube-scheduler").expect("kube-scheduler runs");
+    let scheduler = cluster
+        .component_pid("kube-scheduler")
+        .expect("kube-scheduler runs");
     kill_9(scheduler);
     let killed = Instant::now();
     let after_scheduler = deployment_runs(&cluster, "after-scheduler");
     let scheduler_back = killed.elapsed();
     assert_ne!(
-        child_of(&cluster, "kube-scheduler"),
+        cluster.component_pid("kube-scheduler"),
         Some(scheduler),
         "a new kube-scheduler process"
     );
@@ -140,40 +141,6 @@ fn a_local_cluster_survives_kill_9_of_its_apiserver_and_scheduler() {
     drop(standbys);
     let left = cluster.leftovers(&recorded, &nodes);
     assert!(left.is_empty(), "left behind: {left:#?}");
-}
-
-/// A Deployment `name` of `replicas` busybox pods, quick to stop; `extra` is appended to its
-/// spec.
-fn deployment(name: &str, replicas: u32, extra: &str) -> String {
-    format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: {name}}}}}
-{extra}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - {{name: c, image: "busybox:1.35", command: [sleep, "3600"]}}
-"#
-    )
-}
-
-/// Waits up to `timeout` for exactly `n` pods of `app`, all serving; returns them.
-fn serving(cluster: &LocalCluster, app: &str, n: usize, timeout: Duration) -> Vec<PodState> {
-    cluster.eventually(
-        &format!("{n} Running and Ready pods of {app}"),
-        timeout,
-        || {
-            let pods = cluster.pods(app);
-            (pods.len() == n && pods.iter().all(PodState::serving)).then_some(pods)
-        },
-        || format!("{:#?}", cluster.pods(app)),
-    )
 }
 
 /// POSTs `body` to etcd's gRPC gateway at `path`; the JSON answer.
@@ -232,8 +199,8 @@ fn expire_every_watch(cluster: &LocalCluster) -> String {
 const EXPIRED: &str = "Watch expired (410 Gone); relisting at once";
 
 fn watch_expiry(cluster: &LocalCluster) {
-    cluster.apply("busy", &deployment("busy", 1, ""));
-    serving(cluster, "busy", 1, Duration::from_secs(60));
+    cluster.apply("busy", &sleep_deployment("busy", 1, "", ""));
+    cluster.wait_serving("busy", 1, Duration::from_secs(60));
     let node = cluster.node_name();
     let logs: Vec<(String, std::path::PathBuf)> = [
         "kube-controller-manager".to_string(),
@@ -256,7 +223,7 @@ fn watch_expiry(cluster: &LocalCluster) {
     cluster.kubectl_ok(&["scale", "deployment/busy", "--replicas=8"]);
     let fault = Instant::now();
     let revision = expire_every_watch(cluster);
-    let pods = serving(cluster, "busy", 8, Duration::from_secs(120));
+    let pods = cluster.wait_serving("busy", 8, Duration::from_secs(120));
     let recovery = fault.elapsed();
 
     // Every component saw its watches expire and relisted.
@@ -399,8 +366,8 @@ fn leader_failover(cluster: &LocalCluster) -> Vec<ManagedProcess> {
 
     let strategy =
         "  minReadySeconds: 2\n  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}";
-    cluster.apply("roll", &deployment("roll", 4, strategy));
-    serving(cluster, "roll", 4, Duration::from_secs(90));
+    cluster.apply("roll", &sleep_deployment("roll", 4, strategy, ""));
+    cluster.wait_serving("roll", 4, Duration::from_secs(90));
     cluster.kubectl_ok(&["set", "env", "deployment/roll", "GENERATION=2"]);
     let mut most = 0;
     cluster.eventually(

@@ -25,33 +25,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use e2e::local_cluster::{LocalCluster, PodState, UpError};
+use e2e::local_cluster::{sleep_deployment, LocalCluster, PodState, UpError};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 /// How long the network cut lasts (the issue's figure).
 const CUT: Duration = Duration::from_secs(60);
 
-/// A Deployment `name` of `replicas` busybox pods pinned to `node`, quick to stop; `extra`
-/// is appended to its spec (a strategy, minReadySeconds).
-fn deployment(name: &str, node: &str, replicas: u32, extra: &str) -> String {
-    format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: {name}}}}}
-{extra}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      nodeSelector: {{kubernetes.io/hostname: {node}}}
-      containers:
-      - {{name: c, image: "busybox:1.35", command: [sleep, "3600"]}}
-"#
-    )
+/// A Deployment `name` of `replicas` sleeping busybox pods pinned to `node`; `spec` is added
+/// to its spec (a strategy, minReadySeconds).
+fn deployment(name: &str, node: &str, replicas: u32, spec: &str) -> String {
+    let pin = format!("      nodeSelector: {{kubernetes.io/hostname: {node}}}");
+    sleep_deployment(name, replicas, spec, &pin)
 }
 
 /// A bare pod `name` pinned to `node` (through the scheduler, by node selector).
@@ -71,16 +56,11 @@ spec:
 
 /// Waits for `n` serving pods of `app` and returns them by name.
 fn serving(cluster: &LocalCluster, app: &str, n: usize) -> BTreeMap<String, PodState> {
-    cluster.eventually(
-        &format!("{n} Running and Ready pods of {app}"),
-        Duration::from_secs(120),
-        || {
-            let pods = cluster.pods(app);
-            (pods.len() == n && pods.iter().all(PodState::serving))
-                .then(|| pods.into_iter().map(|p| (p.name.clone(), p)).collect())
-        },
-        || format!("{:#?}", cluster.pods(app)),
-    )
+    cluster
+        .wait_serving(app, n, Duration::from_secs(120))
+        .into_iter()
+        .map(|p| (p.name.clone(), p))
+        .collect()
 }
 
 /// Asserts each of `pods` has exactly its reported container running in containerd.
