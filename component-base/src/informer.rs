@@ -4,7 +4,6 @@
 use futures::StreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
-use kube::runtime::WatchStreamExt;
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
@@ -23,10 +22,7 @@ where
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, config).backoff(crate::watch_backoff::WatchBackoff::default()),
-    );
+    let stream = reflector::reflector(writer, crate::watch_backoff::backoff(watcher(api, config)));
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream.take_until(shutdown.cancelled_owned()));
         while let Some(event) = stream.next().await {

@@ -15,6 +15,7 @@ pub mod informer;
 pub mod leader_election;
 pub mod logging;
 pub mod metrics;
+pub mod retry;
 pub mod server;
 pub mod shutdown;
 pub mod version;

@@ -9,7 +9,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -32,9 +31,9 @@ pub fn spawn(
 }
 
 async fn watch_services(api: Api<Service>, store: Arc<Store>, shutdown: CancellationToken) {
-    let stream = watcher::watcher(api, watcher::Config::default())
-        .backoff(component_base::watch_backoff::WatchBackoff::default())
-        .take_until(shutdown.cancelled_owned());
+    let stream =
+        component_base::watch_backoff::backoff(watcher::watcher(api, watcher::Config::default()))
+            .take_until(shutdown.cancelled_owned());
     let mut stream = std::pin::pin!(stream);
     let mut listing = Vec::new();
     while let Some(event) = stream.next().await {
@@ -64,9 +63,9 @@ async fn watch_services(api: Api<Service>, store: Arc<Store>, shutdown: Cancella
 }
 
 async fn watch_slices(api: Api<EndpointSlice>, store: Arc<Store>, shutdown: CancellationToken) {
-    let stream = watcher::watcher(api, watcher::Config::default())
-        .backoff(component_base::watch_backoff::WatchBackoff::default())
-        .take_until(shutdown.cancelled_owned());
+    let stream =
+        component_base::watch_backoff::backoff(watcher::watcher(api, watcher::Config::default()))
+            .take_until(shutdown.cancelled_owned());
     let mut stream = std::pin::pin!(stream);
     let mut listing = Vec::new();
     while let Some(event) = stream.next().await {

@@ -60,6 +60,7 @@ pub struct LocalCluster {
     bin_dir: PathBuf,
     kubectl: PathBuf,
     api_port: u16,
+    etcd_port: u16,
     /// What /run/netns held before local-up ran (pods' namespaces are pinned there).
     netns_before: BTreeSet<String>,
     /// Whether [`LocalCluster::down`] already ran.
@@ -134,21 +135,19 @@ impl LocalCluster {
         }
 
         let temp = tempfile::tempdir().map_err(|e| UpError::Failed(e.to_string()))?;
-        let api_port = free_port().map_err(|e| UpError::Failed(format!("{e:#}")))?;
+        let port = || free_port().map_err(|e| UpError::Failed(format!("{e:#}")));
+        let (api_port, etcd, peer) = (port()?, port()?, port()?);
         let cluster = LocalCluster {
             dir: temp.path().join("local"),
             bin_dir,
             kubectl,
             api_port,
+            etcd_port: etcd,
             netns_before: pinned_netns(),
             down: false,
             temp,
             _lock: lock,
         };
-        let (etcd, peer) = (
-            free_port().map_err(|e| UpError::Failed(format!("{e:#}")))?,
-            free_port().map_err(|e| UpError::Failed(format!("{e:#}")))?,
-        );
         // local-up's start-up has races of its own (containerd's socket exists before it
         // serves; `ip addr | grep -q` under pipefail): a failed start is retried once, loudly.
         // It stops what the failed attempt started before starting again.
@@ -201,6 +200,11 @@ impl LocalCluster {
     /// The apiserver's port on [`HOST_IP`].
     pub fn api_port(&self) -> u16 {
         self.api_port
+    }
+
+    /// etcd's client port on 127.0.0.1 (plain HTTP; its gRPC gateway answers `/v3/…`).
+    pub fn etcd_port(&self) -> u16 {
+        self.etcd_port
     }
 
     /// The address the apiserver listens on and advertises: the host's on the node
@@ -300,6 +304,95 @@ impl LocalCluster {
                 (f.next()? == name).then(|| f.next()?.parse().ok())?
             })
             .unwrap_or_else(|| panic!("{name} not in the pids file"))
+    }
+
+    /// The pid of the component the supervisor recorded as `name` runs (its child: the
+    /// component itself, `nsenter` having exec'd it for a node's), if it runs.
+    pub fn component_pid(&self, name: &str) -> Option<i32> {
+        let supervisor = self.pid_of(name);
+        let children =
+            std::fs::read_to_string(format!("/proc/{supervisor}/task/{supervisor}/children"))
+                .ok()?;
+        // The supervisor's children: the component, and `sleep` between restarts.
+        children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+            .find(|c| {
+                std::fs::read_link(format!("/proc/{c}/exe"))
+                    .is_ok_and(|exe| !exe.to_string_lossy().contains("sleep"))
+            })
+    }
+
+    /// The command line (program and arguments) of process `pid`.
+    pub fn cmdline(pid: i32) -> Vec<String> {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    }
+
+    /// `ctr` against `node`'s containerd, in the CRI plugin's namespace; its stdout.
+    pub fn ctr(&self, node: &str, args: &[&str]) -> String {
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(self.containerd_socket_of(node))
+            .args(["--namespace", "k8s.io"])
+            .args(args)
+            .output()
+            .expect("run ctr");
+        assert!(
+            out.status.success(),
+            "ctr {args:?} on {node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The ids of the containers whose task runs in `node`'s containerd for the pod with
+    /// `uid` (the CRI plugin's `io.kubernetes.pod.uid` label; its sandbox excluded).
+    pub fn running_containers(&self, node: &str, uid: &str) -> BTreeSet<String> {
+        let filter = format!(
+            r#"labels."io.kubernetes.pod.uid"=={uid},labels."io.cri-containerd.kind"==container"#
+        );
+        let ids: BTreeSet<String> = self
+            .ctr(node, &["containers", "list", "--quiet", &filter])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        self.ctr(node, &["tasks", "list"])
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() >= 3 && f[2] == "RUNNING" && ids.contains(f[0])).then(|| f[0].to_string())
+            })
+            .collect()
+    }
+
+    /// The pods labelled `app=<app>` in the default namespace, as [`PodState`]s.
+    pub fn pods(&self, app: &str) -> Vec<PodState> {
+        self.app_pods(
+            app,
+            r#"{.metadata.name} {.metadata.uid} {.spec.nodeName} {.status.phase} {.status.conditions[?(@.type=="Ready")].status} {.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount} {.metadata.labels.pod-template-hash} {.metadata.deletionTimestamp}"#,
+        )
+        .lines()
+        .filter_map(PodState::parse)
+        .collect()
+    }
+
+    /// Waits up to `timeout` for exactly `n` pods labelled `app=<app>`, all Running, Ready
+    /// and not being deleted; returns them.
+    pub fn wait_serving(&self, app: &str, n: usize, timeout: Duration) -> Vec<PodState> {
+        self.eventually(
+            &format!("{n} Running and Ready pods of {app}"),
+            timeout,
+            || {
+                let pods = self.pods(app);
+                (pods.len() == n && pods.iter().all(PodState::serving)).then_some(pods)
+            },
+            || format!("{:#?}", self.pods(app)),
+        )
     }
 
     /// Restarts the first node's kubelet (`hack/local-node.sh restart <node> kubelet`: SIGTERM,
@@ -645,6 +738,88 @@ spec:
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         self.down();
+    }
+}
+
+/// A Deployment `name` of `replicas` busybox pods that sleep (label `app=<name>`, 1 s grace
+/// period); `spec` is added to the Deployment's spec and `pod` to its pods' spec, as YAML
+/// lines indented for their place (e.g. a strategy; a nodeSelector).
+pub fn sleep_deployment(name: &str, replicas: u32, spec: &str, pod: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+{spec}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+{pod}
+      containers:
+      - {{name: c, image: "busybox:1.35", command: [sleep, "3600"]}}
+"#
+    )
+}
+
+/// A pod as [`LocalCluster::pods`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodState {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.uid`.
+    pub uid: String,
+    /// `spec.nodeName` (`-` before it is bound).
+    pub node: String,
+    /// `status.phase` (`-` before the kubelet reports).
+    pub phase: String,
+    /// The Ready condition's status (`-` when absent).
+    pub ready: String,
+    /// The first container's id, `containerd://<id>` (`-` before it runs).
+    pub container_id: String,
+    /// The first container's restartCount (`-` before it runs).
+    pub restarts: String,
+    /// The `pod-template-hash` label (`-` when absent): its ReplicaSet.
+    pub template_hash: String,
+    /// Whether it is being deleted.
+    pub deleting: bool,
+}
+
+impl PodState {
+    /// Parses one line of [`LocalCluster::pods`]' template: kubectl prints an absent field
+    /// as nothing between its two spaces, so splitting on single spaces keeps positions.
+    fn parse(line: &str) -> Option<PodState> {
+        let f: Vec<&str> = line.split(' ').collect();
+        let get = |i: usize| {
+            f.get(i)
+                .filter(|v| !v.is_empty())
+                .map_or("-".to_string(), |v| v.to_string())
+        };
+        (get(0) != "-").then(|| PodState {
+            name: get(0),
+            uid: get(1),
+            node: get(2),
+            phase: get(3),
+            ready: get(4),
+            container_id: get(5),
+            restarts: get(6),
+            template_hash: get(7),
+            deleting: get(8) != "-",
+        })
+    }
+
+    /// Running, Ready and not being deleted.
+    pub fn serving(&self) -> bool {
+        self.phase == "Running" && self.ready == "True" && !self.deleting
+    }
+
+    /// The container id without its `containerd://` scheme.
+    pub fn container(&self) -> &str {
+        self.container_id
+            .rsplit_once("://")
+            .map_or(self.container_id.as_str(), |(_, id)| id)
     }
 }
 

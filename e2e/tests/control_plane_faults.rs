@@ -192,9 +192,14 @@ async fn resume_after(mut cluster: e2e::TestCluster, fault: Fault) {
         );
     };
     let since_ready = ready.elapsed();
+    let name = match fault {
+        Fault::ApiServer => "apiserver-restart",
+        Fault::Etcd => "etcd-restart",
+    };
     println!(
-        "after a {OUTAGE:?} {fault:?} outage: ReplicaSet {rs_after:.1?} and 3 pods bound \
-         {pods_bound:.1?} after the Deployment was created ({since_ready:.1?} after /readyz)"
+        "RECOVERY {name}: {:.1} s (/readyz after a {OUTAGE:?} outage to a Deployment created \
+         then having its ReplicaSet, {rs_after:.1?}, and 3 pods bound, {pods_bound:.1?})",
+        since_ready.as_secs_f64()
     );
     assert!(rs_after <= BOUND, "ReplicaSet after {rs_after:?}");
     assert!(pods_bound <= BOUND, "pods bound after {pods_bound:?}");

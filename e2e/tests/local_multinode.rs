@@ -4,8 +4,9 @@
 //! pod IP and by ClusterIP; a NodePort answers on every node's address from the host; a
 //! DaemonSet runs one pod per node; the cluster DNS answers pods (issue 13's Done means in
 //! local-up: names, the search path, headless Services, SRV, hostname.subdomain); a node
-//! whose kubelet stops goes NotReady and its pods are recreated elsewhere after their
-//! tolerationSeconds; `hack/local-down.sh` leaves nothing.
+//! whose kubelet stops goes NotReady, is tainted unreachable and its pods are recreated
+//! elsewhere after their tolerationSeconds, and it comes back Ready and untainted (issue 16's
+//! node loss and return: `RECOVERY node-loss` and `node-return` lines); `hack/local-down.sh` leaves nothing.
 //!
 //! Needs root, containerd and the control-plane assets; skips loudly otherwise.
 
@@ -33,6 +34,17 @@ fn placement(cluster: &LocalCluster, app: &str) -> BTreeMap<String, (String, Str
             (f.len() == 4 && f[1] == "Running").then(|| (f[0].into(), (f[2].into(), f[3].into())))
         })
         .collect()
+}
+
+/// `node`'s taints, `key:effect` a line.
+fn taints(cluster: &LocalCluster, node: &str) -> String {
+    cluster.kubectl_ok(&[
+        "get",
+        "node",
+        node,
+        "-o",
+        r#"jsonpath={range .spec.taints[*]}{.key}:{.effect}{"\n"}{end}"#,
+    ])
 }
 
 /// `GET url` from inside `pod` (busybox wget under `timeout`: its own -T crashes here).
@@ -355,9 +367,18 @@ spec:
         || (!cluster.node_ready(&lost)).then_some(()),
         no_context,
     );
-    eprintln!(
-        "{lost} not Ready {:?} after its kubelet stopped",
-        stopped.elapsed()
+    let not_ready = stopped.elapsed();
+    // As upstream's node lifecycle controller: the node that stopped reporting is tainted
+    // unreachable (NoExecute), which evicts its pods after their tolerationSeconds.
+    cluster.eventually(
+        &format!("{lost} tainted node.kubernetes.io/unreachable:NoExecute"),
+        Duration::from_secs(30),
+        || {
+            taints(&cluster, &lost)
+                .contains("node.kubernetes.io/unreachable:NoExecute")
+                .then_some(())
+        },
+        || taints(&cluster, &lost),
     );
     let moved = cluster.eventually(
         &format!("6 Running web pods, none on {lost}"),
@@ -369,15 +390,29 @@ spec:
         },
         no_context,
     );
-    eprintln!(
-        "web back to 6 replicas off {lost} {:?} after its kubelet stopped: {moved:?}",
-        stopped.elapsed()
+    println!(
+        "RECOVERY node-loss: {:.1} s (kubelet of {lost} stopped to 6 web pods Running on the \
+         other nodes; not Ready after {:.1} s, pods tolerate 5 s): {moved:?}",
+        stopped.elapsed().as_secs_f64(),
+        not_ready.as_secs_f64()
     );
-    // And back: the kubelet starts, the node is Ready again.
+    // And back: the kubelet starts, the node is Ready again and its taints are lifted.
+    let started = Instant::now();
     cluster.local_node(&["start", &lost, "kubelet"]);
     assert!(
         cluster.node_ready(&lost),
         "{lost} Ready after its kubelet started"
+    );
+    cluster.eventually(
+        &format!("{lost}'s node.kubernetes.io taints lifted"),
+        Duration::from_secs(30),
+        || (!taints(&cluster, &lost).contains("node.kubernetes.io/")).then_some(()),
+        || taints(&cluster, &lost),
+    );
+    println!(
+        "RECOVERY node-return: {:.1} s (kubelet of {lost} started to the node Ready and \
+         untainted)",
+        started.elapsed().as_secs_f64()
     );
 
     // local-down leaves nothing of the cluster on this machine.

@@ -130,7 +130,7 @@ impl tower::Service<http::Request<Body>> for SplitPool {
 }
 
 /// Whether a request holds its response open: `watch=true|1` or `follow=true|1`.
-fn stays_open(uri: &http::Uri) -> bool {
+pub(super) fn stays_open(uri: &http::Uri) -> bool {
     uri.query().is_some_and(|q| {
         q.split('&').any(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));

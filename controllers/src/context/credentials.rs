@@ -102,9 +102,19 @@ impl ServiceAccountClients {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<kube::Client> {
         let file = self.dir.path().join(name);
-        refresh(manager, name, &file)
-            .await
-            .with_context(|| format!("token for service account {NAMESPACE}/{name}"))?;
+        // Retried until it succeeds: an API server restarting while the controllers start
+        // delays them rather than ending the manager.
+        component_base::retry::until_ok(
+            shutdown,
+            || refresh(manager, name, &file),
+            |attempt, e| {
+                tracing::warn!(service_account = %name, attempt, error = %format!("{e:#}"), "Token request failed; retrying")
+            },
+        )
+        .await
+        .with_context(|| {
+            format!("token for service account {NAMESPACE}/{name}: shut down before one was issued")
+        })?;
         let mut cfg = self.base.clone();
         cfg.auth_info = AuthInfo {
             token_file: Some(file.display().to_string()),

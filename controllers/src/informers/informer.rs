@@ -309,9 +309,11 @@ where
     pub fn run(&self, api: Api<K>, shutdown: CancellationToken) {
         let this = self.clone();
         tokio::spawn(async move {
-            let stream = watcher::watcher(api, watcher::Config::default().any_semantic())
-                .backoff(component_base::watch_backoff::WatchBackoff::default())
-                .modify(|o: &mut K| o.meta_mut().managed_fields = None);
+            let stream = component_base::watch_backoff::backoff(watcher::watcher(
+                api,
+                watcher::Config::default().any_semantic(),
+            ))
+            .modify(|o: &mut K| o.meta_mut().managed_fields = None);
             let mut stream = std::pin::pin!(stream);
             let mut relist: Vec<K> = Vec::new();
             loop {

@@ -4,7 +4,7 @@
 //! volume directory's, as upstream's `du`-style volume stats count it (blocks, the directory
 //! itself included).
 
-use crate::pod::quantity;
+use api_helpers::quantity;
 use k8s_openapi::api::core::v1::Pod;
 
 /// The grace period of a local storage eviction (upstream's
@@ -25,7 +25,7 @@ pub fn over_limit(pod: &Pod, used: impl Fn(&str) -> Option<u64>) -> Option<Strin
     let volumes = pod.spec.as_ref()?.volumes.as_ref()?;
     volumes.iter().find_map(|v| {
         let limit = v.empty_dir.as_ref()?.size_limit.as_ref()?;
-        let bytes = quantity::bytes(&limit.0).ok().filter(|b| *b > 0)?;
+        let bytes = quantity::value(&limit.0).ok().filter(|b| *b > 0)?;
         let used = used(&v.name)?;
         (used > bytes as u64).then(|| empty_dir_message(&v.name, &limit.0))
     })

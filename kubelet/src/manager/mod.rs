@@ -19,7 +19,7 @@ use crate::static_pods::source::is_mirror;
 use crate::volumes::VolumeSource;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::Api;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -149,9 +149,7 @@ pub async fn run(
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
     // Backed off, as every watch should be: with no API server yet (the kubelet that starts
     // kubeadm's control plane) the watch fails until it is up, without spinning.
-    let mut events = watcher(api, config)
-        .backoff(component_base::watch_backoff::WatchBackoff::default())
-        .boxed();
+    let mut events = component_base::watch_backoff::backoff(watcher(api, config)).boxed();
     let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut relist = tokio::time::interval(Duration::from_secs(1));

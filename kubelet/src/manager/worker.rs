@@ -7,7 +7,7 @@ use super::inputs::env_sources;
 use super::Shared;
 use crate::events::{reason, EventType, Recorder};
 use crate::pod::deadline;
-use crate::pod::status::{pod_status, status_changed, StatusInputs};
+use crate::pod::status::{overridden, pod_status, status_changed, StatusInputs};
 use crate::prober::PodProbes;
 use crate::runtime::{observe, PodInputs, SyncResult};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
@@ -33,6 +33,8 @@ pub async fn run(
     let first_seen = std::time::Instant::now();
     let mut last_phase: Option<String> = None;
     let mut last_written: Option<PodStatus> = None;
+    // The pod's resourceVersion as held when its status was last written.
+    let mut written_at: Option<String> = None;
     let mut deadline_reported = false;
     let node_name = rx
         .borrow()
@@ -100,9 +102,17 @@ pub async fn run(
             .clone()
             .or(pod.status.clone())
             .unwrap_or_default();
-        if status_changed(&previous, &status) {
+        // The API's copy is compared only once it is newer than the one held at the last
+        // write, so a watch that has not yet brought that write back causes no second one.
+        let api_newer = written_at.as_deref() != pod.metadata.resource_version.as_deref();
+        let overridden_by_others =
+            api_newer && pod.status.as_ref().is_some_and(|s| overridden(s, &status));
+        if overridden_by_others || status_changed(&previous, &status) {
             match write_status(&shared, &pod, &status).await {
-                Ok(true) => last_written = Some(status),
+                Ok(true) => {
+                    last_written = Some(status);
+                    written_at = pod.metadata.resource_version.clone();
+                }
                 Ok(false) => {} // a static pod without a current mirror: try again next sync
                 Err(e) => {
                     tracing::warn!(pod = ?pod.metadata.name, error = %e, "Failed to update pod status")

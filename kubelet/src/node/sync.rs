@@ -1,5 +1,5 @@
 //! Registering the node and keeping it fresh: status computed every
-//! `nodeStatusUpdateFrequency` (10s) and posted when it changed or when
+//! `nodeStatusUpdateFrequency` (10s) and posted when it differs from the API server's or when
 //! `nodeStatusReportFrequency` (5m) passed; the Lease renewed every 10s.
 
 use super::host::{self, HostFacts};
@@ -10,7 +10,7 @@ use crate::cri::Cri;
 use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, GetParams, Patch, PatchParams, PostParams};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -215,6 +215,7 @@ impl NodeSync {
         let mut last_report = Instant::now();
         let mut last_status = node.status.clone().unwrap_or_default();
         let claims = super::volumes_in_use::ClaimResolver::default();
+        let api: Api<Node> = Api::all(self.client.clone());
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -224,19 +225,34 @@ impl NodeSync {
                     }
                 }
                 _ = status_tick.tick() => {
+                    // The status as the API server has it, as upstream's tryUpdateNodeStatus
+                    // reads it (resourceVersion 0: from its cache): what the new status is
+                    // built on and compared with, so a node the node lifecycle controller
+                    // marked Unknown while this kubelet could not reach it is set right at the
+                    // next tick, not at the next report minutes later.
+                    let current = match api.get_with(&self.opts.node_name, &GetParams::any()).await {
+                        Ok(n) => n.status.unwrap_or_default(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Error getting the node, will retry");
+                            continue;
+                        }
+                    };
                     let mut health = runtime_health(&self.cri).await;
                     if let Some(p) = &self.pressure {
                         health.pressure = p.borrow().clone();
                     }
                     let now = Timestamp::now();
-                    let mut status = node_status(&self.opts, &self.facts(), &health, Some(&last_status), &now, (&self.reserved.0, &self.reserved.1));
-                    status.images = self.images().await.or_else(|| last_status.images.clone());
+                    let mut status = node_status(&self.opts, &self.facts(), &health, Some(&current), &now, (&self.reserved.0, &self.reserved.1));
+                    status.images = self
+                        .images()
+                        .await
+                        .or_else(|| last_status.images.clone())
+                        .or_else(|| current.images.clone());
                     if let Some(pods) = &self.pods {
                         // Sent even when empty: a strategic merge leaves an absent field as it was.
                         status.volumes_in_use = Some(claims.volumes_in_use(&self.client, &pods()).await);
                     }
-                    let due = last_report.elapsed() >= self.opts.node_status_report_frequency;
-                    if due || node_status_changed(&last_status, &status) {
+                    if should_post(&current, &status, last_report.elapsed(), self.opts.node_status_report_frequency) {
                         match self.post_status(&status).await {
                             Ok(n) => {
                                 last_status = status;
@@ -253,6 +269,18 @@ impl NodeSync {
             }
         }
     }
+}
+
+/// Whether to post `new`: it differs from the status the API server has (`current`, which
+/// others may have changed: the node lifecycle controller sets Ready to Unknown when the
+/// kubelet stops reporting), or `report_every` passed since the last post.
+pub fn should_post(
+    current: &k8s_openapi::api::core::v1::NodeStatus,
+    new: &k8s_openapi::api::core::v1::NodeStatus,
+    since_report: Duration,
+    report_every: Duration,
+) -> bool {
+    since_report >= report_every || node_status_changed(current, new)
 }
 
 /// Waits (bounded) until the node has a podCIDR, from the API or `--pod-cidr`.

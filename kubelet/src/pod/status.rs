@@ -462,6 +462,26 @@ pub fn pod_status(
     }
 }
 
+/// Whether the API server's copy of a pod's status (`api`) says otherwise than `new` about a
+/// condition the kubelet writes: someone else changed it since the kubelet's last write — the
+/// node lifecycle controller marks the pods of a node it lost touch with not Ready — and the
+/// kubelet must write its own view again, as upstream's status manager reconciles its cache
+/// with the pod manager's copy.
+pub fn overridden(api: &PodStatus, new: &PodStatus) -> bool {
+    let owned = |s: &PodStatus| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = s
+            .conditions
+            .iter()
+            .flatten()
+            .filter(|c| owned_by_kubelet(&c.type_) && c.type_ != "PodScheduled")
+            .map(|c| (c.type_.clone(), c.status.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    owned(api) != owned(new)
+}
+
 /// Whether two statuses differ in anything but condition probe/transition times (upstream
 /// writes only on change).
 pub fn status_changed(old: &PodStatus, new: &PodStatus) -> bool {

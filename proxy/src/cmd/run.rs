@@ -12,7 +12,6 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
 use proxy::config::ProxierConfig;
 use proxy::healthcheck::{self, ServiceHealthServer};
@@ -94,8 +93,7 @@ fn forward<K, F>(
     F: Fn(Event<K>) -> Watched + Send + 'static,
 {
     tokio::spawn(async move {
-        let stream = watcher::watcher(api, config)
-            .backoff(component_base::watch_backoff::WatchBackoff::default());
+        let stream = component_base::watch_backoff::backoff(watcher::watcher(api, config));
         let mut stream = std::pin::pin!(stream.take_until(shutdown.cancelled_owned()));
         while let Some(ev) = stream.next().await {
             match ev {

@@ -15,7 +15,6 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Api;
 use tokio_util::sync::CancellationToken;
 
@@ -85,8 +84,8 @@ pub async fn watch_nodes(
     let api: Api<Node> = Api::all(client);
     let mut known: HashMap<String, Arc<Node>> = HashMap::new();
     let mut seen: HashSet<String> = HashSet::new();
-    let stream = watcher::watcher(api, watcher::Config::default())
-        .backoff(component_base::watch_backoff::WatchBackoff::default());
+    let stream =
+        component_base::watch_backoff::backoff(watcher::watcher(api, watcher::Config::default()));
     let mut stream = std::pin::pin!(stream.take_until(stop.cancelled_owned()));
     while let Some(ev) = stream.next().await {
         match ev {
@@ -186,8 +185,7 @@ pub async fn watch_pods(
     let cfg = watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed");
     let mut known: HashMap<String, Arc<PodInfo>> = HashMap::new();
     let mut seen: HashSet<String> = HashSet::new();
-    let stream =
-        watcher::watcher(api, cfg).backoff(component_base::watch_backoff::WatchBackoff::default());
+    let stream = component_base::watch_backoff::backoff(watcher::watcher(api, cfg));
     let mut stream = std::pin::pin!(stream.take_until(stop.cancelled_owned()));
     while let Some(ev) = stream.next().await {
         match ev {

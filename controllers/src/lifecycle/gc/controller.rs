@@ -10,7 +10,6 @@ use kube::api::{
 use kube::core::PartialObjectMeta;
 use kube::discovery::ApiResource;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Api;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -143,8 +142,10 @@ fn add_watches(
         let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &s.resource);
         let (shared, sd) = (shared.clone(), sd.clone());
         tokio::spawn(async move {
-            let stream = watcher::watcher(api, watcher::Config::default())
-                .backoff(component_base::watch_backoff::WatchBackoff::default());
+            let stream = component_base::watch_backoff::backoff(watcher::watcher(
+                api,
+                watcher::Config::default(),
+            ));
             let mut stream = std::pin::pin!(stream);
             let mut listed = false;
             loop {

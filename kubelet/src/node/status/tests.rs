@@ -127,3 +127,52 @@ fn downward_allocatable_is_the_reported_allocatable() {
     );
     assert!(a.ephemeral_storage > 0 && a.ephemeral_storage <= 100 << 30);
 }
+
+#[test]
+fn a_node_marked_unknown_by_the_controller_is_reported_ready_at_the_next_tick() {
+    use crate::node::sync::should_post;
+    use std::time::Duration;
+    let o = opts();
+    let empty = BTreeMap::new();
+    let ok = RuntimeHealth {
+        version: "containerd://1.6.20".into(),
+        not_ready: None,
+        ..Default::default()
+    };
+    let t0 = Timestamp::now();
+    let posted = node_status(&o, &facts(), &ok, None, &t0, (&empty, &empty));
+    // The kubelet could not reach the API server (a network cut): the node lifecycle
+    // controller marked the node Unknown. The kubelet's own view has not changed.
+    let mut on_server = posted.clone();
+    for c in on_server.conditions.iter_mut().flatten() {
+        c.status = "Unknown".into();
+        c.reason = Some("NodeStatusUnknown".into());
+        c.message = Some("Kubelet stopped posting node status.".into());
+    }
+    let t1 = t0 + k8s_openapi::jiff::SignedDuration::from_secs(70);
+    let every = Duration::from_secs(300);
+    let again = node_status(&o, &facts(), &ok, Some(&posted), &t1, (&empty, &empty));
+    assert!(
+        !should_post(&posted, &again, Duration::from_secs(70), every),
+        "nothing changed since the kubelet's last post"
+    );
+    // Compared with the API server's status, it is out of date: posted now, Ready again
+    // with a new transition time.
+    let fixed = node_status(&o, &facts(), &ok, Some(&on_server), &t1, (&empty, &empty));
+    assert!(should_post(
+        &on_server,
+        &fixed,
+        Duration::from_secs(70),
+        every
+    ));
+    let ready = fixed
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "True");
+    assert_eq!(ready.last_transition_time.as_ref().map(|t| t.0), Some(t1));
+    // And a report is due every nodeStatusReportFrequency regardless.
+    assert!(should_post(&posted, &again, every, every));
+}

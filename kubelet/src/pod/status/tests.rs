@@ -489,3 +489,44 @@ fn ephemeral_containers_report_their_own_statuses_never_ready() {
     before.ephemeral_container_statuses = None;
     assert!(status_changed(&before, &s));
 }
+
+#[test]
+fn pods_marked_not_ready_by_the_node_controller_are_overridden_others_are_kept() {
+    let status = |conds: &[(&str, &str)]| PodStatus {
+        phase: Some("Running".into()),
+        conditions: Some(
+            conds
+                .iter()
+                .map(|(t, s)| PodCondition {
+                    type_: t.to_string(),
+                    status: s.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let ours = status(&[
+        ("Ready", "True"),
+        ("ContainersReady", "True"),
+        ("Initialized", "True"),
+    ]);
+    // The node lifecycle controller's MarkPodsNotReady, in another order and with the
+    // scheduler's condition beside.
+    let api = status(&[
+        ("PodScheduled", "True"),
+        ("Initialized", "True"),
+        ("ContainersReady", "True"),
+        ("Ready", "False"),
+    ]);
+    assert!(overridden(&api, &ours));
+    // The API's copy agreeing on the kubelet's conditions, whatever others say, is not.
+    let agreeing = status(&[
+        ("PodScheduled", "True"),
+        ("DisruptionTarget", "True"),
+        ("Initialized", "True"),
+        ("Ready", "True"),
+        ("ContainersReady", "True"),
+    ]);
+    assert!(!overridden(&agreeing, &ours));
+}
