@@ -33,6 +33,32 @@ impl EventType {
     }
 }
 
+impl EventType {
+    /// `Warning` when `warning`, else `Normal`.
+    pub fn warning_if(warning: bool) -> Self {
+        if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        }
+    }
+}
+
+/// A reference to `obj` for an event's `regarding` or `related`: its apiVersion, kind,
+/// name, namespace, uid and resourceVersion, as client-go's `reference.GetReference`.
+pub fn reference_to<K: kube::Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
+    let meta = obj.meta();
+    ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..Default::default()
+    }
+}
+
 /// One event to record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventSpec {
@@ -137,6 +163,13 @@ impl EventRecorder {
         }
     }
 
+    /// Records `e` in the background (the caller does not wait for the apiserver), as
+    /// client-go's recorder does from a sync loop.
+    pub fn emit(&self, e: EventSpec) {
+        let recorder = self.clone();
+        tokio::spawn(async move { recorder.record(e).await });
+    }
+
     /// Records `e`; failures are logged, never returned, as upstream's recorder.
     pub async fn record(&self, e: EventSpec) {
         if let Err(err) = self.try_record(&e).await {
@@ -213,6 +246,28 @@ impl EventRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reference_to_names_the_object_with_its_kind_and_version() {
+        let mut job = k8s_openapi::api::batch::v1::Job::default();
+        job.metadata.name = Some("pi".into());
+        job.metadata.namespace = Some("ns".into());
+        job.metadata.uid = Some("u1".into());
+        job.metadata.resource_version = Some("7".into());
+        let r = reference_to(&job);
+        assert_eq!(r.api_version.as_deref(), Some("batch/v1"));
+        assert_eq!(r.kind.as_deref(), Some("Job"));
+        assert_eq!(
+            (r.name.as_deref(), r.namespace.as_deref()),
+            (Some("pi"), Some("ns"))
+        );
+        assert_eq!(
+            (r.uid.as_deref(), r.resource_version.as_deref()),
+            (Some("u1"), Some("7"))
+        );
+        assert_eq!(EventType::warning_if(true), EventType::Warning);
+        assert_eq!(EventType::warning_if(false), EventType::Normal);
+    }
 
     fn ev(reason: &str, note: &str) -> EventSpec {
         EventSpec {

@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use component_base::events::{EventRecorder, EventSpec, EventType};
+use component_base::events::{reference_to, EventRecorder, EventSpec, EventType};
 use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::autoscaling::v2::{
     HorizontalPodAutoscaler, HorizontalPodAutoscalerStatus, MetricSpec, MetricTarget,
     ResourceMetricSource,
 };
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject, PostParams};
@@ -230,27 +230,14 @@ impl State {
 
     fn event(&self, hpa: &HorizontalPodAutoscaler, warning: bool, reason: &str, note: String) {
         let spec = EventSpec {
-            regarding: ObjectReference {
-                api_version: Some("autoscaling/v2".into()),
-                kind: Some("HorizontalPodAutoscaler".into()),
-                name: hpa.metadata.name.clone(),
-                namespace: hpa.metadata.namespace.clone(),
-                uid: hpa.metadata.uid.clone(),
-                resource_version: hpa.metadata.resource_version.clone(),
-                ..Default::default()
-            },
+            regarding: reference_to(hpa),
             related: None,
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+            type_: EventType::warning_if(warning),
             reason: reason.into(),
             action: "Autoscale".into(),
             note,
         };
-        let r = self.recorder.clone();
-        tokio::spawn(async move { r.record(spec).await });
+        self.recorder.emit(spec);
     }
 
     fn tolerances(&self, hpa: &HorizontalPodAutoscaler) -> Tolerances {

@@ -184,11 +184,7 @@ fn to_spec<K: Resource<DynamicType = ()>>(obj: &K, action: &str, e: &Event) -> E
     EventSpec {
         regarding,
         related: None,
-        type_: if e.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
+        type_: EventType::warning_if(e.warning),
         reason: e.reason.to_string(),
         action: action.to_string(),
         note: e.message.clone(),

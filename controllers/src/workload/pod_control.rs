@@ -121,11 +121,7 @@ fn record_on_owner(
             ..Default::default()
         },
         related: None,
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
+        type_: EventType::warning_if(warning),
         reason: reason.to_string(),
         action: if reason.contains("Create") {
             "Create"

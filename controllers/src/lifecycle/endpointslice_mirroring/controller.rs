@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use component_base::events::{EventRecorder, EventSpec, EventType};
-use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Service};
+use component_base::events::{reference_to, EventRecorder, EventSpec, EventType};
+use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, PostParams};
 use kube::Api;
@@ -282,23 +282,14 @@ fn record_events(state: &State, endpoints: &Endpoints, want: &Desired) {
     }
     for (reason, note) in events {
         let spec = EventSpec {
-            regarding: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Endpoints".into()),
-                name: endpoints.metadata.name.clone(),
-                namespace: endpoints.metadata.namespace.clone(),
-                uid: endpoints.metadata.uid.clone(),
-                resource_version: endpoints.metadata.resource_version.clone(),
-                ..Default::default()
-            },
+            regarding: reference_to(endpoints),
             related: None,
             type_: EventType::Warning,
             reason: reason.into(),
             action: "Mirroring".into(),
             note,
         };
-        let recorder = state.recorder.clone();
-        tokio::spawn(async move { recorder.record(spec).await });
+        state.recorder.emit(spec);
     }
 }
 

@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use component_base::events::{EventRecorder, EventSpec, EventType};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use component_base::events::{reference_to, EventRecorder, EventSpec, EventType};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceClaimTemplate};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::Api;
@@ -235,22 +235,14 @@ impl State {
 
     fn warn_pod(&self, pod: &Pod, reason: &str, note: String) {
         let event = EventSpec {
-            regarding: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: pod.metadata.name.clone(),
-                namespace: pod.metadata.namespace.clone(),
-                uid: pod.metadata.uid.clone(),
-                ..Default::default()
-            },
+            regarding: reference_to(pod),
             related: None,
             type_: EventType::Warning,
             reason: reason.into(),
             action: "Create".into(),
             note,
         };
-        let recorder = self.recorder.clone();
-        tokio::spawn(async move { recorder.record(event).await });
+        self.recorder.emit(event);
     }
 }
 

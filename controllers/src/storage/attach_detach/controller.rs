@@ -383,15 +383,10 @@ fn record(recorder: &EventRecorder, e: PodEvent) {
             ..Default::default()
         },
         related: None,
-        type_: if e.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
+        type_: EventType::warning_if(e.warning),
         reason: e.reason.to_string(),
         action: if e.warning { "AttachVolume" } else { "Attach" }.to_string(),
         note: e.message,
     };
-    let recorder = recorder.clone();
-    tokio::spawn(async move { recorder.record(spec).await });
+    recorder.emit(spec);
 }

@@ -7,9 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use component_base::events::{EventRecorder, EventSpec, EventType};
+use component_base::events::{reference_to, EventRecorder, EventSpec, EventType};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, PostParams, PropagationPolicy};
 use kube::{Api, ResourceExt};
@@ -153,27 +152,14 @@ impl CronJobController {
     fn record(&self, cj: &CronJob, (warning, reason, note): CronEvent) {
         tracing::debug!(cronjob = %queue_key(cj), reason, %note, "event");
         let spec = EventSpec {
-            regarding: ObjectReference {
-                api_version: Some("batch/v1".into()),
-                kind: Some("CronJob".into()),
-                name: cj.metadata.name.clone(),
-                namespace: cj.metadata.namespace.clone(),
-                uid: cj.metadata.uid.clone(),
-                resource_version: cj.metadata.resource_version.clone(),
-                ..Default::default()
-            },
+            regarding: reference_to(cj),
             related: None,
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+            type_: EventType::warning_if(warning),
             reason: reason.into(),
             action: "Sync".into(),
             note,
         };
-        let r = self.recorder.clone();
-        tokio::spawn(async move { r.record(spec).await });
+        self.recorder.emit(spec);
     }
 
     fn jobs_api(&self, ns: &str) -> Api<Job> {

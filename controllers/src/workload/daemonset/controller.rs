@@ -16,8 +16,7 @@ use super::backoff::Backoff;
 use super::eligibility::{self, add_daemon_tolerations};
 use super::plan::{self, ByNode, Changes, DsView, NodeFacts, TEMPLATE_GENERATION_LABEL};
 use super::status;
-use component_base::events::{EventRecorder, EventSpec, EventType};
-use k8s_openapi::api::core::v1::ObjectReference;
+use component_base::events::{reference_to, EventRecorder, EventSpec, EventType};
 
 use crate::lifecycle::queue::WorkQueue;
 use crate::workload::expectations::Expectations;
@@ -100,27 +99,14 @@ impl DaemonSetController {
     /// Records an event on `ds` in the background.
     fn event(&self, ds: &DaemonSet, warning: bool, reason: &str, action: &str, note: String) {
         let spec = EventSpec {
-            regarding: ObjectReference {
-                api_version: Some(API_VERSION.into()),
-                kind: Some(KIND.into()),
-                name: ds.metadata.name.clone(),
-                namespace: ds.metadata.namespace.clone(),
-                uid: ds.metadata.uid.clone(),
-                resource_version: ds.metadata.resource_version.clone(),
-                ..Default::default()
-            },
+            regarding: reference_to(ds),
             related: None,
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+            type_: EventType::warning_if(warning),
             reason: reason.into(),
             action: action.into(),
             note,
         };
-        let recorder = self.recorder.clone();
-        tokio::spawn(async move { recorder.record(spec).await });
+        self.recorder.emit(spec);
     }
 
     /// A controller over shared informers, writing with `client`.

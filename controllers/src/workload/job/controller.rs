@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use component_base::events::{EventRecorder, EventSpec, EventType};
+use component_base::events::{reference_to, EventRecorder, EventSpec, EventType};
 use k8s_openapi::api::batch::v1::{Job, JobStatus};
-use k8s_openapi::api::core::v1::{EnvVar, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{EnvVar, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
@@ -255,27 +255,14 @@ impl JobController {
 
     fn record(&self, job: &Job, warning: bool, reason: &str, note: String) {
         let spec = EventSpec {
-            regarding: ObjectReference {
-                api_version: Some("batch/v1".into()),
-                kind: Some("Job".into()),
-                name: job.metadata.name.clone(),
-                namespace: job.metadata.namespace.clone(),
-                uid: job.metadata.uid.clone(),
-                resource_version: job.metadata.resource_version.clone(),
-                ..Default::default()
-            },
+            regarding: reference_to(job),
             related: None,
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+            type_: EventType::warning_if(warning),
             reason: reason.into(),
             action: "Sync".into(),
             note,
         };
-        let r = self.recorder.clone();
-        tokio::spawn(async move { r.record(spec).await });
+        self.recorder.emit(spec);
     }
 
     /// The Job's pods, as upstream's PodControllerRefManager claims them: its own, plus

@@ -17,8 +17,7 @@ use super::claims;
 use super::identity::{self, ordinal};
 use super::plan::{self, Action, Rev, SetView, Strategy};
 use super::status::{self, StatusInputs};
-use component_base::events::{EventRecorder, EventSpec, EventType};
-use k8s_openapi::api::core::v1::ObjectReference;
+use component_base::events::{reference_to, EventRecorder, EventSpec, EventType};
 
 use crate::lifecycle::queue::WorkQueue;
 use crate::workload::expectations::Expectations;
@@ -85,21 +84,9 @@ impl StatefulSetController {
     /// `recordClaimEvent` wording).
     fn event(&self, set: &StatefulSet, warning: bool, reason: &str, note: String) {
         let spec = EventSpec {
-            regarding: ObjectReference {
-                api_version: Some(API_VERSION.into()),
-                kind: Some(KIND.into()),
-                name: set.metadata.name.clone(),
-                namespace: set.metadata.namespace.clone(),
-                uid: set.metadata.uid.clone(),
-                resource_version: set.metadata.resource_version.clone(),
-                ..Default::default()
-            },
+            regarding: reference_to(set),
             related: None,
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+            type_: EventType::warning_if(warning),
             action: if reason.ends_with("Create") {
                 "Create"
             } else {
@@ -109,8 +96,7 @@ impl StatefulSetController {
             reason: reason.into(),
             note,
         };
-        let recorder = self.recorder.clone();
-        tokio::spawn(async move { recorder.record(spec).await });
+        self.recorder.emit(spec);
     }
 
     /// A controller over shared informers, writing with `client`.
