@@ -469,11 +469,8 @@ mod tests {
 
     #[test]
     fn unimplemented_upstream_flags_are_accepted_and_listed() {
-        let (_, ignored) = parse_ok(&["--profiling", "--attach-detach-reconcile-sync-period=30s"]);
-        assert_eq!(
-            ignored,
-            vec!["profiling", "attach-detach-reconcile-sync-period"]
-        );
+        let (_, ignored) = parse_ok(&["--profiling", "--flex-volume-plugin-dir=/x"]);
+        assert_eq!(ignored, vec!["profiling", "flex-volume-plugin-dir"]);
     }
 
     #[test]
