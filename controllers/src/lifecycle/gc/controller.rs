@@ -52,13 +52,18 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let metrics = ctx.metrics.families(GcMetrics::register);
     let (watch_client, sd) = (ctx.client.clone(), ctx.shutdown.clone());
     let disc = shared.clone();
+    // Workers start only once the first round of monitors has listed (upstream's Run waits
+    // for the dependency graph to sync): before that, an owner being deleted with the
+    // orphan policy would have no known dependents and lose its finalizer at once, leaving
+    // its dependents with a dangling reference that gets them collected.
+    sync_monitors(&disc, &watch_client, &sd, &metrics).await;
     tokio::spawn(async move {
         loop {
-            sync_monitors(&disc, &watch_client, &sd, &metrics).await;
             tokio::select! {
                 _ = sd.cancelled() => return,
                 _ = tokio::time::sleep(RESYNC_DISCOVERY) => {}
             }
+            sync_monitors(&disc, &watch_client, &sd, &metrics).await;
         }
     });
     let workers = shared.clone();
