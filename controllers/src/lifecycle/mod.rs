@@ -14,6 +14,7 @@ pub mod informer;
 pub mod namespace;
 pub mod node;
 pub mod node_ipam;
+pub mod pod_eviction;
 pub mod podgc;
 pub mod queue;
 pub mod resourcequota;

@@ -5,20 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use component_base::events::{EventRecorder, EventSpec, EventType};
-use component_base::metrics::Metrics;
 use futures::future::FutureExt;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Taint};
-use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::Api;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
-use serde_json::json;
 
+use super::pod_eviction::{mark_and_delete, Disruption, EvictionMetrics};
 use super::{informer, queue::WorkQueue};
 use crate::context::ControllerContext;
 use crate::informers::{self, Informer};
 use crate::registry::ControllerDescriptor;
-use api_helpers::errors;
 use api_helpers::taints::tolerates;
 
 /// Registry entry.
@@ -93,37 +88,7 @@ struct State {
     pods: Informer<Pod>,
     nodes: Informer<Node>,
     recorder: EventRecorder,
-    metrics: TaintEvictionMetrics,
-}
-
-/// Upstream's `taint_eviction_controller_*` metrics.
-#[derive(Clone)]
-struct TaintEvictionMetrics {
-    deletions: Counter,
-    latency: Histogram,
-}
-
-impl TaintEvictionMetrics {
-    fn register(registry: &Metrics) -> Self {
-        let m = TaintEvictionMetrics {
-            deletions: Counter::default(),
-            // Upstream's buckets: 5 ms to 4 min.
-            latency: Histogram::new([
-                0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 10.0, 30.0, 60.0, 120.0, 180.0, 240.0,
-            ]),
-        };
-        registry.register(
-            "taint_eviction_controller_pod_deletions",
-            "[ALPHA] Total number of Pods deleted by TaintEvictionController since its start.",
-            m.deletions.clone(),
-        );
-        registry.register(
-            "taint_eviction_controller_pod_deletion_duration_seconds",
-            "[ALPHA] Latency, in seconds, between the time when a taint effect has been activated for the Pod and its deletion via TaintEvictionController.",
-            m.latency.clone(),
-        );
-        m
-    }
+    metrics: EvictionMetrics,
 }
 
 async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
@@ -170,7 +135,16 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
         client,
         pods,
         nodes,
-        metrics: ctx.metrics.families(TaintEvictionMetrics::register),
+        metrics: ctx.metrics.families(|r| {
+            EvictionMetrics::register(
+                r,
+                "taint_eviction_controller",
+                (
+                    "[ALPHA] Total number of Pods deleted by TaintEvictionController since its start.",
+                    "[ALPHA] Latency, in seconds, between the time when a taint effect has been activated for the Pod and its deletion via TaintEvictionController.",
+                ),
+            )
+        }),
     });
     let q = queue.clone();
     queue
@@ -235,13 +209,11 @@ async fn sync(state: &State, (ns, name): &(String, String)) -> anyhow::Result<Op
             let recorder = state.recorder.clone();
             tokio::spawn(async move { recorder.record(event).await });
             let api: Api<Pod> = Api::namespaced(state.client.clone(), ns);
-            let condition = json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
-                "message": "Taint manager: deleting due to NoExecute taint", "lastTransitionTime": jiff::Timestamp::now().to_string()}]}});
-            errors::ignore_not_found(
-                api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&condition))
-                    .await,
-            )?;
-            errors::ignore_not_found(api.delete(name, &DeleteParams::default()).await)?;
+            let why = Disruption {
+                reason: "DeletionByTaintManager",
+                message: "Taint manager: deleting due to NoExecute taint",
+            };
+            mark_and_delete(&api, &pod, &why, None).await?;
             state.metrics.deletions.inc();
             state.metrics.latency.observe(overdue.as_secs_f64());
             Ok(None)
@@ -252,6 +224,7 @@ async fn sync(state: &State, (ns, name): &(String, String)) -> anyhow::Result<Op
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn pod(tolerations: serde_json::Value) -> Pod {
         serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [], "tolerations": tolerations}})).unwrap()

@@ -8,54 +8,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use component_base::events::{EventRecorder, EventSpec, EventType};
-use component_base::metrics::Metrics;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceSlice};
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::Api;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
-use serde_json::json;
 
 use super::rule::DeviceTaintRule;
 use super::taints::{allocated_devices, device_taints, eviction_time, pod_eviction_time};
 use crate::context::ControllerContext;
 use crate::informers::{self, Informer};
 use crate::lifecycle::informer::{self as handlers, Change};
+use crate::lifecycle::pod_eviction::{mark_and_delete, Disruption, EvictionMetrics};
 use crate::lifecycle::queue::WorkQueue;
 use crate::resource::claim::names::{is_allocated, reserved_for};
-use api_helpers::errors;
 
 type PodKey = (String, String);
-
-/// Upstream's `device_taint_eviction_controller_*` metrics.
-#[derive(Clone)]
-struct EvictionMetrics {
-    deletions: Counter,
-    latency: Histogram,
-}
-
-impl EvictionMetrics {
-    fn register(registry: &Metrics) -> Self {
-        let m = EvictionMetrics {
-            deletions: Counter::default(),
-            latency: Histogram::new([
-                0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 10.0, 30.0, 60.0, 120.0, 180.0, 240.0,
-            ]),
-        };
-        registry.register(
-            "device_taint_eviction_controller_pod_deletions",
-            "[ALPHA] Total number of Pods deleted by DeviceTaintEvictionController since its start.",
-            m.deletions.clone(),
-        );
-        registry.register(
-            "device_taint_eviction_controller_pod_deletion_duration_seconds",
-            "[ALPHA] Latency, in seconds, between the time when a device taint effect has been activated and a Pod's deletion via DeviceTaintEvictionController.",
-            m.latency.clone(),
-        );
-        m
-    }
-}
 
 struct State {
     client: kube::Client,
@@ -138,7 +104,16 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
         claims,
         slices,
         rules,
-        metrics: ctx.metrics.families(EvictionMetrics::register),
+        metrics: ctx.metrics.families(|r| {
+            EvictionMetrics::register(
+                r,
+                "device_taint_eviction_controller",
+                (
+                    "[ALPHA] Total number of Pods deleted by DeviceTaintEvictionController since its start.",
+                    "[ALPHA] Latency, in seconds, between the time when a device taint effect has been activated and a Pod's deletion via DeviceTaintEvictionController.",
+                ),
+            )
+        }),
         pending: Mutex::default(),
         skipped_rules: Mutex::default(),
     });
@@ -239,43 +214,15 @@ async fn sync(state: &State, (ns, name): &PodKey) -> anyhow::Result<Option<Durat
     tracing::info!(pod = %format!("{ns}/{name}"), "Deleting pod");
     state.event(ns, name, Some(uid.clone()), "Marking for deletion");
     let api: Api<Pod> = Api::namespaced(state.client.clone(), ns);
-    let already = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| {
-            c.iter().any(|c| {
-                c.type_ == "DisruptionTarget"
-                    && c.status == "True"
-                    && c.reason.as_deref() == Some("DeletionByDeviceTaintManager")
-            })
-        });
-    if !already {
-        let condition = json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True",
-            "reason": "DeletionByDeviceTaintManager",
-            "message": "Device Taint manager: deleting due to NoExecute taint",
-            "lastTransitionTime": now.to_string()}]}});
-        errors::ignore_not_found(
-            api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&condition))
-                .await,
-        )?;
-    }
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: Some(uid),
-            resource_version: None,
-        }),
-        ..Default::default()
+    let why = Disruption {
+        reason: "DeletionByDeviceTaintManager",
+        message: "Device Taint manager: deleting due to NoExecute taint",
     };
-    match api.delete(name, &params).await {
-        Ok(_) => {
-            state.metrics.deletions.inc();
-            let late = now.duration_since(at).as_secs_f64().max(0.0);
-            state.metrics.latency.observe(late);
-        }
-        // Gone, or replaced by a pod of another uid (precondition failed).
-        Err(e) if errors::is_not_found(&e) || errors::is_conflict(&e) => {}
-        Err(e) => return Err(e.into()),
+    // Only the pod we decided on: one of another uid under the same name is left alone.
+    if mark_and_delete(&api, &pod, &why, Some(uid)).await? {
+        state.metrics.deletions.inc();
+        let late = now.duration_since(at).as_secs_f64().max(0.0);
+        state.metrics.latency.observe(late);
     }
     Ok(None)
 }
