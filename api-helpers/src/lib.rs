@@ -9,3 +9,4 @@ pub mod labels;
 pub mod node_affinity;
 pub mod quantity;
 pub mod taints;
+pub mod volumes;

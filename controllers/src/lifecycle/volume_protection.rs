@@ -15,6 +15,7 @@ use crate::context::ControllerContext;
 use crate::informers::Informer;
 use crate::registry::ControllerDescriptor;
 use api_helpers::errors;
+use api_helpers::volumes::{ephemeral_claim_name, pod_claims};
 
 /// The finalizer that keeps a claim while pods use it.
 pub const PVC_FINALIZER: &str = "kubernetes.io/pvc-protection";
@@ -105,14 +106,6 @@ where
     errors::ignore_not_found(api.replace(name, &PostParams::default(), &updated).await)
 }
 
-/// The claim a generic ephemeral volume `volume` of `pod` gets: `<pod>-<volume>`.
-pub fn ephemeral_claim_name(pod: &Pod, volume: &str) -> String {
-    format!(
-        "{}-{volume}",
-        pod.metadata.name.as_deref().unwrap_or_default()
-    )
-}
-
 /// Kubelet is done with the pod, or it was force-deleted: deleting with a zero grace period.
 pub fn pod_is_shut_down(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
@@ -177,24 +170,6 @@ pub fn can_remove_pvc_finalizer<'a>(
     !pods.into_iter().any(|p| pod_uses_claim(p, claim))
 }
 
-/// The claims (names in the pod's namespace) `pod` references.
-pub fn claims_of_pod(pod: &Pod) -> Vec<String> {
-    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
-    volumes
-        .into_iter()
-        .flatten()
-        .filter_map(|v| {
-            if let Some(c) = &v.persistent_volume_claim {
-                Some(c.claim_name.clone())
-            } else if v.ephemeral.is_some() {
-                Some(ephemeral_claim_name(pod, &v.name))
-            } else {
-                None
-            }
-        })
-        .collect()
-}
-
 /// The shared pod cache's index of pods by the claims they reference (upstream's
 /// `pod-pvc-index`), values `<namespace>/<claim>`.
 pub const POD_PVC_INDEX: &str = "pod-pvc-index";
@@ -202,7 +177,7 @@ pub const POD_PVC_INDEX: &str = "pod-pvc-index";
 /// The [`POD_PVC_INDEX`] values of `pod`.
 pub fn pod_pvc_keys(pod: &Pod) -> Vec<String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-    claims_of_pod(pod)
+    pod_claims(pod)
         .into_iter()
         .map(|c| format!("{ns}/{c}"))
         .collect()
@@ -250,7 +225,7 @@ async fn run_pvc(ctx: ControllerContext) -> anyhow::Result<()> {
             let Some(ns) = &p.metadata.namespace else {
                 return;
             };
-            for claim in claims_of_pod(p) {
+            for claim in pod_claims(p) {
                 q.add((ns.clone(), claim));
             }
         });
@@ -423,7 +398,7 @@ mod tests {
         gone.metadata.deletion_timestamp = c.metadata.deletion_timestamp.clone();
         gone.metadata.deletion_grace_period_seconds = Some(0);
         assert!(can_remove_pvc_finalizer(&c, [&gone]));
-        assert_eq!(claims_of_pod(&p), ["web-scratch"]);
+        assert_eq!(pod_claims(&p), ["web-scratch"]);
     }
 
     #[test]

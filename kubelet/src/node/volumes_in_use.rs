@@ -7,6 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
+use api_helpers::volumes::pod_claims;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::Api;
 
@@ -18,22 +19,6 @@ pub fn csi_unique_name(pv: &PersistentVolume) -> Option<String> {
         "kubernetes.io/csi/{}^{}",
         csi.driver, csi.volume_handle
     ))
-}
-
-/// The claims `pod` uses: `persistentVolumeClaim` volumes and its generic ephemeral
-/// volumes' claims (`<pod>-<volume>`).
-pub fn pod_claims(pod: &Pod) -> Vec<String> {
-    let name = pod.metadata.name.as_deref().unwrap_or_default();
-    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
-    volumes
-        .into_iter()
-        .flatten()
-        .filter_map(|v| match (&v.persistent_volume_claim, &v.ephemeral) {
-            (Some(c), _) => Some(c.claim_name.clone()),
-            (None, Some(_)) => Some(format!("{name}-{}", v.name)),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Whether the pod still needs its volumes: it has not Succeeded or Failed.

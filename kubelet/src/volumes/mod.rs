@@ -223,10 +223,11 @@ async fn setup_one(
             pvc.read_only.unwrap_or(false),
             false,
         )),
-        (None, Some(_)) => {
-            let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
-            Some((format!("{pod_name}-{}", v.name), false, true))
-        }
+        (None, Some(_)) => Some((
+            api_helpers::volumes::ephemeral_claim_name(pod, &v.name),
+            false,
+            true,
+        )),
         _ => None,
     };
     if let Some((claim_name, read_only, ephemeral)) = claim_ref {

@@ -11,7 +11,7 @@ use k8s_openapi::api::storage::v1::CSIDriver;
 
 use super::names;
 use crate::lifecycle::ephemeral_volume::claim_is_for_pod;
-use crate::lifecycle::volume_protection::ephemeral_claim_name;
+use api_helpers::volumes::ephemeral_claim_name;
 
 /// The annotation a kubelet sets on its Node to leave attach/detach to this controller.
 pub const CONTROLLER_MANAGED_ANNOTATION: &str =
