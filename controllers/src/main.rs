@@ -12,9 +12,11 @@ use component_base::client::ClientOptions;
 use component_base::leader_election::{default_identity, LeaderElector};
 use component_base::metrics::Metrics;
 use component_base::server::{self, Authorization, Health, ServingOptions, TlsOptions};
-use controllers::context::{ControllerContext, ControllerMetrics, Credentials};
-use controllers::options::{flags, KcmOptions};
-use controllers::registry::{self, Selection};
+use controllers::app::flags;
+use controllers::app::registry::{self, Selection};
+use controllers::machinery::context::{ControllerContext, ControllerMetrics, Credentials};
+use controllers::machinery::informers::InformerFactory;
+use controllers::machinery::options::KcmOptions;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -140,6 +142,7 @@ async fn run(options: KcmOptions) -> anyhow::Result<()> {
     let controller_metrics = ControllerMetrics::new(&metrics);
     let work = move |leading: CancellationToken| {
         let ctx = ControllerContext {
+            informer_factory: Arc::new(InformerFactory::new(client.clone(), leading.clone())),
             client,
             options,
             shutdown: leading,

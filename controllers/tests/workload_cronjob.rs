@@ -17,9 +17,9 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use controllers::workload::cronjob::clock::FakeClock;
-use controllers::workload::cronjob::controller::CronJobController;
-use controllers::workload::factory::InformerFactory;
+use controllers::batch::cronjob::clock::FakeClock;
+use controllers::batch::cronjob::controller::CronJobController;
+use controllers::machinery::informers::InformerFactory;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::events::v1::Event;

@@ -25,12 +25,12 @@ use super::metrics::{MetricsClient, ObjectRef, PodMetrics, RestMetricsClient};
 use super::monitor::{Action, ErrorKind, Monitor};
 use super::replicas::{Readiness, Tolerances};
 use super::status::{self, Key, ABLE_TO_SCALE, SCALING_ACTIVE, SCALING_LIMITED};
-use crate::context::ControllerContext;
-use crate::informers::Informer;
-use crate::lifecycle::discovery;
-use crate::lifecycle::informer::{self, Change};
-use crate::lifecycle::queue::WorkQueue;
-use crate::options::HpaOptions;
+use crate::machinery::context::ControllerContext;
+use crate::machinery::discovery;
+use crate::machinery::informers::handlers::{self as informer, Change};
+use crate::machinery::informers::Informer;
+use crate::machinery::options::HpaOptions;
+use crate::machinery::queue::WorkQueue;
 use api_helpers::errors;
 use api_helpers::labels as selector;
 
@@ -120,7 +120,7 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let pods = ctx.informers().informer::<Pod>();
     let state = Arc::new(State {
         metrics: Arc::new(RestMetricsClient::new(client.clone())),
-        recorder: crate::context::event_recorder(client.clone(), super::EVENT_SOURCE),
+        recorder: crate::machinery::context::event_recorder(client.clone(), super::EVENT_SOURCE),
         monitor: ctx.metrics.families(Monitor::register),
         client,
         hpas: hpas.clone(),

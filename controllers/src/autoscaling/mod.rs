@@ -24,7 +24,7 @@ mod tests;
 
 use futures::future::FutureExt;
 
-use crate::registry::ControllerDescriptor;
+use crate::machinery::ControllerDescriptor;
 
 /// The identity it acts as with `--use-service-account-credentials`.
 pub const SERVICE_ACCOUNT: &str = "horizontal-pod-autoscaler";

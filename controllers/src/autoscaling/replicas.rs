@@ -8,8 +8,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::lifecycle::resourcequota::pods as pod_resources;
-use crate::workload::pods;
+use crate::core::resourcequota::pods as pod_resources;
+use crate::machinery::pods;
 use api_helpers::quantity::Quantity;
 
 /// One pod's sample of a metric, as a milli-value.

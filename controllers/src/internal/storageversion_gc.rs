@@ -12,10 +12,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::Api;
 
-use crate::context::ControllerContext;
-use crate::lifecycle::informer::{self, Change};
-use crate::lifecycle::queue::WorkQueue;
-use crate::registry::ControllerDescriptor;
+use crate::machinery::context::ControllerContext;
+use crate::machinery::informers::handlers::{self as informer, Change};
+use crate::machinery::queue::WorkQueue;
+use crate::machinery::ControllerDescriptor;
 use api_helpers::errors;
 
 /// The label naming the component an identity Lease belongs to.

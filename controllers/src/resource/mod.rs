@@ -4,10 +4,3 @@
 
 pub mod claim;
 pub mod device_taint;
-
-use crate::registry::ControllerDescriptor;
-
-/// Every DRA controller this crate implements.
-pub fn descriptors() -> Vec<ControllerDescriptor> {
-    vec![claim::descriptor(), device_taint::descriptor()]
-}

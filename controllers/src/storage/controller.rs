@@ -21,12 +21,12 @@ use super::decide::{
 };
 use super::metrics::{count, BinderMetrics};
 use super::{ANN_BETA_STORAGE_PROVISIONER, ANN_STORAGE_PROVISIONER};
-use crate::context::{event_recorder, ControllerContext};
-use crate::informers::Informer;
-use crate::lifecycle::informer::{self, Change};
-use crate::lifecycle::queue::WorkQueue;
-use crate::lifecycle::volume_protection::{pod_is_terminated, pod_pvc_keys, POD_PVC_INDEX};
-use crate::registry::ControllerDescriptor;
+use crate::machinery::context::{event_recorder, ControllerContext};
+use crate::machinery::informers::handlers::{self as informer, Change};
+use crate::machinery::informers::Informer;
+use crate::machinery::queue::WorkQueue;
+use crate::machinery::ControllerDescriptor;
+use crate::storage::volume_protection::{pod_is_terminated, pod_pvc_keys, POD_PVC_INDEX};
 use api_helpers::errors;
 
 /// The identity of the binder with `--use-service-account-credentials` (upstream's).

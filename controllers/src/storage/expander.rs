@@ -14,10 +14,10 @@ use kube::Api;
 use super::decide::Event;
 use super::matching::requested_storage;
 use super::ANN_PRE_RESIZE_CAPACITY;
-use crate::context::{event_recorder, ControllerContext};
-use crate::lifecycle::informer;
-use crate::lifecycle::queue::WorkQueue;
-use crate::registry::ControllerDescriptor;
+use crate::machinery::context::{event_recorder, ControllerContext};
+use crate::machinery::informers::handlers as informer;
+use crate::machinery::queue::WorkQueue;
+use crate::machinery::ControllerDescriptor;
 use api_helpers::quantity::Quantity;
 
 /// The annotation naming the resizer that should expand a claim.
@@ -168,7 +168,7 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let claims = ctx.informers().informer::<PersistentVolumeClaim>();
     let q = queue.clone();
     claims.add_handler(move |change| {
-        use crate::informers::Change;
+        use crate::machinery::informers::Change;
         let c = match change {
             Change::Added(c) | Change::Deleted(c) => c,
             Change::Updated { old, new } if grew(old, new) => new,

@@ -9,18 +9,21 @@
 //! - [`metrics`]: upstream's `pv_collector_*` and retroactive-class metrics;
 //! - [`controller`]: the informers, queues and API writes.
 //!
-//! And the persistentvolume-attach-detach-controller ([`attach_detach`]).
+//! And the persistentvolume-attach-detach-controller ([`attach_detach`]), the pvc- and
+//! pv-protection controllers ([`volume_protection`]), volumeattributesclass-protection
+//! ([`vac_protection`]) and the ephemeral-volume controller ([`ephemeral_volume`]).
 
 pub mod attach_detach;
 pub mod binding;
 pub mod classes;
 pub mod controller;
 pub mod decide;
+pub mod ephemeral_volume;
 pub mod expander;
 pub mod matching;
 pub mod metrics;
-
-use crate::registry::ControllerDescriptor;
+pub mod vac_protection;
+pub mod volume_protection;
 
 /// Set on a claim once the controller finished binding it.
 pub const ANN_BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
@@ -38,12 +41,3 @@ pub const ANN_STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisio
 pub const ANN_BETA_STORAGE_PROVISIONER: &str = "volume.beta.kubernetes.io/storage-provisioner";
 /// The capacity a volume had before an offline resize.
 pub const ANN_PRE_RESIZE_CAPACITY: &str = "volume.alpha.kubernetes.io/pre-resize-capacity";
-
-/// Every storage controller this crate implements.
-pub fn descriptors() -> Vec<ControllerDescriptor> {
-    vec![
-        controller::descriptor(),
-        expander::descriptor(),
-        attach_detach::descriptor(),
-    ]
-}

@@ -1,6 +1,6 @@
 //! CronJob schedules (`*/5 * * * *`, `@every 1h`, `TZ=Europe/Berlin 0 3 * * *`).
 
-use controllers::workload::cronjob::schedule::Schedule;
+use controllers::batch::cronjob::schedule::Schedule;
 use k8s_openapi::jiff::tz::TimeZone;
 use k8s_openapi::jiff::Timestamp;
 

@@ -2,7 +2,7 @@
 //! that verifies, signing) of `spec.request`, the kubelet's reading of its certificate and
 //! key files, and key conversion of a signing key.
 
-use controllers::lifecycle::certificates::{der, request, signer::Authority};
+use controllers::certificates::{der, request, signer::Authority};
 use kubelet::certificate::pair::{pem_block, KeyedCertificate};
 use std::sync::OnceLock;
 use std::time::Duration;

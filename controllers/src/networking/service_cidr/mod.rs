@@ -16,11 +16,11 @@ use kube::api::{Patch, PatchParams};
 use kube::Api;
 use serde_json::json;
 
-use crate::context::{event_recorder, ControllerContext};
-use crate::informers::Informer;
-use crate::lifecycle::informer::{self, Change};
-use crate::lifecycle::queue::WorkQueue;
-use crate::registry::ControllerDescriptor;
+use crate::machinery::context::{event_recorder, ControllerContext};
+use crate::machinery::informers::handlers::{self as informer, Change};
+use crate::machinery::informers::Informer;
+use crate::machinery::queue::WorkQueue;
+use crate::machinery::ControllerDescriptor;
 use api_helpers::errors;
 use decide::{Plan, Ready, FINALIZER};
 

@@ -14,10 +14,10 @@ use serde_json::json;
 use super::decisions::{self, Consumer, EntryAction, Features};
 use super::metrics::ClaimMetrics;
 use super::names::{claim_name, owning_pod, pod_claims, reserved_for};
-use crate::context::ControllerContext;
-use crate::informers::{self, Informer};
-use crate::lifecycle::informer::{self as handlers, Change};
-use crate::lifecycle::queue::WorkQueue;
+use crate::machinery::context::ControllerContext;
+use crate::machinery::informers::handlers::{self as handlers, Change};
+use crate::machinery::informers::{self, Informer};
+use crate::machinery::queue::WorkQueue;
 use api_helpers::errors;
 
 /// Upstream's worker count (`defaultResourceClaimControllerWorkers`).
@@ -168,7 +168,7 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     metrics.count(claims.list().iter().map(|c| c.as_ref()));
     let client = ctx.client_for(super::SERVICE_ACCOUNT).await?;
     let state = Arc::new(State {
-        recorder: crate::context::event_recorder(client.clone(), "resource_claim"),
+        recorder: crate::machinery::context::event_recorder(client.clone(), "resource_claim"),
         client,
         pods,
         claims,

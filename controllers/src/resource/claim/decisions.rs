@@ -11,7 +11,7 @@ use super::names::{
     self, claim_from_template, claim_name, find_generated, is_allocated, is_for_pod,
     is_reserved_for_pod, pod_claims, reserved_for, ClaimName, DELETE_PROTECTION_FINALIZER,
 };
-use crate::workload::pods::phase;
+use crate::machinery::pods::phase;
 
 /// The feature gates that change what may be created (upstream's `Features`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ pub mod names;
 
 use futures::future::FutureExt;
 
-use crate::registry::ControllerDescriptor;
+use crate::machinery::ControllerDescriptor;
 
 /// The identity of the controller with `--use-service-account-credentials` (upstream's,
 /// which differs from the controller's name).

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{Pod, PodResourceClaim};
 use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceClaimSpec, ResourceClaimTemplate};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::workload::owner::{controller_of, controller_ref};
+use crate::machinery::owner::{controller_of, controller_ref};
 
 /// The annotation a generated claim carries: the `spec.resourceClaims[].name` it was made for.
 pub const POD_CLAIM_NAME_ANNOTATION: &str = "resource.kubernetes.io/pod-claim-name";

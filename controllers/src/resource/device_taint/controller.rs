@@ -14,11 +14,11 @@ use kube::Api;
 
 use super::rule::DeviceTaintRule;
 use super::taints::{allocated_devices, device_taints, eviction_time, pod_eviction_time};
-use crate::context::ControllerContext;
-use crate::informers::{self, Informer};
-use crate::lifecycle::informer::{self as handlers, Change};
-use crate::lifecycle::pod_eviction::{mark_and_delete, Disruption, EvictionMetrics};
-use crate::lifecycle::queue::WorkQueue;
+use crate::machinery::context::ControllerContext;
+use crate::machinery::informers::handlers::{self as handlers, Change};
+use crate::machinery::informers::{self, Informer};
+use crate::machinery::pod_eviction::{mark_and_delete, Disruption, EvictionMetrics};
+use crate::machinery::queue::WorkQueue;
 use crate::resource::claim::names::{is_allocated, reserved_for};
 
 type PodKey = (String, String);
@@ -95,7 +95,7 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     .await?;
     let client = ctx.client_for(super::SERVICE_ACCOUNT).await?;
     let state = Arc::new(State {
-        recorder: crate::context::event_recorder(
+        recorder: crate::machinery::context::event_recorder(
             client.clone(),
             "device-taint-eviction-controller",
         ),

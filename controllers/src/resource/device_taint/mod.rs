@@ -9,7 +9,7 @@ pub mod taints;
 
 use futures::future::FutureExt;
 
-use crate::registry::ControllerDescriptor;
+use crate::machinery::ControllerDescriptor;
 
 /// The identity of the controller with `--use-service-account-credentials`.
 pub const SERVICE_ACCOUNT: &str = "device-taint-eviction-controller";

@@ -25,9 +25,9 @@ use super::names;
 use super::reconcile::{
     attach_failed_message, plan, Config, Memory, Observed, PodEvent, FAILED_ATTACH,
 };
-use crate::context::ControllerContext;
-use crate::informers::{self, Informer};
-use crate::lifecycle::queue::WorkQueue;
+use crate::machinery::context::ControllerContext;
+use crate::machinery::informers::{self, Informer};
+use crate::machinery::queue::WorkQueue;
 use api_helpers::errors;
 
 /// The controller's identity with `--use-service-account-credentials`, and its events'
@@ -121,7 +121,7 @@ where
     K: kube::Resource + Clone + Send + Sync + 'static,
 {
     let q = queue.clone();
-    crate::lifecycle::informer::on(informer, move |_: &K, _| q.add(()));
+    crate::machinery::informers::handlers::on(informer, move |_: &K, _| q.add(()));
 }
 
 /// Runs the controller until shutdown.
@@ -175,7 +175,7 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     .await?;
     let client = ctx.client_for(SERVICE_ACCOUNT).await?;
     let state = Arc::new(State {
-        recorder: crate::context::event_recorder(client.clone(), SERVICE_ACCOUNT),
+        recorder: crate::machinery::context::event_recorder(client.clone(), SERVICE_ACCOUNT),
         client,
         pods,
         nodes,

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::storage::v1::CSIDriver;
 
 use super::names;
-use crate::lifecycle::ephemeral_volume::claim_is_for_pod;
+use crate::storage::ephemeral_volume::claim_is_for_pod;
 use api_helpers::volumes::ephemeral_claim_name;
 
 /// The annotation a kubelet sets on its Node to leave attach/detach to this controller.

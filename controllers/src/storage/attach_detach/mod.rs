@@ -17,7 +17,7 @@ pub mod reconcile;
 
 use futures::future::FutureExt;
 
-use crate::registry::ControllerDescriptor;
+use crate::machinery::ControllerDescriptor;
 
 /// Registry entry.
 pub fn descriptor() -> ControllerDescriptor {
