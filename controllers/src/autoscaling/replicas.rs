@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::core::resourcequota::pods as pod_resources;
+use crate::machinery::pod_resources;
 use crate::machinery::pods;
 use api_helpers::quantity::Quantity;
 

@@ -2,19 +2,16 @@
 //! ConfigMap holding the CA bundle that verifies the apiserver.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context as _;
-use base64::Engine as _;
 use futures::future::{BoxFuture, FutureExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{ObjectMeta, PostParams};
 use kube::Api;
 
+pub use crate::machinery::ca_bundle::load_ca;
 use crate::machinery::context::ControllerContext;
 use crate::machinery::informers::Informer;
-use crate::machinery::options::KcmOptions;
 use crate::machinery::ControllerDescriptor;
 use crate::machinery::{informers::handlers as informer, queue::WorkQueue};
 use api_helpers::errors;
@@ -26,7 +23,6 @@ pub const DATA_KEY: &str = "ca.crt";
 /// Upstream's description annotation.
 pub const DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
 const DESCRIPTION_KEY: &str = "kubernetes.io/description";
-const IN_CLUSTER_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
 
 /// The identity it acts as with `--use-service-account-credentials`.
 pub const SERVICE_ACCOUNT: &str = "root-ca-cert-publisher";
@@ -79,56 +75,6 @@ pub fn desired(namespace: &str, ca: &str, current: Option<&ConfigMap>) -> Option
             Some(cm)
         }
     }
-}
-
-/// The CA bundle to publish: `--root-ca-file`, else the kubeconfig's CA, else the
-/// in-cluster service account's.
-pub fn load_ca(options: &KcmOptions) -> anyhow::Result<String> {
-    if let Some(path) = &options.root_ca_file {
-        return std::fs::read_to_string(path)
-            .with_context(|| format!("--root-ca-file {}", path.display()));
-    }
-    if let Some(path) = &options.kubeconfig {
-        return kubeconfig_ca(path);
-    }
-    std::fs::read_to_string(IN_CLUSTER_CA)
-        .with_context(|| format!("no --root-ca-file and cannot read {IN_CLUSTER_CA}"))
-}
-
-fn kubeconfig_ca(path: &Path) -> anyhow::Result<String> {
-    let kc = kube::config::Kubeconfig::read_from(path)
-        .with_context(|| format!("--kubeconfig {}", path.display()))?;
-    let context = kc
-        .current_context
-        .as_deref()
-        .and_then(|c| kc.contexts.iter().find(|n| n.name == c))
-        .and_then(|n| n.context.as_ref());
-    let cluster_name = context.map(|c| c.cluster.as_str());
-    let cluster = kc
-        .clusters
-        .iter()
-        .find(|c| Some(c.name.as_str()) == cluster_name)
-        .or(kc.clusters.first())
-        .and_then(|c| c.cluster.as_ref())
-        .with_context(|| format!("--kubeconfig {}: no cluster", path.display()))?;
-    if let Some(data) = &cluster.certificate_authority_data {
-        let pem = base64::engine::general_purpose::STANDARD
-            .decode(data.trim())
-            .context("certificate-authority-data is not base64")?;
-        return String::from_utf8(pem).context("certificate-authority-data is not PEM text");
-    }
-    if let Some(file) = &cluster.certificate_authority {
-        let file = path
-            .parent()
-            .map(|dir| dir.join(file))
-            .unwrap_or_else(|| file.into());
-        return std::fs::read_to_string(&file)
-            .with_context(|| format!("certificate-authority {}", file.display()));
-    }
-    anyhow::bail!(
-        "--kubeconfig {} has no certificate authority and --root-ca-file is unset",
-        path.display()
-    )
 }
 
 fn start(ctx: ControllerContext) -> BoxFuture<'static, anyhow::Result<()>> {
@@ -207,6 +153,8 @@ async fn sync(client: kube::Client, state: Arc<State>, ns: String) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::machinery::options::KcmOptions;
+    use base64::Engine as _;
 
     const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 

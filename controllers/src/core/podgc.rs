@@ -25,8 +25,7 @@ pub const SERVICE_ACCOUNT: &str = "pod-garbage-collector";
 pub const CHECK_PERIOD: Duration = Duration::from_secs(20);
 /// How long a node must be missing before its pods are orphans (`quarantineTime`).
 pub const QUARANTINE: Duration = Duration::from_secs(40);
-/// The taint that lets terminating pods of a not-ready node be force-deleted.
-pub const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
+pub use crate::machinery::nodes::{is_ready, out_of_service, OUT_OF_SERVICE_TAINT};
 
 /// Registry entry.
 pub fn descriptor() -> ControllerDescriptor {
@@ -98,23 +97,6 @@ fn collection_order(a: &Pod, b: &Pod) -> std::cmp::Ordering {
             ts(a).cmp(&ts(b))
         })
         .then_with(|| a.metadata.name.cmp(&b.metadata.name))
-}
-
-/// Whether the node's `Ready` condition is `True`.
-pub fn is_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True")
-}
-
-/// Whether the node carries the `node.kubernetes.io/out-of-service` taint (any effect).
-pub fn out_of_service(node: &Node) -> bool {
-    node.spec
-        .as_ref()
-        .and_then(|s| s.taints.as_ref())
-        .is_some_and(|t| t.iter().any(|t| t.key == OUT_OF_SERVICE_TAINT))
 }
 
 /// Node names pods are bound to that are not among `nodes` (candidates for quarantine).

@@ -182,7 +182,7 @@ async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
         return Ok(());
     };
     let signer = TokenSigner::load(&key_file)?;
-    let root_ca = crate::certificates::root_ca::load_ca(&ctx.options)?.into_bytes();
+    let root_ca = crate::machinery::ca_bundle::load_ca(&ctx.options)?.into_bytes();
     let queue: WorkQueue<Key> =
         WorkQueue::new().with_metrics(&ctx.metrics, "serviceaccount_tokens_service");
     let q = queue.clone();

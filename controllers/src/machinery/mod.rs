@@ -10,19 +10,24 @@
 //! - [`descriptor`]: how the app starts a controller;
 //! - shared rules: [`owner`] (controller references and claims), [`expectations`],
 //!   [`pods`] (readiness, availability, deletion order), [`pod_control`] (slow-start
-//!   creation), [`pod_events`], [`pod_eviction`] (DisruptionTarget then delete) and
-//!   [`discovery`] (which resources the apiserver serves).
+//!   creation), [`pod_events`], [`pod_eviction`] (DisruptionTarget then delete),
+//!   [`pod_resources`] (effective requests and limits), [`nodes`] (readiness,
+//!   out-of-service), [`ca_bundle`] (the CA bundle to publish) and [`discovery`] (which
+//!   resources the apiserver serves).
 
+pub mod ca_bundle;
 pub mod context;
 pub mod descriptor;
 pub mod discovery;
 pub mod expectations;
 pub mod informers;
+pub mod nodes;
 pub mod options;
 pub mod owner;
 pub mod pod_control;
 pub mod pod_events;
 pub mod pod_eviction;
+pub mod pod_resources;
 pub mod pods;
 pub mod queue;
 #[macro_use]

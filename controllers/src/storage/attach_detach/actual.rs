@@ -9,7 +9,7 @@ use k8s_openapi::api::storage::v1::VolumeAttachment;
 
 use super::desired::is_managed;
 use super::names;
-use crate::core::podgc::{is_ready, out_of_service};
+use crate::machinery::nodes::{is_ready, out_of_service};
 
 /// One VolumeAttachment of a PersistentVolume.
 #[derive(Debug, Clone, PartialEq, Eq)]
