@@ -5,7 +5,9 @@
 #   component: ...                             integration tests (tests/) of the component
 #                                              crates, with real containerd / nftables / netns
 #   e2e: ...                                   e2e/tests against a real kube-apiserver + etcd
-#   lint: ...                                  cargo fmt --check, cargo clippy -D warnings
+#   lint: ...                                  cargo fmt --check, cargo clippy -D warnings,
+#                                              check-layers (no import circle wider than a
+#                                              parent module and its children)
 # In every tier, tests that record a skip (no kube-apiserver, no containerd: see e2e::skip)
 # count as skipped, never as passed. Exits non-zero if anything failed. Uses cargo-nextest
 # when installed, else cargo test.
@@ -109,6 +111,11 @@ lint() {
     passed=$((passed + 1))
   else
     failed=$((failed + 1)); what+=(clippy)
+  fi
+  if cargo run --quiet -p check-layers; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1)); what+=(check-layers)
   fi
   ((failed == 0)) || FAILED=1
   SUMMARY+=("lint: ${passed} passed, ${failed} failed, 0 skipped${what:+ (failed: ${what[*]})}")

@@ -53,10 +53,7 @@ pub fn check(tree: &Tree) -> Report {
                     .expect("a circle follows edges")
             })
             .collect();
-        circles.push(Circle {
-            members: scc,
-            path,
-        });
+        circles.push(Circle { members: scc, path });
     }
     Report { edges, circles }
 }
@@ -205,6 +202,48 @@ impl AllowList {
     }
 }
 
+/// Declared layers per crate: top-level modules from the top layer down.
+#[derive(Debug, Default)]
+pub struct Layers {
+    entries: Vec<(String, Vec<BTreeSet<String>>)>,
+}
+
+impl Layers {
+    /// Reads `<crate>: <modules> | <modules> | …` lines; `#` starts a comment.
+    pub fn parse(text: &str) -> Self {
+        let entries = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter_map(|l| l.split_once(':'))
+            .map(|(krate, layers)| {
+                let layers = layers
+                    .split('|')
+                    .map(|l| l.split_whitespace().map(str::to_string).collect())
+                    .collect();
+                (krate.trim().to_string(), layers)
+            })
+            .collect();
+        Layers { entries }
+    }
+
+    /// The edges of `tree` (crate `krate`) that import from a layer above their own. Unit
+    /// tests (modules named `tests` and below) may: a controller's test may parse flags.
+    pub fn violations<'t>(&self, krate: &str, tree: &'t Tree) -> Vec<&'t Edge> {
+        let Some((_, layers)) = self.entries.iter().find(|(k, _)| k == krate) else {
+            return vec![];
+        };
+        let layer_of = |m: usize| {
+            let top = tree.modules[m].path.first()?;
+            layers.iter().position(|l| l.contains(top))
+        };
+        tree.edges
+            .iter()
+            .filter(|e| !tree.modules[e.from].path.iter().any(|s| s == "tests"))
+            .filter(|e| matches!((layer_of(e.from), layer_of(e.to)), (Some(f), Some(t)) if t < f))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,7 +256,11 @@ mod tests {
         let modules = names
             .iter()
             .map(|n| Module {
-                path: n.split("::").filter(|s| !s.is_empty()).map(String::from).collect(),
+                path: n
+                    .split("::")
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
                 parent: match *n {
                     "" => None,
                     "a::x" | "a::y" => Some(1),
@@ -242,13 +285,23 @@ mod tests {
 
     #[test]
     fn a_parent_and_its_children_may_import_each_other() {
-        let t = tree(&[("a", "a::x"), ("a::x", "a"), ("a::x", "a::y"), ("a::y", "a")]);
+        let t = tree(&[
+            ("a", "a::x"),
+            ("a::x", "a"),
+            ("a::x", "a::y"),
+            ("a::y", "a"),
+        ]);
         assert!(check(&t).circles.is_empty());
     }
 
     #[test]
     fn a_circle_through_another_top_level_module_is_reported_with_its_edges() {
-        let t = tree(&[("a::x", "b"), ("b", "a::y"), ("a::y", "a::x"), ("a", "a::x")]);
+        let t = tree(&[
+            ("a::x", "b"),
+            ("b", "a::y"),
+            ("a::y", "a::x"),
+            ("a", "a::x"),
+        ]);
         let r = check(&t);
         assert_eq!(r.circles.len(), 1);
         let names: Vec<String> = r.circles[0].path.iter().map(|e| t.name(e.from)).collect();
@@ -256,5 +309,18 @@ mod tests {
         let allow = AllowList::parse("# why\nother a b\n");
         assert!(!allow.allows("crate", &r.circles[0], &t));
         assert!(AllowList::parse("crate a b # why").allows("crate", &r.circles[0], &t));
+    }
+
+    #[test]
+    fn an_import_from_a_higher_layer_is_a_violation() {
+        let t = tree(&[("a::x", "b"), ("b", "a")]);
+        let layers = Layers::parse("# top first\ncrate: b | a\n");
+        let v = layers.violations("crate", &t);
+        assert_eq!(v.len(), 1);
+        assert_eq!(
+            (t.name(v[0].from), t.name(v[0].to)),
+            ("a::x".into(), "b".into())
+        );
+        assert!(layers.violations("other", &t).is_empty());
     }
 }

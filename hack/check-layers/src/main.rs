@@ -7,6 +7,9 @@
 //! parent module and its direct children (a controller's `mod.rs` and its `plan.rs`); any
 //! wider circle is printed, edge by edge with file and line, and the check fails.
 //!
+//! Where `hack/check-layers/layers.txt` declares a crate's layers, an import from a higher
+//! layer fails too (the controller manager's machinery imports no controller).
+//!
 //! Usage: `cargo run -p check-layers [-- <workspace root>]`. Accepted circles are listed in
 //! `hack/check-layers/allow-list.txt`.
 
@@ -25,6 +28,10 @@ fn main() -> ExitCode {
     let allow = match std::fs::read_to_string(root.join("hack/check-layers/allow-list.txt")) {
         Ok(text) => graph::AllowList::parse(&text),
         Err(_) => graph::AllowList::default(),
+    };
+    let layers = match std::fs::read_to_string(root.join("hack/check-layers/layers.txt")) {
+        Ok(text) => graph::Layers::parse(&text),
+        Err(_) => graph::Layers::default(),
     };
     let crates = match workspace_members(&root) {
         Ok(c) => c,
@@ -68,19 +75,29 @@ fn main() -> ExitCode {
                         "    {} -> {}   ({}:{})",
                         tree.name(e.from),
                         tree.name(e.to),
-                        e.file
-                            .strip_prefix(&root)
-                            .unwrap_or(&e.file)
-                            .display(),
+                        e.file.strip_prefix(&root).unwrap_or(&e.file).display(),
                         e.line
                     );
                 }
                 failed |= !allowed;
             }
+            for e in layers.violations(&name, &tree) {
+                println!(
+                    "  FORBIDDEN import from a higher layer: {} -> {}   ({}:{})",
+                    tree.name(e.from),
+                    tree.name(e.to),
+                    e.file.strip_prefix(&root).unwrap_or(&e.file).display(),
+                    e.line
+                );
+                failed = true;
+            }
         }
     }
     if failed {
-        println!("check-layers: FAILED: an import circle spans more than a parent module and its children");
+        println!(
+            "check-layers: FAILED: an import circle spans more than a parent module and its \
+             children, or a module imports from a layer above its own"
+        );
         ExitCode::FAILURE
     } else {
         println!("check-layers: ok");
@@ -95,8 +112,14 @@ fn workspace_members(root: &Path) -> Result<Vec<(String, PathBuf)>, String> {
     let start = manifest
         .find("members")
         .ok_or("Cargo.toml: no workspace members")?;
-    let open = manifest[start..].find('[').ok_or("Cargo.toml: members is not a list")? + start;
-    let close = manifest[open..].find(']').ok_or("Cargo.toml: members is not closed")? + open;
+    let open = manifest[start..]
+        .find('[')
+        .ok_or("Cargo.toml: members is not a list")?
+        + start;
+    let close = manifest[open..]
+        .find(']')
+        .ok_or("Cargo.toml: members is not closed")?
+        + open;
     Ok(manifest[open + 1..close]
         .split(',')
         .map(|m| m.trim().trim_matches('"'))

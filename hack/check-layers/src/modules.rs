@@ -145,9 +145,10 @@ fn load_file(
                 }
             }
             Tok::Ident(kw) if kw == "mod" => {
-                if let (Some(Tok::Ident(name)), Some(next)) =
-                    (toks.get(i + 1).map(|t| &t.tok), toks.get(i + 2).map(|t| &t.tok))
-                {
+                if let (Some(Tok::Ident(name)), Some(next)) = (
+                    toks.get(i + 1).map(|t| &t.tok),
+                    toks.get(i + 2).map(|t| &t.tok),
+                ) {
                     let child = tree.add_child(cur, name);
                     match next {
                         Tok::Punct(';') => {
@@ -291,7 +292,12 @@ mod tests {
     fn use_groups_expand_to_every_leaf() {
         assert_eq!(
             paths("a::{b::{c, d as e}, self, f::*};"),
-            ["crate::a::b::c", "crate::a::b::d", "crate::a", "crate::a::f"]
+            [
+                "crate::a::b::c",
+                "crate::a::b::d",
+                "crate::a",
+                "crate::a::f"
+            ]
         );
     }
 
