@@ -6,6 +6,7 @@
 
 pub mod admissionregistration;
 pub mod autoscaling;
+pub mod certificates;
 pub mod context;
 pub mod informers;
 pub mod internal;
@@ -15,4 +16,5 @@ pub mod options;
 pub mod registry;
 pub mod resource;
 pub mod storage;
+pub mod storagemigration;
 pub mod workload;
