@@ -4,15 +4,14 @@
 //! recreated meanwhile conflicts and is skipped: it was written anew anyway), and ends
 //! Succeeded, or Failed on any other error. Upstream reads the objects from the garbage
 //! collector's monitors, waiting until their cache is at least as new as the recorded
-//! resourceVersion; ours lists them with `resourceVersionMatch=NotOlderThan` that
-//! resourceVersion, which gives the same guarantee.
+//! resourceVersion; ours lists them with a consistent (etcd) list, which is, and checks it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams, VersionMatch};
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use serde_json::json;
 
@@ -62,6 +61,17 @@ pub fn fail_missing_resource(svm: &StorageVersionMigration, now: jiff::Timestamp
     };
     let grace = jiff::SignedDuration::try_from(MISSING_RESOURCE_GRACE).unwrap_or_default();
     created.0.checked_add(grace).is_ok_and(|until| until <= now)
+}
+
+/// Whether a list at resourceVersion `listed` holds every object of the migration's
+/// `recorded` one (both etcd revisions, compared as integers as upstream does; a
+/// resourceVersion that is not one is an error).
+pub fn fresh_enough(listed: &str, recorded: &str) -> anyhow::Result<bool> {
+    let parse = |rv: &str| {
+        rv.parse::<i64>()
+            .map_err(|e| anyhow::anyhow!("failed to parse resource version {rv:?}: {e}"))
+    };
+    Ok(parse(listed)? >= parse(recorded)?)
 }
 
 /// The apply patch that rewrites an object: only its type, UID and resourceVersion, so it
@@ -145,13 +155,20 @@ async fn sync(
     let ar = api_resource(&gvr, &served);
     let svm = write_status(&api, &conditions::running(svm, now())).await?;
     let all: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-    let params = ListParams::default()
-        .at(&resource_version)
-        .matching(VersionMatch::NotOlderThan);
+    // A consistent list (no resourceVersion: read from etcd) is at least as new as the
+    // recorded one; checked as upstream checks its cache.
     let objects = all
-        .list_metadata(&params)
+        .list_metadata(&ListParams::default())
         .await
-        .with_context(|| format!("listing {gvr} at resourceVersion {resource_version} or newer"))?;
+        .with_context(|| format!("listing {gvr}"))?;
+    let listed = objects
+        .metadata
+        .resource_version
+        .as_deref()
+        .unwrap_or_default();
+    if !fresh_enough(listed, &resource_version)? {
+        anyhow::bail!("list of {gvr} is not up to date, requeuing to attempt again. listResourceVersion: {listed}, migration resourceVersion: {resource_version}");
+    }
     let patch_params = PatchParams::apply(CONTROLLER_NAME);
     let mut migrated = 0usize;
     for o in &objects.items {
@@ -219,6 +236,18 @@ mod tests {
         let at = |s: i64| created + jiff::SignedDuration::from_secs(s);
         assert!(!fail_missing_resource(&svm, at(59)));
         assert!(fail_missing_resource(&svm, at(60)));
+    }
+
+    #[test]
+    fn the_list_must_be_as_new_as_the_recorded_version() {
+        assert!(fresh_enough("213", "213").unwrap());
+        assert!(fresh_enough("1000", "999").unwrap());
+        assert!(!fresh_enough("211", "213").unwrap());
+        let err = fresh_enough("", "1").unwrap_err().to_string();
+        assert!(
+            err.contains("failed to parse resource version \"\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //!   resource with `list`, `patch` and `update`);
 //! - [`migrator`]: once that is set, marks the migration `Running`, applies an empty
 //!   server-side apply patch (apiVersion, kind, `metadata.uid` and `metadata.resourceVersion`
-//!   as preconditions) to every object at least as new as that resourceVersion, and ends in
+//!   as preconditions) to every object of a list at least that new, and ends in
 //!   `Succeeded` or `Failed`.
 //!
 //! [`types`] holds the v1alpha1 types, [`conditions`] the condition rules.
