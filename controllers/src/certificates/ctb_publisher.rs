@@ -164,11 +164,13 @@ macro_rules! bundle {
 bundle!(v1beta1);
 bundle!(v1alpha1);
 
+type CodeLabel = [(&'static str, String); 1];
+
 /// Upstream's `clustertrustbundle_publisher_*` metrics. Cheap to clone.
 #[derive(Clone)]
 pub struct PublisherMetrics {
-    syncs: Family<[(&'static str, String); 1], Counter>,
-    latency: Family<[(&'static str, String); 1], Histogram, fn() -> Histogram>,
+    syncs: Family<CodeLabel, Counter>,
+    latency: Family<CodeLabel, Histogram, fn() -> Histogram>,
 }
 
 fn histogram() -> Histogram {
