@@ -27,3 +27,4 @@ pub mod policy;
 pub mod rbac;
 pub mod resource;
 pub mod storage;
+pub mod storagemigration;

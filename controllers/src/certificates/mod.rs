@@ -1,11 +1,14 @@
 //! The certificate controllers: csrapproving (auto-approves kubelet client CSRs after a
 //! SubjectAccessReview), csrsigning (signs approved CSRs with the `--cluster-signing-*` CAs)
 //! and csrcleaner (deletes old and expired CSRs), and the root-ca-cert-publisher
-//! ([`root_ca`]).
+//! ([`root_ca`]); the podcertificaterequest-cleaner ([`pcr_cleaner`]) and the
+//! kube-apiserver-serving ClusterTrustBundle publisher ([`ctb_publisher`]).
 
 pub mod approver;
 pub mod cleaner;
+pub mod ctb_publisher;
 pub mod der;
+pub mod pcr_cleaner;
 pub mod request;
 pub mod root_ca;
 pub mod signer;
