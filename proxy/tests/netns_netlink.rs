@@ -12,7 +12,7 @@ use proxy::nftables::{Nft, Transaction};
 use std::path::PathBuf;
 
 /// Golden files whose text holds constructs the netlink encoder leaves to the CLI
-/// (multi-element anonymous sets, ClientIP affinity updates).
+/// (multi-element anonymous sets).
 const CLI_ONLY: &[&str] = &["load-balancer-source-ranges-affinity.nft"];
 
 fn golden(name: &str) -> String {
@@ -111,6 +111,38 @@ fn netlink_batches_list_exactly_like_the_cli() {
         );
     }
     assert!(compared >= files.len() - CLI_ONLY.len(), "{compared}");
+}
+
+#[test]
+fn affinity_sets_and_their_updates_list_like_the_cli() {
+    if let Some(why) = lab::unavailable() {
+        lab::skip("affinity_sets_and_their_updates_list_like_the_cli", &why);
+        return;
+    }
+    // Two sets declared in the batch, each looked up and updated by its own rules.
+    let mut text = String::from("add table ip kube-proxy\n");
+    for i in 1..=2 {
+        text += &format!(
+            "add chain ip kube-proxy e{i}\n\
+             add set ip kube-proxy aff-{i} {{ type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }}\n\
+             add rule ip kube-proxy e{i} ip saddr @aff-{i} goto e{i}\n\
+             add rule ip kube-proxy e{i} update @aff-{i} {{ ip saddr }}\n"
+        );
+    }
+    let id = std::process::id();
+    let (a, b) = (
+        lab::Netns::create_for_bench(&format!("fknla{id}")),
+        lab::Netns::create_for_bench(&format!("fknlb{id}")),
+    );
+    nft(&a, Backend::Cli)
+        .apply(&tx_of(IpFamily::V4, &text))
+        .unwrap();
+    nft(&b, Backend::Netlink)
+        .apply_netlink(&tx_of(IpFamily::V4, &text))
+        .unwrap();
+    let listed = nft(&a, Backend::Cli).list(IpFamily::V4).unwrap();
+    assert!(listed.contains("update @aff-2 { ip saddr }"), "{listed}");
+    assert_eq!(listed, nft(&b, Backend::Cli).list(IpFamily::V4).unwrap());
 }
 
 #[test]

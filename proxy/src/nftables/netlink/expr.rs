@@ -453,9 +453,24 @@ pub fn rule_exprs(fam: Fam, rule: &str) -> Result<Vec<Expr>, Unsupported> {
                 ));
                 i += 3;
             }
-            // `update @set { ip saddr }` (ClientIP affinity) is left to the CLI: a
-            // dynset encoded like nft's was rejected by the kernel (ENODATA) for the
-            // second set of a batch, not understood yet.
+            "update" => {
+                // update @set { ip saddr }
+                let set = at(i + 1).strip_prefix('@').ok_or_else(unsupported)?;
+                if t.get(i + 2..i + 6) != Some(&["{", fam.keyword(), "saddr", "}"][..]) {
+                    return Err(unsupported());
+                }
+                out.push(payload(1, 1, fam.offset("saddr").unwrap(), fam.addr_len()));
+                // NFTA_DYNSET_SET_NAME, _OP (update), _SREG_KEY.
+                out.push(e(
+                    "dynset",
+                    vec![
+                        (1, Val::Str(set.to_string())),
+                        (3, Val::U32(1)),
+                        (4, Val::U32(1)),
+                    ],
+                ));
+                i += 6;
+            }
             _ => return Err(unsupported()),
         }
     }

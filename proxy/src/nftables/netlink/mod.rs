@@ -223,7 +223,9 @@ impl Encoder {
                         _ => None,
                     });
                     if let Some(id) = id {
-                        x.attrs.push((4, Val::U32(id)));
+                        // NFTA_LOOKUP_SET_ID / NFTA_DYNSET_SET_ID.
+                        let ty = if x.name == "lookup" { 4 } else { 2 };
+                        x.attrs.push((ty, Val::U32(id)));
                     }
                 }
                 self.begin(NEWRULE, F_CREATE | F_APPEND, n);
