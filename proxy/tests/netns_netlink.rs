@@ -88,6 +88,27 @@ fn netlink_batches_list_exactly_like_the_cli() {
         );
         assert!(la.contains("chain services"), "{file}: {la}");
         assert_eq!(la, lb, "{file}: the two paths list differently");
+        // The netlink inventory names what nft -j lists.
+        let (ia, ib) = (
+            nft(&a, Backend::Cli).inventory(family).unwrap().unwrap(),
+            nft(&a, Backend::Netlink)
+                .inventory(family)
+                .unwrap()
+                .unwrap(),
+        );
+        assert!(
+            ia.chains.contains("services") && !ia.sets.is_empty(),
+            "{file}"
+        );
+        assert_eq!(ia.chains, ib.chains, "{file}: inventory chains");
+        // nft -j reports maps as "map" items, which the CLI inventory does not read.
+        assert!(
+            ia.sets.is_subset(&ib.sets),
+            "{file}: {:?} vs {:?}",
+            ia.sets,
+            ib.sets
+        );
+        assert!(ib.sets.contains("service-ips"), "{file}: {:?}", ib.sets);
 
         // A partial sync on top: replace an element, flush and delete a chain.
         let ip = if family == IpFamily::V4 { "ip" } else { "ip6" };
@@ -153,6 +174,7 @@ fn a_rejected_batch_changes_nothing_and_names_the_line() {
     }
     let ns = lab::Netns::create_for_bench(&format!("fknle{}", std::process::id()));
     let n = nft(&ns, Backend::Netlink);
+    assert!(n.inventory(IpFamily::V4).unwrap().is_none(), "no table yet");
     let text = "add table ip kube-proxy\n\
                 add chain ip kube-proxy a\n\
                 add rule ip kube-proxy a goto missing-chain\n";

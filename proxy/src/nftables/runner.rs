@@ -153,8 +153,35 @@ impl Nft {
         })
     }
 
-    /// Our table's chains and sets in `family`, or `None` if the table does not exist.
+    /// Our table's chains and sets in `family`, or `None` if the table does not exist
+    /// (over netlink unless the backend is the CLI; `nft -j list table` when that fails).
     pub fn inventory(&self, family: IpFamily) -> Result<Option<Inventory>, NftError> {
+        if self.backend != Backend::Cli {
+            let nfproto = match family {
+                IpFamily::V4 => 2,
+                IpFamily::V6 => 10,
+            };
+            match netlink::socket::names(self.netns.as_deref(), nfproto, TABLE) {
+                Ok(found) => {
+                    return Ok(found.map(|(chains, sets)| Inventory {
+                        chains: chains.into_iter().collect(),
+                        sets: sets.into_iter().collect(),
+                    }))
+                }
+                Err(e) if self.backend == Backend::Netlink => {
+                    return Err(NftError {
+                        args: "(netlink dump)".into(),
+                        message: e.to_string(),
+                    })
+                }
+                Err(e) => tracing::warn!("netlink listing failed, using nft -j: {e}"),
+            }
+        }
+        self.inventory_cli(family)
+    }
+
+    /// [`Nft::inventory`] through `nft -j list table`.
+    pub fn inventory_cli(&self, family: IpFamily) -> Result<Option<Inventory>, NftError> {
         let fam = nft_family(family);
         let listed = match self.run(&["-j", "list", "table", fam, TABLE], None) {
             Ok(text) => text,

@@ -179,3 +179,112 @@ pub fn send(netns: Option<&str>, batch: &Batch) -> Result<(), NetlinkError> {
         }
     }
 }
+
+const NLMSG_DONE: u16 = 3;
+const F_DUMP: u16 = 0x300;
+const GETTABLE: u16 = 1;
+const GETCHAIN: u16 = 4;
+const GETSET: u16 = 10;
+
+/// Sends one request and collects the reply messages' payloads (after the netlink
+/// header), until the dump ends or the acknowledgement arrives.
+fn request(fd: &OwnedFd, buf: &super::attr::Buf) -> io::Result<Vec<Vec<u8>>> {
+    // SAFETY: send(2) of our buffer on a connected-to-kernel netlink socket.
+    check(unsafe {
+        libc::send(
+            fd.as_raw_fd(),
+            buf.bytes.as_ptr() as *const libc::c_void,
+            buf.bytes.len(),
+            0,
+        )
+    } as i64)?;
+    let mut out = Vec::new();
+    let mut rx = vec![0u8; 1 << 16];
+    loop {
+        // SAFETY: recv(2) into our buffer.
+        let n = check(unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                rx.as_mut_ptr() as *mut libc::c_void,
+                rx.len(),
+                0,
+            )
+        } as i64)? as usize;
+        let mut off = 0;
+        while off + 16 <= n {
+            let mlen = u32::from_ne_bytes(rx[off..off + 4].try_into().unwrap()) as usize;
+            let ty = u16::from_ne_bytes(rx[off + 4..off + 6].try_into().unwrap());
+            if mlen < 16 || off + mlen > n {
+                return Err(io::Error::other("truncated netlink reply"));
+            }
+            match ty {
+                NLMSG_DONE => return Ok(out),
+                NLMSG_ERROR => {
+                    let errno = i32::from_ne_bytes(rx[off + 16..off + 20].try_into().unwrap());
+                    if errno != 0 {
+                        return Err(io::Error::from_raw_os_error(-errno));
+                    }
+                    return Ok(out);
+                }
+                _ => out.push(rx[off + 16..off + mlen].to_vec()),
+            }
+            off += mlen.next_multiple_of(4);
+        }
+    }
+}
+
+/// The string attribute `want` at the top level of a reply payload (after nfgenmsg).
+fn str_attr(msg: &[u8], want: u16) -> Option<String> {
+    let mut off = 4;
+    while off + 4 <= msg.len() {
+        let len = u16::from_ne_bytes(msg[off..off + 2].try_into().unwrap()) as usize;
+        let ty = u16::from_ne_bytes(msg[off + 2..off + 4].try_into().unwrap()) & 0x7fff;
+        if len < 4 || off + len > msg.len() {
+            return None;
+        }
+        if ty == want {
+            let v = &msg[off + 4..off + len];
+            let v = v.split(|b| *b == 0).next().unwrap_or_default();
+            return Some(String::from_utf8_lossy(v).into_owned());
+        }
+        off += len.next_multiple_of(4);
+    }
+    None
+}
+
+/// The chain and (named) set names of `table` in `family` (an NFPROTO value), or `None`
+/// if the table does not exist: what a full sync needs to find leftovers, without
+/// listing every rule (`nft -j list table` took minutes at 10,000 Services).
+pub fn names(
+    netns: Option<&str>,
+    family: u8,
+    table: &str,
+) -> io::Result<Option<(Vec<String>, Vec<String>)>> {
+    use super::attr::{Buf, F_REQUEST, SUBSYS_NFTABLES};
+    let fd = open(netns)?;
+    let _ = set_int(&fd, libc::SO_RCVBUFFORCE, 4 << 20);
+    let msg = |ty: u16, flags: u16, table_attr: u16| {
+        let mut b = Buf::default();
+        b.begin((SUBSYS_NFTABLES << 8) | ty, F_REQUEST | flags, 1, family, 0);
+        b.str(table_attr, table);
+        b.end();
+        b
+    };
+    match request(&fd, &msg(GETTABLE, super::attr::F_ACK, 1)) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        other => other?,
+    };
+    let in_table = |m: &Vec<u8>, attr: u16| str_attr(m, attr).as_deref() == Some(table);
+    let chains = request(&fd, &msg(GETCHAIN, F_DUMP, 1))?
+        .iter()
+        .filter(|m| in_table(m, 1))
+        .filter_map(|m| str_attr(m, 3))
+        .collect();
+    let sets = request(&fd, &msg(GETSET, F_DUMP, 1))?
+        .iter()
+        .filter(|m| in_table(m, 1))
+        .filter_map(|m| str_attr(m, 2))
+        .filter(|n| !n.starts_with("__"))
+        .collect();
+    Ok(Some((chains, sets)))
+}
