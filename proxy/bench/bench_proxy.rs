@@ -404,6 +404,8 @@ async fn bench_binary(binary: &str, n: usize) -> Option<Figures> {
         "binary n={n:<6} {binary}: start→all programmed {:.2}s | full sync (own metric) {:.1} ms | incremental {partial} | peak RSS {} MiB, RSS now {} MiB | open fds {}",
         programmed.as_secs_f64(), full * 1e3, peak_rss_kib(&pid) / 1024, rss_now / 1024, open_fds(&pid)
     );
+    // Read before the process ends: /proc/PID goes away with it.
+    let peak_rss = peak_rss_kib(&pid) as f64 / 1024.0;
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -414,7 +416,7 @@ async fn bench_binary(binary: &str, n: usize) -> Option<Figures> {
         programmed: programmed.as_secs_f64(),
         full,
         incremental,
-        rss: peak_rss_kib(&pid) as f64 / 1024.0,
+        rss: peak_rss,
     })
 }
 
@@ -480,12 +482,16 @@ fn report(sizes: &[usize], results: &HashMap<(usize, usize), Figures>, binaries:
     }
     for (name, ours, up, unit) in &rows {
         let num = |v: &Option<f64>| match v {
-            Some(v) => serde_json::json!((v * 1000.0).round() / 1000.0),
-            None => serde_json::Value::Null,
+            Some(v) => format!("{}", (v * 1000.0).round() / 1000.0),
+            None => "null".into(),
         };
+        // Keys in the documented order (serde_json would sort them).
         println!(
-            "{}",
-            serde_json::json!({"figure": name, "ours": num(ours), "upstream": num(up), "unit": unit})
+            "{{\"figure\": {}, \"ours\": {}, \"upstream\": {}, \"unit\": {}}}",
+            serde_json::Value::from(name.as_str()),
+            num(ours),
+            num(up),
+            serde_json::Value::from(*unit)
         );
     }
 }
