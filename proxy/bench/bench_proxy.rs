@@ -4,8 +4,8 @@
 //! (one Service's endpoints changed), with rule generation and kernel apply (`nft -f` in
 //! a throwaway network namespace) timed separately; peak RSS of the process.
 //!
-//! Flags: `--sizes 1000,10000`, `--binary PATH` (repeatable), `--no-rules` (binary mode
-//! only).
+//! Flags: `--sizes 1000,10000`, `--binary PATH` (repeatable; the first is "ours", the
+//! second "upstream" in the final table and JSON lines), `--no-rules` (binary mode only).
 //!
 //! `binary` mode, for any kube-proxy binary (ours or upstream's): a real kube-apiserver
 //! (e2e TestCluster) holding N Services + EndpointSlices; the binary runs inside a
@@ -248,12 +248,25 @@ fn metric(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-async fn bench_binary(binary: &str, n: usize) {
+/// One binary's figures at one size.
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    /// Start until every Service is in the kernel (s).
+    programmed: f64,
+    /// Mean full sync from the proxy's own metric (s).
+    full: f64,
+    /// Mean partial sync (ms), if any was reported.
+    incremental: Option<f64>,
+    /// Peak RSS (MiB).
+    rss: f64,
+}
+
+async fn bench_binary(binary: &str, n: usize) -> Option<Figures> {
     let cluster = match e2e::TestCluster::start().await {
         Ok(c) => c,
         Err(e) => {
             lab::skip("bench binary", &format!("no control plane: {e}"));
-            return;
+            return None;
         }
     };
     let client = cluster.client();
@@ -376,10 +389,10 @@ async fn bench_binary(binary: &str, n: usize) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = metrics_in(&ns);
     let (s1, c1) = (metric(&after, partial_sum), metric(&after, partial_count));
-    let partial = if c1 > c0 {
-        format!("{:.1} ms ({} syncs)", (s1 - s0) / (c1 - c0) * 1e3, c1 - c0)
-    } else {
-        "n/a (no partial syncs reported)".into()
+    let incremental = (c1 > c0).then(|| (s1 - s0) / (c1 - c0) * 1e3);
+    let partial = match incremental {
+        Some(ms) => format!("{ms:.1} ms ({} syncs)", c1 - c0),
+        None => "n/a (no partial syncs reported)".into(),
     };
     let rss_now = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -391,12 +404,96 @@ async fn bench_binary(binary: &str, n: usize) {
         "binary n={n:<6} {binary}: start→all programmed {:.2}s | full sync (own metric) {:.1} ms | incremental {partial} | peak RSS {} MiB, RSS now {} MiB | open fds {}",
         programmed.as_secs_f64(), full * 1e3, peak_rss_kib(&pid) / 1024, rss_now / 1024, open_fds(&pid)
     );
+    // Read before the process ends: /proc/PID goes away with it.
+    let peak_rss = peak_rss_kib(&pid) as f64 / 1024.0;
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     );
     let _ = child.wait();
     drop(forwarder);
+    Some(Figures {
+        programmed: programmed.as_secs_f64(),
+        full,
+        incremental,
+        rss: peak_rss,
+    })
+}
+
+/// Prints the side-by-side table of the first binary ("ours") against the second
+/// ("upstream"), and one JSON line per figure for scripts (`hack/bench.sh`).
+fn report(sizes: &[usize], results: &HashMap<(usize, usize), Figures>, binaries: &[String]) {
+    let mut rows: Vec<(String, Option<f64>, Option<f64>, &str)> = Vec::new();
+    for &n in sizes {
+        let get = |b: usize| results.get(&(n, b)).copied();
+        let (ours, up) = (get(0), get(1));
+        let f = |x: Option<Figures>, pick: fn(Figures) -> Option<f64>| x.and_then(pick);
+        rows.push((
+            format!("kube-proxy {n} Services full sync"),
+            f(ours, |x| Some(x.full)),
+            f(up, |x| Some(x.full)),
+            "s",
+        ));
+        rows.push((
+            format!("kube-proxy {n} Services start to all programmed"),
+            f(ours, |x| Some(x.programmed)),
+            f(up, |x| Some(x.programmed)),
+            "s",
+        ));
+        rows.push((
+            format!("kube-proxy {n} Services incremental sync"),
+            f(ours, |x| x.incremental),
+            f(up, |x| x.incremental),
+            "ms",
+        ));
+        rows.push((
+            format!("kube-proxy {n} Services peak RSS"),
+            f(ours, |x| Some(x.rss)),
+            f(up, |x| Some(x.rss)),
+            "MiB",
+        ));
+    }
+    println!();
+    println!(
+        "ours: {}",
+        binaries.first().map(String::as_str).unwrap_or("-")
+    );
+    println!(
+        "upstream: {}",
+        binaries.get(1).map(String::as_str).unwrap_or("-")
+    );
+    println!("| figure | ours | upstream | ours / upstream |");
+    println!("|---|---|---|---|");
+    let show = |v: Option<f64>, unit: &str| match v {
+        Some(v) if unit == "s" => format!("{v:.2} s"),
+        Some(v) => format!("{v:.1} {unit}"),
+        None => "n/a".into(),
+    };
+    for (name, ours, up, unit) in &rows {
+        let ratio = match (ours, up) {
+            (Some(a), Some(b)) if *b > 0.0 => format!("×{:.2}", a / b),
+            _ => "—".into(),
+        };
+        println!(
+            "| {name} | {} | {} | {ratio} |",
+            show(*ours, unit),
+            show(*up, unit)
+        );
+    }
+    for (name, ours, up, unit) in &rows {
+        let num = |v: &Option<f64>| match v {
+            Some(v) => format!("{}", (v * 1000.0).round() / 1000.0),
+            None => "null".into(),
+        };
+        // Keys in the documented order (serde_json would sort them).
+        println!(
+            "{{\"figure\": {}, \"ours\": {}, \"upstream\": {}, \"unit\": {}}}",
+            serde_json::Value::from(name.as_str()),
+            num(ours),
+            num(up),
+            serde_json::Value::from(*unit)
+        );
+    }
 }
 
 fn main() {
@@ -438,9 +535,12 @@ fn main() {
         .build()
         .unwrap();
     let fds_before = open_fds("self");
+    let mut results = HashMap::new();
     for &n in &sizes {
-        for b in &binaries {
-            rt.block_on(bench_binary(b, n));
+        for (i, b) in binaries.iter().enumerate() {
+            if let Some(f) = rt.block_on(bench_binary(b, n)) {
+                results.insert((n, i), f);
+            }
             // Everything of the run (apiserver, etcd, forwarder, namespace) is gone now:
             // the harness must be back where it started.
             eprintln!(
@@ -450,4 +550,5 @@ fn main() {
             );
         }
     }
+    report(&sizes, &results, &binaries);
 }

@@ -4,6 +4,7 @@
 pub mod base;
 pub mod elements;
 pub mod names;
+pub mod netlink;
 pub mod proxier;
 pub mod runner;
 pub mod service;

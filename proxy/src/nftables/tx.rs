@@ -50,6 +50,26 @@ impl Transaction {
         }
     }
 
+    /// A transaction of ready `nft -f` text (tests and tools).
+    pub fn from_text(family: IpFamily, text: &str) -> Self {
+        let mut tx = Transaction::new(family);
+        tx.ops = text.lines().filter(|l| !l.is_empty()).count();
+        tx.text = text.to_string();
+        if !tx.text.is_empty() && !tx.text.ends_with('\n') {
+            tx.text.push('\n');
+        }
+        tx
+    }
+
+    /// The IP family of the table.
+    pub fn family(&self) -> IpFamily {
+        if self.family == "ip6" {
+            IpFamily::V6
+        } else {
+            IpFamily::V4
+        }
+    }
+
     /// Number of commands.
     pub fn len(&self) -> usize {
         self.ops
