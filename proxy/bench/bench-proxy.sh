@@ -6,7 +6,7 @@
 #   proxy/bench/bench-proxy.sh [--sizes 1000,10000] [--binary PATH]... [--no-rules]
 #
 # With no --binary, ferrokube's release kube-proxy and upstream's kube-proxy are measured,
-# upstream's found in $FERROKUBE_UPSTREAM_DIR, /opt/k8s/upstream-bin or /opt/upstream/bin
+# upstream's found in $FERROKUBE_UPSTREAM_DIR
 # (a loud skip when none has it). The first --binary is reported as "ours", the second as
 # "upstream": a table, then one JSON line per figure, e.g.
 #   {"figure": "kube-proxy 10000 Services full sync", "ours": 4.1, "upstream": 196.9, "unit": "s"}
@@ -20,7 +20,7 @@ if [[ " ${args[*]-} " != *" --binary "* ]]; then
   cargo build --release -p proxy --bin kube-proxy
   args+=(--binary "$target/release/kube-proxy")
   upstream=""
-  for dir in ${FERROKUBE_UPSTREAM_DIR:-} /opt/k8s/upstream-bin /opt/upstream/bin; do
+  for dir in ${FERROKUBE_UPSTREAM_DIR:-}; do
     if [[ -x "$dir/kube-proxy" ]]; then upstream="$dir/kube-proxy"; break; fi
   done
   if [[ -n "$upstream" ]]; then
