@@ -141,7 +141,11 @@ pub fn run_loop(shared: Arc<Shared>, rt: tokio::runtime::Handle) {
             Some(p) => p,
             None => {
                 let wait = shared.bind_slots.clone().acquire_owned();
-                match rt.block_on(tokio::time::timeout(Duration::from_millis(200), wait)) {
+                // The timer needs the runtime's context: build it inside block_on.
+                let waited = rt.block_on(async {
+                    tokio::time::timeout(Duration::from_millis(200), wait).await
+                });
+                match waited {
                     Ok(Ok(p)) => p,
                     Ok(Err(_)) => return,
                     Err(_) => continue,
