@@ -10,8 +10,8 @@
 # (null where a side was not measured).
 #
 # Env: FERROKUBE_UPSTREAM_DIR (directory with upstream's kube-scheduler; unset: upstream is
-#      skipped, saying so), KUBEBUILDER_ASSETS (kube-apiserver, etcd; default
-#      /usr/local/kubebuilder/bin), BENCH_SCHEDULERS="label=/path/bin;label2=/path/bin2"
+#      skipped, saying so), the control plane is found as by the e2e tests
+#      (e2e/src/assets.rs), BENCH_SCHEDULERS="label=/path/bin;label2=/path/bin2"
 #      (default: ferrokube + upstream), BENCH_SCHEDULER_FLAGS (default
 #      "--kube-api-qps=5000 --kube-api-burst=5000"), BENCH_CEILING=0 skips the ceiling run,
 #      BENCH_CEILING_CONCURRENCY (default: our bindings in flight), BENCH_CYCLE=0 skips the
@@ -20,7 +20,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export BENCH_NODES="${1:-${BENCH_NODES:-5000}}"
 export BENCH_PODS="${2:-${BENCH_PODS:-10000}}"
-export KUBEBUILDER_ASSETS="${KUBEBUILDER_ASSETS:-/usr/local/kubebuilder/bin}"
 cargo build --release -p scheduler --bin kube-scheduler >&2
 export FERROKUBE_BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/release"
 if [[ "${BENCH_CYCLE:-1}" != 0 ]]; then

@@ -472,8 +472,8 @@ async fn main() -> anyhow::Result<()> {
         );
         json_line(
             &format!("{name} throughput as a fraction of the binding ceiling"),
-            get(ours, |f| f.pods_per_sec / c.pods_per_sec),
-            get(up, |f| f.pods_per_sec / c.pods_per_sec),
+            ours.map(|f| f.pods_per_sec / c.pods_per_sec),
+            up.map(|f| f.pods_per_sec / c.pods_per_sec),
             "fraction",
         );
     }
