@@ -3,16 +3,24 @@
 //! binary starts and we measure pods/s from first to last bind, p50/p99 of
 //! scheduler_scheduling_attempt_duration_seconds and the scheduler's peak RSS.
 //!
+//! The physical ceiling: the same setup with a tiny binder in this process instead of a
+//! scheduler: it lists the pods once and does nothing but POST bindings (round-robin over
+//! the nodes) at the scheduler's bind concurrency. A scheduler's pods/s is reported as a
+//! fraction of it.
+//!
 //! Environment: BENCH_NODES (5000), BENCH_PODS (10000), BENCH_SCHEDULERS
-//! (`label=/path/to/kube-scheduler;...`, default ours and upstream's), BENCH_SCHEDULER_FLAGS
-//! (default `--kube-api-qps=5000 --kube-api-burst=5000`). Run via bench/bench-scheduler.sh.
+//! (`label=/path/to/kube-scheduler;...`, default ours and, when FERROKUBE_UPSTREAM_DIR names
+//! a directory with a kube-scheduler, upstream's), BENCH_SCHEDULER_FLAGS (default
+//! `--kube-api-qps=5000 --kube-api-burst=5000`), BENCH_CEILING (0 skips the ceiling run),
+//! BENCH_CEILING_CONCURRENCY (default: our MAX_BINDS_IN_FLIGHT). Run via
+//! bench/bench-scheduler.sh. Besides the table, prints one JSON line per figure.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod, ServiceAccount};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
 
@@ -147,10 +155,62 @@ struct Figures {
     peak_rss_mib: f64,
 }
 
+/// What drives the bindings in one run.
+enum Runner<'a> {
+    /// A scheduler binary with flags.
+    Scheduler {
+        binary: &'a str,
+        flags: &'a [String],
+    },
+    /// The tiny binder with this many bindings in flight.
+    Ceiling { concurrency: usize },
+}
+
+/// The ceiling: list the pods once, POST bindings round-robin over the nodes.
+async fn tiny_binder(c: kube::Client, nodes: usize, concurrency: usize) -> anyhow::Result<()> {
+    let api: Api<Pod> = Api::namespaced(c, "default");
+    let names: Vec<String> = api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    futures::stream::iter(names.into_iter().enumerate())
+        .map(|(i, name)| {
+            let api = api.clone();
+            async move {
+                let b = Binding {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(name.clone()),
+                        namespace: Some("default".into()),
+                        ..Default::default()
+                    },
+                    target: ObjectReference {
+                        kind: Some("Node".into()),
+                        name: Some(format!("node-{:05}", i % nodes)),
+                        ..Default::default()
+                    },
+                };
+                api.create_subresource::<Binding, serde_json::Value>(
+                    "binding",
+                    &name,
+                    &PostParams::default(),
+                    &b,
+                )
+                .await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
 async fn run_one(
     label: &str,
-    binary: &str,
-    flags: &[String],
+    runner: Runner<'_>,
     nodes: usize,
     pods: usize,
 ) -> anyhow::Result<Figures> {
@@ -205,6 +265,26 @@ async fn run_one(
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
 
+    let (binary, flags) = match runner {
+        Runner::Scheduler { binary, flags } => (binary, flags),
+        Runner::Ceiling { concurrency } => {
+            let budget = Duration::from_secs(60 + (pods as u64) / 20);
+            let binder = tokio::spawn(tiny_binder(c.clone(), nodes, concurrency));
+            let (count, first, last) = tokio::time::timeout(budget, watch)
+                .await
+                .map_err(|_| anyhow::anyhow!("[{label}] timed out after {budget:?}"))??;
+            binder.await??;
+            let span = last.unwrap().duration_since(first.unwrap());
+            return Ok(Figures {
+                label: label.to_string(),
+                pods_per_sec: (count.saturating_sub(1)) as f64 / span.as_secs_f64().max(1e-9),
+                first_to_last: span,
+                p50_ms: f64::NAN,
+                p99_ms: f64::NAN,
+                peak_rss_mib: f64::NAN,
+            });
+        }
+    };
     let port = e2e::ports::free_port()?;
     let mut args = e2e::components::scheduler_args(&cluster, port, false)?;
     args.extend_from_slice(flags);
@@ -241,6 +321,39 @@ async fn run_one(
     })
 }
 
+/// One JSON line per figure, for hack/bench.sh: `ours`/`upstream` null when not measured.
+fn json_line(figure: &str, ours: Option<f64>, upstream: Option<f64>, unit: &str) {
+    let num = |v: Option<f64>| {
+        v.filter(|v| v.is_finite())
+            .map(|v| json!((v * 1000.0).round() / 1000.0))
+            .unwrap_or(serde_json::Value::Null)
+    };
+    println!(
+        "{}",
+        json!({"figure": figure, "ours": num(ours), "upstream": num(upstream), "unit": unit})
+    );
+}
+
+/// The default schedulers: ours, and upstream's from FERROKUBE_UPSTREAM_DIR when it has one.
+fn default_schedulers() -> anyhow::Result<String> {
+    let ours = e2e::binaries::ferrokube_binary("kube-scheduler")?;
+    let mut spec = format!("ferrokube={}", ours.display());
+    match std::env::var("FERROKUBE_UPSTREAM_DIR") {
+        Ok(dir) if !dir.is_empty() => {
+            let bin = std::path::Path::new(&dir).join("kube-scheduler");
+            if bin.is_file() {
+                spec.push_str(&format!(";upstream={}", bin.display()));
+            } else {
+                eprintln!("SKIPPED upstream: {} not found", bin.display());
+            }
+        }
+        _ => eprintln!(
+            "SKIPPED upstream: FERROKUBE_UPSTREAM_DIR is not set (a directory holding upstream's kube-scheduler)"
+        ),
+    }
+    Ok(spec)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
@@ -253,17 +366,33 @@ async fn main() -> anyhow::Result<()> {
         .split_whitespace()
         .map(str::to_string)
         .collect();
-    let ours = e2e::binaries::ferrokube_binary("kube-scheduler")?;
-    let default = format!(
-        "ferrokube={};upstream=/opt/upstream/bin/kube-scheduler",
-        ours.display()
+    let spec = match std::env::var("BENCH_SCHEDULERS") {
+        Ok(s) if !s.is_empty() => s,
+        _ => default_schedulers()?,
+    };
+    let concurrency = env_usize(
+        "BENCH_CEILING_CONCURRENCY",
+        scheduler::scheduler::MAX_BINDS_IN_FLIGHT,
     );
-    let spec = std::env::var("BENCH_SCHEDULERS").unwrap_or(default);
     let mut results = Vec::new();
+    if env_usize("BENCH_CEILING", 1) != 0 {
+        let label = "ceiling";
+        eprintln!(
+            "== SchedulingBasic {nodes} nodes / {pods} pods: tiny binder, {concurrency} bindings in flight"
+        );
+        match run_one(label, Runner::Ceiling { concurrency }, nodes, pods).await {
+            Ok(f) => results.push(f),
+            Err(e) => eprintln!("[{label}] FAILED: {e:#}"),
+        }
+    }
     for entry in spec.split(';').filter(|s| !s.is_empty()) {
         let (label, bin) = entry.split_once('=').unwrap_or((entry, entry));
         eprintln!("== SchedulingBasic {nodes} nodes / {pods} pods: {label} ({bin})");
-        match run_one(label, bin, &flags, nodes, pods).await {
+        let runner = Runner::Scheduler {
+            binary: bin,
+            flags: &flags,
+        };
+        match run_one(label, runner, nodes, pods).await {
             Ok(f) => results.push(f),
             Err(e) => eprintln!("[{label}] FAILED: {e:#}"),
         }
@@ -287,15 +416,65 @@ async fn main() -> anyhow::Result<()> {
             f.peak_rss_mib
         );
     }
-    if let (Some(a), Some(b)) = (
-        results.iter().find(|f| f.label == "ferrokube"),
-        results.iter().find(|f| f.label == "upstream"),
-    ) {
+    let find = |l: &str| results.iter().find(|f| f.label == l);
+    let (ours, up, ceiling) = (find("ferrokube"), find("upstream"), find("ceiling"));
+    if let (Some(a), Some(b)) = (ours, up) {
         println!(
-            "ratio ferrokube/upstream: throughput ×{:.2}, p99 ×{:.2}, peak RSS ×{:.2}",
+            "ratio ferrokube/upstream: throughput ×{:.2}, p50 ×{:.2}, p99 ×{:.2}, peak RSS ×{:.2}",
             a.pods_per_sec / b.pods_per_sec,
+            a.p50_ms / b.p50_ms,
             a.p99_ms / b.p99_ms,
             a.peak_rss_mib / b.peak_rss_mib
+        );
+    }
+    if let Some(c) = ceiling {
+        for f in [ours, up].into_iter().flatten() {
+            println!(
+                "{}: {:.0}% of the binding ceiling ({:.1} pods/s, {concurrency} in flight)",
+                f.label,
+                100.0 * f.pods_per_sec / c.pods_per_sec,
+                c.pods_per_sec
+            );
+        }
+    }
+    let name = format!("scheduler {nodes} nodes/{pods} pods");
+    let get = |f: Option<&Figures>, g: fn(&Figures) -> f64| f.map(g);
+    json_line(
+        &format!("{name} throughput"),
+        get(ours, |f| f.pods_per_sec),
+        get(up, |f| f.pods_per_sec),
+        "pods/s",
+    );
+    json_line(
+        &format!("{name} peak RSS"),
+        get(ours, |f| f.peak_rss_mib),
+        get(up, |f| f.peak_rss_mib),
+        "MiB",
+    );
+    json_line(
+        &format!("{name} scheduling attempt p50"),
+        get(ours, |f| f.p50_ms),
+        get(up, |f| f.p50_ms),
+        "ms",
+    );
+    json_line(
+        &format!("{name} scheduling attempt p99"),
+        get(ours, |f| f.p99_ms),
+        get(up, |f| f.p99_ms),
+        "ms",
+    );
+    if let Some(c) = ceiling {
+        json_line(
+            &format!("{name} binding ceiling ({concurrency} in flight)"),
+            Some(c.pods_per_sec),
+            Some(c.pods_per_sec),
+            "pods/s",
+        );
+        json_line(
+            &format!("{name} throughput as a fraction of the binding ceiling"),
+            ours.map(|f| f.pods_per_sec / c.pods_per_sec),
+            up.map(|f| f.pods_per_sec / c.pods_per_sec),
+            "fraction",
         );
     }
     Ok(())

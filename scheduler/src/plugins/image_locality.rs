@@ -39,19 +39,14 @@ impl PreScorePlugin for ImageLocality {
         _: &[Arc<NodeInfo>],
         snap: &Snapshot,
     ) -> Status {
-        let Some(spec) = pod.pod.spec.as_ref() else {
+        if pod.pod.spec.is_none() {
             return Status::skip();
-        };
+        }
         let total = snap.nodes.len().max(1) as f64;
         let mut spread: HashMap<String, f64> = HashMap::new();
-        let all = spec
-            .init_containers
-            .iter()
-            .flatten()
-            .chain(spec.containers.iter());
         let mut images = Vec::new();
-        for c in all {
-            let name = normalize_image(c.image.as_deref().unwrap_or(""));
+        for image in &pod.images {
+            let name = normalize_image(image);
             let s = *spread
                 .entry(name.clone())
                 .or_insert_with(|| *snap.image_nodes.get(&name).unwrap_or(&0) as f64 / total);

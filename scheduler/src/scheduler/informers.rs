@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{scheduler_name, Shared};
 use crate::framework::{Action, ClusterEvent, EventResource};
+use crate::snapshot::slim::slim_node;
 use crate::snapshot::{PodInfo, StorageView, WorkloadView};
 
 /// What changed between two versions of a node, as upstream's nodeSchedulingPropertiesChange.
@@ -60,8 +61,8 @@ fn event(shared: &Shared, resource: EventResource, action: Action) {
     }
 }
 
-fn node_upsert(shared: &Shared, known: &mut HashMap<String, Arc<Node>>, mut n: Node) {
-    n.metadata.managed_fields = None;
+fn node_upsert(shared: &Shared, known: &mut HashMap<String, Arc<Node>>, n: Node) {
+    let n = slim_node(n);
     let name = n.metadata.name.clone().unwrap_or_default();
     let n = Arc::new(n);
     let action = match known.insert(name, n.clone()) {
@@ -119,10 +120,8 @@ pub async fn watch_nodes(
 }
 
 /// Routes one observed pod: assigned pods to the cache, ours unassigned to the queue.
-fn pod_upsert(shared: &Shared, known: &mut HashMap<String, Arc<PodInfo>>, mut p: Pod) {
-    // As upstream's informers: managedFields are never read, so never kept.
-    p.metadata.managed_fields = None;
-    let info = PodInfo::new(Arc::new(p));
+fn pod_upsert(shared: &Shared, known: &mut HashMap<String, Arc<PodInfo>>, p: Pod) {
+    let info = PodInfo::from_api(p);
     let was = known.insert(info.uid.clone(), info.clone());
     if info.node_name().is_some() {
         let new = !shared.cache().has_pod(&info.uid) || shared.cache().is_assumed(&info.uid);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::cache::Cache;
 use crate::framework::{ClusterEvent, CycleState, Framework, PostFilterInput, QueuedPod, Status};
@@ -44,8 +44,10 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// Bounds concurrent binding cycles: kube-rs speaks HTTP/1.1, so each request in
     /// flight holds a connection; a bounded set of kept-alive connections is much faster
-    /// than thousands of TLS handshakes.
-    pub bind_slots: tokio::sync::Semaphore,
+    /// than thousands of TLS handshakes. The scheduling loop takes a slot before it pops a
+    /// pod (back-pressure): it never runs ahead of binding, so a pod's attempt does not sit
+    /// assumed in a queue of bindings waiting for a connection.
+    pub bind_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Binding cycles allowed in flight at once.
@@ -84,7 +86,7 @@ impl Shared {
             percentage,
             effects,
             stop: AtomicBool::new(false),
-            bind_slots: tokio::sync::Semaphore::new(MAX_BINDS_IN_FLIGHT),
+            bind_slots: Arc::new(tokio::sync::Semaphore::new(MAX_BINDS_IN_FLIGHT)),
         })
     }
 
@@ -128,19 +130,46 @@ pub fn run_loop(shared: Arc<Shared>, rt: tokio::runtime::Handle) {
     let mut snapshot = Snapshot::default();
     let mut rotation = Rotation::default();
     let mut last_flush = Instant::now();
+    let mut slot: Option<OwnedSemaphorePermit> = None;
     while !shared.stop.load(Ordering::Relaxed) {
         if last_flush.elapsed() >= Duration::from_secs(1) {
             shared.metrics.pending(shared.queue.pending());
             last_flush = Instant::now();
         }
+        // A binding slot first, so the cycle starts only when its binding can.
+        let permit = match slot.take() {
+            Some(p) => p,
+            None => {
+                let wait = shared.bind_slots.clone().acquire_owned();
+                // The timer needs the runtime's context: build it inside block_on.
+                let waited = rt.block_on(async {
+                    tokio::time::timeout(Duration::from_millis(200), wait).await
+                });
+                match waited {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(_)) => return,
+                    Err(_) => continue,
+                }
+            }
+        };
         let Some((qp, cycle)) = shared.queue.pop(Duration::from_millis(200)) else {
+            slot = Some(permit);
             continue;
         };
-        schedule_one(&shared, &rt, &mut snapshot, &mut rotation, qp, cycle);
+        schedule_one(
+            &shared,
+            &rt,
+            &mut snapshot,
+            &mut rotation,
+            qp,
+            cycle,
+            permit,
+        );
     }
 }
 
 /// One scheduling cycle for one pod, then (asynchronously) its binding cycle.
+#[allow(clippy::too_many_arguments)]
 pub fn schedule_one(
     shared: &Arc<Shared>,
     rt: &tokio::runtime::Handle,
@@ -148,6 +177,7 @@ pub fn schedule_one(
     rotation: &mut Rotation,
     qp: QueuedPod,
     cycle: u64,
+    slot: OwnedSemaphorePermit,
 ) {
     let pod = qp.info.clone();
     let Some(fw) = shared.profiles.get(scheduler_name(&pod)).cloned() else {
@@ -208,7 +238,9 @@ pub fn schedule_one(
             // In flight until the binding cycle ends (see SchedulingQueue::done).
             shared.set_nominated(&pod, None);
             let shared = shared.clone();
-            rt.spawn(async move { bind(shared, fw, state, qp, cycle, result.node, start).await });
+            rt.spawn(
+                async move { bind(shared, fw, state, qp, cycle, result.node, start, slot).await },
+            );
         }
         Err(err) => {
             let rejected = rejectors(&err);
@@ -309,6 +341,8 @@ fn fail(
     });
 }
 
+/// The binding cycle; `_slot` (taken by the loop) is held until it ends.
+#[allow(clippy::too_many_arguments)]
 async fn bind(
     shared: Arc<Shared>,
     fw: Arc<Framework>,
@@ -317,11 +351,9 @@ async fn bind(
     cycle: u64,
     node: String,
     start: Instant,
+    _slot: OwnedSemaphorePermit,
 ) {
     let pod = qp.info.clone();
-    let Ok(_slot) = shared.bind_slots.acquire().await else {
-        return;
-    };
     let mut s = fw.run_pre_bind(&state, &pod, &node).await;
     if s.is_success() {
         s = fw.run_bind(&state, &pod, &node).await;

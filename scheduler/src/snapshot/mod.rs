@@ -3,6 +3,7 @@
 mod node_info;
 mod pod_info;
 pub mod resource;
+pub mod slim;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -96,6 +96,8 @@ pub struct PodInfo {
     pub non_zero_requests: Resource,
     /// Host ports of all containers (incl. init containers).
     pub host_ports: Vec<HostPort>,
+    /// Images of the init containers then the app containers, as written (`""` when unset).
+    pub images: Vec<String>,
     /// Required pod affinity terms.
     pub required_affinity: Vec<AffinityTerm>,
     /// Required pod anti-affinity terms.
@@ -107,8 +109,25 @@ pub struct PodInfo {
 }
 
 impl PodInfo {
+    /// The scheduler's view of a pod observed from the API: derives everything from the
+    /// containers, then keeps only a slim copy of the object without them (see
+    /// [`super::slim`]); nothing reads a cached pod's containers after this.
+    pub fn from_api(pod: Pod) -> Arc<PodInfo> {
+        let pod = super::slim::slim_pod(pod);
+        let mut info = Self::derive(&pod);
+        info.pod = Arc::new(super::slim::without_containers(pod));
+        Arc::new(info)
+    }
+
     /// Derives the scheduler's view of a pod.
     pub fn new(pod: Arc<Pod>) -> Arc<PodInfo> {
+        let mut info = Self::derive(&pod);
+        info.pod = pod;
+        Arc::new(info)
+    }
+
+    /// Everything but `pod` (left empty).
+    fn derive(pod: &Pod) -> PodInfo {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let uid = pod
@@ -119,7 +138,17 @@ impl PodInfo {
         let labels = pod.metadata.labels.clone().unwrap_or_default();
         let spec = pod.spec.as_ref();
         let priority = spec.and_then(|s| s.priority).unwrap_or(0);
-        let host_ports = component_base::host_ports::host_ports(&pod);
+        let host_ports = component_base::host_ports::host_ports(pod);
+        let images = spec
+            .into_iter()
+            .flat_map(|s| {
+                s.init_containers
+                    .iter()
+                    .flatten()
+                    .chain(s.containers.iter())
+            })
+            .map(|c| c.image.clone().unwrap_or_default())
+            .collect();
         let aff = spec.and_then(|s| s.affinity.as_ref());
         let pa = aff.and_then(|a| a.pod_affinity.as_ref());
         let paa = aff.and_then(|a| a.pod_anti_affinity.as_ref());
@@ -151,26 +180,27 @@ impl PodInfo {
             a.preferred_during_scheduling_ignored_during_execution
                 .as_ref()
         }));
-        Arc::new(PodInfo {
-            requests: pod_requests(&pod, RequestOptions::default()),
+        PodInfo {
+            requests: pod_requests(pod, RequestOptions::default()),
             non_zero_requests: pod_requests(
-                &pod,
+                pod,
                 RequestOptions {
                     non_missing_defaults: true,
                 },
             ),
-            pod,
+            pod: Arc::default(),
             uid,
             namespace,
             name,
             labels,
             priority,
             host_ports,
+            images,
             required_affinity,
             required_anti_affinity,
             preferred_affinity,
             preferred_anti_affinity,
-        })
+        }
     }
 
     /// Whether the pod has any pod affinity or anti-affinity term.
