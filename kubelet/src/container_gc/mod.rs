@@ -8,7 +8,7 @@
 pub mod logs;
 pub mod policy;
 
-use crate::cri::Cri;
+use crate::cri::CriService;
 use crate::pod::observed::ObservedPod;
 use anyhow::Result;
 use k8s_cri::v1 as cri;
@@ -24,16 +24,18 @@ pub const CONTAINER_GC_FAILED: &str = "ContainerGCFailed";
 
 /// Runs the decision over the runtime's current state and removes what it names;
 /// `state` tells what the kubelet knows of each pod UID. Returns what was removed.
-pub async fn collect(cri: &Cri, state: &(dyn Fn(&str) -> PodState + Sync)) -> Result<Plan> {
+pub async fn collect(
+    cri: &dyn CriService,
+    state: &(dyn Fn(&str) -> PodState + Sync),
+) -> Result<Plan> {
     let all = crate::runtime::observe::observe_all(cri).await?;
     let pods: HashMap<String, ObservedPod> =
         all.into_iter().map(|(uid, (_, o))| (uid, o)).collect();
     let plan = policy::plan(&pods, state);
-    let mut rt = cri.runtime.clone();
     let mut done = Plan::default();
     let mut errors = Vec::new();
     for id in &plan.containers {
-        match rt
+        match cri
             .remove_container(cri::RemoveContainerRequest {
                 container_id: id.clone(),
             })
@@ -44,7 +46,7 @@ pub async fn collect(cri: &Cri, state: &(dyn Fn(&str) -> PodState + Sync)) -> Re
         }
     }
     for id in &plan.sandboxes {
-        match rt
+        match cri
             .remove_pod_sandbox(cri::RemovePodSandboxRequest {
                 pod_sandbox_id: id.clone(),
             })
@@ -88,7 +90,7 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         let state = |uid: &str| pod_state(&shared, uid, false);
-        if let Err(e) = collect(&shared.runtime.cri, &state).await {
+        if let Err(e) = collect(shared.runtime.cri.as_ref(), &state).await {
             let msg = format!("{e:#}");
             tracing::warn!(error = %msg, "Container garbage collection failed");
             recorder.node_event(
@@ -104,7 +106,7 @@ pub async fn run(
 
 /// Removes the log directories of pods that are gone ([`logs`]).
 async fn collect_logs(shared: &crate::manager::Shared) {
-    let Ok(all) = crate::runtime::observe::observe_all(&shared.runtime.cri).await else {
+    let Ok(all) = crate::runtime::observe::observe_all(shared.runtime.cri.as_ref()).await else {
         return;
     };
     let in_runtime: std::collections::HashSet<String> = all.into_keys().collect();

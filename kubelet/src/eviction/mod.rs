@@ -142,13 +142,13 @@ pub fn is_disk(signal: Signal) -> bool {
 }
 
 async fn observe(settings: &Settings, shared: &Shared) -> signals::Observations {
-    let imagefs = signals::imagefs(&shared.runtime.cri, &settings.imagefs).await;
+    let imagefs = signals::imagefs(shared.runtime.cri.as_ref(), &settings.imagefs).await;
     signals::observe(&settings.nodefs, imagefs)
 }
 
 /// Whether the image filesystem is on a device of its own (not the kubelet root's).
 async fn dedicated_imagefs(settings: &Settings, shared: &Shared) -> bool {
-    let mount = signals::imagefs_mountpoint(&shared.runtime.cri)
+    let mount = signals::imagefs_mountpoint(shared.runtime.cri.as_ref())
         .await
         .unwrap_or_else(|| settings.imagefs.clone());
     !signals::same_filesystem(&settings.nodefs, &mount)
@@ -170,7 +170,7 @@ async fn ranked(
         .filter(|p| !is_evicted(p))
         .collect();
     let layers = if is_disk(signal) {
-        disk::writable_layers(&shared.runtime.cri).await
+        disk::writable_layers(shared.runtime.cri.as_ref()).await
     } else {
         HashMap::new()
     };

@@ -41,7 +41,7 @@ pub async fn run(
         let result = match step {
             Step::DeadContainers => {
                 let state = |uid: &str| -> PodState { container_gc::pod_state(shared, uid, true) };
-                container_gc::collect(&shared.runtime.cri, &state)
+                container_gc::collect(shared.runtime.cri.as_ref(), &state)
                     .await
                     .map(|_| ())
             }

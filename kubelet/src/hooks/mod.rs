@@ -3,7 +3,7 @@
 //! transport error fails), or a sleep. The caller bounds preStop by the grace period and
 //! kills a container whose postStart failed.
 
-use crate::cri::Cri;
+use crate::cri::CriService;
 use crate::prober::action::{self, HttpRequest};
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
@@ -58,7 +58,7 @@ pub fn select(
 /// Runs a hook; on failure returns upstream's message for the log (never put in events,
 /// which could leak secrets).
 pub async fn run(
-    cri: &Cri,
+    cri: &dyn CriService,
     pod: &Pod,
     c: &Container,
     container_id: &str,
@@ -74,9 +74,8 @@ pub async fn run(
                 cmd: cmd.clone(),
                 timeout: 0,
             };
-            match cri.runtime.clone().exec_sync(request).await {
+            match cri.exec_sync(request).await {
                 Ok(r) => {
-                    let r = r.into_inner();
                     if r.exit_code == 0 {
                         return Ok(());
                     }

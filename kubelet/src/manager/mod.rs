@@ -240,7 +240,7 @@ pub async fn run(
                 }
             }
             _ = relist.tick() => {
-                let Ok(all) = observe::observe_all(&shared.runtime.cri).await else { continue };
+                let Ok(all) = observe::observe_all(shared.runtime.cri.as_ref()).await else { continue };
                 crate::metrics::set_running(&crate::metrics::RunningCounts::of(all.values().map(|(_, o)| o)));
                 for (uid, (r, observed)) in &all {
                     let f = fingerprint(observed);
@@ -261,7 +261,7 @@ pub async fn run(
                             let pod = shared.runtime.restore_pod(&r, &observed).await;
                             let grace = crate::runtime::restore::ORPHAN_GRACE_SECONDS;
                             let _ = shared.runtime.kill_pod(&pod, &observed, grace).await;
-                            let observed = observe::observe_pod(&shared.runtime.cri, &r.uid).await.unwrap_or(observed);
+                            let observed = observe::observe_pod(shared.runtime.cri.as_ref(), &r.uid).await.unwrap_or(observed);
                             if let Err(e) = shared.runtime.remove_pod(&r, &observed).await {
                                 tracing::warn!(error = %format!("{e:#}"), "Failed to remove orphaned pod");
                             }

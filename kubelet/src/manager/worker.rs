@@ -189,7 +189,7 @@ async fn sync_once(
             Ok(v) => inputs.volumes = v,
             Err(e) => {
                 tracing::warn!(pod = ?pod.metadata.name, error = %e, "Unable to mount volumes");
-                let observed = observe::observe_pod(&shared.runtime.cri, &uid)
+                let observed = observe::observe_pod(shared.runtime.cri.as_ref(), &uid)
                     .await
                     .unwrap_or_default();
                 return (
@@ -208,7 +208,7 @@ async fn sync_once(
         Ok(r) => (r, None),
         Err(e) => {
             tracing::warn!(pod = ?pod.metadata.name, error = %format!("{e:#}"), "Error syncing pod, skipping");
-            let observed = observe::observe_pod(&shared.runtime.cri, &uid)
+            let observed = observe::observe_pod(shared.runtime.cri.as_ref(), &uid)
                 .await
                 .unwrap_or_default();
             (
@@ -252,7 +252,7 @@ async fn write_status(shared: &Shared, pod: &Pod, status: &PodStatus) -> kube::R
 /// any kill); the pod manager then leaves it Failed/Evicted.
 async fn evict_pod(shared: &Shared, pod: &Pod, grace: i64, recorder: &Recorder) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let observed = observe::observe_pod(&shared.runtime.cri, &uid)
+    let observed = observe::observe_pod(shared.runtime.cri.as_ref(), &uid)
         .await
         .unwrap_or_default();
     let inputs = PodInputs {
@@ -274,7 +274,7 @@ async fn evict_pod(shared: &Shared, pod: &Pod, grace: i64, recorder: &Recorder) 
 async fn cleanup(shared: &Shared, uid: &str, last: Option<&SyncResult>) {
     let observed = match last {
         Some(r) => r.observed.clone(),
-        None => observe::observe_pod(&shared.runtime.cri, uid)
+        None => observe::observe_pod(shared.runtime.cri.as_ref(), uid)
             .await
             .unwrap_or_default(),
     };
@@ -283,7 +283,7 @@ async fn cleanup(shared: &Shared, uid: &str, last: Option<&SyncResult>) {
     if let Err(e) = shared.runtime.kill_pod(&placeholder, &observed, 0).await {
         tracing::warn!(uid, error = %e, "Failed to stop pod");
     }
-    let observed = observe::observe_pod(&shared.runtime.cri, uid)
+    let observed = observe::observe_pod(shared.runtime.cri.as_ref(), uid)
         .await
         .unwrap_or(observed);
     if let Err(e) = shared.runtime.remove_pod(&pod_ref, &observed).await {
