@@ -1,6 +1,8 @@
 //! The container runtime, reached only through CRI v1 over its unix socket
 //! (`--container-runtime-endpoint`), so any CRI runtime (containerd, CRI-O) serves.
 
+#[cfg(test)]
+pub mod fake;
 pub mod labels;
 pub mod service;
 

@@ -797,6 +797,9 @@ pub fn etc_hosts_file(pod: &Pod, pod_ips: &[String]) -> String {
     out
 }
 
+#[cfg(test)]
+mod tests;
+
 /// An [`ImageError`] as a start failure.
 impl From<ImageError> for StartFailure {
     fn from(e: ImageError) -> Self {
