@@ -242,12 +242,18 @@ pub async fn run(mut opts: Options) -> Result<()> {
         runtime_root.clone(),
     ));
     tokio::spawn(image_gc.clone().run(stop.clone()));
-    tokio::spawn(crate::container_gc::run(
-        shared.clone(),
-        recorder.clone(),
-        opts.node_name.clone(),
-        stop.clone(),
+    let pods = shared.clone();
+    let pod_of: crate::container_gc::PodLookupFunc = Arc::new(move |uid| pods.pod(uid));
+    let container_gc = Arc::new(crate::container_gc::ContainerGc::new(
+        cri.clone(),
+        shared.runtime.ctx.pod_logs_dir.clone(),
+        pod_of,
     ));
+    tokio::spawn(
+        container_gc
+            .clone()
+            .run(recorder.clone(), opts.node_name.clone(), stop.clone()),
+    );
     let (evict_tx, evict_rx) = tokio::sync::mpsc::unbounded_channel();
     let eviction = crate::eviction::Settings {
         thresholds,
@@ -259,13 +265,19 @@ pub async fn run(mut opts: Options) -> Result<()> {
     };
     let reclaim = crate::eviction::NodeReclaim {
         image_gc: Some(image_gc),
+        container_gc: Some(container_gc),
         recorder,
         node_name: opts.node_name.clone(),
+    };
+    let pods = shared.clone();
+    let deps = crate::eviction::Deps {
+        active_pods: Arc::new(move || pods.pod_list()),
+        runtime: shared.runtime.clone(),
     };
     tokio::spawn(crate::eviction::run_with_reclaim(
         eviction,
         reclaim,
-        shared.clone(),
+        deps,
         pressure_tx,
         evict_tx,
         stop.clone(),

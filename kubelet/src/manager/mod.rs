@@ -82,6 +82,11 @@ impl Shared {
         })
     }
 
+    /// The pod with `uid` among this kubelet's pods.
+    pub fn pod(&self, uid: &str) -> Option<Pod> {
+        self.pods.lock().expect("pods lock").get(uid).cloned()
+    }
+
     /// The pod `namespace/name` among this kubelet's pods.
     pub fn find_pod(&self, namespace: &str, name: &str) -> Option<Pod> {
         let pods = self.pods.lock().expect("pods lock");

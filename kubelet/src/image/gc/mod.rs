@@ -353,6 +353,17 @@ fn normalize(name: &str) -> String {
     }
 }
 
+/// The eviction manager's `DeleteUnusedImages`.
+impl crate::eviction::types::ImageGc for ImageGc {
+    fn delete_unused_images(&self) -> futures::future::BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let r = self.delete_unused().await?;
+            tracing::info!(images = ?r.images, freed = r.freed, "Eviction manager: deleted unused images");
+            Ok(())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::normalize;
