@@ -61,6 +61,21 @@ impl PodInputs {
     }
 }
 
+/// Why a pod's sandbox could not be made; the text is what upstream's
+/// `FailedCreatePodSandBox` event says after its prefix.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The pod's RuntimeClass could not be read (missing, or the API failed).
+    #[error("{0}")]
+    RuntimeClass(String),
+    /// The runtime refused RunPodSandbox (e.g. no such handler, CNI failure).
+    #[error("{}", images::grpc_error(.0))]
+    Runtime(tonic::Status),
+    /// The node side failed: the pod cgroup or the log/pod directories.
+    #[error("{0:#}")]
+    Node(anyhow::Error),
+}
+
 /// A container that could not start, with upstream's waiting reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartFailure {
@@ -314,10 +329,10 @@ impl PodRuntime {
                 None,
                 EventType::Warning,
                 reason::FAILED_CREATE_POD_SANDBOX,
-                &runtime_class::sandbox_failure_message(why),
+                &runtime_class::sandbox_failure_message(&why.to_string()),
             );
         }
-        created.map_err(anyhow::Error::msg)
+        created.map_err(anyhow::Error::new)
     }
 
     async fn try_create_sandbox(
@@ -325,17 +340,13 @@ impl PodRuntime {
         pod: &Pod,
         attempt: u32,
         inputs: &PodInputs,
-    ) -> Result<String, String> {
+    ) -> Result<String, SandboxError> {
         let runtime_handler = inputs
             .runtime_handler
             .clone()
-            .unwrap_or(Ok(String::new()))?;
-        self.run_sandbox(pod, attempt, runtime_handler)
-            .await
-            .map_err(|e| match e.downcast_ref::<tonic::Status>() {
-                Some(s) => images::grpc_error(s),
-                None => format!("{e:#}"),
-            })
+            .unwrap_or(Ok(String::new()))
+            .map_err(SandboxError::RuntimeClass)?;
+        self.run_sandbox(pod, attempt, runtime_handler).await
     }
 
     async fn run_sandbox(
@@ -343,25 +354,29 @@ impl PodRuntime {
         pod: &Pod,
         attempt: u32,
         runtime_handler: String,
-    ) -> Result<String> {
+    ) -> Result<String, SandboxError> {
         let r = config::pod_ref(pod);
         let qos_class = qos::qos_class(pod);
         let limits = qos::pod_cgroup_config(pod);
         let cgroup = self.ctx.cgroups.pod(qos_class, &r.uid);
         self.cgroups
             .apply(&cgroup, &limits)
-            .with_context(|| format!("create pod cgroup {cgroup}"))?;
+            .with_context(|| format!("create pod cgroup {cgroup}"))
+            .map_err(SandboxError::Node)?;
         let sandbox = config::sandbox_config(&self.ctx, pod, attempt);
         std::fs::create_dir_all(&sandbox.log_directory)
-            .with_context(|| format!("create {}", sandbox.log_directory))?;
-        std::fs::create_dir_all(self.pod_dir(&r.uid).join("containers"))?;
+            .with_context(|| format!("create {}", sandbox.log_directory))
+            .map_err(SandboxError::Node)?;
+        std::fs::create_dir_all(self.pod_dir(&r.uid).join("containers"))
+            .map_err(|e| SandboxError::Node(e.into()))?;
         let response = self
             .cri
             .run_pod_sandbox(cri::RunPodSandboxRequest {
                 config: Some(sandbox),
                 runtime_handler,
             })
-            .await?;
+            .await
+            .map_err(SandboxError::Runtime)?;
         Ok(response.pod_sandbox_id)
     }
 
@@ -509,7 +524,7 @@ impl PodRuntime {
                 }
                 return Err(StartFailure {
                     reason: "PostStartHookError".into(),
-                    message: msg,
+                    message: msg.to_string(),
                 });
             }
         }

@@ -383,6 +383,81 @@ async fn a_sandbox_error_fails_the_sync_with_failed_create_pod_sandbox() {
         e[0].1,
         "Failed to create pod sandbox: rpc error: code = Internal desc = no network"
     );
+    // The caller can tell the runtime's refusal from the node's own failures.
+    assert!(matches!(
+        err.downcast_ref::<SandboxError>(),
+        Some(SandboxError::Runtime(s)) if s.code() == tonic::Code::Internal
+    ));
+}
+
+#[tokio::test]
+async fn a_runtime_class_that_cannot_be_read_holds_the_sandbox_back() {
+    let Rig { fake, rt, .. } = rig();
+    let p = pod(&[], &["app"], "Always");
+    let (mut inputs, mut ev) = inputs();
+    inputs.runtime_handler = Some(Err("runtimeclasses.node.k8s.io \"gvisor\" not found".into()));
+    let err = rt.sync_pod(&p, false, &inputs).await.unwrap_err();
+    assert!(matches!(
+        err.downcast_ref::<SandboxError>(),
+        Some(SandboxError::RuntimeClass(_))
+    ));
+    assert!(fake.calls_of("RunPodSandbox").is_empty());
+    assert_eq!(
+        events(&mut ev),
+        [(
+            "FailedCreatePodSandBox".to_string(),
+            "Failed to create pod sandbox: runtimeclasses.node.k8s.io \"gvisor\" not found"
+                .to_string()
+        )]
+    );
+    // The handler it names goes to the runtime.
+    inputs.runtime_handler = Some(Ok("runsc".into()));
+    rt.sync_pod(&p, false, &inputs).await.unwrap();
+    let s = fake.lock();
+    assert_eq!(
+        s.sandboxes.values().next().unwrap().runtime_handler,
+        "runsc"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_post_start_hook_kills_the_container() {
+    let Rig { fake, rt, .. } = rig();
+    let mut p = pod(&[], &["app"], "Always");
+    p.spec.as_mut().unwrap().containers[0].lifecycle = Some(
+        serde_json::from_value(serde_json::json!({
+            "postStart": {"exec": {"command": ["sh", "-c", "exit 3"]}}
+        }))
+        .unwrap(),
+    );
+    fake.lock().exec_result = Some((3, b"nope".to_vec()));
+    let (inputs, mut ev) = inputs();
+    let r = rt.sync_pod(&p, false, &inputs).await.unwrap();
+    let id = fake.containers_named("app")[0].clone();
+    assert_eq!(fake.calls_of("ExecSync"), [format!("{id} sh -c exit 3")]);
+    assert_eq!(fake.calls_of("StopContainer"), [id.clone()]);
+    assert_eq!(
+        fake.state_of(&id),
+        Some(cri::ContainerState::ContainerExited)
+    );
+    let (why, msg) = &r.waiting["app"];
+    assert_eq!(why, "PostStartHookError");
+    assert!(
+        msg.starts_with("Exec lifecycle hook ([\"sh\", \"-c\", \"exit 3\"]) for Container \"app\""),
+        "{msg}"
+    );
+    let reasons: Vec<_> = events(&mut ev)
+        .into_iter()
+        .map(|(r, m)| format!("{r}: {m}"))
+        .collect();
+    assert!(
+        reasons.contains(&"FailedPostStartHook: PostStartHook failed".to_string()),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"Killing: FailedPostStartHook".to_string()),
+        "{reasons:?}"
+    );
 }
 
 #[tokio::test]
