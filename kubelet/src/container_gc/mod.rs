@@ -237,7 +237,7 @@ mod tests {
         let pod_of: PodLookupFunc = Arc::new(move |uid| pods.get(uid).cloned());
         let gc = ContainerGc::new(fake.clone(), PathBuf::from("/nonexistent"), pod_of);
         gc.delete_all_unused_containers().await.unwrap();
-        assert_eq!(fake.calls_of("RemoveContainer"), [gone.clone()]);
+        assert_eq!(fake.calls_of("RemoveContainer"), [gone]);
         let all = observe::observe_all(fake.as_ref()).await.unwrap();
         assert!(all["active"].1.containers.iter().any(|c| c.id == kept));
         assert!(all["unknown"].1.containers.iter().any(|c| c.id == unknown));

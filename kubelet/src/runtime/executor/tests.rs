@@ -435,7 +435,7 @@ async fn a_failed_post_start_hook_kills_the_container() {
     let r = rt.sync_pod(&p, false, &inputs).await.unwrap();
     let id = fake.containers_named("app")[0].clone();
     assert_eq!(fake.calls_of("ExecSync"), [format!("{id} sh -c exit 3")]);
-    assert_eq!(fake.calls_of("StopContainer"), [id.clone()]);
+    assert_eq!(fake.calls_of("StopContainer"), std::slice::from_ref(&id));
     assert_eq!(
         fake.state_of(&id),
         Some(cri::ContainerState::ContainerExited)
