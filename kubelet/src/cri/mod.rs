@@ -84,6 +84,12 @@ pub async fn cgroup_driver(cri: &dyn CriService) -> Result<Option<crate::cgroups
     ))
 }
 
+/// The CRI error as Go's gRPC status prints it (`rpc error: code = NotFound desc = …`),
+/// which upstream's waiting message and Failed event carry.
+pub fn grpc_error(s: &tonic::Status) -> String {
+    format!("rpc error: code = {:?} desc = {}", s.code(), s.message())
+}
+
 /// The driver in a `RuntimeConfig` answer; an unknown one is an error, as upstream.
 fn driver_of(
     linux: Option<&k8s_cri::v1::LinuxRuntimeConfiguration>,

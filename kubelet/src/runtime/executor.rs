@@ -69,7 +69,7 @@ pub enum SandboxError {
     #[error("{0}")]
     RuntimeClass(String),
     /// The runtime refused RunPodSandbox (e.g. no such handler, CNI failure).
-    #[error("{}", images::grpc_error(.0))]
+    #[error("{}", crate::cri::grpc_error(.0))]
     Runtime(tonic::Status),
     /// The node side failed: the pod cgroup or the log/pod directories.
     #[error("{0:#}")]

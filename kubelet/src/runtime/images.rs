@@ -7,7 +7,7 @@ mod backoff;
 
 pub use backoff::Backoff;
 
-use crate::cri::CriService;
+use crate::cri::{grpc_error, CriService};
 use crate::events::{reason, EventType, Recorder};
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -245,12 +245,6 @@ impl ImageManager {
             }
         }
     }
-}
-
-/// The CRI error as Go's gRPC status prints it (`rpc error: code = NotFound desc = …`),
-/// which upstream's waiting message and Failed event carry.
-pub fn grpc_error(s: &tonic::Status) -> String {
-    format!("rpc error: code = {:?} desc = {}", s.code(), s.message())
 }
 
 /// The effective pull policy, defaulted as the apiserver does (`Always` for `:latest` or

@@ -163,7 +163,7 @@ impl ImageGc {
                 }),
             })
             .await
-            .map_err(|s| anyhow::anyhow!("{}", crate::runtime::images::grpc_error(&s)))
+            .map_err(|s| anyhow::anyhow!("{}", crate::cri::grpc_error(&s)))
             .with_context(|| format!("RemoveImage {id}"))?;
         self.records.lock().expect("image records lock").remove(id);
         metrics::count(why);
