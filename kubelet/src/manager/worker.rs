@@ -317,3 +317,59 @@ async fn delete_from_api(client: &kube::Client, pod: &Pod) {
         Err(e) => tracing::warn!(pod = ?pod.metadata.name, error = %e, "Failed to delete pod"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pod::observed::{ObservedPod, ObservedSandbox};
+    use k8s_openapi::api::core::v1::PodSpec;
+
+    fn result(ready: bool, ips: &[&str]) -> SyncResult {
+        SyncResult {
+            observed: ObservedPod {
+                sandboxes: vec![ObservedSandbox {
+                    id: "sb".into(),
+                    attempt: 0,
+                    ready,
+                    created_at: 1,
+                    ips: ips.iter().map(|s| s.to_string()).collect(),
+                }],
+                containers: vec![],
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn probes_aim_at_the_sandbox_ip_or_the_nodes() {
+        let host = vec!["192.168.0.2".to_string()];
+        let pod = Pod::default();
+        assert_eq!(
+            pod_ip(&pod, &result(true, &["10.0.0.7"]), &host),
+            "10.0.0.7"
+        );
+        // A sandbox that is not ready has no address to probe yet.
+        assert_eq!(
+            pod_ip(&pod, &result(false, &["10.0.0.7"]), &host),
+            "192.168.0.2"
+        );
+        let host_network = Pod {
+            spec: Some(PodSpec {
+                host_network: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            pod_ip(&host_network, &result(true, &["10.0.0.7"]), &host),
+            "192.168.0.2"
+        );
+    }
+
+    #[test]
+    fn a_pod_is_stopped_once_no_sandbox_is_ready_and_nothing_runs() {
+        assert!(!stopped(&result(true, &[])));
+        assert!(stopped(&result(false, &[])));
+        assert!(stopped(&SyncResult::default()));
+    }
+}
