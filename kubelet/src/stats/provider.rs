@@ -4,7 +4,8 @@
 //! cache; API reads use the cached rates, as upstream's summary handler does.
 
 use super::cadvisor;
-use super::cgroup::{CgroupFs, CgroupSample};
+use super::cgroup::CgroupSample;
+use super::cgroupfs::CgroupFs;
 use super::cpu_rate::CpuRates;
 use super::fs::{disk_usage, files_usage, FsInfo};
 use super::summary::{self as assemble, ContainerInput};
