@@ -3,7 +3,7 @@
 //! termination signal. Stopping the kubelet stops no container (a restart re-adopts them).
 
 use crate::config::Options;
-use crate::cri::Cri;
+use crate::cri::{Cri, CriHandle, CriService};
 use crate::manager::{self, Shared};
 use crate::node::sync::{pod_cidr, NodeSync};
 use crate::runtime::config::NodeContext;
@@ -15,11 +15,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn connect_runtime(endpoint: &str) -> Result<Cri> {
+async fn connect_runtime(endpoint: &str) -> Result<CriHandle> {
     let mut last = None;
     for _ in 0..30 {
         match Cri::connect(endpoint).await {
-            Ok(c) if c.runtime_version().await.is_ok() => return Ok(c),
+            Ok(c) if c.runtime_version().await.is_ok() => return Ok(Arc::new(c)),
             Ok(_) => {}
             Err(e) => last = Some(e),
         }
@@ -58,7 +58,7 @@ pub async fn run(mut opts: Options) -> Result<()> {
     let stop = component_base::shutdown::on_signal();
     let cri = connect_runtime(&opts.runtime_endpoint).await?;
     let runtime_version = cri.runtime_version().await?;
-    match cri.cgroup_driver().await? {
+    match crate::cri::cgroup_driver(cri.as_ref()).await? {
         Some(driver) => {
             tracing::info!(cgroup_driver = %driver, "Using cgroup driver setting received from the CRI runtime");
             opts.cgroup_driver = driver;
@@ -148,7 +148,7 @@ pub async fn run(mut opts: Options) -> Result<()> {
     tokio::spawn(async move {
         if let Some(cidr) = pod_cidr(&cni_client, &cni_opts, Duration::from_secs(600)).await {
             configure_pod_network(&cidr);
-            if let Err(e) = crate::cni::update_runtime_config(&cni_cri, &cidr).await {
+            if let Err(e) = crate::cni::update_runtime_config(cni_cri.as_ref(), &cidr).await {
                 tracing::warn!(error = %e, "UpdateRuntimeConfig failed");
             }
         }
@@ -242,12 +242,18 @@ pub async fn run(mut opts: Options) -> Result<()> {
         runtime_root.clone(),
     ));
     tokio::spawn(image_gc.clone().run(stop.clone()));
-    tokio::spawn(crate::container_gc::run(
-        shared.clone(),
-        recorder.clone(),
-        opts.node_name.clone(),
-        stop.clone(),
+    let pods = shared.clone();
+    let pod_of: crate::container_gc::PodLookupFunc = Arc::new(move |uid| pods.pod(uid));
+    let container_gc = Arc::new(crate::container_gc::ContainerGc::new(
+        cri.clone(),
+        shared.runtime.ctx.pod_logs_dir.clone(),
+        pod_of,
     ));
+    tokio::spawn(
+        container_gc
+            .clone()
+            .run(recorder.clone(), opts.node_name.clone(), stop.clone()),
+    );
     let (evict_tx, evict_rx) = tokio::sync::mpsc::unbounded_channel();
     let eviction = crate::eviction::Settings {
         thresholds,
@@ -259,13 +265,19 @@ pub async fn run(mut opts: Options) -> Result<()> {
     };
     let reclaim = crate::eviction::NodeReclaim {
         image_gc: Some(image_gc),
+        container_gc: Some(container_gc),
         recorder,
         node_name: opts.node_name.clone(),
+    };
+    let pods = shared.clone();
+    let deps = crate::eviction::Deps {
+        active_pods: Arc::new(move || pods.pod_list()),
+        runtime: shared.runtime.clone(),
     };
     tokio::spawn(crate::eviction::run_with_reclaim(
         eviction,
         reclaim,
-        shared.clone(),
+        deps,
         pressure_tx,
         evict_tx,
         stop.clone(),

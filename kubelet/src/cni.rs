@@ -6,7 +6,7 @@
 //! portmap conflist from the podCIDR — and never over or ahead of a config another party
 //! put in the conf dir.
 
-use crate::cri::Cri;
+use crate::cri::CriService;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -205,17 +205,15 @@ pub fn configure(dir: &Path, bridge: Option<&BridgeNetwork>, pod_cidr: &str) -> 
 }
 
 /// Tells the runtime the pod CIDR (CRI UpdateRuntimeConfig).
-pub async fn update_runtime_config(cri: &Cri, pod_cidr: &str) -> Result<()> {
-    cri.runtime
-        .clone()
-        .update_runtime_config(k8s_cri::v1::UpdateRuntimeConfigRequest {
-            runtime_config: Some(k8s_cri::v1::RuntimeConfig {
-                network_config: Some(k8s_cri::v1::NetworkConfig {
-                    pod_cidr: pod_cidr.to_string(),
-                }),
+pub async fn update_runtime_config(cri: &dyn CriService, pod_cidr: &str) -> Result<()> {
+    cri.update_runtime_config(k8s_cri::v1::UpdateRuntimeConfigRequest {
+        runtime_config: Some(k8s_cri::v1::RuntimeConfig {
+            network_config: Some(k8s_cri::v1::NetworkConfig {
+                pod_cidr: pod_cidr.to_string(),
             }),
-        })
-        .await?;
+        }),
+    })
+    .await?;
     Ok(())
 }
 

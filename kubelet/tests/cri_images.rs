@@ -1,6 +1,7 @@
 //! Component test: images built locally load into a real containerd and CRI sees them.
 
 use k8s_cri::v1::{ImageSpec, ImageStatusRequest, ListImagesRequest};
+use kubelet::cri::CriService;
 use kubelet::image::busybox::{BUSYBOX_IMAGE, PAUSE_IMAGE};
 use kubelet::testing::{containerd::unavailable_reason, TestContainerd};
 
@@ -20,12 +21,9 @@ async fn loaded_images_are_visible_through_cri() {
         .unwrap()
         .starts_with("containerd://"));
     let listed = cri
-        .images
-        .clone()
         .list_images(ListImagesRequest { filter: None })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let tags: Vec<String> = listed
         .images
         .iter()
@@ -38,8 +36,6 @@ async fn loaded_images_are_visible_through_cri() {
             containerd.log_tail()
         );
         let status = cri
-            .images
-            .clone()
             .image_status(ImageStatusRequest {
                 image: Some(ImageSpec {
                     image: want.into(),
@@ -48,8 +44,7 @@ async fn loaded_images_are_visible_through_cri() {
                 verbose: false,
             })
             .await
-            .unwrap()
-            .into_inner();
+            .unwrap();
         let image = status.image.expect("image status");
         assert!(image.id.starts_with("sha256:"), "{image:?}");
         assert!(

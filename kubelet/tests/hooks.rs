@@ -161,16 +161,13 @@ fn running(r: &SyncResult, name: &str) -> bool {
 async fn exec_output(rt: &PodRuntime, id: &str, cmd: &[&str]) -> String {
     let r = rt
         .cri
-        .runtime
-        .clone()
         .exec_sync(k8s_cri::v1::ExecSyncRequest {
             container_id: id.into(),
             cmd: cmd.iter().map(|s| s.to_string()).collect(),
             timeout: 5,
         })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(
         r.exit_code,
         0,

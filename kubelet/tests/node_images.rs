@@ -7,6 +7,7 @@ mod common;
 use common::process::{wait, KubeletProcess};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
+use kubelet::cri::CriService;
 use std::time::Duration;
 
 #[tokio::test]
@@ -25,12 +26,9 @@ async fn node_status_reports_images_largest_first_capped() {
         .await
         .unwrap();
     let mut all = cri
-        .images
-        .clone()
         .list_images(k8s_cri::v1::ListImagesRequest { filter: None })
         .await
         .unwrap()
-        .into_inner()
         .images;
     assert!(all.len() > 1, "the runtime has busybox and pause: {all:?}");
     all.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| b.id.cmp(&a.id)));

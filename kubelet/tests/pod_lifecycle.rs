@@ -157,9 +157,11 @@ async fn crashing_container_backs_off_and_restarts_survive_kubelet_restart() {
     // A "restarted kubelet": a new runtime with no memory re-adopts from CRI labels alone.
     let steady_before = r.observed.latest("steady", None).unwrap().clone();
     let fresh = PodRuntime {
-        cri: kubelet::cri::Cri::connect(&rig.containerd.endpoint())
-            .await
-            .unwrap(),
+        cri: std::sync::Arc::new(
+            kubelet::cri::Cri::connect(&rig.containerd.endpoint())
+                .await
+                .unwrap(),
+        ),
         ..rt.clone()
     };
     let again = fresh

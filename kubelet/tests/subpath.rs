@@ -18,16 +18,13 @@ use std::time::{Duration, Instant};
 async fn exec(rt: &PodRuntime, id: &str, script: &str) -> (i32, String) {
     let r = rt
         .cri
-        .runtime
-        .clone()
         .exec_sync(k8s_cri::v1::ExecSyncRequest {
             container_id: id.into(),
             cmd: vec!["sh".into(), "-c".into(), script.into()],
             timeout: 5,
         })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let out = String::from_utf8_lossy(&r.stdout).into_owned() + &String::from_utf8_lossy(&r.stderr);
     (r.exit_code, out)
 }

@@ -12,6 +12,9 @@ use super::file::KubeletConfiguration;
 use component_base::duration::GoDuration;
 use std::collections::BTreeMap;
 
+/// Upstream's default `nodeStatusMaxImages`: how many images the node status lists.
+pub const NODE_STATUS_MAX_IMAGES: i32 = 50;
+
 /// Upstream's default `evictionHard` on Linux (pkg/kubelet/eviction/defaults_linux.go).
 pub fn eviction_hard() -> BTreeMap<String, String> {
     [
@@ -84,10 +87,7 @@ pub fn apply(c: &mut KubeletConfiguration) {
     duration(&mut c.runtime_request_timeout, 120);
     number(&mut c.max_pods, 110);
     pointer(&mut c.resolv_conf, "/etc/resolv.conf".to_string());
-    pointer(
-        &mut c.node_status_max_images,
-        crate::node::images::DEFAULT_MAX_IMAGES,
-    );
+    pointer(&mut c.node_status_max_images, NODE_STATUS_MAX_IMAGES);
     pointer(&mut c.kube_api_qps, 50);
     number(&mut c.kube_api_burst, 100);
     duration(&mut c.eviction_pressure_transition_period, 300);

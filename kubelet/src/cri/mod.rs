@@ -1,7 +1,12 @@
 //! The container runtime, reached only through CRI v1 over its unix socket
 //! (`--container-runtime-endpoint`), so any CRI runtime (containerd, CRI-O) serves.
 
+#[cfg(test)]
+pub mod fake;
 pub mod labels;
+pub mod service;
+
+pub use service::{CriFuture, CriHandle, CriService};
 
 use anyhow::{Context, Result};
 use k8s_cri::v1::image_service_client::ImageServiceClient;
@@ -11,13 +16,14 @@ use tonic::transport::Channel;
 /// The default endpoint, as upstream's kubelet defaults `containerRuntimeEndpoint`.
 pub const DEFAULT_ENDPOINT: &str = "unix:///run/containerd/containerd.sock";
 
-/// CRI's runtime and image services over one connection.
+/// CRI's runtime and image services over one gRPC connection: the [`CriService`] of a
+/// real runtime.
 #[derive(Clone)]
 pub struct Cri {
     /// RuntimeService: sandboxes, containers, status.
-    pub runtime: RuntimeServiceClient<Channel>,
+    runtime: RuntimeServiceClient<Channel>,
     /// ImageService: pull, list, status.
-    pub images: ImageServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
     endpoint: String,
 }
 
@@ -51,82 +57,37 @@ impl Cri {
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
+}
 
-    /// The cgroup driver the runtime uses (CRI `RuntimeConfig`), which the kubelet follows
-    /// over its own setting as upstream (KubeletCgroupDriverFromCRI, GA and locked on since
-    /// 1.34); `None` when the runtime does not implement the call or says nothing. Other
-    /// errors are retried twice, 2 s apart, as the runtime may still be starting.
-    pub async fn cgroup_driver(&self) -> Result<Option<crate::cgroups::CgroupDriver>> {
-        let mut last = None;
-        for attempt in 0..3 {
-            if attempt > 0 {
-                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-            }
-            match self
-                .runtime
-                .clone()
-                .runtime_config(k8s_cri::v1::RuntimeConfigRequest {})
-                .await
-            {
-                Ok(r) => return driver_of(r.into_inner().linux.as_ref()),
-                Err(s) if s.code() == tonic::Code::Unimplemented => return Ok(None),
-                Err(s) => last = Some(s),
-            }
+/// The cgroup driver the runtime uses (CRI `RuntimeConfig`), which the kubelet follows
+/// over its own setting as upstream (KubeletCgroupDriverFromCRI, GA and locked on since
+/// 1.34); `None` when the runtime does not implement the call or says nothing. Other
+/// errors are retried twice, 2 s apart, as the runtime may still be starting.
+pub async fn cgroup_driver(cri: &dyn CriService) -> Result<Option<crate::cgroups::CgroupDriver>> {
+    let mut last = None;
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         }
-        Err(anyhow::anyhow!(
-            "CRI RuntimeConfig: {}",
-            last.map(|s| s.message().to_string()).unwrap_or_default()
-        ))
-    }
-
-    /// The runtime's name and version, e.g. `containerd://1.6.20`, as NodeInfo reports it.
-    pub async fn runtime_version(&self) -> Result<String> {
-        let v = self
-            .runtime
-            .clone()
-            .version(k8s_cri::v1::VersionRequest {
-                version: "v1".into(),
-            })
-            .await?
-            .into_inner();
-        Ok(format!(
-            "{}://{}",
-            v.runtime_name,
-            v.runtime_version.trim_start_matches('v')
-        ))
-    }
-
-    /// CRI's (non-verbose) status of container `id`; `Ok(None)` when the runtime answers
-    /// without one.
-    pub async fn container_status(
-        &self,
-        id: &str,
-    ) -> Result<Option<k8s_cri::v1::ContainerStatus>, tonic::Status> {
-        let r = self
-            .runtime
-            .clone()
-            .container_status(k8s_cri::v1::ContainerStatusRequest {
-                container_id: id.to_string(),
-                verbose: false,
-            })
-            .await?;
-        Ok(r.into_inner().status)
-    }
-
-    /// The runtime's sandbox (pause) image, from its verbose status (containerd reports its
-    /// CRI config there); `None` when the runtime does not say.
-    pub async fn sandbox_image(&self) -> Option<String> {
-        let info = self
-            .runtime
-            .clone()
-            .status(k8s_cri::v1::StatusRequest { verbose: true })
+        match cri
+            .runtime_config(k8s_cri::v1::RuntimeConfigRequest {})
             .await
-            .ok()?
-            .into_inner()
-            .info;
-        let config: serde_json::Value = serde_json::from_str(info.get("config")?).ok()?;
-        config["sandboxImage"].as_str().map(str::to_string)
+        {
+            Ok(r) => return driver_of(r.linux.as_ref()),
+            Err(s) if s.code() == tonic::Code::Unimplemented => return Ok(None),
+            Err(s) => last = Some(s),
+        }
     }
+    Err(anyhow::anyhow!(
+        "CRI RuntimeConfig: {}",
+        last.map(|s| s.message().to_string()).unwrap_or_default()
+    ))
+}
+
+/// The CRI error as Go's gRPC status prints it (`rpc error: code = NotFound desc = …`),
+/// which upstream's waiting message and Failed event carry.
+pub fn grpc_error(s: &tonic::Status) -> String {
+    format!("rpc error: code = {:?} desc = {}", s.code(), s.message())
 }
 
 /// The driver in a `RuntimeConfig` answer; an unknown one is an error, as upstream.

@@ -6,7 +6,7 @@
 
 use super::threshold::Signal;
 use crate::cri::labels::POD_UID;
-use crate::cri::Cri;
+use crate::cri::CriService;
 use k8s_cri::v1 as cri;
 use std::collections::HashMap;
 use std::path::Path;
@@ -79,13 +79,11 @@ pub fn dir_usage(dir: &Path) -> Usage {
 }
 
 /// Writable-layer usage of every container, by pod UID, from CRI's ListContainerStats.
-pub async fn writable_layers(cri: &Cri) -> HashMap<String, Usage> {
+pub async fn writable_layers(cri: &dyn CriService) -> HashMap<String, Usage> {
     let stats = cri
-        .runtime
-        .clone()
         .list_container_stats(cri::ListContainerStatsRequest { filter: None })
         .await
-        .map(|r| r.into_inner().stats)
+        .map(|r| r.stats)
         .unwrap_or_default();
     let mut out: HashMap<String, Usage> = HashMap::new();
     for s in stats {

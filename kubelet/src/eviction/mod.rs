@@ -15,12 +15,12 @@ pub mod rank;
 pub mod reclaim;
 pub mod signals;
 pub mod threshold;
+pub mod types;
 
 use crate::cgroups::Hierarchy;
 use crate::events::{EventType, Recorder};
-use crate::image::gc::ImageGc;
-use crate::manager::Shared;
 use crate::pod::qos::{qos_class, Resources};
+use crate::runtime::PodRuntime;
 use k8s_openapi::api::core::v1::{Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
@@ -60,8 +60,10 @@ pub struct Settings {
 /// What node-level reclaim and events need.
 #[derive(Default)]
 pub struct NodeReclaim {
-    /// The image garbage collector (none: only dead containers are reclaimed).
-    pub image_gc: Option<Arc<ImageGc>>,
+    /// The image garbage collector (none: no image is reclaimed).
+    pub image_gc: Option<Arc<dyn types::ImageGc>>,
+    /// The dead container collector (none: no container is reclaimed).
+    pub container_gc: Option<Arc<dyn types::ContainerGc>>,
     /// Node events (`EvictionThresholdMet`) and pod events (`Evicted`).
     pub recorder: Recorder,
     /// The node's name, for events.
@@ -141,14 +143,14 @@ pub fn is_disk(signal: Signal) -> bool {
     !matches!(signal, Signal::MemoryAvailable | Signal::PidAvailable)
 }
 
-async fn observe(settings: &Settings, shared: &Shared) -> signals::Observations {
-    let imagefs = signals::imagefs(&shared.runtime.cri, &settings.imagefs).await;
+async fn observe(settings: &Settings, runtime: &PodRuntime) -> signals::Observations {
+    let imagefs = signals::imagefs(runtime.cri.as_ref(), &settings.imagefs).await;
     signals::observe(&settings.nodefs, imagefs)
 }
 
 /// Whether the image filesystem is on a device of its own (not the kubelet root's).
-async fn dedicated_imagefs(settings: &Settings, shared: &Shared) -> bool {
-    let mount = signals::imagefs_mountpoint(&shared.runtime.cri)
+async fn dedicated_imagefs(settings: &Settings, runtime: &PodRuntime) -> bool {
+    let mount = signals::imagefs_mountpoint(runtime.cri.as_ref())
         .await
         .unwrap_or_else(|| settings.imagefs.clone());
     !signals::same_filesystem(&settings.nodefs, &mount)
@@ -157,20 +159,20 @@ async fn dedicated_imagefs(settings: &Settings, shared: &Shared) -> bool {
 /// The pods that may be evicted, ranked for `signal` (the first goes first).
 async fn ranked(
     settings: &Settings,
-    shared: &Shared,
+    deps: &Deps,
     signal: Signal,
     dedicated: bool,
 ) -> Vec<(Pod, i64)> {
+    let runtime = &deps.runtime;
     // Static and critical pods are not evicted, as upstream.
-    let pods: Vec<Pod> = shared
-        .pod_list()
+    let pods: Vec<Pod> = (deps.active_pods)()
         .into_iter()
         .filter(|p| !admit::is_critical(p))
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| !is_evicted(p))
         .collect();
     let layers = if is_disk(signal) {
-        disk::writable_layers(&shared.runtime.cri).await
+        disk::writable_layers(runtime.cri.as_ref()).await
     } else {
         HashMap::new()
     };
@@ -183,8 +185,8 @@ async fn ranked(
         let u = disk::pod_usage(
             m,
             layers.get(&r.uid),
-            &crate::runtime::config::pod_log_dir(&shared.runtime.ctx, &r),
-            &shared.runtime.pod_dir(&r.uid),
+            &crate::runtime::config::pod_log_dir(&runtime.ctx, &r),
+            &runtime.pod_dir(&r.uid),
         );
         match signal {
             Signal::NodeFsInodesFree | Signal::ImageFsInodesFree => u.inodes,
@@ -212,31 +214,22 @@ async fn ranked(
         .collect()
 }
 
-/// [`run_with_reclaim`] without image garbage collection or events.
-pub async fn run(
-    settings: Settings,
-    shared: Arc<Shared>,
-    pressure: watch::Sender<BTreeSet<String>>,
-    evict: mpsc::UnboundedSender<Eviction>,
-    stop: CancellationToken,
-) {
-    run_with_reclaim(
-        settings,
-        NodeReclaim::default(),
-        shared,
-        pressure,
-        evict,
-        stop,
-    )
-    .await
+/// What the eviction manager reads: the active pods, and the runtime for the image
+/// filesystem, the containers' writable layers and the pods' directories.
+pub struct Deps {
+    /// The pods the kubelet runs.
+    pub active_pods: types::ActivePodsFunc,
+    /// CRI and the node's pod and log directories.
+    pub runtime: PodRuntime,
 }
 
 /// Runs until `stop`: publishes pressure conditions to `pressure`, reclaims node-level
-/// resources with `node`, and sends evictions to the pod manager.
+/// resources with `node`, and sends evictions to the pod manager (upstream's
+/// `KillPodFunc`: the pod manager stops the pod and leaves it Failed/Evicted).
 pub async fn run_with_reclaim(
     settings: Settings,
     node: NodeReclaim,
-    shared: Arc<Shared>,
+    deps: Deps,
     pressure: watch::Sender<BTreeSet<String>>,
     evict: mpsc::UnboundedSender<Eviction>,
     stop: CancellationToken,
@@ -252,13 +245,12 @@ pub async fn run_with_reclaim(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let live: BTreeSet<String> = shared
-            .pod_list()
+        let live: BTreeSet<String> = (deps.active_pods)()
             .iter()
             .filter_map(|p| p.metadata.uid.clone())
             .collect();
         evicting.retain(|uid| live.contains(uid));
-        if evict_over_local_limits(&shared, &node, &evict, &mut evicting).await {
+        if evict_over_local_limits(&deps, &node, &evict, &mut evicting).await {
             // As upstream: a pod evicted for its local storage is this interval's eviction.
             continue;
         }
@@ -268,12 +260,12 @@ pub async fn run_with_reclaim(
         let dedicated = match dedicated {
             Some(d) => d,
             None => {
-                let d = dedicated_imagefs(&settings, &shared).await;
+                let d = dedicated_imagefs(&settings, &deps.runtime).await;
                 tracing::info!(dedicated_image_fs = d, "FileSystem detection");
                 *dedicated.insert(d)
             }
         };
-        let observed = observe(&settings, &shared).await;
+        let observed = observe(&settings, &deps.runtime).await;
         let step = state.step(
             &settings.thresholds,
             &observed,
@@ -304,8 +296,9 @@ pub async fn run_with_reclaim(
             EVICTION_THRESHOLD_MET,
             &format!("Attempting to reclaim {resource}"),
         );
-        if reclaim::run(t.signal, dedicated, &shared, node.image_gc.as_deref()).await {
-            let after = observe(&settings, &shared).await;
+        let (container_gc, image_gc) = (node.container_gc.as_deref(), node.image_gc.as_deref());
+        if reclaim::run(t.signal, dedicated, container_gc, image_gc).await {
+            let after = observe(&settings, &deps.runtime).await;
             if pressure::met(&settings.thresholds, &after, true).is_empty() {
                 tracing::info!(
                     resource,
@@ -318,7 +311,7 @@ pub async fn run_with_reclaim(
         let Some(o) = observed.get(&t.signal).copied() else {
             continue;
         };
-        let Some((victim, usage)) = ranked(&settings, &shared, t.signal, dedicated)
+        let Some((victim, usage)) = ranked(&settings, &deps, t.signal, dedicated)
             .await
             .into_iter()
             .find(|(p, _)| !evicting.contains(p.metadata.uid.as_deref().unwrap_or_default()))
@@ -354,14 +347,13 @@ pub async fn run_with_reclaim(
 /// Evicts the pods whose emptyDir volumes use more than their `sizeLimit`
 /// ([`local_storage`]); whether any was.
 async fn evict_over_local_limits(
-    shared: &Shared,
+    deps: &Deps,
     node: &NodeReclaim,
     evict: &mpsc::UnboundedSender<Eviction>,
     evicting: &mut BTreeSet<String>,
 ) -> bool {
     let mut any = false;
-    let candidates = shared
-        .pod_list()
+    let candidates = (deps.active_pods)()
         .into_iter()
         .filter(|p| !admit::is_critical(p))
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -370,7 +362,7 @@ async fn evict_over_local_limits(
         .collect::<Vec<_>>();
     for pod in candidates {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let pod_dir = shared.runtime.pod_dir(&uid);
+        let pod_dir = deps.runtime.pod_dir(&uid);
         let used = |volume: &str| {
             let dir = crate::volumes::volume_dir(&pod_dir, "kubernetes.io~empty-dir", volume);
             crate::stats::fs::disk_usage(&dir)

@@ -5,10 +5,7 @@
 //! the same reclaim.
 
 use super::threshold::Signal;
-use crate::container_gc::{self, policy::PodState};
-use crate::image::gc::ImageGc;
-use crate::manager::Shared;
-use std::sync::Arc;
+use super::types::{ContainerGc, ImageGc};
 
 /// A node-level reclaim step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,22 +30,18 @@ pub fn steps(signal: Signal, dedicated_imagefs: bool) -> &'static [Step] {
 pub async fn run(
     signal: Signal,
     dedicated_imagefs: bool,
-    shared: &Arc<Shared>,
-    image_gc: Option<&ImageGc>,
+    container_gc: Option<&dyn ContainerGc>,
+    image_gc: Option<&dyn ImageGc>,
 ) -> bool {
     let steps = steps(signal, dedicated_imagefs);
     for step in steps {
         let result = match step {
-            Step::DeadContainers => {
-                let state = |uid: &str| -> PodState { container_gc::pod_state(shared, uid, true) };
-                container_gc::collect(&shared.runtime.cri, &state)
-                    .await
-                    .map(|_| ())
-            }
+            Step::DeadContainers => match container_gc {
+                Some(gc) => gc.delete_all_unused_containers().await,
+                None => Ok(()),
+            },
             Step::UnusedImages => match image_gc {
-                Some(gc) => gc.delete_unused().await.map(|r| {
-                    tracing::info!(images = ?r.images, freed = r.freed, "Eviction manager: deleted unused images");
-                }),
+                Some(gc) => gc.delete_unused_images().await,
                 None => Ok(()),
             },
         };
@@ -72,5 +65,59 @@ mod tests {
         assert!(steps(Signal::NodeFsInodesFree, true).is_empty());
         assert_eq!(steps(Signal::ImageFsAvailable, true).len(), 2);
         assert!(steps(Signal::MemoryAvailable, false).is_empty());
+    }
+
+    /// Records which collector ran; fails when told to.
+    #[derive(Default)]
+    struct Recording {
+        calls: std::sync::Mutex<Vec<&'static str>>,
+        fail: bool,
+    }
+
+    impl Recording {
+        fn note(&self, what: &'static str) -> futures::future::BoxFuture<'_, anyhow::Result<()>> {
+            self.calls.lock().unwrap().push(what);
+            let fail = self.fail;
+            Box::pin(async move {
+                anyhow::ensure!(!fail, "{what} failed");
+                Ok(())
+            })
+        }
+    }
+
+    impl ContainerGc for Recording {
+        fn delete_all_unused_containers(
+            &self,
+        ) -> futures::future::BoxFuture<'_, anyhow::Result<()>> {
+            self.note("containers")
+        }
+    }
+
+    impl ImageGc for Recording {
+        fn delete_unused_images(&self) -> futures::future::BoxFuture<'_, anyhow::Result<()>> {
+            self.note("images")
+        }
+    }
+
+    #[tokio::test]
+    async fn reclaim_runs_the_collectors_of_the_signal_in_order() {
+        let gc = Recording::default();
+        assert!(run(Signal::ImageFsAvailable, true, Some(&gc), Some(&gc)).await);
+        assert_eq!(*gc.calls.lock().unwrap(), ["containers", "images"]);
+
+        let gc = Recording::default();
+        assert!(!run(Signal::MemoryAvailable, false, Some(&gc), Some(&gc)).await);
+        assert!(gc.calls.lock().unwrap().is_empty());
+
+        // A failing step does not stop the next one (upstream re-observes either way).
+        let gc = Recording {
+            fail: true,
+            ..Default::default()
+        };
+        assert!(run(Signal::NodeFsAvailable, false, Some(&gc), Some(&gc)).await);
+        assert_eq!(*gc.calls.lock().unwrap(), ["containers", "images"]);
+
+        // Without collectors there is nothing to run, but the signal still had steps.
+        assert!(run(Signal::NodeFsAvailable, false, None, None).await);
     }
 }

@@ -102,14 +102,11 @@ fn pids() -> Option<Observed> {
 }
 
 /// The mount point of the runtime's image filesystem, from CRI's ImageFsInfo.
-pub async fn imagefs_mountpoint(cri: &crate::cri::Cri) -> Option<PathBuf> {
+pub async fn imagefs_mountpoint(cri: &dyn crate::cri::CriService) -> Option<PathBuf> {
     let info = cri
-        .images
-        .clone()
         .image_fs_info(k8s_cri::v1::ImageFsInfoRequest {})
         .await
-        .ok()?
-        .into_inner();
+        .ok()?;
     info.image_filesystems
         .into_iter()
         .filter_map(|f| f.fs_id)
@@ -119,7 +116,10 @@ pub async fn imagefs_mountpoint(cri: &crate::cri::Cri) -> Option<PathBuf> {
 
 /// `imagefs.available` / `imagefs.inodesFree`: statvfs of the ImageFsInfo mount point, or
 /// of `fallback` (the runtime's root) when the runtime reports none.
-pub async fn imagefs(cri: &crate::cri::Cri, fallback: &Path) -> Option<(Observed, Observed)> {
+pub async fn imagefs(
+    cri: &dyn crate::cri::CriService,
+    fallback: &Path,
+) -> Option<(Observed, Observed)> {
     let mount = imagefs_mountpoint(cri).await;
     mount
         .as_deref()

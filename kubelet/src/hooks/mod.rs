@@ -3,7 +3,7 @@
 //! transport error fails), or a sleep. The caller bounds preStop by the grace period and
 //! kills a container whose postStart failed.
 
-use crate::cri::Cri;
+use crate::cri::CriService;
 use crate::prober::action::{self, HttpRequest};
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
@@ -18,6 +18,22 @@ pub enum HookAction {
     HttpGet(HttpRequest),
     /// Sleep this long.
     Sleep(Duration),
+}
+
+/// Why a hook failed; its text is upstream's message for the log (never put in events,
+/// which could leak secrets).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    /// The handler cannot run at all (no action set, an httpGet without a pod IP, a bad
+    /// port): running it again fails the same way.
+    #[error("Cannot run handler: {0}")]
+    Invalid(String),
+    /// The exec command failed or exited non-zero, or the runtime could not run it.
+    #[error("{0}")]
+    Exec(String),
+    /// The HTTP GET failed (transport error).
+    #[error("{0}")]
+    Http(String),
 }
 
 /// `name_namespace(uid)`, upstream's format.Pod.
@@ -55,17 +71,16 @@ pub fn select(
     Err("invalid handler: none of exec, httpGet, sleep is set".into())
 }
 
-/// Runs a hook; on failure returns upstream's message for the log (never put in events,
-/// which could leak secrets).
+/// Runs a hook; a failure says which kind (see [`HookError`]).
 pub async fn run(
-    cri: &Cri,
+    cri: &dyn CriService,
     pod: &Pod,
     c: &Container,
     container_id: &str,
     handler: &LifecycleHandler,
     pod_ip: &str,
-) -> Result<(), String> {
-    let action = select(handler, c, pod_ip).map_err(|e| format!("Cannot run handler: {e}"))?;
+) -> Result<(), HookError> {
+    let action = select(handler, c, pod_ip).map_err(HookError::Invalid)?;
     let who = format!("for Container {:?} in Pod {:?}", c.name, pod_desc(pod));
     match action {
         HookAction::Exec(cmd) => {
@@ -74,26 +89,25 @@ pub async fn run(
                 cmd: cmd.clone(),
                 timeout: 0,
             };
-            match cri.runtime.clone().exec_sync(request).await {
+            match cri.exec_sync(request).await {
                 Ok(r) => {
-                    let r = r.into_inner();
                     if r.exit_code == 0 {
                         return Ok(());
                     }
                     let mut output = r.stdout;
                     output.extend_from_slice(&r.stderr);
-                    Err(format!(
+                    Err(HookError::Exec(format!(
                         "Exec lifecycle hook ({cmd:?}) {who} failed - error: command '{}' exited with {}: {}, message: {:?}",
                         cmd.join(" "),
                         r.exit_code,
                         String::from_utf8_lossy(&r.stderr),
                         String::from_utf8_lossy(&output)
-                    ))
+                    )))
                 }
-                Err(s) => Err(format!(
+                Err(s) => Err(HookError::Exec(format!(
                     "Exec lifecycle hook ({cmd:?}) {who} failed - error: {}, message: \"\"",
                     s.message()
-                )),
+                ))),
             }
         }
         HookAction::HttpGet(req) => match action::http_send(&req, None).await {
@@ -104,9 +118,9 @@ pub async fn run(
                     .as_ref()
                     .and_then(|h| h.path.clone())
                     .unwrap_or_default();
-                Err(format!(
+                Err(HookError::Http(format!(
                     "HTTP lifecycle hook ({path}) {who} failed - error: {e}"
-                ))
+                )))
             }
         },
         HookAction::Sleep(d) => {
@@ -155,6 +169,31 @@ mod tests {
         }
         assert!(select(&http, &c, "").is_err(), "no pod IP, no default host");
         assert!(select(&LifecycleHandler::default(), &c, "").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_hook_that_cannot_run_is_invalid_and_a_failing_one_says_why() {
+        let cri = crate::cri::fake::FakeCri::default();
+        let (c, pod) = (Container::default(), Pod::default());
+        let err = run(&cri, &pod, &c, "c1", &LifecycleHandler::default(), "")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            HookError::Invalid("invalid handler: none of exec, httpGet, sleep is set".into())
+        );
+        assert_eq!(
+            err.to_string(),
+            "Cannot run handler: invalid handler: none of exec, httpGet, sleep is set"
+        );
+        cri.fail_next("ExecSync", tonic::Status::unavailable("ttrpc: closed"));
+        let exec = handler(serde_json::json!({"exec": {"command": ["true"]}}));
+        let err = run(&cri, &pod, &c, "c1", &exec, "").await.unwrap_err();
+        assert!(
+            matches!(&err, HookError::Exec(m) if m.ends_with("failed - error: ttrpc: closed, message: \"\"")),
+            "{err}"
+        );
+        assert_eq!(run(&cri, &pod, &c, "c1", &exec, "").await, Ok(()));
     }
 
     #[test]

@@ -6,13 +6,13 @@
 //! started and is left `Failed` (upstream's `HandlePodAdditions`/`rejectPod`).
 
 pub mod inputs;
+pub mod state;
 pub mod worker;
 
 use crate::cri::labels::PodRef;
 use crate::events::{EventType, Recorder};
 use crate::eviction::admit::{self, Rejection};
 use crate::eviction::Eviction;
-use crate::pod::observed::ObservedPod;
 use crate::pod::resource_field::NodeAllocatable;
 use crate::runtime::{observe, PodRuntime};
 use crate::static_pods::source::is_mirror;
@@ -21,7 +21,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher;
 use kube::Api;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use state::{Effect, State};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
@@ -82,6 +83,11 @@ impl Shared {
         })
     }
 
+    /// The pod with `uid` among this kubelet's pods.
+    pub fn pod(&self, uid: &str) -> Option<Pod> {
+        self.pods.lock().expect("pods lock").get(uid).cloned()
+    }
+
     /// The pod `namespace/name` among this kubelet's pods.
     pub fn find_pod(&self, namespace: &str, name: &str) -> Option<Pod> {
         let pods = self.pods.lock().expect("pods lock");
@@ -117,22 +123,6 @@ struct WorkerHandle {
     evict: watch::Sender<Option<i64>>,
 }
 
-/// A cheap summary of a pod's runtime state: a change wakes its worker.
-fn fingerprint(o: &ObservedPod) -> Vec<(String, String)> {
-    let mut f: Vec<(String, String)> = o
-        .sandboxes
-        .iter()
-        .map(|s| (s.id.clone(), format!("{}", s.ready)))
-        .chain(
-            o.containers
-                .iter()
-                .map(|c| (c.id.clone(), format!("{:?}", c.state))),
-        )
-        .collect();
-    f.sort();
-    f
-}
-
 /// Runs the pod manager until `stop`; `statics` publishes the static pods, when a
 /// static pod path is configured; `evictions` are the eviction manager's decisions and
 /// `pressure` its node pressure conditions, against which new pods are admitted.
@@ -150,20 +140,19 @@ pub async fn run(
     // Backed off, as every watch should be: with no API server yet (the kubelet that starts
     // kubeadm's control plane) the watch fails until it is up, without spinning.
     let mut events = component_base::watch_backoff::backoff(watcher(api, config)).boxed();
-    let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut relist = tokio::time::interval(Duration::from_secs(1));
-    let mut fingerprints: HashMap<String, Vec<(String, String)>> = HashMap::new();
-    let mut synced = false;
+    let mut state = State::default();
+    let mut run = Effects {
+        shared: shared.clone(),
+        recorder,
+        done: done_tx,
+        workers: HashMap::new(),
+    };
     // Static pods first, so the orphan cleanup below never mistakes them for leftovers.
-    let mut static_uids: HashSet<String> = HashSet::new();
-    // Pods being evicted: their workers stop them, then they are left Failed/Evicted.
-    let mut evicted: HashMap<String, (Pod, String)> = HashMap::new();
-    // Pods refused at admission: never started nor checked again.
-    let mut rejected: HashSet<String> = HashSet::new();
     if let Some(rx) = statics.as_mut() {
         let pods = rx.borrow_and_update().clone();
-        sync_statics(&shared, &mut workers, &done_tx, &mut static_uids, pods);
+        run.all(state.statics(pods));
     }
     loop {
         tokio::select! {
@@ -172,26 +161,15 @@ pub async fn run(
                 match changed {
                     Some(()) => {
                         let pods = statics.as_mut().map(|rx| rx.borrow_and_update().clone()).unwrap_or_default();
-                        sync_statics(&shared, &mut workers, &done_tx, &mut static_uids, pods);
+                        run.all(state.statics(pods));
                     }
                     None => statics = None,
                 }
             }
-            Some(uid) = done_rx.recv() => {
-                workers.remove(&uid);
-                shared.pods.lock().expect("pods lock").remove(&uid);
-                if let Some((pod, message)) = evicted.remove(&uid) {
-                    let client = shared.client.clone();
-                    tokio::spawn(async move { crate::eviction::write_evicted(&client, &pod, &message).await });
-                }
-            }
+            Some(uid) = done_rx.recv() => run.all(state.worker_done(&uid)),
             Some(e) = evictions.recv() => {
-                let pod = shared.pods.lock().expect("pods lock").get(&e.uid).cloned();
-                if let (Some(pod), Some(w)) = (pod, workers.get(&e.uid)) {
-                    tracing::info!(pod = ?pod.metadata.name, message = %e.message, grace_period = e.grace_period, "Evicting pod");
-                    let _ = w.evict.send(Some(e.grace_period));
-                    evicted.insert(e.uid, (pod, e.message));
-                }
+                let pod = shared.pod(&e.uid);
+                run.all(state.evict(e, pod));
             }
             event = events.next() => {
                 let Some(event) = event else { return };
@@ -202,132 +180,138 @@ pub async fn run(
                             shared.mirrors.apply(&pod);
                             continue;
                         }
-                        let uid = pod.metadata.uid.clone().unwrap_or_default();
-                        let stopped = evicted.contains_key(&uid)
-                            || (crate::eviction::is_evicted(&pod) && !workers.contains_key(&uid));
-                        if stopped || rejected.contains(&uid) {
-                            continue;
-                        }
                         let conditions = pressure.borrow().clone();
-                        let known = workers.contains_key(&uid);
-                        let admitted = admit::admit_new(&pod, known, &conditions).and_then(|()| {
-                            if !admit::needs_admission(&pod, known) {
-                                return Ok(());
-                            }
+                        let effects = {
                             let pods = shared.pods.lock().expect("pods lock");
-                            crate::eviction::predicate::admit(&pod, pods.values())
-                        });
-                        match admitted {
-                            Ok(()) => upsert(&shared, &mut workers, &done_tx, pod),
-                            Err(r) => {
-                                rejected.insert(uid);
-                                tokio::spawn(reject(shared.client.clone(), recorder.clone(), pod, r));
-                            }
-                        }
+                            state.apply(pod, &conditions, pods.values())
+                        };
+                        run.all(effects);
                     }
                     Ok(watcher::Event::Delete(pod)) if is_mirror(&pod) => shared.mirrors.delete(&pod),
-                    Ok(watcher::Event::Delete(pod)) => {
-                        let uid = pod.metadata.uid.clone().unwrap_or_default();
-                        rejected.remove(&uid);
-                        shared.pods.lock().expect("pods lock").remove(&uid);
-                        if let Some(w) = workers.get(&uid) {
-                            let _ = w.tx.send(None);
-                        }
-                    }
-                    Ok(watcher::Event::InitDone) => synced = true,
+                    Ok(watcher::Event::Delete(pod)) => run.all(state.delete(&pod)),
+                    Ok(watcher::Event::InitDone) => state.synced(),
                     Ok(watcher::Event::Init) => {}
                     Err(e) => tracing::warn!(error = %e, "Pod watch failed; retrying"),
                 }
             }
             _ = relist.tick() => {
-                let Ok(all) = observe::observe_all(&shared.runtime.cri).await else { continue };
+                let Ok(all) = observe::observe_all(shared.runtime.cri.as_ref()).await else { continue };
                 crate::metrics::set_running(&crate::metrics::RunningCounts::of(all.values().map(|(_, o)| o)));
-                for (uid, (r, observed)) in &all {
-                    let f = fingerprint(observed);
-                    if fingerprints.get(uid) != Some(&f) {
-                        if let Some(w) = workers.get(uid) {
-                            w.wake.notify_one();
-                        }
-                        fingerprints.insert(uid.clone(), f);
-                    }
-                    shared.refs.lock().expect("refs lock").entry(uid.clone()).or_insert_with(|| r.clone());
-                    // Pods deleted while the kubelet was down: stop and remove them.
-                    if synced && !workers.contains_key(uid) {
-                        let (shared, r, observed) = (shared.clone(), r.clone(), observed.clone());
-                        tracing::info!(pod = %format!("{}/{}", r.namespace, r.name), "Cleaning up orphaned pod");
-                        tokio::spawn(async move {
-                            // As upstream: preStop hooks restored from the containers'
-                            // annotations, within the orphan's one-second grace.
-                            let pod = shared.runtime.restore_pod(&r, &observed).await;
-                            let grace = crate::runtime::restore::ORPHAN_GRACE_SECONDS;
-                            let _ = shared.runtime.kill_pod(&pod, &observed, grace).await;
-                            let observed = observe::observe_pod(&shared.runtime.cri, &r.uid).await.unwrap_or(observed);
-                            if let Err(e) = shared.runtime.remove_pod(&r, &observed).await {
-                                tracing::warn!(error = %format!("{e:#}"), "Failed to remove orphaned pod");
-                            }
-                        });
+                {
+                    let mut refs = shared.refs.lock().expect("refs lock");
+                    for (uid, (r, _)) in &all {
+                        refs.entry(uid.clone()).or_insert_with(|| r.clone());
                     }
                 }
-                fingerprints.retain(|uid, _| all.contains_key(uid));
+                run.all(state.relist(&all));
             }
         }
     }
 }
 
-/// Starts, updates and stops static pods to match `pods` (a changed file is a new UID:
-/// the old pod stops and the new one starts, as upstream).
-fn sync_statics(
-    shared: &Arc<Shared>,
-    workers: &mut HashMap<String, WorkerHandle>,
-    done: &mpsc::UnboundedSender<String>,
-    current: &mut HashSet<String>,
-    pods: Vec<Pod>,
-) {
-    let wanted: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
-    for gone in current.difference(&wanted) {
-        tracing::info!(uid = %gone, "Static pod removed; stopping it");
-        shared.pods.lock().expect("pods lock").remove(gone);
-        if let Some(w) = workers.get(gone) {
-            let _ = w.tx.send(None);
-        }
-    }
-    for pod in pods {
-        upsert(shared, workers, done, pod);
-    }
-    *current = wanted;
+/// Carries out the [`Effect`]s of the manager's transitions: the workers and the shared
+/// pod table.
+struct Effects {
+    shared: Arc<Shared>,
+    recorder: Recorder,
+    done: mpsc::UnboundedSender<String>,
+    workers: HashMap<String, WorkerHandle>,
 }
 
-fn upsert(
-    shared: &Arc<Shared>,
-    workers: &mut HashMap<String, WorkerHandle>,
-    done: &mpsc::UnboundedSender<String>,
-    pod: Pod,
-) {
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
-    shared
-        .pods
-        .lock()
-        .expect("pods lock")
-        .insert(uid.clone(), pod.clone());
-    let r = crate::runtime::config::pod_ref(&pod);
-    shared
-        .refs
-        .lock()
-        .expect("refs lock")
-        .insert(uid.clone(), r);
-    if let Some(w) = workers.get(&uid) {
-        let _ = w.tx.send(Some(pod));
-        return;
+impl Effects {
+    fn all(&mut self, effects: Vec<Effect>) {
+        for e in effects {
+            self.one(e);
+        }
     }
-    let (tx, rx) = watch::channel(Some(pod));
-    let (evict, evict_rx) = watch::channel(None);
-    let wake = Arc::new(Notify::new());
-    let (shared, done, wake2, uid2) = (shared.clone(), done.clone(), wake.clone(), uid.clone());
-    tokio::spawn(async move {
-        worker::run(shared, uid2.clone(), rx, evict_rx, wake2).await;
-        let _ = done.send(uid2);
-    });
-    workers.insert(uid, WorkerHandle { tx, wake, evict });
+
+    fn one(&mut self, effect: Effect) {
+        let shared = &self.shared;
+        match effect {
+            Effect::Upsert(pod) => self.upsert(pod),
+            Effect::Stop(uid) => {
+                if let Some(w) = self.workers.get(&uid) {
+                    let _ = w.tx.send(None);
+                }
+            }
+            Effect::Reap(uid) => {
+                self.workers.remove(&uid);
+            }
+            Effect::Forget(uid) => {
+                shared.pods.lock().expect("pods lock").remove(&uid);
+            }
+            Effect::Evict(uid, grace) => {
+                if let Some(w) = self.workers.get(&uid) {
+                    let pod = shared.pod(&uid);
+                    let name = pod.as_ref().and_then(|p| p.metadata.name.clone());
+                    tracing::info!(pod = ?name, grace_period = grace, "Evicting pod");
+                    let _ = w.evict.send(Some(grace));
+                }
+            }
+            Effect::WriteEvicted(pod, message) => {
+                let client = shared.client.clone();
+                tokio::spawn(async move {
+                    crate::eviction::write_evicted(&client, &pod, &message).await
+                });
+            }
+            Effect::Reject(pod, r) => {
+                tokio::spawn(reject(shared.client.clone(), self.recorder.clone(), pod, r));
+            }
+            Effect::Wake(uid) => {
+                if let Some(w) = self.workers.get(&uid) {
+                    w.wake.notify_one();
+                }
+            }
+            Effect::CleanupOrphan(r, observed) => {
+                let shared = shared.clone();
+                tracing::info!(pod = %format!("{}/{}", r.namespace, r.name), "Cleaning up orphaned pod");
+                tokio::spawn(async move {
+                    // As upstream: preStop hooks restored from the containers'
+                    // annotations, within the orphan's one-second grace.
+                    let pod = shared.runtime.restore_pod(&r, &observed).await;
+                    let grace = crate::runtime::restore::ORPHAN_GRACE_SECONDS;
+                    let _ = shared.runtime.kill_pod(&pod, &observed, grace).await;
+                    let observed = observe::observe_pod(shared.runtime.cri.as_ref(), &r.uid)
+                        .await
+                        .unwrap_or(observed);
+                    if let Err(e) = shared.runtime.remove_pod(&r, &observed).await {
+                        tracing::warn!(error = %format!("{e:#}"), "Failed to remove orphaned pod");
+                    }
+                });
+            }
+        }
+    }
+
+    /// Records the pod and hands it to its worker, starting one when it has none.
+    fn upsert(&mut self, pod: Pod) {
+        let shared = &self.shared;
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        shared
+            .pods
+            .lock()
+            .expect("pods lock")
+            .insert(uid.clone(), pod.clone());
+        let r = crate::runtime::config::pod_ref(&pod);
+        shared
+            .refs
+            .lock()
+            .expect("refs lock")
+            .insert(uid.clone(), r);
+        if let Some(w) = self.workers.get(&uid) {
+            let _ = w.tx.send(Some(pod));
+            return;
+        }
+        let (tx, rx) = watch::channel(Some(pod));
+        let (evict, evict_rx) = watch::channel(None);
+        let wake = Arc::new(Notify::new());
+        let (shared, done, wake2, uid2) =
+            (shared.clone(), self.done.clone(), wake.clone(), uid.clone());
+        tokio::spawn(async move {
+            worker::run(shared, uid2.clone(), rx, evict_rx, wake2).await;
+            let _ = done.send(uid2);
+        });
+        self.workers.insert(uid, WorkerHandle { tx, wake, evict });
+    }
 }
 
 /// Refuses a pod at admission, as upstream's `rejectPod`: a Warning event with the reason

@@ -189,7 +189,7 @@ async fn sync_once(
             Ok(v) => inputs.volumes = v,
             Err(e) => {
                 tracing::warn!(pod = ?pod.metadata.name, error = %e, "Unable to mount volumes");
-                let observed = observe::observe_pod(&shared.runtime.cri, &uid)
+                let observed = observe::observe_pod(shared.runtime.cri.as_ref(), &uid)
                     .await
                     .unwrap_or_default();
                 return (
@@ -208,7 +208,7 @@ async fn sync_once(
         Ok(r) => (r, None),
         Err(e) => {
             tracing::warn!(pod = ?pod.metadata.name, error = %format!("{e:#}"), "Error syncing pod, skipping");
-            let observed = observe::observe_pod(&shared.runtime.cri, &uid)
+            let observed = observe::observe_pod(shared.runtime.cri.as_ref(), &uid)
                 .await
                 .unwrap_or_default();
             (
@@ -252,7 +252,7 @@ async fn write_status(shared: &Shared, pod: &Pod, status: &PodStatus) -> kube::R
 /// any kill); the pod manager then leaves it Failed/Evicted.
 async fn evict_pod(shared: &Shared, pod: &Pod, grace: i64, recorder: &Recorder) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let observed = observe::observe_pod(&shared.runtime.cri, &uid)
+    let observed = observe::observe_pod(shared.runtime.cri.as_ref(), &uid)
         .await
         .unwrap_or_default();
     let inputs = PodInputs {
@@ -274,7 +274,7 @@ async fn evict_pod(shared: &Shared, pod: &Pod, grace: i64, recorder: &Recorder) 
 async fn cleanup(shared: &Shared, uid: &str, last: Option<&SyncResult>) {
     let observed = match last {
         Some(r) => r.observed.clone(),
-        None => observe::observe_pod(&shared.runtime.cri, uid)
+        None => observe::observe_pod(shared.runtime.cri.as_ref(), uid)
             .await
             .unwrap_or_default(),
     };
@@ -283,7 +283,7 @@ async fn cleanup(shared: &Shared, uid: &str, last: Option<&SyncResult>) {
     if let Err(e) = shared.runtime.kill_pod(&placeholder, &observed, 0).await {
         tracing::warn!(uid, error = %e, "Failed to stop pod");
     }
-    let observed = observe::observe_pod(&shared.runtime.cri, uid)
+    let observed = observe::observe_pod(shared.runtime.cri.as_ref(), uid)
         .await
         .unwrap_or(observed);
     if let Err(e) = shared.runtime.remove_pod(&pod_ref, &observed).await {
@@ -315,5 +315,61 @@ async fn delete_from_api(client: &kube::Client, pod: &Pod) {
         Err(e) if api_helpers::errors::is_not_found(&e) || api_helpers::errors::is_conflict(&e) => {
         }
         Err(e) => tracing::warn!(pod = ?pod.metadata.name, error = %e, "Failed to delete pod"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pod::observed::{ObservedPod, ObservedSandbox};
+    use k8s_openapi::api::core::v1::PodSpec;
+
+    fn result(ready: bool, ips: &[&str]) -> SyncResult {
+        SyncResult {
+            observed: ObservedPod {
+                sandboxes: vec![ObservedSandbox {
+                    id: "sb".into(),
+                    attempt: 0,
+                    ready,
+                    created_at: 1,
+                    ips: ips.iter().map(|s| s.to_string()).collect(),
+                }],
+                containers: vec![],
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn probes_aim_at_the_sandbox_ip_or_the_nodes() {
+        let host = vec!["192.168.0.2".to_string()];
+        let pod = Pod::default();
+        assert_eq!(
+            pod_ip(&pod, &result(true, &["10.0.0.7"]), &host),
+            "10.0.0.7"
+        );
+        // A sandbox that is not ready has no address to probe yet.
+        assert_eq!(
+            pod_ip(&pod, &result(false, &["10.0.0.7"]), &host),
+            "192.168.0.2"
+        );
+        let host_network = Pod {
+            spec: Some(PodSpec {
+                host_network: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            pod_ip(&host_network, &result(true, &["10.0.0.7"]), &host),
+            "192.168.0.2"
+        );
+    }
+
+    #[test]
+    fn a_pod_is_stopped_once_no_sandbox_is_ready_and_nothing_runs() {
+        assert!(!stopped(&result(true, &[])));
+        assert!(stopped(&result(false, &[])));
+        assert!(stopped(&SyncResult::default()));
     }
 }

@@ -7,8 +7,6 @@ use k8s_openapi::api::core::v1::ContainerImage;
 
 /// Upstream's `MaxNamesPerImageInNodeStatus`.
 pub const MAX_NAMES_PER_IMAGE: usize = 5;
-/// Upstream's default `nodeStatusMaxImages`.
-pub const DEFAULT_MAX_IMAGES: i32 = 50;
 
 /// The images to report, from the runtime's list.
 pub fn status_images(mut images: Vec<cri::Image>, max_images: i32) -> Vec<ContainerImage> {
@@ -50,7 +48,10 @@ mod tests {
             image("sha256:b", 30, &["pause:3.10"], &[]),
             image("sha256:c", 10, &[], &["x@sha256:d2"]),
         ];
-        let got = status_images(images.clone(), DEFAULT_MAX_IMAGES);
+        let got = status_images(
+            images.clone(),
+            crate::config::defaults::NODE_STATUS_MAX_IMAGES,
+        );
         let names: Vec<Vec<String>> = got.iter().map(|i| i.names.clone().unwrap()).collect();
         assert_eq!(
             names,

@@ -6,7 +6,7 @@ use super::host::{self, HostFacts};
 use super::lease;
 use super::status::{initial_node, node_status, node_status_changed, RuntimeHealth};
 use crate::config::Options;
-use crate::cri::Cri;
+use crate::cri::{CriHandle, CriService};
 use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
@@ -16,11 +16,9 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Asks CRI whether the runtime and its network are ready.
-pub async fn runtime_health(cri: &Cri) -> RuntimeHealth {
+pub async fn runtime_health(cri: &dyn CriService) -> RuntimeHealth {
     let version = cri.runtime_version().await.unwrap_or_default();
     let status = cri
-        .runtime
-        .clone()
         .status(k8s_cri::v1::StatusRequest { verbose: false })
         .await;
     let not_ready = match status {
@@ -29,11 +27,7 @@ pub async fn runtime_health(cri: &Cri) -> RuntimeHealth {
             e.message()
         )),
         Ok(r) => {
-            let conditions = r
-                .into_inner()
-                .status
-                .map(|s| s.conditions)
-                .unwrap_or_default();
+            let conditions = r.status.map(|s| s.conditions).unwrap_or_default();
             let bad: Vec<String> = conditions
                 .iter()
                 .filter(|c| !c.status)
@@ -68,7 +62,7 @@ pub struct NodeSync {
     /// API client.
     pub client: kube::Client,
     /// CRI client.
-    pub cri: Cri,
+    pub cri: CriHandle,
     /// Resolved options.
     pub opts: Options,
     /// `kubeReserved` and `systemReserved`.
@@ -159,13 +153,11 @@ impl NodeSync {
     async fn images(&self) -> Option<Vec<k8s_openapi::api::core::v1::ContainerImage>> {
         let list = self
             .cri
-            .images
-            .clone()
             .list_images(k8s_cri::v1::ListImagesRequest { filter: None })
             .await;
         match list {
             Ok(r) => Some(super::images::status_images(
-                r.into_inner().images,
+                r.images,
                 self.opts.node_status_max_images,
             )),
             Err(e) => {

@@ -2,7 +2,7 @@
 //! connect, a grpc.health.v1 Check — with upstream's request shape, result rules and
 //! output messages (pkg/probe).
 
-use crate::cri::Cri;
+use crate::cri::CriService;
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, HTTPGetAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -309,7 +309,12 @@ pub async fn grpc_check(host: &str, port: u16, service: &str, timeout: Duration)
 /// Runs `cmd` in the container through CRI ExecSync with `timeout`: exit 0 is success,
 /// any other exit a failure with the combined output; a timeout is a failure
 /// (`command timed out: "…" timed out after 1s`), any other runtime error leaves no result.
-pub async fn exec(cri: &Cri, container_id: &str, cmd: &[String], timeout: Duration) -> Outcome {
+pub async fn exec(
+    cri: &dyn CriService,
+    container_id: &str,
+    cmd: &[String],
+    timeout: Duration,
+) -> Outcome {
     let request = cri::ExecSyncRequest {
         container_id: container_id.to_string(),
         cmd: cmd.to_vec(),
@@ -323,8 +328,7 @@ pub async fn exec(cri: &Cri, container_id: &str, cmd: &[String], timeout: Durati
         ))
     };
     // The runtime enforces the timeout; a margin guards against a runtime that does not.
-    let mut rt = cri.runtime.clone();
-    let call = rt.exec_sync(request);
+    let call = cri.exec_sync(request);
     let response = match tokio::time::timeout(timeout + Duration::from_secs(5), call).await {
         Err(_) => return timed_out(),
         Ok(Err(s)) if s.code() == tonic::Code::DeadlineExceeded => return timed_out(),
@@ -332,7 +336,7 @@ pub async fn exec(cri: &Cri, container_id: &str, cmd: &[String], timeout: Durati
             return timed_out()
         }
         Ok(Err(s)) => return Outcome::Error(s.message().to_string()),
-        Ok(Ok(r)) => r.into_inner(),
+        Ok(Ok(r)) => r,
     };
     let mut output = response.stdout;
     output.extend_from_slice(&response.stderr);

@@ -8,7 +8,7 @@ pub mod metrics;
 pub mod state;
 pub mod worker;
 
-use crate::cri::Cri;
+use crate::cri::CriHandle;
 use crate::events::Recorder;
 use crate::pod::observed::{ContainerState, ObservedPod};
 use crate::pod::reconcile::ProbeKill;
@@ -78,7 +78,7 @@ fn probed_containers(pod: &Pod) -> impl Iterator<Item = &Container> {
 
 /// The probe workers of one pod and their results.
 pub struct PodProbes {
-    cri: Cri,
+    cri: CriHandle,
     recorder: Recorder,
     wake: Arc<Notify>,
     results: Results,
@@ -90,7 +90,7 @@ pub struct PodProbes {
 
 impl PodProbes {
     /// No workers yet; `wake` is notified when a published result changes.
-    pub fn new(cri: Cri, recorder: Recorder, wake: Arc<Notify>) -> Self {
+    pub fn new(cri: CriHandle, recorder: Recorder, wake: Arc<Notify>) -> Self {
         PodProbes {
             cri,
             recorder,

@@ -5,7 +5,7 @@
 use super::action::{self, Outcome};
 use super::state::{gate, ProbeKind, ProbeResult, Skip, Timing, Tracker};
 use super::Results;
-use crate::cri::Cri;
+use crate::cri::{CriHandle, CriService};
 use crate::events::{reason, EventType, Recorder};
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use std::sync::Arc;
@@ -31,7 +31,7 @@ pub struct Worker {
     /// The pod's IP (the default host of network probes).
     pub pod_ip: String,
     /// For exec probes.
-    pub cri: Cri,
+    pub cri: CriHandle,
     /// For Unhealthy / ProbeWarning events.
     pub recorder: Recorder,
     /// Where results are published.
@@ -53,7 +53,7 @@ pub async fn run_probe(
     c: &Container,
     container_id: &str,
     pod_ip: &str,
-    cri: &Cri,
+    cri: &dyn CriService,
 ) -> Outcome {
     let timeout = Timing::of(probe).timeout;
     if let Some(e) = &probe.exec {
@@ -136,7 +136,7 @@ impl Worker {
                     let started = std::time::Instant::now();
                     let outcome = tokio::select! {
                         _ = stop.cancelled() => return,
-                        o = run_probe(&probe, &self.container, &self.container_id, &self.pod_ip, &self.cri) => o,
+                        o = run_probe(&probe, &self.container, &self.container_id, &self.pod_ip, self.cri.as_ref()) => o,
                     };
                     let result = match outcome {
                         Outcome::Success(_) => Some(ProbeResult::Success),

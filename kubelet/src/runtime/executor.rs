@@ -9,7 +9,7 @@ use super::observe;
 use super::runtime_class;
 use crate::cgroups::CgroupManager;
 use crate::cri::labels::PodRef;
-use crate::cri::Cri;
+use crate::cri::CriHandle;
 use crate::events::{reason, EventType, Recorder};
 use crate::pod::env::{self, EnvSources};
 use crate::pod::observed::{ContainerState, ObservedPod};
@@ -61,6 +61,21 @@ impl PodInputs {
     }
 }
 
+/// Why a pod's sandbox could not be made; the text is what upstream's
+/// `FailedCreatePodSandBox` event says after its prefix.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The pod's RuntimeClass could not be read (missing, or the API failed).
+    #[error("{0}")]
+    RuntimeClass(String),
+    /// The runtime refused RunPodSandbox (e.g. no such handler, CNI failure).
+    #[error("{}", crate::cri::grpc_error(.0))]
+    Runtime(tonic::Status),
+    /// The node side failed: the pod cgroup or the log/pod directories.
+    #[error("{0:#}")]
+    Node(anyhow::Error),
+}
+
 /// A container that could not start, with upstream's waiting reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartFailure {
@@ -84,8 +99,8 @@ pub struct SyncResult {
 /// The kubelet's runtime side: CRI plus the node's cgroups and directories.
 #[derive(Clone)]
 pub struct PodRuntime {
-    /// CRI client.
-    pub cri: Cri,
+    /// The container runtime (CRI).
+    pub cri: CriHandle,
     /// The node's cgroup hierarchy.
     pub cgroups: Arc<dyn CgroupManager>,
     /// Settings for CRI configs.
@@ -314,10 +329,10 @@ impl PodRuntime {
                 None,
                 EventType::Warning,
                 reason::FAILED_CREATE_POD_SANDBOX,
-                &runtime_class::sandbox_failure_message(why),
+                &runtime_class::sandbox_failure_message(&why.to_string()),
             );
         }
-        created.map_err(anyhow::Error::msg)
+        created.map_err(anyhow::Error::new)
     }
 
     async fn try_create_sandbox(
@@ -325,17 +340,13 @@ impl PodRuntime {
         pod: &Pod,
         attempt: u32,
         inputs: &PodInputs,
-    ) -> Result<String, String> {
+    ) -> Result<String, SandboxError> {
         let runtime_handler = inputs
             .runtime_handler
             .clone()
-            .unwrap_or(Ok(String::new()))?;
-        self.run_sandbox(pod, attempt, runtime_handler)
-            .await
-            .map_err(|e| match e.downcast_ref::<tonic::Status>() {
-                Some(s) => images::grpc_error(s),
-                None => format!("{e:#}"),
-            })
+            .unwrap_or(Ok(String::new()))
+            .map_err(SandboxError::RuntimeClass)?;
+        self.run_sandbox(pod, attempt, runtime_handler).await
     }
 
     async fn run_sandbox(
@@ -343,28 +354,30 @@ impl PodRuntime {
         pod: &Pod,
         attempt: u32,
         runtime_handler: String,
-    ) -> Result<String> {
+    ) -> Result<String, SandboxError> {
         let r = config::pod_ref(pod);
         let qos_class = qos::qos_class(pod);
         let limits = qos::pod_cgroup_config(pod);
         let cgroup = self.ctx.cgroups.pod(qos_class, &r.uid);
         self.cgroups
             .apply(&cgroup, &limits)
-            .with_context(|| format!("create pod cgroup {cgroup}"))?;
+            .with_context(|| format!("create pod cgroup {cgroup}"))
+            .map_err(SandboxError::Node)?;
         let sandbox = config::sandbox_config(&self.ctx, pod, attempt);
         std::fs::create_dir_all(&sandbox.log_directory)
-            .with_context(|| format!("create {}", sandbox.log_directory))?;
-        std::fs::create_dir_all(self.pod_dir(&r.uid).join("containers"))?;
+            .with_context(|| format!("create {}", sandbox.log_directory))
+            .map_err(SandboxError::Node)?;
+        std::fs::create_dir_all(self.pod_dir(&r.uid).join("containers"))
+            .map_err(|e| SandboxError::Node(e.into()))?;
         let response = self
             .cri
-            .runtime
-            .clone()
             .run_pod_sandbox(cri::RunPodSandboxRequest {
                 config: Some(sandbox),
                 runtime_handler,
             })
-            .await?;
-        Ok(response.into_inner().pod_sandbox_id)
+            .await
+            .map_err(SandboxError::Runtime)?;
+        Ok(response.pod_sandbox_id)
     }
 
     /// Resolves env, image and mounts, then creates and starts one container.
@@ -383,7 +396,7 @@ impl PodRuntime {
         };
         if let Err(e) = self
             .image_manager
-            .ensure_image(&self.cri, pod, c, recorder)
+            .ensure_image(self.cri.as_ref(), pod, c, recorder)
             .await
         {
             event(
@@ -450,7 +463,7 @@ impl PodRuntime {
         };
         let sandbox_config = config::sandbox_config(&self.ctx, pod, 0);
         let cfg = config::container_config(&self.ctx, pod, c, restart_count, &container_inputs);
-        let mut rt = self.cri.runtime.clone();
+        let rt = &self.cri;
         let created = rt
             .create_container(cri::CreateContainerRequest {
                 pod_sandbox_id: sandbox_id.to_string(),
@@ -469,7 +482,6 @@ impl PodRuntime {
                     message: s.message().to_string(),
                 }
             })?
-            .into_inner()
             .container_id;
         event(EventType::Normal, reason::CREATED, "Container created");
         rt.start_container(cri::StartContainerRequest {
@@ -490,7 +502,7 @@ impl PodRuntime {
         if let Some(post_start) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             let pod_ip = inputs.pod_ip(pod_ips);
             if let Err(msg) =
-                crate::hooks::run(&self.cri, pod, c, &created, post_start, &pod_ip).await
+                crate::hooks::run(self.cri.as_ref(), pod, c, &created, post_start, &pod_ip).await
             {
                 tracing::warn!(pod = ?pod.metadata.name, container = %c.name, error = %msg, "Failed to execute PostStartHook");
                 event(
@@ -512,7 +524,7 @@ impl PodRuntime {
                 }
                 return Err(StartFailure {
                     reason: "PostStartHookError".into(),
-                    message: msg,
+                    message: msg.to_string(),
                 });
             }
         }
@@ -573,7 +585,7 @@ impl PodRuntime {
             let placeholder = Pod::default();
             let pod = ctx.map(|x| x.pod).unwrap_or(&placeholder);
             let limit = Duration::from_secs(grace_secs.max(0) as u64);
-            let run = crate::hooks::run(&self.cri, pod, c, id, hook, pod_ip);
+            let run = crate::hooks::run(self.cri.as_ref(), pod, c, id, hook, pod_ip);
             match tokio::time::timeout(limit, run).await {
                 Ok(Ok(())) => {}
                 Ok(Err(msg)) => {
@@ -595,8 +607,8 @@ impl PodRuntime {
         }
         // Upstream gives at least 2 seconds after the hook.
         let left = (grace_secs - started.elapsed().as_secs() as i64).max(2);
-        let mut rt = self.cri.runtime.clone();
-        let stopped = rt
+        let stopped = self
+            .cri
             .stop_container(cri::StopContainerRequest {
                 container_id: id.to_string(),
                 timeout: left,
@@ -633,7 +645,7 @@ impl PodRuntime {
 
     /// Whether CRI reports container `id` exited (or no longer knows it).
     async fn has_exited(&self, id: &str) -> bool {
-        match self.cri.container_status(id).await {
+        match self.cri.container_status_of(id).await {
             Ok(status) => {
                 status.is_some_and(|s| s.state == cri::ContainerState::ContainerExited as i32)
             }
@@ -688,9 +700,9 @@ impl PodRuntime {
         for r in futures::future::join_all(kills).await {
             r?;
         }
-        let mut rt = self.cri.runtime.clone();
         for sb in observed.sandboxes.iter().filter(|s| s.ready) {
-            let stopped = rt
+            let stopped = self
+                .cri
                 .stop_pod_sandbox(cri::StopPodSandboxRequest {
                     pod_sandbox_id: sb.id.clone(),
                 })
@@ -714,7 +726,7 @@ impl PodRuntime {
             .iter()
             .filter(|c| matches!(c.state, ContainerState::Running | ContainerState::Created))
         {
-            let status = self.cri.container_status(&c.id).await.ok().flatten();
+            let status = self.cri.container_status_of(&c.id).await.ok().flatten();
             let annotations = status.map(|s| s.annotations).unwrap_or_default();
             containers.push((c.name.clone(), annotations));
         }
@@ -724,7 +736,7 @@ impl PodRuntime {
     /// Removes everything of a pod that has stopped: containers, sandboxes, the pod cgroup
     /// and the pod directory (logs stay, as upstream's log GC owns them).
     pub async fn remove_pod(&self, r: &PodRef, observed: &ObservedPod) -> Result<()> {
-        let mut rt = self.cri.runtime.clone();
+        let rt = &self.cri;
         for c in &observed.containers {
             rt.remove_container(cri::RemoveContainerRequest {
                 container_id: c.id.clone(),
@@ -799,6 +811,9 @@ pub fn etc_hosts_file(pod: &Pod, pod_ips: &[String]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
 
 /// An [`ImageError`] as a start failure.
 impl From<ImageError> for StartFailure {

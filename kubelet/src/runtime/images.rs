@@ -7,7 +7,7 @@ mod backoff;
 
 pub use backoff::Backoff;
 
-use crate::cri::Cri;
+use crate::cri::{grpc_error, CriService};
 use crate::events::{reason, EventType, Recorder};
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -149,7 +149,7 @@ impl ImageManager {
     /// pull back-off; returns the image reference.
     pub async fn ensure_image(
         &self,
-        cri: &Cri,
+        cri: &dyn CriService,
         pod: &Pod,
         c: &Container,
         recorder: &Recorder,
@@ -209,8 +209,6 @@ impl ImageManager {
         );
         let started = Instant::now();
         let pulled = cri
-            .images
-            .clone()
             .pull_image(cri::PullImageRequest {
                 image: Some(cri::ImageSpec {
                     image: image.clone(),
@@ -232,7 +230,7 @@ impl ImageManager {
                         "Successfully pulled image {image:?} in {took} ({took} including waiting). Image size: {size} bytes."
                     ),
                 );
-                Ok(r.into_inner().image_ref)
+                Ok(r.image_ref)
             }
             Err(s) => {
                 let message = grpc_error(&s);
@@ -247,12 +245,6 @@ impl ImageManager {
             }
         }
     }
-}
-
-/// The CRI error as Go's gRPC status prints it (`rpc error: code = NotFound desc = …`),
-/// which upstream's waiting message and Failed event carry.
-pub fn grpc_error(s: &tonic::Status) -> String {
-    format!("rpc error: code = {:?} desc = {}", s.code(), s.message())
 }
 
 /// The effective pull policy, defaulted as the apiserver does (`Always` for `:latest` or
@@ -274,19 +266,17 @@ pub fn pull_policy(c: &Container) -> String {
 }
 
 /// The image's ID and size when present (`ImageStatus`; an error counts as absent).
-async fn image_status(cri: &Cri, image: &str) -> Option<cri::Image> {
-    cri.images
-        .clone()
-        .image_status(cri::ImageStatusRequest {
-            image: Some(cri::ImageSpec {
-                image: image.to_string(),
-                ..Default::default()
-            }),
-            verbose: false,
-        })
-        .await
-        .ok()
-        .and_then(|r| r.into_inner().image)
+async fn image_status(cri: &dyn CriService, image: &str) -> Option<cri::Image> {
+    cri.image_status(cri::ImageStatusRequest {
+        image: Some(cri::ImageSpec {
+            image: image.to_string(),
+            ..Default::default()
+        }),
+        verbose: false,
+    })
+    .await
+    .ok()
+    .and_then(|r| r.image)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! labels the kubelet wrote. This is all the kubelet knows after a restart.
 
 use crate::cri::labels::{self, PodRef};
-use crate::cri::Cri;
+use crate::cri::CriService;
 use crate::pod::observed::{ContainerState, ObservedContainer, ObservedPod, ObservedSandbox};
 use crate::runtime::termination_message::{termination_message, HostFiles, MessageSource};
 use anyhow::Result;
@@ -56,11 +56,8 @@ pub fn observed_container(
     }
 }
 
-type RuntimeClient =
-    k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>;
-
 /// One sandbox with its IPs (asked only of ready sandboxes).
-async fn observe_sandbox(rt: &mut RuntimeClient, sb: cri::PodSandbox) -> ObservedSandbox {
+async fn observe_sandbox(cri: &dyn CriService, sb: cri::PodSandbox) -> ObservedSandbox {
     let ready = sb.state == cri::PodSandboxState::SandboxReady as i32;
     let mut ips = Vec::new();
     if ready {
@@ -68,11 +65,11 @@ async fn observe_sandbox(rt: &mut RuntimeClient, sb: cri::PodSandbox) -> Observe
             pod_sandbox_id: sb.id.clone(),
             verbose: false,
         };
-        let network = rt
+        let network = cri
             .pod_sandbox_status(request)
             .await
             .ok()
-            .and_then(|r| r.into_inner().status)
+            .and_then(|r| r.status)
             .and_then(|s| s.network);
         if let Some(n) = network {
             ips = std::iter::once(n.ip)
@@ -91,24 +88,21 @@ async fn observe_sandbox(rt: &mut RuntimeClient, sb: cri::PodSandbox) -> Observe
 }
 
 /// Everything the runtime holds for kubelet-managed pods, by pod UID.
-pub async fn observe_all(cri: &Cri) -> Result<HashMap<String, (PodRef, ObservedPod)>> {
-    let mut rt = cri.runtime.clone();
-    let sandboxes = rt
+pub async fn observe_all(cri: &dyn CriService) -> Result<HashMap<String, (PodRef, ObservedPod)>> {
+    let sandboxes = cri
         .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
         .await?
-        .into_inner()
         .items;
-    let containers = rt
+    let containers = cri
         .list_containers(cri::ListContainersRequest { filter: None })
         .await?
-        .into_inner()
         .containers;
     let mut pods: HashMap<String, (PodRef, ObservedPod)> = HashMap::new();
     for sb in sandboxes {
         let Some(r) = PodRef::from_labels(&sb.labels) else {
             continue;
         };
-        let observed = observe_sandbox(&mut rt, sb).await;
+        let observed = observe_sandbox(cri, sb).await;
         let entry = pods
             .entry(r.uid.clone())
             .or_insert_with(|| (r, ObservedPod::default()));
@@ -118,7 +112,7 @@ pub async fn observe_all(cri: &Cri) -> Result<HashMap<String, (PodRef, ObservedP
         let Some(r) = PodRef::from_labels(&c.labels) else {
             continue;
         };
-        let status = cri.container_status(&c.id).await.ok().flatten();
+        let status = cri.container_status_of(&c.id).await.ok().flatten();
         let Some(status) = status else { continue };
         let entry = pods
             .entry(r.uid.clone())
@@ -137,11 +131,10 @@ pub async fn observe_all(cri: &Cri) -> Result<HashMap<String, (PodRef, ObservedP
 }
 
 /// What the runtime holds for one pod.
-pub async fn observe_pod(cri: &Cri, uid: &str) -> Result<ObservedPod> {
+pub async fn observe_pod(cri: &dyn CriService, uid: &str) -> Result<ObservedPod> {
     // Filtering by label keeps this to one pod's objects.
     let selector = HashMap::from([(labels::POD_UID.to_string(), uid.to_string())]);
-    let mut rt = cri.runtime.clone();
-    let sandboxes = rt
+    let sandboxes = cri
         .list_pod_sandbox(cri::ListPodSandboxRequest {
             filter: Some(cri::PodSandboxFilter {
                 label_selector: selector.clone(),
@@ -149,9 +142,8 @@ pub async fn observe_pod(cri: &Cri, uid: &str) -> Result<ObservedPod> {
             }),
         })
         .await?
-        .into_inner()
         .items;
-    let containers = rt
+    let containers = cri
         .list_containers(cri::ListContainersRequest {
             filter: Some(cri::ContainerFilter {
                 label_selector: selector,
@@ -159,14 +151,13 @@ pub async fn observe_pod(cri: &Cri, uid: &str) -> Result<ObservedPod> {
             }),
         })
         .await?
-        .into_inner()
         .containers;
     let mut observed = ObservedPod::default();
     for sb in sandboxes {
-        observed.sandboxes.push(observe_sandbox(&mut rt, sb).await);
+        observed.sandboxes.push(observe_sandbox(cri, sb).await);
     }
     for c in containers {
-        if let Some(status) = cri.container_status(&c.id).await.ok().flatten() {
+        if let Some(status) = cri.container_status_of(&c.id).await.ok().flatten() {
             observed
                 .containers
                 .push(observed_container(&c.pod_sandbox_id, &status, &HostFiles));

@@ -42,7 +42,7 @@ pub async fn pods(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> 
 
 /// `/runningpods/`: the pods the runtime has, as upstream builds them from CRI.
 pub async fn running_pods(State(shared): State<Arc<Shared>>) -> Response {
-    let all = match observe::observe_all(&shared.runtime.cri).await {
+    let all = match observe::observe_all(shared.runtime.cri.as_ref()).await {
         Ok(a) => a,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     };
@@ -85,7 +85,7 @@ async fn find(
         .filter(|p| uid.is_none_or(|u| p.metadata.uid.as_deref() == Some(u)))
         .ok_or_else(|| refuse(StatusCode::NOT_FOUND, format!("pod {ns}/{name} not found")))?;
     let pod_uid = pod.metadata.uid.clone().unwrap_or_default();
-    let observed = observe::observe_pod(&shared.runtime.cri, &pod_uid)
+    let observed = observe::observe_pod(shared.runtime.cri.as_ref(), &pod_uid)
         .await
         .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
     Ok((pod, observed))
@@ -172,8 +172,8 @@ pub async fn container_logs(
     ([("content-type", "text/plain")], body).into_response()
 }
 
-async fn container_running(cri: &crate::cri::Cri, id: &str) -> bool {
-    cri.container_status(id)
+async fn container_running(cri: &dyn crate::cri::CriService, id: &str) -> bool {
+    cri.container_status_of(id)
         .await
         .ok()
         .flatten()
@@ -186,7 +186,7 @@ async fn stream_log(
     path: PathBuf,
     opts: LogOptions,
     follow: bool,
-    cri: crate::cri::Cri,
+    cri: crate::cri::CriHandle,
     container_id: String,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
@@ -245,7 +245,7 @@ async fn stream_log(
         }
         idle += 1;
         // Check the container about once a second; one more read after it stopped.
-        if idle.is_multiple_of(5) && !container_running(&cri, &container_id).await {
+        if idle.is_multiple_of(5) && !container_running(cri.as_ref(), &container_id).await {
             if idle > 5 {
                 return;
             }
@@ -282,7 +282,7 @@ async fn stream(
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
-    let mut rt = shared.runtime.cri.runtime.clone();
+    let rt = &shared.runtime.cri;
     let url = match kind {
         Stream::Exec => {
             if opts.command.is_empty() {
@@ -300,7 +300,7 @@ async fn stream(
                 stderr: opts.stderr,
             })
             .await
-            .map(|r| r.into_inner().url)
+            .map(|r| r.url)
         }
         Stream::Attach => rt
             .attach(cri::AttachRequest {
@@ -311,7 +311,7 @@ async fn stream(
                 stderr: opts.stderr,
             })
             .await
-            .map(|r| r.into_inner().url),
+            .map(|r| r.url),
     };
     match url {
         Ok(url) => proxy_upgrade(req, &url).await,
@@ -380,15 +380,13 @@ async fn forward(
     let url = shared
         .runtime
         .cri
-        .runtime
-        .clone()
         .port_forward(cri::PortForwardRequest {
             pod_sandbox_id: sandbox.id.clone(),
             port: ports,
         })
         .await;
     match url {
-        Ok(r) => proxy_upgrade(req, &r.into_inner().url).await,
+        Ok(r) => proxy_upgrade(req, &r.url).await,
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
     }
 }

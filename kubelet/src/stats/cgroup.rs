@@ -1,8 +1,8 @@
 //! Reading a cgroup's usage — CPU time, memory, process count — from cgroupfs (v1: one
 //! directory per controller; v2: the unified tree), as cAdvisor reads them for upstream.
 
+use super::cgroupfs::{count_procs, read_u64, CgroupFs};
 use chrono::{DateTime, Utc};
-use std::path::{Path, PathBuf};
 
 /// One reading of a cgroup.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -80,75 +80,7 @@ pub fn parse_v2_cpu(stat: &str) -> Option<u64> {
     super::cadvisor::read::parse_v2_cpu(stat).map(|c| c.total_ns)
 }
 
-/// A file holding one number.
-pub(crate) fn read_u64(p: &Path) -> Option<u64> {
-    std::fs::read_to_string(p).ok()?.trim().parse().ok()
-}
-
-/// Counts the PIDs in `cgroup.procs` of `dir` and every cgroup below it.
-pub fn count_procs(dir: &Path) -> Option<u64> {
-    let own = std::fs::read_to_string(dir.join("cgroup.procs")).ok()?;
-    let mut n = own.lines().filter(|l| !l.trim().is_empty()).count() as u64;
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                n += count_procs(&e.path()).unwrap_or(0);
-            }
-        }
-    }
-    Some(n)
-}
-
-/// cgroupfs mounted at one place, v1 or v2.
-#[derive(Debug, Clone)]
-pub struct CgroupFs {
-    mount: PathBuf,
-    v2: bool,
-}
-
 impl CgroupFs {
-    /// The hierarchy at `mount` (`/sys/fs/cgroup`); v2 when `cgroup.controllers` is there.
-    pub fn new(mount: PathBuf) -> Self {
-        let v2 = mount.join("cgroup.controllers").exists();
-        CgroupFs { mount, v2 }
-    }
-
-    /// The host's hierarchy.
-    pub fn host() -> Self {
-        Self::new(PathBuf::from("/sys/fs/cgroup"))
-    }
-
-    fn dir(&self, controller: &str, path: &str) -> PathBuf {
-        let rel = path.trim_start_matches('/');
-        if self.v2 {
-            self.mount.join(rel)
-        } else {
-            self.mount.join(controller).join(rel)
-        }
-    }
-
-    /// Whether this is the unified (v2) hierarchy.
-    pub fn is_v2(&self) -> bool {
-        self.v2
-    }
-
-    /// The directory of cgroup `path` under `controller` (v1); the unified directory (v2).
-    pub fn controller_dir(&self, controller: &str, path: &str) -> PathBuf {
-        self.dir(controller, path)
-    }
-
-    /// Whether the cgroup exists.
-    pub fn exists(&self, path: &str) -> bool {
-        self.dir("memory", path).is_dir()
-    }
-
-    /// When the cgroup was created (its memory directory's birth or change time).
-    pub fn created(&self, path: &str) -> Option<DateTime<Utc>> {
-        let meta = std::fs::metadata(self.dir("memory", path)).ok()?;
-        let t = meta.created().or_else(|_| meta.modified()).ok()?;
-        Some(t.into())
-    }
-
     /// Reads the cgroup at `path` (e.g. `/kubepods/burstable/pod<uid>`); `None` when it
     /// does not exist.
     pub fn sample(&self, path: &str) -> Option<CgroupSample> {
@@ -156,8 +88,8 @@ impl CgroupFs {
             return None;
         }
         let time = Utc::now();
-        if self.v2 {
-            let dir = self.dir("", path);
+        if self.is_v2() {
+            let dir = self.controller_dir("", path);
             let stat = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
             let max = std::fs::read_to_string(dir.join("memory.max")).unwrap_or_default();
             let memory = read_u64(&dir.join("memory.current")).map(|current| MemorySample {
@@ -173,7 +105,7 @@ impl CgroupFs {
                 processes: None,
             });
         }
-        let mem = self.dir("memory", path);
+        let mem = self.controller_dir("memory", path);
         let memory = read_u64(&mem.join("memory.usage_in_bytes")).map(|usage| {
             let limit = read_u64(&mem.join("memory.limit_in_bytes")).unwrap_or(u64::MAX);
             let stat = std::fs::read_to_string(mem.join("memory.stat")).unwrap_or_default();
@@ -181,7 +113,7 @@ impl CgroupFs {
         });
         Some(CgroupSample {
             time,
-            cpu_usage_ns: read_u64(&self.dir("cpuacct", path).join("cpuacct.usage")),
+            cpu_usage_ns: read_u64(&self.controller_dir("cpuacct", path).join("cpuacct.usage")),
             memory,
             processes: None,
         })
@@ -190,74 +122,25 @@ impl CgroupFs {
     /// [`CgroupFs::sample`] with the processes of the cgroup's subtree counted.
     pub fn sample_with_processes(&self, path: &str) -> Option<CgroupSample> {
         let mut s = self.sample(path)?;
-        s.processes = if self.v2 {
-            count_procs(&self.dir("", path))
+        s.processes = if self.is_v2() {
+            count_procs(&self.controller_dir("", path))
         } else {
-            let pids = self.dir("pids", path);
+            let pids = self.controller_dir("pids", path);
             let dir = if pids.is_dir() {
                 pids
             } else {
-                self.dir("cpu", path)
+                self.controller_dir("cpu", path)
             };
             count_procs(&dir)
         };
         Some(s)
     }
-
-    /// The cgroup of container `id` in the pod cgroup `pod_cgroup`: `<pod>/<id>` as the
-    /// runtime makes it with cgroupfs, or the runtime's `<prefix>-<id>.scope` with systemd
-    /// (found among the pod cgroup's children; see [`crate::cgroups::name::is_container_cgroup`]).
-    pub fn container(&self, pod_cgroup: &str, id: &str) -> String {
-        let pod = pod_cgroup.trim_end_matches('/');
-        let plain = format!("{pod}/{id}");
-        if self.exists(&plain) {
-            return plain;
-        }
-        std::fs::read_dir(self.dir("memory", pod))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().is_dir())
-            .find_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                crate::cgroups::name::is_container_cgroup(&name, id)
-                    .then(|| format!("{pod}/{name}"))
-            })
-            .unwrap_or(plain)
-    }
-
-    /// The first PID in the cgroup (the sandbox's pause process, for its network).
-    pub fn first_pid(&self, path: &str) -> Option<u32> {
-        let procs = std::fs::read_to_string(self.dir("pids", path).join("cgroup.procs"))
-            .or_else(|_| std::fs::read_to_string(self.dir("memory", path).join("cgroup.procs")))
-            .ok()?;
-        procs.lines().find_map(|l| l.trim().parse().ok())
-    }
-
-    /// The cgroup of process `pid` (its memory controller's path on v1).
-    pub fn of_pid(&self, pid: u32) -> Option<String> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        cgroup_of(&text, self.v2)
-    }
-}
-
-/// The path in `/proc/<pid>/cgroup` of the memory controller (v1) or the unified entry (v2).
-pub fn cgroup_of(proc_cgroup: &str, v2: bool) -> Option<String> {
-    proc_cgroup.lines().find_map(|l| {
-        let mut parts = l.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let hit = if v2 {
-            controllers.is_empty()
-        } else {
-            controllers.split(',').any(|c| c == "memory")
-        };
-        hit.then(|| path.to_string())
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::cgroupfs::cgroup_of;
 
     const V1_STAT: &str = "cache 8192\nrss 4096\ntotal_cache 1048576\ntotal_rss 2097152\n\
 total_inactive_file 524288\ntotal_pgfault 300\ntotal_pgmajfault 2\n";

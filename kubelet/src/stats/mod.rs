@@ -9,6 +9,7 @@
 
 pub mod cadvisor;
 pub mod cgroup;
+pub mod cgroupfs;
 pub mod cpu_rate;
 pub mod exposition;
 pub mod fs;

@@ -4,7 +4,8 @@
 //! cache; API reads use the cached rates, as upstream's summary handler does.
 
 use super::cadvisor;
-use super::cgroup::{CgroupFs, CgroupSample};
+use super::cgroup::CgroupSample;
+use super::cgroupfs::CgroupFs;
 use super::cpu_rate::CpuRates;
 use super::fs::{disk_usage, files_usage, FsInfo};
 use super::summary::{self as assemble, ContainerInput};
@@ -96,41 +97,27 @@ impl StatsProvider {
     }
 
     async fn runtime_view(&self, full: bool) -> Result<RuntimeView> {
-        let cri = &self.shared.runtime.cri;
-        let (mut rt1, mut rt2, mut rt3, mut images) = (
-            cri.runtime.clone(),
-            cri.runtime.clone(),
-            cri.runtime.clone(),
-            cri.images.clone(),
-        );
+        let c = &self.shared.runtime.cri;
         let (sandboxes, containers, stats, image_fs) = tokio::join!(
-            rt1.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }),
-            rt2.list_containers(cri::ListContainersRequest { filter: None }),
-            rt3.list_container_stats(cri::ListContainerStatsRequest { filter: None }),
-            async move {
+            c.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }),
+            c.list_containers(cri::ListContainersRequest { filter: None }),
+            c.list_container_stats(cri::ListContainerStatsRequest { filter: None }),
+            async {
                 if full {
-                    Some(images.image_fs_info(cri::ImageFsInfoRequest {}).await)
+                    Some(c.image_fs_info(cri::ImageFsInfoRequest {}).await)
                 } else {
                     None
                 }
             },
         );
-        let sandboxes = sandboxes
-            .context("failed to list all pod sandboxes")?
-            .into_inner()
-            .items;
+        let sandboxes = sandboxes.context("failed to list all pod sandboxes")?.items;
         let containers = containers
             .context("failed to list all containers")?
-            .into_inner()
             .containers;
-        let stats = stats
-            .context("failed to list all container stats")?
-            .into_inner()
-            .stats;
+        let stats = stats.context("failed to list all container stats")?.stats;
         let image_fs = match image_fs {
             Some(r) => r
                 .context("failed to get imageFs info")?
-                .into_inner()
                 .image_filesystems
                 .into_iter()
                 .next(),
@@ -461,31 +448,23 @@ impl StatsProvider {
 
     async fn cadvisor_view(&self) -> Result<CadvisorView> {
         let c = &self.shared.runtime.cri;
-        let (mut rt1, mut rt2, mut images) =
-            (c.runtime.clone(), c.runtime.clone(), c.images.clone());
-        let mut images2 = images.clone();
         let (sandboxes, containers, listed, image_fs) = tokio::join!(
-            rt1.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }),
-            rt2.list_containers(cri::ListContainersRequest { filter: None }),
-            images.list_images(cri::ListImagesRequest { filter: None }),
-            images2.image_fs_info(cri::ImageFsInfoRequest {}),
+            c.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }),
+            c.list_containers(cri::ListContainersRequest { filter: None }),
+            c.list_images(cri::ListImagesRequest { filter: None }),
+            c.image_fs_info(cri::ImageFsInfoRequest {}),
         );
         let image_fs_mountpoint = image_fs.ok().and_then(|r| {
-            let fs = r.into_inner().image_filesystems.into_iter().next()?;
+            let fs = r.image_filesystems.into_iter().next()?;
             Some(fs.fs_id?.mountpoint)
         });
-        let sandboxes = sandboxes
-            .context("failed to list all pod sandboxes")?
-            .into_inner()
-            .items;
+        let sandboxes = sandboxes.context("failed to list all pod sandboxes")?.items;
         let containers = containers
             .context("failed to list all containers")?
-            .into_inner()
             .containers;
         // Without image names the containers still count; their image label is CRI's.
         let image_names = match listed {
             Ok(r) => r
-                .into_inner()
                 .images
                 .into_iter()
                 .filter_map(|i| Some((i.id, i.repo_tags.into_iter().next()?)))

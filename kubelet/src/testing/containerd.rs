@@ -94,6 +94,7 @@ impl TestContainerd {
             }
             if self.socket.exists() {
                 if let Ok(cri) = crate::cri::Cri::connect(&self.endpoint()).await {
+                    use crate::cri::CriService;
                     if cri.runtime_version().await.is_ok() {
                         return Ok(());
                     }
@@ -116,6 +117,7 @@ impl TestContainerd {
         loader.load(&pause_image(busybox, PAUSE_IMAGE)?).await?;
         // The CRI plugin learns of imported images from events, asynchronously: wait for it.
         let cri = crate::cri::Cri::connect(&self.endpoint()).await?;
+        use crate::cri::CriService;
         let deadline = Instant::now() + Duration::from_secs(10);
         for image in [BUSYBOX_IMAGE, PAUSE_IMAGE] {
             loop {
@@ -127,13 +129,7 @@ impl TestContainerd {
                     image: Some(spec),
                     verbose: false,
                 };
-                let seen = cri
-                    .images
-                    .clone()
-                    .image_status(request)
-                    .await
-                    .ok()
-                    .and_then(|r| r.into_inner().image);
+                let seen = cri.image_status(request).await.ok().and_then(|r| r.image);
                 if seen.is_some() {
                     break;
                 }

@@ -43,7 +43,7 @@ impl Rig {
             memory_capacity: 8 << 30,
         };
         let runtime = PodRuntime {
-            cri,
+            cri: Arc::new(cri),
             cgroups: Arc::from(cgroups::detect()),
             ctx,
             root_dir: containerd.dir().join("kubelet"),
@@ -200,13 +200,10 @@ pub fn tiny_image(name: &str) -> kubelet::image::OciImage {
 }
 
 /// The repo tags of every image the runtime has.
-pub async fn image_tags(cri: &kubelet::cri::Cri) -> Vec<String> {
-    cri.images
-        .clone()
-        .list_images(k8s_cri::v1::ListImagesRequest { filter: None })
+pub async fn image_tags(cri: &dyn kubelet::cri::CriService) -> Vec<String> {
+    cri.list_images(k8s_cri::v1::ListImagesRequest { filter: None })
         .await
         .unwrap()
-        .into_inner()
         .images
         .into_iter()
         .flat_map(|i| i.repo_tags)

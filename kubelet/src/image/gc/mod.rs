@@ -10,7 +10,7 @@
 pub mod metrics;
 pub mod policy;
 
-use crate::cri::Cri;
+use crate::cri::CriHandle;
 use crate::events::{EventType, Recorder};
 use anyhow::{bail, Context, Result};
 use k8s_cri::v1 as cri;
@@ -44,7 +44,7 @@ struct Record {
 
 /// The image garbage collector of one kubelet.
 pub struct ImageGc {
-    cri: Cri,
+    cri: CriHandle,
     policy: Policy,
     records: Mutex<HashMap<String, Record>>,
     began: Instant,
@@ -66,7 +66,7 @@ pub struct Removed {
 impl ImageGc {
     /// A collector with `policy`; events go to the node `node_name`.
     pub fn new(
-        cri: Cri,
+        cri: CriHandle,
         policy: Policy,
         recorder: Recorder,
         node_name: &str,
@@ -93,21 +93,15 @@ impl ImageGc {
     pub async fn detect(&self, now: Instant) -> Result<Vec<ImageRecord>> {
         let images = self
             .cri
-            .images
-            .clone()
             .list_images(cri::ListImagesRequest { filter: None })
             .await
             .context("ListImages")?
-            .into_inner()
             .images;
         let containers = self
             .cri
-            .runtime
-            .clone()
             .list_containers(cri::ListContainersRequest { filter: None })
             .await
             .context("ListContainers")?
-            .into_inner()
             .containers;
         let mut in_use: HashSet<String> = HashSet::new();
         for c in &containers {
@@ -162,8 +156,6 @@ impl ImageGc {
     async fn remove(&self, id: &str, why: Reason) -> Result<()> {
         tracing::info!(image_id = id, "Removing image to free bytes");
         self.cri
-            .images
-            .clone()
             .remove_image(cri::RemoveImageRequest {
                 image: Some(cri::ImageSpec {
                     image: id.to_string(),
@@ -171,7 +163,7 @@ impl ImageGc {
                 }),
             })
             .await
-            .map_err(|s| anyhow::anyhow!("{}", crate::runtime::images::grpc_error(&s)))
+            .map_err(|s| anyhow::anyhow!("{}", crate::cri::grpc_error(&s)))
             .with_context(|| format!("RemoveImage {id}"))?;
         self.records.lock().expect("image records lock").remove(id);
         metrics::count(why);
@@ -200,7 +192,8 @@ impl ImageGc {
 
     /// The image filesystem's usage: CRI's ImageFsInfo mount point, statfs'd.
     pub async fn usage(&self) -> Option<FsUsage> {
-        let (bytes, _) = crate::eviction::signals::imagefs(&self.cri, &self.fallback_root).await?;
+        let (bytes, _) =
+            crate::eviction::signals::imagefs(self.cri.as_ref(), &self.fallback_root).await?;
         Some(FsUsage {
             available: bytes.available,
             capacity: bytes.capacity,
@@ -357,6 +350,17 @@ fn normalize(name: &str) -> String {
         (true, _) => name.to_string(),
         (false, true) => format!("docker.io/{name}"),
         (false, false) => format!("docker.io/library/{name}"),
+    }
+}
+
+/// The eviction manager's `DeleteUnusedImages`.
+impl crate::eviction::types::ImageGc for ImageGc {
+    fn delete_unused_images(&self) -> futures::future::BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let r = self.delete_unused().await?;
+            tracing::info!(images = ?r.images, freed = r.freed, "Eviction manager: deleted unused images");
+            Ok(())
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 //! and the spec (shares, CFS quota and period, memory limits). cgroup v1 reads one
 //! directory per controller; v2 the unified directory.
 
-use crate::stats::cgroup::{read_u64, CgroupFs};
+use crate::stats::cgroupfs::{read_u64, CgroupFs};
 use chrono::{DateTime, Utc};
 use std::path::Path;
 
@@ -261,7 +261,7 @@ fn read_processes(dir: &Path) -> Option<ProcessUsage> {
     Some(ProcessUsage {
         threads: read_u64(&dir.join("pids.current"))?,
         threads_max: parse_pids_max(&read_string(&dir.join("pids.max")).unwrap_or_default()),
-        processes: crate::stats::cgroup::count_procs(dir).unwrap_or(0),
+        processes: crate::stats::cgroupfs::count_procs(dir).unwrap_or(0),
     })
 }
 
