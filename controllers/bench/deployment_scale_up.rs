@@ -10,7 +10,15 @@
 //!   cargo bench -p controllers --bench deployment_scale_up                 # upstream
 //! REPLICAS=300 RUNS=3 cargo bench -p controllers --bench deployment_scale_up
 //! KUBE_API_QPS=500 cargo bench -p controllers --bench deployment_scale_up  # lift client limits
+//! KCM_UPSTREAM_BINARY=/opt/upstream/bin/kube-controller-manager RUNS=5 KUBE_API_QPS=1000 \
+//!   cargo bench -p controllers --bench deployment_scale_up                 # both, interleaved
 //! ```
+//!
+//! With `KCM_UPSTREAM_BINARY` each run measures ours, then upstream's, and the bench ends
+//! with one JSON line per figure (`{"figure": …, "ours": …, "upstream": …, "unit": …}`,
+//! medians over the runs) for `hack/bench.sh`. Every run also prints the apiserver's
+//! requests in its window by verb and resource (`apiserver_request_total`), which is where
+//! a difference in apiserver CPU comes from.
 //!
 //! With the default client limits (qps 20, burst 30, as upstream) both controller managers
 //! are bound by the limiter (~20 pods/s); `KUBE_API_QPS` passes `--kube-api-qps=N
@@ -19,6 +27,7 @@
 //! No kubelet runs: pods are counted once created (the apiserver's `remainingItemCount`
 //! on a one-item list keeps the polling cheap).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -67,6 +76,45 @@ struct Run {
     /// CPU seconds kube-apiserver used in `elapsed`: on 2 cores the apiserver, not the
     /// controller manager, is the busier process, so this is where request cost shows.
     apiserver_cpu: f64,
+    /// Requests the apiserver served in `elapsed`, by `VERB resource`.
+    requests: BTreeMap<String, f64>,
+}
+
+/// The apiserver's `apiserver_request_total` summed by verb and resource.
+async fn request_counts(client: &kube::Client) -> anyhow::Result<BTreeMap<String, f64>> {
+    let req = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(req).await?;
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split("\",")
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let key = format!("{} {}", label("verb"), label("resource"));
+        *out.entry(key).or_insert(0.0) += value.trim().parse::<f64>().unwrap_or(0.0);
+    }
+    Ok(out)
+}
+
+/// `after - before`, keeping the keys that moved.
+fn diff_counts(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d > 0.0)
+        .collect()
 }
 
 async fn pod_count(pods: &Api<Pod>) -> anyhow::Result<usize> {
@@ -127,6 +175,7 @@ async fn run_once(binary: &Path, replicas: i32) -> anyhow::Result<Run> {
     let apiserver = cluster.apiserver_pid();
     let cpu = |pid| component_base::metrics::cpu_seconds(pid).unwrap_or(f64::NAN);
     let (kcm_cpu0, apiserver_cpu0) = (cpu(kcm.pid()), cpu(apiserver));
+    let requests0 = request_counts(&client).await?;
     let start = Instant::now();
     Api::<Deployment>::namespaced(client.clone(), "default")
         .create(&PostParams::default(), &deployment(replicas))
@@ -149,6 +198,7 @@ async fn run_once(binary: &Path, replicas: i32) -> anyhow::Result<Run> {
     }
     let elapsed = start.elapsed();
     let (kcm_cpu, apiserver_cpu) = (cpu(kcm.pid()) - kcm_cpu0, cpu(apiserver) - apiserver_cpu0);
+    let requests = diff_counts(&requests0, &request_counts(&client).await?);
     // Let the status writes settle so the peak includes a full steady cache.
     tokio::time::sleep(Duration::from_secs(2)).await;
     Ok(Run {
@@ -156,7 +206,36 @@ async fn run_once(binary: &Path, replicas: i32) -> anyhow::Result<Run> {
         peak_rss_mib: peak_rss_mib(kcm.pid()).unwrap_or(f64::NAN),
         kcm_cpu,
         apiserver_cpu,
+        requests,
     })
+}
+
+/// The median of `v` (NaN when empty).
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// One JSON figure line for `hack/bench.sh`; a side that was not measured is left out.
+fn figure_line(figure: &str, ours: Option<f64>, upstream: Option<f64>, unit: &str) -> String {
+    let mut obj = serde_json::json!({"figure": figure});
+    let round = |v: f64| (v * 1000.0).round() / 1000.0;
+    if let Some(v) = ours {
+        obj["ours"] = serde_json::json!(round(v));
+    }
+    if let Some(v) = upstream {
+        obj["upstream"] = serde_json::json!(round(v));
+    }
+    obj["unit"] = serde_json::json!(unit);
+    obj.to_string()
 }
 
 #[tokio::main]
@@ -164,28 +243,80 @@ async fn main() {
     // `cargo bench` passes `--bench`; nothing else is parsed.
     let replicas: i32 = env_or("REPLICAS", 1000);
     let runs: usize = env_or("RUNS", 1);
-    let binary = kcm_binary();
     let qps: u32 = env_or("KUBE_API_QPS", 0);
     let limits = if qps > 0 {
         format!("--kube-api-qps={qps} --kube-api-burst={}", qps * 2)
     } else {
         "default client limits (qps 20, burst 30)".to_string()
     };
-    println!("kube-controller-manager: {} ({limits})", binary.display());
+    // KCM_BINARY alone measures that binary as "ours" (the old single-binary mode).
+    let mut binaries = vec![("ours", kcm_binary())];
+    match std::env::var_os("KCM_UPSTREAM_BINARY").map(PathBuf::from) {
+        Some(p) if p.is_file() => binaries.push(("upstream", p)),
+        Some(p) => println!(
+            "SKIPPED: upstream kube-controller-manager: {} is not a file",
+            p.display()
+        ),
+        None => {}
+    }
+    for (who, binary) in &binaries {
+        println!(
+            "{who} kube-controller-manager: {} ({limits})",
+            binary.display()
+        );
+    }
+    let mut results: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
     for run in 1..=runs {
-        match run_once(&binary, replicas).await {
-            Ok(r) => println!(
-                "run {run}: {replicas}-replica Deployment -> {replicas} pods created in {:.2} s ({:.0} pods/s); controller peak RSS {:.1} MiB; CPU in that time: controller {:.2} s, kube-apiserver {:.2} s",
-                r.elapsed.as_secs_f64(),
-                f64::from(replicas) / r.elapsed.as_secs_f64(),
-                r.peak_rss_mib,
-                r.kcm_cpu,
-                r.apiserver_cpu,
-            ),
-            Err(e) => {
-                println!("{e:#}");
-                return;
+        for (who, binary) in &binaries {
+            match run_once(binary, replicas).await {
+                Ok(r) => {
+                    println!(
+                        "run {run} {who}: {replicas}-replica Deployment -> {replicas} pods created in {:.2} s ({:.0} pods/s); controller peak RSS {:.1} MiB; CPU in that time: controller {:.2} s, kube-apiserver {:.2} s",
+                        r.elapsed.as_secs_f64(),
+                        f64::from(replicas) / r.elapsed.as_secs_f64(),
+                        r.peak_rss_mib,
+                        r.kcm_cpu,
+                        r.apiserver_cpu,
+                    );
+                    let reqs: Vec<String> = r
+                        .requests
+                        .iter()
+                        .filter(|(_, n)| **n >= 5.0)
+                        .map(|(k, n)| format!("{k} {n:.0}"))
+                        .collect();
+                    println!("  apiserver requests (>= 5): {}", reqs.join(", "));
+                    results.entry(who).or_default().push(r);
+                }
+                Err(e) => {
+                    println!("{e:#}");
+                    return;
+                }
             }
         }
+    }
+    let fig = |f: &dyn Fn(&Run) -> f64, who: &str| {
+        results
+            .get(who)
+            .map(|runs| median(runs.iter().map(f).collect()))
+    };
+    let name = |what: &str| {
+        let limits = if qps > 0 {
+            format!("qps {qps}")
+        } else {
+            "default qps".to_string()
+        };
+        format!("kube-controller-manager {replicas}-replica scale-up ({limits}): {what}")
+    };
+    let figures: [(&str, &dyn Fn(&Run) -> f64, &str); 4] = [
+        ("wall time", &|r| r.elapsed.as_secs_f64(), "s"),
+        ("kube-apiserver CPU", &|r| r.apiserver_cpu, "s"),
+        ("controller CPU", &|r| r.kcm_cpu, "s"),
+        ("peak RSS", &|r| r.peak_rss_mib, "MiB"),
+    ];
+    for (what, f, unit) in figures {
+        println!(
+            "{}",
+            figure_line(&name(what), fig(f, "ours"), fig(f, "upstream"), unit)
+        );
     }
 }

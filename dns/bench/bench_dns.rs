@@ -370,6 +370,9 @@ async fn main() {
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
     );
     let mut filled = 0;
+    // One JSON line per figure for hack/bench.sh, printed at the end (no upstream side:
+    // CoreDNS is not run by this harness).
+    let mut figures = Vec::new();
     for &n in &a.sizes {
         let source_args = if use_apiserver {
             if cluster.is_none() {
@@ -406,6 +409,11 @@ async fn main() {
                 "| {what} | saturation | {:.0} | {:.0} | {} | | | | |",
                 max.qps, max.per_cpu_second, max.lost
             );
+            figures.push(figure_line(
+                &format!("ferrokube-dns {n} Services {what}: queries/s at saturation"),
+                max.qps.round(),
+                "queries/s",
+            ));
             for &load in &a.loads {
                 let run = dnsperf(
                     &a,
@@ -429,9 +437,28 @@ async fn main() {
         }
         let (now, peak) = rss(child.id());
         println!("\nRSS after the runs: {now} (peak {peak})");
+        if let Some(kb) = peak
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            figures.push(figure_line(
+                &format!("ferrokube-dns {n} Services: peak RSS"),
+                (kb / 1024.0 * 10.0).round() / 10.0,
+                "MiB",
+            ));
+        }
         let _ = child.kill();
         let _ = child.wait();
     }
+    for f in figures {
+        println!("{f}");
+    }
+}
+
+/// One JSON figure line for `hack/bench.sh` with our side only.
+fn figure_line(figure: &str, ours: f64, unit: &str) -> String {
+    json!({"figure": figure, "ours": ours, "unit": unit}).to_string()
 }
 
 async fn fill_apiserver_range(client: kube::Client, from: usize, to: usize) -> Duration {

@@ -208,6 +208,29 @@ async fn main() {
         seventy.as_secs_f64()
     );
     println!("  RSS idle {idle:.1} MiB | 30 pods {at30:.1} MiB | 100 pods {at100:.1} MiB");
+    // One JSON line per figure for hack/bench.sh, which pairs ours with upstream's run.
+    let side = if upstream.is_some() {
+        "upstream"
+    } else {
+        "ours"
+    };
+    let p50 = percentile(&lat, 0.5).as_secs_f64();
+    for (figure, value, unit) in [
+        ("kubelet 30 pods create->Ready p50", p50, "s"),
+        (
+            "kubelet 70 more pods (to 100) all Ready",
+            seventy.as_secs_f64(),
+            "s",
+        ),
+        ("kubelet RSS idle", idle, "MiB"),
+        ("kubelet RSS at 100 pods", at100, "MiB"),
+    ] {
+        let value = (value * 100.0).round() / 100.0;
+        println!(
+            "{}",
+            serde_json::json!({"figure": figure, side: value, "unit": unit})
+        );
+    }
 
     pods.delete_collection(
         &DeleteParams::default(),
