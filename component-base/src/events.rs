@@ -142,6 +142,67 @@ impl SeriesCache {
     }
 }
 
+/// client-go's spam filter for its legacy recorder (`tools/record`, used by the controller
+/// manager and the kubelet): each source and object may produce a burst of 25 events, then
+/// one per 5 minutes; the rest are dropped.
+pub const SPAM_BURST: f64 = 25.0;
+/// Tokens regained per second by a source and object's spam bucket (1 per 300 s).
+pub const SPAM_QPS: f64 = 1.0 / 300.0;
+/// How many sources and objects the spam filter remembers (client-go's LRU of 4096).
+const SPAM_CACHE_ENTRIES: usize = 4096;
+
+/// Token buckets per source and object (client-go's `EventSourceObjectSpamFilter`).
+#[derive(Debug, Default)]
+pub struct SpamFilter {
+    buckets: HashMap<String, (f64, std::time::Instant)>,
+}
+
+/// The key under which events share a spam bucket (client-go's getSpamKey: the source,
+/// the regarding object's kind, namespace, name, uid and apiVersion, and the event type).
+pub fn spam_key(instance: &str, e: &EventSpec) -> String {
+    let r = &e.regarding;
+    [
+        instance,
+        r.kind.as_deref().unwrap_or(""),
+        r.namespace.as_deref().unwrap_or(""),
+        r.name.as_deref().unwrap_or(""),
+        r.uid.as_deref().unwrap_or(""),
+        r.api_version.as_deref().unwrap_or(""),
+        e.type_.as_str(),
+    ]
+    .join("\u{1f}")
+}
+
+impl SpamFilter {
+    /// Takes a token from `key`'s bucket at `now`; false when it is empty (drop the event).
+    pub fn allow(&mut self, key: &str, now: std::time::Instant) -> bool {
+        if self.buckets.len() >= SPAM_CACHE_ENTRIES && !self.buckets.contains_key(key) {
+            // Forget the least recently used source and object, as client-go's LRU.
+            if let Some(oldest) = self
+                .buckets
+                .iter()
+                .min_by_key(|(_, (_, seen))| *seen)
+                .map(|(k, _)| k.clone())
+            {
+                self.buckets.remove(&oldest);
+            }
+        }
+        let (tokens, seen) = self
+            .buckets
+            .entry(key.to_string())
+            .or_insert((SPAM_BURST, now));
+        let regained = now.saturating_duration_since(*seen).as_secs_f64() * SPAM_QPS;
+        *tokens = (*tokens + regained).min(SPAM_BURST);
+        *seen = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Records events for one component instance.
 #[derive(Clone)]
 pub struct EventRecorder {
@@ -149,6 +210,7 @@ pub struct EventRecorder {
     reporting_controller: String,
     reporting_instance: String,
     cache: Arc<Mutex<SeriesCache>>,
+    spam: Option<Arc<Mutex<SpamFilter>>>,
 }
 
 impl EventRecorder {
@@ -160,7 +222,16 @@ impl EventRecorder {
             reporting_controller: controller.into(),
             reporting_instance: instance.into(),
             cache: Arc::default(),
+            spam: None,
         }
+    }
+
+    /// The same recorder with client-go's legacy spam filter ([`SpamFilter`]): what the
+    /// controller manager's and the kubelet's recorders do upstream, so a 1,000-pod
+    /// scale-up writes 25 `SuccessfulCreate` events, not 1,000.
+    pub fn with_spam_filter(mut self) -> Self {
+        self.spam = Some(Arc::default());
+        self
     }
 
     /// Records `e` in the background (the caller does not wait for the apiserver), as
@@ -179,6 +250,17 @@ impl EventRecorder {
 
     /// Records `e`, returning the apiserver's error if any.
     pub async fn try_record(&self, e: &EventSpec) -> Result<(), kube::Error> {
+        if let Some(spam) = &self.spam {
+            let key = spam_key(&self.reporting_instance, e);
+            let allowed = spam
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .allow(&key, std::time::Instant::now());
+            if !allowed {
+                tracing::debug!(reason = %e.reason, "event dropped by the spam filter");
+                return Ok(());
+            }
+        }
         let now = Timestamp::now();
         let namespace = e
             .regarding
@@ -246,6 +328,32 @@ impl EventRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spam_filter_allows_a_burst_of_25_then_one_per_five_minutes() {
+        let mut f = SpamFilter::default();
+        let t0 = std::time::Instant::now();
+        let allowed = (0..1000).filter(|_| f.allow("rs", t0)).count();
+        assert_eq!(allowed, 25);
+        // Another object has its own bucket.
+        assert!(f.allow("other", t0));
+        assert!(!f.allow("rs", t0 + Duration::from_secs(299)));
+        assert!(f.allow("rs", t0 + Duration::from_secs(301)));
+        assert!(!f.allow("rs", t0 + Duration::from_secs(302)));
+    }
+
+    #[test]
+    fn spam_key_ignores_reason_and_note_but_not_the_object_or_type() {
+        let a = ev("SuccessfulCreate", "Created pod: a");
+        let b = ev("SuccessfulDelete", "Deleted pod: b");
+        assert_eq!(spam_key("i", &a), spam_key("i", &b));
+        let mut w = a.clone();
+        w.type_ = EventType::Normal;
+        assert_ne!(spam_key("i", &a), spam_key("i", &w));
+        let mut other = a.clone();
+        other.regarding.name = Some("other".into());
+        assert_ne!(spam_key("i", &a), spam_key("i", &other));
+    }
 
     #[test]
     fn reference_to_names_the_object_with_its_kind_and_version() {

@@ -52,8 +52,9 @@ impl ControllerContext {
 }
 
 /// An event recorder for `controller` writing with `client`, its instance named after this
-/// host as upstream's (`<controller>-<hostname>`).
+/// host as upstream's (`<controller>-<hostname>`), with client-go's spam filter as
+/// upstream's recorders (a burst of 25 events per object, then one per 5 minutes).
 pub fn event_recorder(client: kube::Client, controller: &str) -> EventRecorder {
     let host = component_base::hostname::hostname();
-    EventRecorder::new(client, controller, &format!("{controller}-{host}"))
+    EventRecorder::new(client, controller, &format!("{controller}-{host}")).with_spam_filter()
 }
