@@ -210,6 +210,9 @@ async fn run_once(binary: &Path, replicas: i32) -> anyhow::Result<Run> {
     })
 }
 
+/// A reported figure: its name, how a run gives its value, its unit.
+type Figure<'a> = (&'a str, &'a dyn Fn(&Run) -> f64, &'a str);
+
 /// The median of `v` (NaN when empty).
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
@@ -307,7 +310,7 @@ async fn main() {
         };
         format!("kube-controller-manager {replicas}-replica scale-up ({limits}): {what}")
     };
-    let figures: [(&str, &dyn Fn(&Run) -> f64, &str); 4] = [
+    let figures: [Figure; 4] = [
         ("wall time", &|r| r.elapsed.as_secs_f64(), "s"),
         ("kube-apiserver CPU", &|r| r.apiserver_cpu, "s"),
         ("controller CPU", &|r| r.kcm_cpu, "s"),
