@@ -254,7 +254,11 @@ async fn main() {
     };
     // KCM_BINARY alone measures that binary as "ours" (the old single-binary mode).
     let mut binaries = vec![("ours", kcm_binary())];
-    match std::env::var_os("KCM_UPSTREAM_BINARY").map(PathBuf::from) {
+    // hack/bench.sh passes an empty value when upstream's binary is absent (it said so).
+    match std::env::var_os("KCM_UPSTREAM_BINARY")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+    {
         Some(p) if p.is_file() => binaries.push(("upstream", p)),
         Some(p) => println!(
             "SKIPPED: upstream kube-controller-manager: {} is not a file",
