@@ -97,11 +97,9 @@ bench_proxy() {
 bench_scheduler() {
   local nodes=5000 pods=10000
   [[ ${QUICK} -eq 1 ]] && nodes=100 pods=200
-  local schedulers="ferrokube=${RELEASE}/kube-scheduler"
-  local up
-  up="$(upstream_bin kube-scheduler)" && [[ -n "${up}" ]] && schedulers+=";upstream=${up}"
-  BENCH_SCHEDULERS="${schedulers}" run_harness scheduler \
-    scheduler/bench/bench-scheduler.sh "${nodes}" "${pods}"
+  # The script takes ours from the target dir and upstream's from FERROKUBE_UPSTREAM_DIR.
+  upstream_bin kube-scheduler >/dev/null
+  run_harness scheduler scheduler/bench/bench-scheduler.sh "${nodes}" "${pods}"
 }
 
 bench_controllers() {
