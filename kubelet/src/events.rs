@@ -200,7 +200,9 @@ impl Recorder {
     /// called inside a tokio runtime.
     pub fn new(client: kube::Client, host: &str) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(EventRecorder::new(client, "kubelet", host), rx));
+        // client-go's legacy recorder, as upstream's kubelet uses: its spam filter included.
+        let recorder = EventRecorder::new(client, "kubelet", host).with_spam_filter();
+        tokio::spawn(run(recorder, rx));
         Recorder { tx: Some(tx) }
     }
 
