@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use component_base::client::ClientOptions;
 use component_base::leader_election::{default_identity, LeaderElector};
 use component_base::metrics::Metrics;
 use component_base::server::{self, Authorization, Health, ServingOptions, TlsOptions};
@@ -40,14 +39,7 @@ fn main() -> ExitCode {
 async fn run(options: KcmOptions) -> anyhow::Result<()> {
     tracing::info!(version = %component_base::version::version(), "Starting kube-controller-manager");
     let shutdown = component_base::shutdown::on_signal();
-    let client_options = ClientOptions {
-        kubeconfig: options.kubeconfig.clone(),
-        master: options.master.clone(),
-        qps: options.kube_api_qps,
-        burst: options.kube_api_burst,
-        content_type: options.kube_api_content_type.clone(),
-        component: flags::COMPONENT.to_string(),
-    };
+    let client_options = options.client_options();
     let config = component_base::client::config(&client_options).await?;
     let client = component_base::client::client_from_config(
         config.clone(),

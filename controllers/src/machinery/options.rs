@@ -248,6 +248,21 @@ pub struct SigningOptions {
     pub legacy_unknown: Option<(PathBuf, PathBuf)>,
 }
 
+impl KcmOptions {
+    /// How the manager's clients reach the apiserver: `--kubeconfig`, `--master`,
+    /// `--kube-api-qps/-burst/-content-type`.
+    pub fn client_options(&self) -> component_base::client::ClientOptions {
+        component_base::client::ClientOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            master: self.master.clone(),
+            qps: self.kube_api_qps,
+            burst: self.kube_api_burst,
+            content_type: self.kube_api_content_type.clone(),
+            component: COMPONENT.to_string(),
+        }
+    }
+}
+
 impl Default for KcmOptions {
     fn default() -> Self {
         KcmOptions {

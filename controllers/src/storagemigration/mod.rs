@@ -21,7 +21,7 @@ pub mod types;
 
 use futures::future::FutureExt;
 
-use crate::machinery::context::ControllerContext;
+use crate::machinery::context::{ControllerContext, Rate};
 use crate::machinery::ControllerDescriptor;
 
 /// Upstream's controller name: the migrator's field manager, work queue name and identity.
@@ -42,7 +42,14 @@ async fn start(ctx: ControllerContext) -> anyhow::Result<()> {
     if !ctx.options.enable_garbage_collector {
         anyhow::bail!("storage version migrator requires garbage collector");
     }
-    let client = ctx.client_for(CONTROLLER_NAME).await?;
+    // A migration rewrites every object of a resource, so upstream gives the migrator its
+    // own client at QPS ×20 and burst ×100 (upstream's status writes keep the manager's
+    // rate; ours share the fast client).
+    let fast = Rate {
+        qps_factor: 20.0,
+        burst_factor: 100,
+    };
+    let client = ctx.client_for_rate(CONTROLLER_NAME, fast).await?;
     let (a, b) = tokio::join!(
         migrator::run(ctx.clone(), client.clone()),
         resource_version::run(ctx, client)

@@ -36,7 +36,10 @@ pub struct ServiceAccountClients {
     qps: f32,
     burst: u32,
     dir: tempfile::TempDir,
+    /// The clients built, by account and rate.
     clients: Mutex<HashMap<String, Arc<OnceCell<kube::Client>>>>,
+    /// Each service account's token file, requested once and kept fresh.
+    tokens: Mutex<HashMap<String, Arc<OnceCell<PathBuf>>>>,
 }
 
 impl Credentials {
@@ -53,6 +56,7 @@ impl Credentials {
                 burst,
                 dir,
                 clients: Mutex::default(),
+                tokens: Mutex::default(),
             },
         )))
     }
@@ -67,30 +71,53 @@ impl Credentials {
         match self {
             Credentials::Shared => Ok(manager.clone()),
             Credentials::ServiceAccounts(sa) => {
-                sa.client_for(service_account, manager, shutdown).await
+                sa.client_for(service_account, manager, shutdown, Rate::MANAGER)
+                    .await
             }
         }
     }
 }
 
+/// A controller's client rate as multiples of `--kube-api-qps` and `--kube-api-burst`
+/// (upstream's storage-version-migrator raises its own: QPS ×20, burst ×100).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    /// Multiplies `--kube-api-qps`.
+    pub qps_factor: f32,
+    /// Multiplies `--kube-api-burst`.
+    pub burst_factor: u32,
+}
+
+impl Rate {
+    /// The manager's own limits.
+    pub const MANAGER: Rate = Rate {
+        qps_factor: 1.0,
+        burst_factor: 1,
+    };
+
+    /// `(qps, burst)` scaled; a negative (unlimited) or zero (default) qps keeps its meaning.
+    pub fn apply(self, qps: f32, burst: u32) -> (f32, u32) {
+        (
+            qps * self.qps_factor,
+            burst.saturating_mul(self.burst_factor),
+        )
+    }
+}
+
 impl ServiceAccountClients {
-    /// The client for `name`, built once; controllers asking for different accounts get
-    /// their tokens concurrently (kubeadm runs every controller this way, and one token
+    /// The client for `name` at `rate`, built once; its token is requested once per
+    /// account, and controllers asking for different accounts get their tokens concurrently (kubeadm runs every controller this way, and one token
     /// request after another held up the start of the last controllers).
-    async fn client_for(
+    pub(super) async fn client_for(
         &self,
         name: &str,
         manager: &kube::Client,
         shutdown: &CancellationToken,
+        rate: Rate,
     ) -> anyhow::Result<kube::Client> {
-        let cell = self
-            .clients
-            .lock()
-            .await
-            .entry(name.to_string())
-            .or_default()
-            .clone();
-        cell.get_or_try_init(|| self.build(name, manager, shutdown))
+        let key = format!("{name}@{}x{}", rate.qps_factor, rate.burst_factor);
+        let cell = self.clients.lock().await.entry(key).or_default().clone();
+        cell.get_or_try_init(|| self.build(name, manager, shutdown, rate))
             .await
             .cloned()
     }
@@ -100,7 +127,42 @@ impl ServiceAccountClients {
         name: &str,
         manager: &kube::Client,
         shutdown: &CancellationToken,
+        rate: Rate,
     ) -> anyhow::Result<kube::Client> {
+        let token = self
+            .tokens
+            .lock()
+            .await
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        let file = token
+            .get_or_try_init(|| self.issue(name, manager, shutdown))
+            .await?
+            .clone();
+        let mut cfg = self.base.clone();
+        cfg.auth_info = AuthInfo {
+            token_file: Some(file.display().to_string()),
+            ..Default::default()
+        };
+        if let Ok(ua) = http::HeaderValue::from_str(&format!(
+            "{}/{name}",
+            component_base::version::user_agent("kube-controller-manager")
+        )) {
+            cfg.headers.retain(|(k, _)| k != http::header::USER_AGENT);
+            cfg.headers.push((http::header::USER_AGENT, ua));
+        }
+        let (qps, burst) = rate.apply(self.qps, self.burst);
+        Ok(component_base::client::client_from_config(cfg, qps, burst)?)
+    }
+
+    /// Requests the first token of `name` into its file and keeps it fresh.
+    async fn issue(
+        &self,
+        name: &str,
+        manager: &kube::Client,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<PathBuf> {
         let file = self.dir.path().join(name);
         // Retried until it succeeds: an API server restarting while the controllers start
         // delays them rather than ending the manager.
@@ -115,26 +177,13 @@ impl ServiceAccountClients {
         .with_context(|| {
             format!("token for service account {NAMESPACE}/{name}: shut down before one was issued")
         })?;
-        let mut cfg = self.base.clone();
-        cfg.auth_info = AuthInfo {
-            token_file: Some(file.display().to_string()),
-            ..Default::default()
-        };
-        if let Ok(ua) = http::HeaderValue::from_str(&format!(
-            "{}/{name}",
-            component_base::version::user_agent("kube-controller-manager")
-        )) {
-            cfg.headers.retain(|(k, _)| k != http::header::USER_AGENT);
-            cfg.headers.push((http::header::USER_AGENT, ua));
-        }
-        let client = component_base::client::client_from_config(cfg, self.qps, self.burst)?;
         tokio::spawn(keep_fresh(
             manager.clone(),
             name.to_string(),
-            file,
+            file.clone(),
             shutdown.clone(),
         ));
-        Ok(client)
+        Ok(file)
     }
 }
 
@@ -197,5 +246,24 @@ async fn keep_fresh(
                 Duration::from_secs(10)
             }
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rate;
+
+    #[test]
+    fn rate_scales_qps_and_burst_keeping_unlimited_and_default() {
+        let svm = Rate {
+            qps_factor: 20.0,
+            burst_factor: 100,
+        };
+        assert_eq!(svm.apply(20.0, 30), (400.0, 3000));
+        assert_eq!(Rate::MANAGER.apply(20.0, 30), (20.0, 30));
+        // -1 (unlimited) stays unlimited, 0 (client-go's default) stays the default.
+        assert!(svm.apply(-1.0, 30).0 < 0.0);
+        assert_eq!(svm.apply(0.0, 0), (0.0, 0));
+        assert_eq!(svm.apply(1.0, u32::MAX).1, u32::MAX);
     }
 }

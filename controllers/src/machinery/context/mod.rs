@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::machinery::informers::InformerFactory;
 use crate::machinery::options::KcmOptions;
-pub use credentials::Credentials;
+pub use credentials::{Credentials, Rate};
 pub use metrics::ControllerMetrics;
 
 /// Shared handles a controller's `start` function receives. Cheap to clone.
@@ -48,6 +48,32 @@ impl ControllerContext {
         self.credentials
             .client_for(service_account, &self.client, &self.shutdown)
             .await
+    }
+
+    /// Like [`ControllerContext::client_for`], with the client's rate limits at `rate`
+    /// times `--kube-api-qps`/`--kube-api-burst` (a client of its own, as upstream builds
+    /// for controllers that raise their limits).
+    pub async fn client_for_rate(
+        &self,
+        service_account: &str,
+        rate: Rate,
+    ) -> anyhow::Result<kube::Client> {
+        match &*self.credentials {
+            _ if rate == Rate::MANAGER => self.client_for(service_account).await,
+            Credentials::ServiceAccounts(accounts) => {
+                accounts
+                    .client_for(service_account, &self.client, &self.shutdown, rate)
+                    .await
+            }
+            Credentials::Shared => {
+                let options = self.options.client_options();
+                let config = component_base::client::config(&options).await?;
+                let (qps, burst) = rate.apply(options.qps, options.burst);
+                Ok(component_base::client::client_from_config(
+                    config, qps, burst,
+                )?)
+            }
+        }
     }
 }
 
