@@ -11,4 +11,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -p dns --bin ferrokube-dns
-exec cargo bench -p dns --bench bench_dns -- --binary "$PWD/target/release/ferrokube-dns" "$@"
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+exec cargo bench -p dns --bench bench_dns -- --binary "$target/release/ferrokube-dns" "$@"
