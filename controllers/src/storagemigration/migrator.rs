@@ -6,7 +6,6 @@
 //! collector's monitors, waiting until their cache is at least as new as the recorded
 //! resourceVersion; ours lists them with a consistent (etcd) list, which is, and checks it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -20,9 +19,7 @@ use super::resource_version::{api_resource, discover};
 use super::types::StorageVersionMigration;
 use super::CONTROLLER_NAME;
 use crate::machinery::context::ControllerContext;
-use crate::machinery::informers::handlers::{self as informer, Change};
 use crate::machinery::informers::Informer;
-use crate::machinery::queue::WorkQueue;
 use api_helpers::errors;
 
 /// Upstream's number of workers.
@@ -90,31 +87,14 @@ pub fn apply_body(
 }
 
 pub(super) async fn run(ctx: ControllerContext, client: kube::Client) -> anyhow::Result<()> {
-    let queue: WorkQueue<String> = WorkQueue::new().with_metrics(&ctx.metrics, CONTROLLER_NAME);
-    let svms = ctx.informers().informer::<StorageVersionMigration>();
-    let q = queue.clone();
-    informer::on(&svms, move |svm: &StorageVersionMigration, change| {
-        if let (Change::Applied, Some(name)) = (change, &svm.metadata.name) {
-            q.add(name.clone());
-        }
-    });
-    let s = svms.clone();
-    informer::wait_synced(&ctx.shutdown, async move { s.wait_synced().await }).await?;
-    tracing::info!(controller = CONTROLLER_NAME, "Starting");
-    let state = Arc::new((client, svms));
-    queue
-        .run(
-            CONTROLLER_NAME,
-            WORKERS,
-            ctx.shutdown.clone(),
-            move |name| {
-                let state = state.clone();
-                async move { sync(&state.0, &state.1, &name).await }
-            },
-        )
-        .await;
-    tracing::info!(controller = CONTROLLER_NAME, "Shutting down");
-    Ok(())
+    super::run_loop(
+        &ctx,
+        CONTROLLER_NAME,
+        WORKERS,
+        client,
+        |client, svms, name| async move { sync(&client, &svms, &name).await },
+    )
+    .await
 }
 
 fn now() -> Time {

@@ -19,10 +19,16 @@ pub mod migrator;
 pub mod resource_version;
 pub mod types;
 
+use std::future::Future;
+
 use futures::future::FutureExt;
 
 use crate::machinery::context::{ControllerContext, Rate};
+use crate::machinery::informers::handlers::{self as informer, Change};
+use crate::machinery::informers::Informer;
+use crate::machinery::queue::WorkQueue;
 use crate::machinery::ControllerDescriptor;
+use types::StorageVersionMigration;
 
 /// Upstream's controller name: the migrator's field manager, work queue name and identity.
 pub const CONTROLLER_NAME: &str = "storage-version-migrator-controller";
@@ -55,4 +61,41 @@ async fn start(ctx: ControllerContext) -> anyhow::Result<()> {
         resource_version::run(ctx, client)
     );
     a.and(b)
+}
+
+/// Both loops' start-up: a queue of migration names filled from the shared informer, then
+/// `workers` workers calling `sync(client, informer, name)` until shutdown.
+async fn run_loop<F, Fut>(
+    ctx: &ControllerContext,
+    name: &'static str,
+    workers: usize,
+    client: kube::Client,
+    sync: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(kube::Client, Informer<StorageVersionMigration>, String) -> Fut
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let queue: WorkQueue<String> = WorkQueue::new().with_metrics(&ctx.metrics, name);
+    let svms = ctx.informers().informer::<StorageVersionMigration>();
+    let q = queue.clone();
+    informer::on(&svms, move |svm: &StorageVersionMigration, change| {
+        if let (Change::Applied, Some(name)) = (change, &svm.metadata.name) {
+            q.add(name.clone());
+        }
+    });
+    let s = svms.clone();
+    informer::wait_synced(&ctx.shutdown, async move { s.wait_synced().await }).await?;
+    tracing::info!(controller = name, "Starting");
+    queue
+        .run(name, workers, ctx.shutdown.clone(), move |key| {
+            sync(client.clone(), svms.clone(), key)
+        })
+        .await;
+    tracing::info!(controller = name, "Shutting down");
+    Ok(())
 }

@@ -3,8 +3,6 @@
 //! that new), or fails when discovery does not serve the resource with the verbs a migration
 //! needs.
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIResource, Time};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
@@ -13,9 +11,7 @@ use kube::Api;
 use super::conditions;
 use super::types::{GroupVersionResource, StorageVersionMigration};
 use crate::machinery::context::ControllerContext;
-use crate::machinery::informers::handlers::{self as informer, Change};
 use crate::machinery::informers::Informer;
-use crate::machinery::queue::WorkQueue;
 use api_helpers::errors;
 
 /// Upstream's name: its work queue's.
@@ -96,26 +92,10 @@ pub fn api_resource(gvr: &GroupVersionResource, served: &APIResource) -> ApiReso
 }
 
 pub(super) async fn run(ctx: ControllerContext, client: kube::Client) -> anyhow::Result<()> {
-    let queue: WorkQueue<String> = WorkQueue::new().with_metrics(&ctx.metrics, NAME);
-    let svms = ctx.informers().informer::<StorageVersionMigration>();
-    let q = queue.clone();
-    informer::on(&svms, move |svm: &StorageVersionMigration, change| {
-        if let (Change::Applied, Some(name)) = (change, &svm.metadata.name) {
-            q.add(name.clone());
-        }
-    });
-    let s = svms.clone();
-    informer::wait_synced(&ctx.shutdown, async move { s.wait_synced().await }).await?;
-    tracing::info!(controller = NAME, "Starting");
-    let state = Arc::new((client, svms));
-    queue
-        .run(NAME, 1, ctx.shutdown.clone(), move |name| {
-            let state = state.clone();
-            async move { sync(&state.0, &state.1, &name).await }
-        })
-        .await;
-    tracing::info!(controller = NAME, "Shutting down");
-    Ok(())
+    super::run_loop(&ctx, NAME, 1, client, |client, svms, name| async move {
+        sync(&client, &svms, &name).await
+    })
+    .await
 }
 
 async fn sync(
