@@ -94,6 +94,9 @@ pub enum Aggregation {
 #[derive(Debug, Default)]
 pub struct SeriesCache {
     entries: HashMap<String, (String, i32, Timestamp)>,
+    /// When expired entries were last dropped: at most once a second, not on every event
+    /// (a burst of N events would otherwise scan the cache N times).
+    last_sweep: Option<Timestamp>,
 }
 
 /// The key under which two events count as repeats (client-go's getKey).
@@ -121,10 +124,15 @@ impl SeriesCache {
     /// event's name is recorded by [`SeriesCache::created`]).
     pub fn decide(&mut self, e: &EventSpec, now: Timestamp) -> Aggregation {
         let window = k8s_openapi::jiff::SignedDuration::try_from(SERIES_WINDOW).unwrap_or_default();
-        self.entries
-            .retain(|_, (_, _, seen)| now.duration_since(*seen) < window);
+        let live = |seen: &Timestamp| now.duration_since(*seen) < window;
+        if self.last_sweep.is_none_or(|t| {
+            now.duration_since(t) >= k8s_openapi::jiff::SignedDuration::from_secs(1)
+        }) {
+            self.entries.retain(|_, (_, _, seen)| live(seen));
+            self.last_sweep = Some(now);
+        }
         match self.entries.get_mut(&isomorphism_key(e)) {
-            Some((name, count, seen)) => {
+            Some((name, count, seen)) if live(seen) => {
                 *count += 1;
                 *seen = now;
                 Aggregation::Series {
@@ -132,7 +140,7 @@ impl SeriesCache {
                     count: *count,
                 }
             }
-            None => Aggregation::Create,
+            _ => Aggregation::Create,
         }
     }
 
@@ -431,5 +439,28 @@ mod tests {
             cache.decide(&e, t0 + k8s_openapi::jiff::SignedDuration::from_mins(7)),
             Aggregation::Create
         );
+    }
+
+    #[test]
+    fn an_entry_expired_between_sweeps_is_not_continued() {
+        use k8s_openapi::jiff::SignedDuration;
+        let mut cache = SeriesCache::default();
+        let t0 = Timestamp::now();
+        let (a, b) = (ev("FailedScheduling", "a"), ev("FailedScheduling", "b"));
+        cache.created(&a, "web.1".into(), t0);
+        cache.created(&b, "web.2".into(), t0);
+        // A sweep 359.5 s in keeps both entries (the window is 360 s).
+        let swept = t0 + SignedDuration::from_millis(359_500);
+        assert!(matches!(
+            cache.decide(&a, swept),
+            Aggregation::Series { .. }
+        ));
+        // 0.7 s later no sweep runs, but `b` (last seen 360.2 s ago) has expired.
+        let later = t0 + SignedDuration::from_millis(360_200);
+        assert_eq!(cache.decide(&b, later), Aggregation::Create);
+        assert!(matches!(
+            cache.decide(&a, later),
+            Aggregation::Series { .. }
+        ));
     }
 }
